@@ -1,3 +1,55 @@
+use netdev_broker::cli::{self, Command};
+use netdev_broker::config::{self, TOKEN_ENV};
+use netdev_broker::error::Error;
+use netdev_broker::{logging, server::Broker};
+use signal_hook::consts::{SIGINT, SIGTERM};
+
 fn main() {
-    println!("Hello, world!");
+    let code = match run() {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("netdev-broker: {e}");
+            log::logger().flush();
+            match e {
+                Error::Config(_) => 2,
+                _ => 1,
+            }
+        }
+    };
+    std::process::exit(code);
+}
+
+fn run() -> Result<(), Error> {
+    let cmd = cli::parse(std::env::args().skip(1)).map_err(|m| Error::Config(format!("{m}\n\n{}", cli::USAGE)))?;
+    let ov = match cmd {
+        Command::Help => {
+            print!("{}", cli::USAGE);
+            return Ok(());
+        }
+        Command::Version => {
+            println!("netdev-broker {}", env!("CARGO_PKG_VERSION"));
+            return Ok(());
+        }
+        Command::Serve(ov) => ov,
+    };
+    let loaded = config::load(&ov, std::env::var(TOKEN_ENV).ok())?;
+    let c = loaded.config;
+    logging::init(&c).map_err(Error::Config)?;
+    for w in &loaded.warnings {
+        log::warn!("{w}");
+    }
+    if let Some(src) = &c.source {
+        log::info!("configuration from {}", src.display());
+    }
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
+        .map_err(|e| Error::Config(format!("cannot install signal handlers: {e}")))?;
+    let broker = Broker::start(&c)?;
+    drop(c);
+    if let Some(sig) = signals.forever().next() {
+        log::info!("signal {sig} received, shutting down");
+    }
+    broker.shutdown();
+    log::info!("bye");
+    log::logger().flush();
+    Ok(())
 }

@@ -1,0 +1,380 @@
+//! JSON wire types: request validation with FastAPI/pydantic-shaped 422 errors, and the JSON
+//! bodies of responses. Nothing else in the broker builds or parses API JSON.
+
+use crate::error::{Error, FieldError};
+use crate::session::driver::{CmdResult, ExecItem};
+use crate::session::{SessionHandle, SessionInfo};
+use crate::util::{iso8601, secs_since};
+use serde_json::{json, Map, Value};
+use std::time::Duration;
+
+/// Parse a JSON body into an object, as FastAPI does for a pydantic model body.
+pub fn parse_object(body: &[u8]) -> Result<Map<String, Value>, Error> {
+    if body.iter().all(|b| b.is_ascii_whitespace()) {
+        return Err(Error::validation(vec![json!("body")], "Field required", "missing"));
+    }
+    let v: Value = serde_json::from_slice(body).map_err(|e| {
+        Error::Validation(vec![FieldError::new(
+            vec![json!("body"), json!(e.column())],
+            format!("JSON decode error: {e}"),
+            "json_invalid",
+        )])
+    })?;
+    match v {
+        Value::Object(m) => Ok(m),
+        _ => Err(Error::validation(
+            vec![json!("body")],
+            "Input should be a valid dictionary or object to extract fields from",
+            "model_attributes_type",
+        )),
+    }
+}
+
+/// Reads fields of one JSON object, collecting every problem (pydantic reports them all).
+pub struct Fields<'a> {
+    map: &'a Map<String, Value>,
+    prefix: Vec<Value>,
+    pub errors: Vec<FieldError>,
+}
+
+impl<'a> Fields<'a> {
+    pub fn new(map: &'a Map<String, Value>, prefix: Vec<Value>) -> Fields<'a> {
+        Fields { map, prefix, errors: Vec::new() }
+    }
+
+    fn loc(&self, name: &str) -> Vec<Value> {
+        let mut l = self.prefix.clone();
+        l.push(json!(name));
+        l
+    }
+
+    pub fn err(&mut self, name: &str, msg: impl Into<String>, kind: &'static str) {
+        let loc = self.loc(name);
+        self.errors.push(FieldError::new(loc, msg, kind));
+    }
+
+    fn present(&self, name: &str) -> Option<&'a Value> {
+        self.map.get(name).filter(|v| !v.is_null())
+    }
+
+    pub fn string(&mut self, name: &str, required: bool) -> Option<String> {
+        match self.present(name) {
+            None => {
+                if required {
+                    self.err(name, "Field required", "missing");
+                }
+                None
+            }
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(_) => {
+                self.err(name, "Input should be a valid string", "string_type");
+                None
+            }
+        }
+    }
+
+    /// An integer; numeric strings are accepted ("600"), as Ansible templating sends them.
+    pub fn int(&mut self, name: &str, min: i64, max: i64) -> Option<i64> {
+        let v = self.present(name)?;
+        let n = match v {
+            Value::Number(n) => match n.as_i64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 1e15).map(|f| f as i64)) {
+                Some(n) => n,
+                None => {
+                    self.err(name, "Input should be a valid integer", "int_from_float");
+                    return None;
+                }
+            },
+            Value::String(s) => match s.trim().parse::<i64>() {
+                Ok(n) => n,
+                Err(_) => {
+                    self.err(name, "Input should be a valid integer, unable to parse string as an integer", "int_parsing");
+                    return None;
+                }
+            },
+            _ => {
+                self.err(name, "Input should be a valid integer", "int_type");
+                return None;
+            }
+        };
+        self.bounds(name, n as f64, min as f64, max as f64).then_some(n)
+    }
+
+    /// A number of seconds (integer or fraction; numeric strings accepted).
+    pub fn seconds(&mut self, name: &str, min: f64, max: f64) -> Option<Duration> {
+        let v = self.present(name)?;
+        let f = match v {
+            Value::Number(n) => n.as_f64(),
+            Value::String(s) => s.trim().parse::<f64>().ok().filter(|f| f.is_finite()),
+            _ => None,
+        };
+        match f {
+            Some(f) if self.bounds(name, f, min, max) => Some(Duration::from_secs_f64(f)),
+            Some(_) => None,
+            None => {
+                self.err(name, "Input should be a valid number", "float_parsing");
+                None
+            }
+        }
+    }
+
+    fn bounds(&mut self, name: &str, v: f64, min: f64, max: f64) -> bool {
+        if v < min {
+            self.err(name, format!("Input should be greater than or equal to {min}"), "greater_than_equal");
+            false
+        } else if v > max {
+            self.err(name, format!("Input should be less than or equal to {max}"), "less_than_equal");
+            false
+        } else {
+            true
+        }
+    }
+
+    pub fn finish(self) -> Result<(), Error> {
+        if self.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Validation(self.errors))
+        }
+    }
+}
+
+/// POST /session body after validation.
+pub struct OpenBody {
+    pub host: String,
+    pub username: String,
+    pub password: crate::secret::Secret,
+    pub device_type: String,
+    pub port: u16,
+    pub timeout: Duration,
+    pub session_timeout: Option<Duration>,
+    pub enable_password: Option<crate::secret::Secret>,
+}
+
+pub fn open_body(body: &[u8]) -> Result<OpenBody, Error> {
+    let map = parse_object(body)?;
+    let mut f = Fields::new(&map, vec![json!("body")]);
+    let host = f.string("host", true);
+    let username = f.string("username", true);
+    let password = f.string("password", true);
+    let device_type = f.string("device_type", false).unwrap_or_else(|| "cisco_ios".into());
+    let port = f.int("port", 1, 65_535).unwrap_or(22) as u16;
+    let timeout = f.seconds("timeout", 0.1, 3600.0).unwrap_or(Duration::from_secs(30));
+    let session_timeout = f.int("session_timeout", 0, 10 * 365 * 86_400).map(|n| Duration::from_secs(n as u64));
+    // Netmiko calls it `secret`; the seed's Telnet API calls it `enable_password`.
+    let enable = f.string("enable_password", false).or_else(|| f.string("secret", false));
+    if let Some(h) = &host {
+        if let Err(m) = crate::transport::validate_host(h) {
+            f.err("host", m, "value_error");
+        }
+    }
+    if username.as_deref().is_some_and(|u| u.contains('\0')) {
+        f.err("username", "must not contain NUL bytes", "value_error");
+    }
+    f.finish()?;
+    Ok(OpenBody {
+        host: host.unwrap_or_default().trim().to_string(),
+        username: username.unwrap_or_default(),
+        password: crate::secret::Secret::new(password.unwrap_or_default()),
+        device_type,
+        port,
+        timeout,
+        session_timeout,
+        enable_password: enable.filter(|s| !s.is_empty()).map(crate::secret::Secret::new),
+    })
+}
+
+pub struct ExecBody {
+    pub items: Vec<ExecItem>,
+    pub timeout: Option<Duration>,
+}
+
+const MAX_TIMEOUT: f64 = 86_400.0;
+
+pub fn exec_body(body: &[u8]) -> Result<ExecBody, Error> {
+    let map = parse_object(body)?;
+    let mut f = Fields::new(&map, vec![json!("body")]);
+    let timeout = f.seconds("timeout", 0.1, MAX_TIMEOUT);
+    let mut items = Vec::new();
+    match map.get("commands") {
+        None | Some(Value::Null) => f.err("commands", "Field required", "missing"),
+        Some(Value::Array(list)) => {
+            for (i, v) in list.iter().enumerate() {
+                let at = vec![json!("body"), json!("commands"), json!(i)];
+                match v {
+                    Value::String(s) => items.push(ExecItem::plain(s)),
+                    Value::Object(o) => {
+                        let mut g = Fields::new(o, at);
+                        let cmd = g.string("cmd", true);
+                        let answer = g.string("answer", false);
+                        let newlines = g.int("send_newlines", 0, 16).unwrap_or(1) as usize;
+                        let t = g.seconds("read_timeout", 0.1, MAX_TIMEOUT).or_else(|| g.seconds("timeout", 0.1, MAX_TIMEOUT));
+                        let answer = match answer {
+                            Some(a) => match crate::platform::compile(&a) {
+                                Ok(r) => Some(r),
+                                Err(m) => {
+                                    g.err("answer", m, "value_error");
+                                    None
+                                }
+                            },
+                            None => None,
+                        };
+                        f.errors.append(&mut g.errors);
+                        if let Some(cmd) = cmd {
+                            items.push(ExecItem { cmd, answer, send_newlines: newlines, timeout: t });
+                        }
+                    }
+                    _ => f.errors.push(FieldError::new(
+                        at,
+                        "Input should be a valid string or an object with a 'cmd' field",
+                        "string_type",
+                    )),
+                }
+            }
+            for (i, it) in items.iter().enumerate() {
+                if it.cmd.contains(['\n', '\r', '\0']) {
+                    f.errors.push(FieldError::new(
+                        vec![json!("body"), json!("commands"), json!(i)],
+                        "A command must be a single line (no CR, LF or NUL)",
+                        "value_error",
+                    ));
+                }
+            }
+        }
+        Some(_) => f.err("commands", "Input should be a valid list", "list_type"),
+    }
+    f.finish()?;
+    Ok(ExecBody { items, timeout })
+}
+
+pub fn result_json(r: &CmdResult) -> Value {
+    let mut v = json!({
+        "command": r.command,
+        "output": r.output,
+        "elapsed_ms": r.elapsed_ms,
+        "truncated": r.truncated,
+        "failed": r.failure.is_some(),
+    });
+    if let Some(e) = &r.failure {
+        v["error"] = json!(e);
+    }
+    v
+}
+
+/// `outputs` keyed by the exact command string (a repeated command keeps its last output, as a
+/// Python dict did) and `results` in order.
+pub fn exec_json(results: &[CmdResult]) -> Map<String, Value> {
+    let mut outputs = Map::new();
+    for r in results {
+        outputs.insert(r.command.clone(), json!(r.output));
+    }
+    let mut m = Map::new();
+    m.insert("outputs".into(), Value::Object(outputs));
+    m.insert("results".into(), Value::Array(results.iter().map(result_json).collect()));
+    m
+}
+
+pub fn opened_json(info: &SessionInfo) -> Value {
+    json!({"session_id": info.id, "host": info.host})
+}
+
+pub fn status_json(h: &SessionHandle) -> Value {
+    let i = &h.info;
+    let s = h.state();
+    let mut v = json!({
+        "session_id": i.id,
+        "alive": s.alive,
+        "host": i.host,
+        "device_type": i.device_type,
+        "created_at": iso8601(i.created_at),
+        "last_used": iso8601(s.last_used_at),
+        "age_seconds": secs_since(i.created),
+        "idle_seconds": secs_since(s.last_used),
+        "protocol": i.protocol,
+        "mode": s.mode,
+        "port": i.port,
+        "username": i.username,
+        "platform": i.platform,
+        "session_timeout": i.session_timeout.as_secs(),
+        "busy": h.busy(),
+        "commands_run": s.commands_run,
+        "algorithms": i.negotiated,
+    });
+    if let Some(r) = &s.dead_reason {
+        v["dead_reason"] = json!(r);
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errs(r: Result<impl Sized, Error>) -> Value {
+        match r {
+            Ok(_) => panic!("expected a validation error"),
+            Err(e) => {
+                assert_eq!(e.status(), 422);
+                e.body()
+            }
+        }
+    }
+
+    #[test]
+    fn open_body_accepts_seed_and_ansible_shapes() {
+        let b = open_body(br#"{"host":"10.0.0.1","username":"u","password":"p"}"#).unwrap();
+        assert_eq!(b.port, 22);
+        assert_eq!(b.device_type, "cisco_ios");
+        assert_eq!(b.timeout, Duration::from_secs(30));
+        assert!(b.session_timeout.is_none());
+        let b = open_body(br#"{"host":"h","username":"u","password":"p","port":"2222","session_timeout":"600","timeout":"5","secret":"en","extra":1}"#).unwrap();
+        assert_eq!(b.port, 2222);
+        assert_eq!(b.session_timeout, Some(Duration::from_secs(600)));
+        assert_eq!(b.timeout, Duration::from_secs(5));
+        assert_eq!(b.enable_password.unwrap().expose(), "en");
+        let b = open_body(br#"{"host":"h","username":"u","password":"p","enable_password":""}"#).unwrap();
+        assert!(b.enable_password.is_none());
+    }
+
+    #[test]
+    fn open_body_errors_have_fastapi_locs() {
+        let v = errs(open_body(br#"{"username":"u"}"#));
+        let locs: Vec<&Value> = v["detail"].as_array().unwrap().iter().map(|e| &e["loc"]).collect();
+        assert_eq!(locs, vec![&json!(["body", "host"]), &json!(["body", "password"])]);
+        let v = errs(open_body(br#"{"host":"h","username":"u","password":"p","port":"abc"}"#));
+        assert_eq!(v["detail"][0]["type"], "int_parsing");
+        let v = errs(open_body(br#"{"host":"h","username":"u","password":"p","port":70000}"#));
+        assert_eq!(v["detail"][0]["loc"], json!(["body", "port"]));
+        let v = errs(open_body(br#"{"host":"a\u0000b","username":"u","password":"p"}"#));
+        assert_eq!(v["detail"][0]["loc"], json!(["body", "host"]));
+        let v = errs(open_body(br#"{"host":5,"username":"u","password":"p"}"#));
+        assert_eq!(v["detail"][0]["type"], "string_type");
+        assert_eq!(errs(open_body(b"{not json"))["detail"][0]["type"], "json_invalid");
+        assert_eq!(errs(open_body(b"[1,2]"))["detail"][0]["type"], "model_attributes_type");
+        assert_eq!(errs(open_body(b""))["detail"][0]["type"], "missing");
+    }
+
+    #[test]
+    fn exec_body_forms() {
+        let b = exec_body(br#"{"commands":["show version",{"cmd":"copy run start","answer":"\\[confirm\\]","send_newlines":1}],"timeout":"5"}"#).unwrap();
+        assert_eq!(b.items.len(), 2);
+        assert!(b.items[1].answer.is_some());
+        assert_eq!(b.timeout, Some(Duration::from_secs(5)));
+        let v = errs(exec_body(br#"{"commands":"show version"}"#));
+        assert_eq!(v["detail"][0]["type"], "list_type");
+        let v = errs(exec_body(br#"{"commands":[1]}"#));
+        assert_eq!(v["detail"][0]["loc"], json!(["body", "commands", 0]));
+        let v = errs(exec_body(br#"{"commands":[{"cmd":"x","answer":"("}]}"#));
+        assert_eq!(v["detail"][0]["loc"], json!(["body", "commands", 0, "answer"]));
+        let v = errs(exec_body(br#"{"commands":["a\nb"]}"#));
+        assert_eq!(v["detail"][0]["loc"], json!(["body", "commands", 0]));
+        assert!(exec_body(br#"{"commands":[]}"#).unwrap().items.is_empty());
+    }
+
+    #[test]
+    fn outputs_keep_repeats_in_results() {
+        let r = |c: &str, o: &str| CmdResult { command: c.into(), output: o.into(), elapsed_ms: 1, truncated: false, failure: None };
+        let m = exec_json(&[r("end", "a"), r("end", "b")]);
+        assert_eq!(m["outputs"], json!({"end": "b"}));
+        assert_eq!(m["results"].as_array().unwrap().len(), 2);
+    }
+}

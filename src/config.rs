@@ -1,0 +1,436 @@
+//! Configuration in two stages: what the user wrote (a YAML mapping, read key by key so every
+//! message names its key), then a validated [`Config`] with defaults and durations resolved.
+
+use crate::error::Error;
+use crate::mask::Masker;
+use crate::secret::Secret;
+use serde_norway::Value;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/netdev-broker/config.yml";
+pub const TOKEN_ENV: &str = "NETDEV_BROKER_API_TOKEN";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogMode {
+    Stdout,
+    File,
+    Both,
+}
+
+#[derive(Debug, Clone)]
+pub struct WebUser {
+    pub username: String,
+    pub password_hash: Secret,
+}
+
+/// The validated configuration the broker runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub host: String,
+    pub port: u16,
+    pub api_token: Secret,
+    pub log_level: log::LevelFilter,
+    pub log_mode: LogMode,
+    pub log_file: PathBuf,
+    /// Default idle limit for sessions; zero means never reaped.
+    pub session_timeout: Duration,
+    pub stale_reaper: bool,
+    pub reaper_interval: Duration,
+    pub cmd_log_dir: Option<PathBuf>,
+    pub web_secret_key: Secret,
+    pub web_session_ttl: Duration,
+    pub web_users: Vec<WebUser>,
+    pub command_timeout: Duration,
+    pub workers: usize,
+    pub max_sessions: usize,
+    pub max_connections: usize,
+    pub max_body_bytes: usize,
+    pub max_output_bytes: usize,
+    pub state_dir: PathBuf,
+    pub masker: Masker,
+    /// Where the config came from (None: defaults and flags only).
+    pub source: Option<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            host: "127.0.0.1".into(),
+            port: 8765,
+            api_token: Secret::default(),
+            log_level: log::LevelFilter::Info,
+            log_mode: LogMode::Stdout,
+            log_file: "/var/log/netdev-broker/netdev-broker.log".into(),
+            session_timeout: Duration::from_secs(300),
+            stale_reaper: true,
+            reaper_interval: Duration::from_secs(60),
+            cmd_log_dir: None,
+            web_secret_key: Secret::default(),
+            web_session_ttl: Duration::from_secs(3600),
+            web_users: Vec::new(),
+            command_timeout: Duration::from_secs(30),
+            workers: default_workers(),
+            max_sessions: 1000,
+            max_connections: 512,
+            max_body_bytes: 1 << 20,
+            max_output_bytes: 16 << 20,
+            state_dir: "/var/lib/netdev-broker".into(),
+            masker: Masker::default(),
+            source: None,
+        }
+    }
+}
+
+/// Workers only parse JSON and route; they never wait on a device. Two per core, at least 4.
+fn default_workers() -> usize {
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    (cores * 2).clamp(4, 64)
+}
+
+/// Values given on the command line; they override the file.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub config: Option<PathBuf>,
+    pub host: Option<String>,
+    pub port: Option<String>,
+    pub api_token: Option<Secret>,
+    pub log_level: Option<String>,
+}
+
+const KNOWN_KEYS: &[&str] = &[
+    "host",
+    "port",
+    "api_token",
+    "log_level",
+    "log_mode",
+    "log_file",
+    "session_timeout",
+    "stale_reaper",
+    "reaper_interval",
+    "cmd_log_dir",
+    "web_secret_key",
+    "web_session_ttl",
+    "web_users",
+    "command_timeout",
+    "workers",
+    "max_sessions",
+    "max_connections",
+    "max_body_bytes",
+    "max_output_bytes",
+    "state_dir",
+    "mask_patterns",
+];
+
+/// The result of loading: the config plus warnings to log once logging is up.
+#[derive(Debug)]
+pub struct Loaded {
+    pub config: Config,
+    pub warnings: Vec<String>,
+}
+
+/// Load the file (explicit path, else the default path if it exists, else none), apply the
+/// environment token and the command-line overrides, validate.
+pub fn load(ov: &Overrides, env_token: Option<String>) -> Result<Loaded, Error> {
+    let path: Option<PathBuf> = match &ov.config {
+        Some(p) => Some(p.clone()),
+        None if Path::new(DEFAULT_CONFIG_PATH).exists() => Some(DEFAULT_CONFIG_PATH.into()),
+        None => None,
+    };
+    let text = match &path {
+        Some(p) => std::fs::read_to_string(p)
+            .map_err(|e| Error::Config(format!("cannot read config file {}: {e}", p.display())))?,
+        None => String::new(),
+    };
+    let mut loaded = from_yaml(&text)?;
+    loaded.config.source = path;
+    let c = &mut loaded.config;
+    if let Some(t) = env_token.filter(|t| !t.is_empty()) {
+        c.api_token = Secret::new(t);
+    }
+    if let Some(h) = &ov.host {
+        c.host = h.clone();
+    }
+    if let Some(p) = &ov.port {
+        c.port = parse_port(&Value::String(p.clone())).map_err(|m| Error::Config(format!("--port: {m}")))?;
+    }
+    if let Some(t) = &ov.api_token {
+        if !t.is_empty() {
+            c.api_token = t.clone();
+        }
+    }
+    if let Some(l) = &ov.log_level {
+        c.log_level = parse_level(l).map_err(|m| Error::Config(format!("--log-level: {m}")))?;
+    }
+    validate(c)?;
+    Ok(loaded)
+}
+
+/// Parse a YAML document into a Config (no file, env or flags involved). Empty text = defaults.
+pub fn from_yaml(text: &str) -> Result<Loaded, Error> {
+    let mut c = Config::default();
+    let mut warnings = Vec::new();
+    let doc: Value = if text.trim().is_empty() {
+        Value::Null
+    } else {
+        serde_norway::from_str(text).map_err(|e| Error::Config(format!("config file is not valid YAML: {e}")))?
+    };
+    let map = match doc {
+        Value::Null => serde_norway::Mapping::new(),
+        Value::Mapping(m) => m,
+        _ => return Err(Error::Config("config file must be a YAML mapping of keys to values".into())),
+    };
+    for (k, v) in map {
+        let key = match k.as_str() {
+            Some(s) => s.to_string(),
+            None => {
+                warnings.push(format!("config: ignoring non-string key {k:?}"));
+                continue;
+            }
+        };
+        let bad = |m: String| Error::Config(format!("config key '{key}': {m}"));
+        if v.is_null() && key != "web_users" && key != "cmd_log_dir" {
+            continue; // `key:` with no value keeps the default
+        }
+        match key.as_str() {
+            "host" => c.host = string(&v).map_err(bad)?,
+            "port" => c.port = parse_port(&v).map_err(bad)?,
+            "api_token" => c.api_token = Secret::new(string(&v).map_err(bad)?),
+            "log_level" => c.log_level = parse_level(&string(&v).map_err(bad)?).map_err(bad)?,
+            "log_mode" => {
+                c.log_mode = match string(&v).map_err(bad)?.to_ascii_lowercase().as_str() {
+                    "stdout" => LogMode::Stdout,
+                    "file" => LogMode::File,
+                    "both" => LogMode::Both,
+                    other => return Err(bad(format!("expected stdout, file or both, got '{other}'"))),
+                }
+            }
+            "log_file" => c.log_file = PathBuf::from(string(&v).map_err(bad)?),
+            "session_timeout" => c.session_timeout = secs(&v, 0).map_err(bad)?,
+            "stale_reaper" => c.stale_reaper = boolean(&v).map_err(bad)?,
+            "reaper_interval" => c.reaper_interval = secs(&v, 1).map_err(bad)?,
+            "cmd_log_dir" => {
+                let s = if v.is_null() { String::new() } else { string(&v).map_err(bad)? };
+                c.cmd_log_dir = if s.trim().is_empty() { None } else { Some(PathBuf::from(s)) };
+            }
+            "web_secret_key" => c.web_secret_key = Secret::new(string(&v).map_err(bad)?),
+            "web_session_ttl" => c.web_session_ttl = secs(&v, 1).map_err(bad)?,
+            "web_users" => c.web_users = web_users(&v).map_err(bad)?,
+            "command_timeout" => c.command_timeout = secs(&v, 1).map_err(bad)?,
+            "workers" => c.workers = int_in(&v, 1, 1024).map_err(bad)? as usize,
+            "max_sessions" => c.max_sessions = int_in(&v, 1, 100_000).map_err(bad)? as usize,
+            "max_connections" => c.max_connections = int_in(&v, 8, 100_000).map_err(bad)? as usize,
+            "max_body_bytes" => c.max_body_bytes = int_in(&v, 1024, 1 << 30).map_err(bad)? as usize,
+            "max_output_bytes" => c.max_output_bytes = int_in(&v, 1024, 1 << 32).map_err(bad)? as usize,
+            "state_dir" => c.state_dir = PathBuf::from(string(&v).map_err(bad)?),
+            "mask_patterns" => {
+                let list = match &v {
+                    Value::Sequence(s) => s.iter().map(string).collect::<Result<Vec<_>, _>>().map_err(bad)?,
+                    _ => return Err(bad("expected a list of regular expressions".into())),
+                };
+                c.masker = Masker::new(&list).map_err(bad)?;
+            }
+            _ => {
+                warnings.push(format!("config: unknown key '{key}' ignored (known keys: {})", KNOWN_KEYS.join(", ")));
+            }
+        }
+    }
+    Ok(Loaded { config: c, warnings })
+}
+
+fn validate(c: &Config) -> Result<(), Error> {
+    if c.api_token.is_empty() {
+        return Err(Error::Config(format!(
+            "config key 'api_token' is required: set it in the config file, in ${TOKEN_ENV}, or with --api-token"
+        )));
+    }
+    if c.host.trim().is_empty() {
+        return Err(Error::Config("config key 'host': must not be empty".into()));
+    }
+    if !c.web_users.is_empty() && c.web_secret_key.is_empty() {
+        return Err(Error::Config("config key 'web_secret_key' is required when web_users is set".into()));
+    }
+    Ok(())
+}
+
+fn string(v: &Value) -> Result<String, String> {
+    match v {
+        Value::String(s) => Ok(s.clone()),
+        Value::Number(n) => Ok(n.to_string()),
+        Value::Bool(b) => Ok(b.to_string()),
+        other => Err(format!("expected a string, got {}", kind(other))),
+    }
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "nothing",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Sequence(_) => "a list",
+        Value::Mapping(_) => "a mapping",
+        Value::Tagged(_) => "a tagged value",
+    }
+}
+
+/// An integer, also from a numeric string ("600"), within bounds.
+fn int_in(v: &Value, min: u64, max: u64) -> Result<u64, String> {
+    let n = match v {
+        Value::Number(n) => n.as_u64().ok_or_else(|| format!("expected a whole number >= {min}, got {n}"))?,
+        Value::String(s) => s.trim().parse::<u64>().map_err(|_| format!("expected a whole number, got '{s}'"))?,
+        other => return Err(format!("expected a whole number, got {}", kind(other))),
+    };
+    if n < min || n > max {
+        return Err(format!("{n} is out of range ({min}..={max})"));
+    }
+    Ok(n)
+}
+
+fn secs(v: &Value, min: u64) -> Result<Duration, String> {
+    int_in(v, min, 10 * 365 * 86_400).map(Duration::from_secs)
+}
+
+fn parse_port(v: &Value) -> Result<u16, String> {
+    int_in(v, 0, 65_535).map(|n| n as u16)
+}
+
+fn boolean(v: &Value) -> Result<bool, String> {
+    match v {
+        Value::Bool(b) => Ok(*b),
+        Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
+            "true" | "yes" | "on" | "1" => Ok(true),
+            "false" | "no" | "off" | "0" => Ok(false),
+            _ => Err(format!("expected true or false, got '{s}'")),
+        },
+        other => Err(format!("expected true or false, got {}", kind(other))),
+    }
+}
+
+pub fn parse_level(s: &str) -> Result<log::LevelFilter, String> {
+    Ok(match s.trim().to_ascii_uppercase().as_str() {
+        "DEBUG" => log::LevelFilter::Debug,
+        "INFO" => log::LevelFilter::Info,
+        "WARNING" | "WARN" => log::LevelFilter::Warn,
+        "ERROR" | "CRITICAL" => log::LevelFilter::Error,
+        other => return Err(format!("expected DEBUG, INFO, WARNING or ERROR, got '{other}'")),
+    })
+}
+
+fn web_users(v: &Value) -> Result<Vec<WebUser>, String> {
+    let seq = match v {
+        Value::Null => return Ok(Vec::new()),
+        Value::Sequence(s) => s,
+        other => return Err(format!("expected a list of {{username, password_hash}}, got {}", kind(other))),
+    };
+    let mut out = Vec::new();
+    for (i, item) in seq.iter().enumerate() {
+        let get = |k: &str| item.get(k).map(string).transpose();
+        let username = get("username")?.filter(|s| !s.is_empty()).ok_or(format!("entry {i}: username is required"))?;
+        let hash = get("password_hash")?.filter(|s| !s.is_empty()).ok_or(format!("entry {i} ({username}): password_hash is required"))?;
+        if !(hash.starts_with("$2b$") || hash.starts_with("$2a$") || hash.starts_with("$2y$")) {
+            return Err(format!("entry {i} ({username}): password_hash must be a bcrypt hash ($2b$...)"));
+        }
+        out.push(WebUser { username, password_hash: Secret::new(hash) });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(yaml: &str) -> String {
+        match from_yaml(yaml) {
+            Ok(_) => panic!("expected an error for {yaml:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn defaults_match_the_seed() {
+        let c = from_yaml("").unwrap().config;
+        assert_eq!(c.host, "127.0.0.1");
+        assert_eq!(c.port, 8765);
+        assert_eq!(c.log_level, log::LevelFilter::Info);
+        assert_eq!(c.log_mode, LogMode::Stdout);
+        assert_eq!(c.session_timeout, Duration::from_secs(300));
+        assert!(c.stale_reaper);
+        assert_eq!(c.reaper_interval, Duration::from_secs(60));
+        assert!(c.cmd_log_dir.is_none());
+        assert_eq!(c.web_session_ttl, Duration::from_secs(3600));
+        assert_eq!(c.command_timeout, Duration::from_secs(30));
+        assert_eq!(c.max_sessions, 1000);
+        assert_eq!(c.max_body_bytes, 1 << 20);
+        assert_eq!(c.max_output_bytes, 16 << 20);
+    }
+
+    #[test]
+    fn seed_example_parses() {
+        let y = r#"
+host: 127.0.0.1 # bind address
+port: 8765
+api_token: "abc"
+log_level: WARNING
+log_mode: both
+log_file: /tmp/x.log
+session_timeout: 300
+stale_reaper: true
+reaper_interval: 60
+cmd_log_dir: ""
+web_secret_key: ""
+web_session_ttl: 3600
+"#;
+        let l = from_yaml(y).unwrap();
+        assert_eq!(l.config.log_level, log::LevelFilter::Warn);
+        assert_eq!(l.config.log_mode, LogMode::Both);
+        assert!(l.warnings.is_empty());
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        assert!(err("port: abc").contains("'port'"));
+        assert!(err("port: 70000").contains("'port'"));
+        assert!(err("log_level: LOUD").contains("'log_level'"));
+        assert!(err("log_mode: syslog").contains("'log_mode'"));
+        assert!(err("stale_reaper: maybe").contains("'stale_reaper'"));
+        assert!(err("session_timeout: -5").contains("'session_timeout'"));
+        assert!(err("web_users: [{username: a, password_hash: plain}]").contains("bcrypt"));
+        assert!(err("- a\n- b").contains("mapping"));
+    }
+
+    #[test]
+    fn numeric_strings_and_case_are_accepted() {
+        let c = from_yaml("port: '9000'\nlog_level: debug\nsession_timeout: '0'").unwrap().config;
+        assert_eq!(c.port, 9000);
+        assert_eq!(c.log_level, log::LevelFilter::Debug);
+        assert_eq!(c.session_timeout, Duration::ZERO);
+    }
+
+    #[test]
+    fn unknown_keys_warn() {
+        let l = from_yaml("colour: blue").unwrap();
+        assert_eq!(l.warnings.len(), 1);
+        assert!(l.warnings[0].contains("'colour'"));
+    }
+
+    #[test]
+    fn token_is_required_and_overrides_apply() {
+        let ov = Overrides { config: Some("/nonexistent/x.yml".into()), ..Default::default() };
+        assert!(load(&ov, None).unwrap_err().to_string().contains("cannot read"));
+        let dir = std::env::temp_dir().join(format!("ndb-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("c.yml");
+        std::fs::write(&p, "port: 1000\n").unwrap();
+        let mut ov = Overrides { config: Some(p.clone()), ..Default::default() };
+        assert!(load(&ov, None).unwrap_err().to_string().contains("api_token"));
+        let c = load(&ov, Some("envtok".into())).unwrap().config;
+        assert_eq!(c.api_token.expose(), "envtok");
+        ov.api_token = Some(Secret::new("clitok"));
+        ov.port = Some("2000".into());
+        let c = load(&ov, Some("envtok".into())).unwrap().config;
+        assert_eq!(c.api_token.expose(), "clitok");
+        assert_eq!(c.port, 2000);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}

@@ -1,0 +1,184 @@
+//! The one error type of the broker, and the one place that decides the HTTP status of each error.
+
+use serde_json::{json, Map, Value};
+use std::fmt;
+
+/// One field-level validation problem, in FastAPI/pydantic's shape.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldError {
+    pub loc: Vec<Value>,
+    pub msg: String,
+    pub kind: &'static str,
+}
+
+impl FieldError {
+    pub fn new(loc: Vec<Value>, msg: impl Into<String>, kind: &'static str) -> Self {
+        FieldError { loc, msg: msg.into(), kind }
+    }
+}
+
+#[derive(Debug)]
+pub enum Error {
+    /// Missing or wrong X-API-Token.
+    Unauthorized,
+    /// The device rejected our credentials (login or enable).
+    DeviceAuth(String),
+    /// Connect, handshake, login or first prompt did not finish in time.
+    OpenTimeout(String),
+    /// Any other failure to reach or talk to the device while opening.
+    Connect(String),
+    /// No such session.
+    SessionNotFound,
+    /// No such route.
+    RouteNotFound,
+    /// Route exists, method does not; carries the allowed methods.
+    MethodNotAllowed(&'static [&'static str]),
+    /// The session exists but its connection is dead.
+    SessionDead(String),
+    /// Another exec is running on the session.
+    Busy,
+    /// The broker could not run a command (deadline passed, transport failed).
+    Exec(String),
+    /// Another error plus fields (partial output, results so far) merged into its JSON body
+    /// next to `detail`; the status is the inner error's.
+    WithFields(Box<Error>, Map<String, Value>),
+    /// Request body or field validation failed (FastAPI's 422 shape).
+    Validation(Vec<FieldError>),
+    /// Malformed HTTP.
+    BadRequest(String),
+    /// Body larger than max_body_bytes.
+    PayloadTooLarge(usize),
+    /// Header block too large.
+    HeadersTooLarge,
+    /// A limit was reached (max_sessions, connections, queue).
+    Capacity(String),
+    /// Start-up / configuration problem (never reaches HTTP).
+    Config(String),
+    /// A bug or an unexpected failure inside the broker.
+    Internal(String),
+}
+
+impl Error {
+    /// The single mapping from error to HTTP status.
+    pub fn status(&self) -> u16 {
+        match self {
+            Error::Unauthorized | Error::DeviceAuth(_) => 401,
+            Error::OpenTimeout(_) => 504,
+            Error::Connect(_) => 502,
+            Error::SessionNotFound | Error::RouteNotFound => 404,
+            Error::MethodNotAllowed(_) => 405,
+            Error::SessionDead(_) => 410,
+            Error::Busy => 409,
+            Error::Exec(_) | Error::Internal(_) | Error::Config(_) => 500,
+            Error::WithFields(inner, _) => inner.status(),
+            Error::Validation(_) => 422,
+            Error::BadRequest(_) => 400,
+            Error::PayloadTooLarge(_) => 413,
+            Error::HeadersTooLarge => 431,
+            Error::Capacity(_) => 503,
+        }
+    }
+
+    /// JSON body: `{"detail": ...}` as FastAPI sends it.
+    pub fn body(&self) -> Value {
+        match self {
+            Error::Validation(errs) => {
+                let detail: Vec<Value> = errs
+                    .iter()
+                    .map(|e| json!({"type": e.kind, "loc": e.loc, "msg": e.msg}))
+                    .collect();
+                json!({ "detail": detail })
+            }
+            Error::WithFields(inner, extra) => {
+                let mut m = extra.clone();
+                m.insert("detail".into(), inner.body()["detail"].clone());
+                Value::Object(m)
+            }
+            other => json!({ "detail": other.to_string() }),
+        }
+    }
+
+    pub fn validation(loc: Vec<Value>, msg: impl Into<String>, kind: &'static str) -> Error {
+        Error::Validation(vec![FieldError::new(loc, msg, kind)])
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Unauthorized => f.write_str("Invalid or missing API token"),
+            Error::DeviceAuth(m) => write!(f, "Authentication failed: {m}"),
+            Error::OpenTimeout(m) => write!(f, "Connection timed out: {m}"),
+            Error::Connect(m) => write!(f, "Connection error: {m}"),
+            Error::SessionNotFound => f.write_str("Session not found"),
+            Error::RouteNotFound => f.write_str("Not Found"),
+            Error::MethodNotAllowed(_) => f.write_str("Method Not Allowed"),
+            Error::SessionDead(m) => write!(f, "Session connection is dead: {m}"),
+            Error::Busy => f.write_str("Session is busy (concurrent exec in progress)"),
+            Error::Exec(detail) => f.write_str(detail),
+            Error::WithFields(inner, _) => inner.fmt(f),
+            Error::Validation(errs) => {
+                let parts: Vec<String> = errs.iter().map(|e| e.msg.clone()).collect();
+                write!(f, "Validation error: {}", parts.join("; "))
+            }
+            Error::BadRequest(m) => write!(f, "Bad request: {m}"),
+            Error::PayloadTooLarge(limit) => {
+                write!(f, "Request body too large (limit {limit} bytes)")
+            }
+            Error::HeadersTooLarge => f.write_str("Request header fields too large"),
+            Error::Capacity(m) => f.write_str(m),
+            Error::Config(m) => f.write_str(m),
+            Error::Internal(m) => write!(f, "Internal error: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_follow_the_seed() {
+        let cases: Vec<(Error, u16)> = vec![
+            (Error::Unauthorized, 401),
+            (Error::DeviceAuth("x".into()), 401),
+            (Error::OpenTimeout("x".into()), 504),
+            (Error::Connect("x".into()), 502),
+            (Error::SessionNotFound, 404),
+            (Error::SessionDead("x".into()), 410),
+            (Error::Busy, 409),
+            (Error::PayloadTooLarge(1), 413),
+            (Error::Capacity("x".into()), 503),
+            (Error::validation(vec![], "m", "t"), 422),
+        ];
+        for (e, s) in cases {
+            assert_eq!(e.status(), s, "{e:?}");
+        }
+    }
+
+    #[test]
+    fn validation_body_has_fastapi_shape() {
+        let e = Error::validation(vec![json!("body"), json!("host")], "Field required", "missing");
+        assert_eq!(
+            e.body(),
+            json!({"detail": [{"type": "missing", "loc": ["body", "host"], "msg": "Field required"}]})
+        );
+        assert_eq!(Error::SessionNotFound.body(), json!({"detail": "Session not found"}));
+    }
+
+    #[test]
+    fn exec_error_keeps_extra_fields_next_to_detail() {
+        let mut extra = Map::new();
+        extra.insert("partial_output".into(), json!("abc"));
+        let e = Error::WithFields(Box::new(Error::Exec("timed out".into())), extra.clone());
+        assert_eq!(e.status(), 500);
+        assert_eq!(e.body(), json!({"detail": "timed out", "partial_output": "abc"}));
+        let e = Error::WithFields(Box::new(Error::SessionDead("gone".into())), extra);
+        assert_eq!(e.status(), 410);
+        assert_eq!(e.body()["partial_output"], "abc");
+    }
+}

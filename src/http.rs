@@ -1,0 +1,724 @@
+//! A small, bounded HTTP/1.1 server: one acceptor thread, one thread per connection up to a hard
+//! cap, and a fixed pool of worker threads that run the handler. Connection threads only parse
+//! and write bytes; workers only route and hand work off; neither ever waits on a device.
+//!
+//! Every blocking read and write has a deadline; head and body sizes are capped; a panic in the
+//! handler is caught (the dropped [`Responder`] makes the connection answer 500).
+//!
+//! This replaces tiny_http 0.12, whose header reader grows a line without limit, whose accept loop
+//! spawns a thread per connection without limit, sets no socket timeouts and stops for good on the
+//! first accept error (EMFILE).
+
+use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub max_body_bytes: usize,
+    pub max_head_bytes: usize,
+    /// Time allowed to send a complete request head once its first byte arrived.
+    pub head_timeout: Duration,
+    /// How long an idle keep-alive connection is kept.
+    pub idle_timeout: Duration,
+    /// Time allowed for the whole body.
+    pub body_timeout: Duration,
+    /// Time allowed for each write of the response.
+    pub write_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 512,
+            max_body_bytes: 1 << 20,
+            max_head_bytes: 64 << 10,
+            head_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30),
+            body_timeout: Duration::from_secs(30),
+            write_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Request {
+    pub method: String,
+    /// The request target as sent (path and query).
+    pub target: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub remote: SocketAddr,
+}
+
+impl Request {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+    pub fn path(&self) -> &str {
+        self.target.split('?').next().unwrap_or("")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn json(status: u16, value: &serde_json::Value) -> Response {
+        Response {
+            status,
+            headers: vec![("Content-Type".into(), "application/json".into())],
+            body: serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec()),
+        }
+    }
+    pub fn empty(status: u16) -> Response {
+        Response { status, headers: Vec::new(), body: Vec::new() }
+    }
+    pub fn with_header(mut self, k: &str, v: &str) -> Response {
+        self.headers.push((k.into(), v.into()));
+        self
+    }
+}
+
+/// The way back to the connection. Dropping it unanswered makes the connection answer 500.
+pub struct Responder {
+    tx: Sender<Response>,
+}
+
+impl Responder {
+    pub fn send(self, r: Response) {
+        // The connection may be gone (client hung up); nothing to do then.
+        let _ = self.tx.send(r);
+    }
+}
+
+pub trait Handler: Send + Sync + 'static {
+    fn handle(&self, req: Request, responder: Responder);
+}
+
+struct Shared {
+    limits: Limits,
+    shutdown: AtomicBool,
+    active: AtomicUsize,
+    next_conn: AtomicU64,
+    /// Clones of live connection sockets, to unblock them at shutdown.
+    conns: Mutex<HashMap<u64, TcpStream>>,
+    conn_threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+pub struct HttpServer {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    acceptor: Option<JoinHandle<()>>,
+    workers: Vec<JoinHandle<()>>,
+    work_tx: Option<Sender<(Request, Responder)>>,
+}
+
+const CONN_STACK: usize = 256 << 10;
+
+impl HttpServer {
+    pub fn start(
+        listener: TcpListener,
+        limits: Limits,
+        workers: usize,
+        handler: Arc<dyn Handler>,
+    ) -> io::Result<HttpServer> {
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            limits,
+            shutdown: AtomicBool::new(false),
+            active: AtomicUsize::new(0),
+            next_conn: AtomicU64::new(0),
+            conns: Mutex::new(HashMap::new()),
+            conn_threads: Mutex::new(Vec::new()),
+        });
+        let (work_tx, work_rx) = bounded::<(Request, Responder)>(workers.max(1) * 64);
+        let mut worker_handles = Vec::new();
+        for i in 0..workers.max(1) {
+            let rx = work_rx.clone();
+            let h = handler.clone();
+            worker_handles.push(
+                std::thread::Builder::new()
+                    .name(format!("http-worker-{i}"))
+                    .spawn(move || worker_loop(rx, h))?,
+            );
+        }
+        let acc_shared = shared.clone();
+        let acc_tx = work_tx.clone();
+        let acceptor = std::thread::Builder::new()
+            .name("http-accept".into())
+            .spawn(move || accept_loop(listener, acc_shared, acc_tx))?;
+        Ok(HttpServer { addr, shared, acceptor: Some(acceptor), workers: worker_handles, work_tx: Some(work_tx) })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn active_connections(&self) -> usize {
+        self.shared.active.load(Ordering::Relaxed)
+    }
+
+    /// Stop accepting; let in-flight responses finish (up to `grace`); close idle connections;
+    /// join every thread that finished.
+    pub fn shutdown(mut self, grace: Duration) {
+        self.stop(grace);
+    }
+
+    fn stop(&mut self, grace: Duration) {
+        if self.shared.shutdown.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        // Wake the acceptor blocked in accept().
+        let _ = TcpStream::connect_timeout(&wake_addr(self.addr), Duration::from_millis(500));
+        if let Some(a) = self.acceptor.take() {
+            let _ = a.join();
+        }
+        // Unblock connections waiting for a request; those writing a response finish it.
+        for s in self.shared.conns.lock().values() {
+            let _ = s.shutdown(Shutdown::Read);
+        }
+        let deadline = Instant::now() + grace;
+        while self.shared.active.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            std::thread::park_timeout(Duration::from_millis(20));
+        }
+        for s in self.shared.conns.lock().values() {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+        let handles: Vec<_> = std::mem::take(&mut *self.shared.conn_threads.lock());
+        for h in handles {
+            if h.is_finished() || self.shared.active.load(Ordering::SeqCst) == 0 {
+                let _ = h.join();
+            }
+        }
+        self.work_tx.take();
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        self.stop(Duration::from_secs(2));
+    }
+}
+
+fn wake_addr(addr: SocketAddr) -> SocketAddr {
+    let mut a = addr;
+    if a.ip().is_unspecified() {
+        a.set_ip(if a.is_ipv4() { [127, 0, 0, 1].into() } else { std::net::Ipv6Addr::LOCALHOST.into() });
+    }
+    a
+}
+
+fn worker_loop(rx: Receiver<(Request, Responder)>, handler: Arc<dyn Handler>) {
+    while let Ok((req, responder)) = rx.recv() {
+        let method = req.method.clone();
+        let path = req.path().to_string();
+        let r = catch_unwind(AssertUnwindSafe(|| handler.handle(req, responder)));
+        if let Err(p) = r {
+            let msg = p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            log::error!("handler panicked on {method} {path}: {msg}");
+        }
+    }
+}
+
+fn accept_loop(listener: TcpListener, shared: Arc<Shared>, work_tx: Sender<(Request, Responder)>) {
+    let mut backoff = Duration::from_millis(10);
+    loop {
+        let accepted = listener.accept();
+        if shared.shutdown.load(Ordering::SeqCst) {
+            break;
+        }
+        match accepted {
+            Ok((stream, peer)) => {
+                backoff = Duration::from_millis(10);
+                // Reap finished connection threads so the list stays bounded.
+                shared.conn_threads.lock().retain(|h| !h.is_finished());
+                if shared.active.load(Ordering::SeqCst) >= shared.limits.max_connections {
+                    log::warn!("connection from {peer} refused: {} connections open (max_connections)", shared.limits.max_connections);
+                    reject(stream, 503, "Too many connections");
+                    continue;
+                }
+                let id = shared.next_conn.fetch_add(1, Ordering::Relaxed);
+                if let Ok(clone) = stream.try_clone() {
+                    shared.conns.lock().insert(id, clone);
+                }
+                shared.active.fetch_add(1, Ordering::SeqCst);
+                let s2 = shared.clone();
+                let tx = work_tx.clone();
+                let spawned = std::thread::Builder::new()
+                    .name("http-conn".into())
+                    .stack_size(CONN_STACK)
+                    .spawn(move || {
+                        serve_connection(stream, peer, &s2, &tx);
+                        s2.conns.lock().remove(&id);
+                        s2.active.fetch_sub(1, Ordering::SeqCst);
+                    });
+                match spawned {
+                    Ok(h) => shared.conn_threads.lock().push(h),
+                    Err(e) => {
+                        log::error!("cannot start a connection thread: {e}");
+                        if let Some(s) = shared.conns.lock().remove(&id) {
+                            reject(s, 503, "Server overloaded");
+                        }
+                        shared.active.fetch_sub(1, Ordering::SeqCst);
+                    }
+                }
+            }
+            Err(e) => {
+                // EMFILE/ENFILE/ENOMEM and friends: keep the listener, back off, retry.
+                if !matches!(e.kind(), io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted) {
+                    log::error!("accept failed: {e}; retrying in {} ms", backoff.as_millis());
+                    std::thread::park_timeout(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+            }
+        }
+    }
+}
+
+fn reject(mut stream: TcpStream, status: u16, detail: &str) {
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+    let resp = Response::json(status, &serde_json::json!({ "detail": detail }));
+    let _ = write_response(&mut stream, &resp, false);
+}
+
+/// Why a request could not be read.
+enum ReadErr {
+    /// The peer closed or went idle: close quietly.
+    Closed,
+    /// Answer with this status and detail, then close.
+    Reply(u16, String),
+}
+
+struct Conn<'a> {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    limits: &'a Limits,
+}
+
+impl Conn<'_> {
+    /// Read more bytes into `buf`, waiting at most until `deadline`. Ok(0) = peer closed.
+    fn fill(&mut self, deadline: Instant) -> Result<usize, ReadErr> {
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(ReadErr::Closed);
+        }
+        self.stream.set_read_timeout(Some(deadline - now)).map_err(|_| ReadErr::Closed)?;
+        let mut chunk = [0u8; 8192];
+        loop {
+            match self.stream.read(&mut chunk) {
+                Ok(n) => {
+                    self.buf.extend_from_slice(&chunk[..n]);
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return Err(ReadErr::Closed),
+            }
+        }
+    }
+
+    /// Read one request head. Returns the head's bytes (without the blank line).
+    fn read_head(&mut self, idle: Duration) -> Result<Vec<u8>, ReadErr> {
+        // Skip stray CRLFs between requests (RFC 9112 §2.2).
+        let idle_deadline = Instant::now() + idle;
+        loop {
+            while self.buf.first().is_some_and(|b| *b == b'\r' || *b == b'\n') {
+                self.buf.remove(0);
+            }
+            if !self.buf.is_empty() {
+                break;
+            }
+            if self.fill(idle_deadline)? == 0 {
+                return Err(ReadErr::Closed);
+            }
+        }
+        let deadline = Instant::now() + self.limits.head_timeout;
+        let mut scanned = 0;
+        loop {
+            if let Some((end, skip)) = find_head_end(&self.buf, scanned) {
+                let head = self.buf[..end].to_vec();
+                self.buf.drain(..end + skip);
+                return Ok(head);
+            }
+            scanned = self.buf.len().saturating_sub(3);
+            if self.buf.len() > self.limits.max_head_bytes {
+                return Err(ReadErr::Reply(431, "Request header fields too large".into()));
+            }
+            match self.fill(deadline) {
+                Ok(0) => return Err(ReadErr::Closed),
+                Ok(_) => {}
+                Err(ReadErr::Closed) if Instant::now() >= deadline => {
+                    return Err(ReadErr::Reply(408, "Request header timeout".into()));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn take_exact(&mut self, n: usize, deadline: Instant) -> Result<Vec<u8>, ReadErr> {
+        while self.buf.len() < n {
+            match self.fill(deadline) {
+                Ok(0) => return Err(ReadErr::Closed),
+                Ok(_) => {}
+                Err(ReadErr::Closed) if Instant::now() >= deadline => {
+                    return Err(ReadErr::Reply(408, "Request body timeout".into()));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(self.buf.drain(..n).collect())
+    }
+
+    fn take_line(&mut self, max: usize, deadline: Instant) -> Result<Vec<u8>, ReadErr> {
+        loop {
+            if let Some(i) = self.buf.iter().position(|b| *b == b'\n') {
+                let mut line: Vec<u8> = self.buf.drain(..=i).collect();
+                line.pop();
+                if line.last() == Some(&b'\r') {
+                    line.pop();
+                }
+                return Ok(line);
+            }
+            if self.buf.len() > max {
+                return Err(ReadErr::Reply(400, "chunk header line too long".into()));
+            }
+            match self.fill(deadline) {
+                Ok(0) => return Err(ReadErr::Closed),
+                Ok(_) => {}
+                Err(ReadErr::Closed) if Instant::now() >= deadline => {
+                    return Err(ReadErr::Reply(408, "Request body timeout".into()));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn read_chunked(&mut self, max: usize, deadline: Instant) -> Result<Vec<u8>, ReadErr> {
+        let mut body = Vec::new();
+        loop {
+            let line = self.take_line(1024, deadline)?;
+            let size_txt = String::from_utf8_lossy(&line);
+            let size_txt = size_txt.split(';').next().unwrap_or("").trim();
+            let size = usize::from_str_radix(size_txt, 16)
+                .map_err(|_| ReadErr::Reply(400, "invalid chunk size".into()))?;
+            if size == 0 {
+                // Trailers, up to the empty line.
+                loop {
+                    if self.take_line(8192, deadline)?.is_empty() {
+                        return Ok(body);
+                    }
+                }
+            }
+            if body.len().saturating_add(size) > max {
+                return Err(ReadErr::Reply(413, format!("Request body too large (limit {max} bytes)")));
+            }
+            let data = self.take_exact(size, deadline)?;
+            body.extend_from_slice(&data);
+            if !self.take_line(2, deadline)?.is_empty() {
+                return Err(ReadErr::Reply(400, "chunk not followed by CRLF".into()));
+            }
+        }
+    }
+}
+
+/// Position of the end of the head and the length of the terminator, searching from `from`.
+fn find_head_end(buf: &[u8], from: usize) -> Option<(usize, usize)> {
+    let mut i = from;
+    while i < buf.len() {
+        if buf[i] == b'\n' {
+            if buf.get(i + 1) == Some(&b'\n') {
+                return Some((i, 2));
+            }
+            if buf.get(i + 1) == Some(&b'\r') && buf.get(i + 2) == Some(&b'\n') {
+                return Some((i, 3));
+            }
+        }
+        i += 1;
+    }
+    None
+}
+
+/// A parsed head: method, target, version minor (0 or 1), headers.
+pub struct Head {
+    pub method: String,
+    pub target: String,
+    pub minor: u8,
+    pub headers: Vec<(String, String)>,
+}
+
+fn is_token(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// Parse a request head (no socket involved; fuzzable).
+pub fn parse_head(raw: &[u8]) -> Result<Head, String> {
+    let text = std::str::from_utf8(raw).map_err(|_| "request head is not valid UTF-8".to_string())?;
+    let mut lines = text.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
+    let first = lines.next().unwrap_or("");
+    let mut parts = first.split(' ');
+    let (method, target, version) = match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(m), Some(t), Some(v), None) => (m, t, v),
+        _ => return Err("malformed request line".into()),
+    };
+    if !is_token(method) {
+        return Err("malformed method".into());
+    }
+    if target.is_empty() || !target.starts_with('/') || target.bytes().any(|b| b <= b' ' || b == 0x7f) {
+        return Err("malformed request target".into());
+    }
+    let minor = match version {
+        "HTTP/1.1" => 1,
+        "HTTP/1.0" => 0,
+        _ => return Err("unsupported HTTP version".into()),
+    };
+    let mut headers = Vec::new();
+    for line in lines {
+        if line.is_empty() {
+            continue;
+        }
+        if line.starts_with(' ') || line.starts_with('\t') {
+            return Err("obsolete header folding is not accepted".into());
+        }
+        let (name, value) = line.split_once(':').ok_or("malformed header line")?;
+        if !is_token(name) {
+            return Err("malformed header name".into());
+        }
+        if value.bytes().any(|b| b == 0 || b == b'\r') {
+            return Err("invalid character in header value".into());
+        }
+        if headers.len() >= 100 {
+            return Err("too many header fields".into());
+        }
+        headers.push((name.to_string(), value.trim().to_string()));
+    }
+    Ok(Head { method: method.to_string(), target: target.to_string(), minor, headers })
+}
+
+fn header<'a>(h: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    h.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+}
+
+fn has_token(h: &[(String, String)], name: &str, token: &str) -> bool {
+    h.iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+        .any(|(_, v)| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+}
+
+fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: &Shared, work_tx: &Sender<(Request, Responder)>) {
+    let limits = &shared.limits;
+    let _ = stream.set_write_timeout(Some(limits.write_timeout));
+    let _ = stream.set_nodelay(true);
+    let mut conn = Conn { stream, buf: Vec::new(), limits };
+    let mut idle = limits.head_timeout;
+    loop {
+        if shared.shutdown.load(Ordering::SeqCst) {
+            break;
+        }
+        let head = match conn.read_head(idle) {
+            Ok(h) => h,
+            Err(ReadErr::Closed) => break,
+            Err(ReadErr::Reply(status, msg)) => {
+                reply_and_close(&mut conn.stream, status, &msg);
+                break;
+            }
+        };
+        idle = limits.idle_timeout;
+        let started = Instant::now();
+        let head = match parse_head(&head) {
+            Ok(h) => h,
+            Err(msg) => {
+                reply_and_close(&mut conn.stream, 400, &msg);
+                break;
+            }
+        };
+        let keep_alive = if head.minor == 1 {
+            !has_token(&head.headers, "Connection", "close")
+        } else {
+            has_token(&head.headers, "Connection", "keep-alive")
+        };
+        let body = match read_body(&mut conn, &head) {
+            Ok(b) => b,
+            Err(ReadErr::Closed) => break,
+            Err(ReadErr::Reply(status, msg)) => {
+                reply_and_close(&mut conn.stream, status, &msg);
+                break;
+            }
+        };
+        let (tx, rx) = bounded::<Response>(1);
+        let req = Request { method: head.method, target: head.target, headers: head.headers, body, remote: peer };
+        let method = req.method.clone();
+        let path = req.path().to_string();
+        let resp = match work_tx.try_send((req, Responder { tx })) {
+            Ok(()) => rx.recv().unwrap_or_else(|_| {
+                Response::json(500, &serde_json::json!({"detail": "Internal Server Error"}))
+            }),
+            Err(TrySendError::Full(_)) => {
+                Response::json(503, &serde_json::json!({"detail": "Server busy, try again"}))
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                Response::json(503, &serde_json::json!({"detail": "Server shutting down"}))
+            }
+        };
+        let keep = keep_alive && !shared.shutdown.load(Ordering::SeqCst);
+        let ok = write_response(&mut conn.stream, &resp, keep).is_ok();
+        log::debug!("{peer} {method} {path} -> {} in {} us", resp.status, started.elapsed().as_micros());
+        if !ok || !keep {
+            break;
+        }
+    }
+    let _ = conn.stream.shutdown(Shutdown::Both);
+}
+
+fn read_body(conn: &mut Conn, head: &Head) -> Result<Vec<u8>, ReadErr> {
+    let max = conn.limits.max_body_bytes;
+    let deadline = Instant::now() + conn.limits.body_timeout;
+    let te = header(&head.headers, "Transfer-Encoding");
+    let cls: Vec<&str> = head
+        .headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("Content-Length"))
+        .map(|(_, v)| v.as_str())
+        .collect();
+    if te.is_some() && !cls.is_empty() {
+        return Err(ReadErr::Reply(400, "both Transfer-Encoding and Content-Length".into()));
+    }
+    let expect = header(&head.headers, "Expect");
+    if let Some(e) = expect {
+        if !e.eq_ignore_ascii_case("100-continue") {
+            return Err(ReadErr::Reply(417, "Expectation Failed".into()));
+        }
+    }
+    let len: usize = if let Some(te) = te {
+        if !te.trim().eq_ignore_ascii_case("chunked") {
+            return Err(ReadErr::Reply(501, "unsupported Transfer-Encoding".into()));
+        }
+        send_continue(conn, expect)?;
+        return conn.read_chunked(max, deadline);
+    } else if let Some(first) = cls.first() {
+        if cls.iter().any(|v| v != first) || first.is_empty() || !first.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(ReadErr::Reply(400, "invalid Content-Length".into()));
+        }
+        match first.parse::<usize>() {
+            Ok(n) if n <= max => n,
+            _ => return Err(ReadErr::Reply(413, format!("Request body too large (limit {max} bytes)"))),
+        }
+    } else {
+        0
+    };
+    if len == 0 {
+        return Ok(Vec::new());
+    }
+    send_continue(conn, expect)?;
+    conn.take_exact(len, deadline)
+}
+
+fn send_continue(conn: &mut Conn, expect: Option<&str>) -> Result<(), ReadErr> {
+    if expect.is_some() && conn.buf.is_empty() {
+        conn.stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").map_err(|_| ReadErr::Closed)?;
+    }
+    Ok(())
+}
+
+fn reply_and_close(stream: &mut TcpStream, status: u16, msg: &str) {
+    let resp = Response::json(status, &serde_json::json!({ "detail": msg }));
+    let _ = write_response(stream, &resp, false);
+}
+
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        200 => "OK",
+        201 => "Created",
+        204 => "No Content",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        410 => "Gone",
+        413 => "Content Too Large",
+        417 => "Expectation Failed",
+        422 => "Unprocessable Entity",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "Unknown",
+    }
+}
+
+fn write_response(stream: &mut TcpStream, resp: &Response, keep_alive: bool) -> io::Result<()> {
+    let mut out = Vec::with_capacity(resp.body.len() + 256);
+    out.extend_from_slice(format!("HTTP/1.1 {} {}\r\n", resp.status, reason(resp.status)).as_bytes());
+    out.extend_from_slice(b"Server: netdev-broker\r\n");
+    for (k, v) in &resp.headers {
+        out.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());
+    }
+    if resp.status != 204 && resp.status >= 200 {
+        out.extend_from_slice(format!("Content-Length: {}\r\n", resp.body.len()).as_bytes());
+    }
+    out.extend_from_slice(if keep_alive { b"Connection: keep-alive\r\n\r\n" } else { b"Connection: close\r\n\r\n" });
+    if resp.status != 204 {
+        out.extend_from_slice(&resp.body);
+    }
+    stream.write_all(&out)?;
+    stream.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_heads() {
+        let h = parse_head(b"POST /session HTTP/1.1\r\nHost: x\r\nX-API-Token:  abc \r\n").unwrap();
+        assert_eq!(h.method, "POST");
+        assert_eq!(h.target, "/session");
+        assert_eq!(h.minor, 1);
+        assert_eq!(header(&h.headers, "x-api-token"), Some("abc"));
+        let bad: &[&[u8]] = &[
+            b"GET / HTTP/2.0",
+            b"GET  / HTTP/1.1",
+            b"GET /a b HTTP/1.1",
+            b"GET noslash HTTP/1.1",
+            b"G\x00T / HTTP/1.1",
+            b"GET / HTTP/1.1\r\n folded",
+            b"GET / HTTP/1.1\r\nno colon",
+            b"GET / HTTP/1.1\r\nBad Name: x",
+            b"\xff\xfe / HTTP/1.1",
+        ];
+        for b in bad {
+            assert!(parse_head(b).is_err(), "{:?}", String::from_utf8_lossy(b));
+        }
+    }
+
+    #[test]
+    fn finds_head_end_with_either_line_ending() {
+        assert_eq!(find_head_end(b"GET / HTTP/1.1\r\n\r\nbody", 0), Some((15, 3)));
+        assert_eq!(find_head_end(b"GET / HTTP/1.1\n\nbody", 0), Some((14, 2)));
+        assert_eq!(find_head_end(b"GET / HTTP/1.1\r\nHost: x\r\n", 0), None);
+    }
+}

@@ -1,0 +1,21 @@
+//! netdev-broker: long-lived SSH sessions to network devices behind a local HTTP API.
+//!
+//! Layers (see ARCHITECTURE.md): `transport` moves bytes, `channel` knows prompts, the session
+//! `driver` knows platforms (data in `platform`), `session` owns one thread per session, `api`
+//! knows HTTP and JSON, `http` is the bounded HTTP/1.1 server underneath.
+
+pub mod api;
+pub mod channel;
+pub mod cli;
+pub mod cmdlog;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod logging;
+pub mod mask;
+pub mod platform;
+pub mod secret;
+pub mod server;
+pub mod session;
+pub mod transport;
+pub mod util;

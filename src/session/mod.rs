@@ -1,0 +1,530 @@
+//! Sessions: one named OS thread per session owns its driver (and through it the transport).
+//! The registry holds only handles: metadata, flags and the sender of the session's inbox.
+
+pub mod driver;
+
+use crate::channel::Channel;
+use crate::cmdlog::{CmdLog, Entry};
+use crate::error::Error;
+use crate::mask::Masker;
+use crate::platform::Platform;
+use crate::secret::Secret;
+use crate::transport::ssh::{SshParams, SshTransport};
+use crate::util::random_id;
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
+use driver::{CmdFail, CmdResult, Driver, ExecItem};
+use parking_lot::{Mutex, RwLock};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+/// How often an idle session checks its connection (reads what is waiting, SSH keepalive).
+const IDLE_TICK: Duration = Duration::from_secs(15);
+/// How long closing a session may take.
+const CLOSE_DEADLINE: Duration = Duration::from_secs(3);
+const SESSION_STACK: usize = 512 << 10;
+
+/// Everything needed to open a session. Credentials are dropped as soon as the session is up.
+pub struct OpenRequest {
+    pub host: String,
+    pub port: u16,
+    pub username: String,
+    pub password: Secret,
+    pub enable_secret: Option<Secret>,
+    pub device_type: String,
+    pub platform: &'static Platform,
+    pub connect_timeout: Duration,
+    pub session_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionInfo {
+    pub id: String,
+    pub protocol: &'static str,
+    pub host: String,
+    pub port: u16,
+    pub username: String,
+    pub device_type: String,
+    pub platform: &'static str,
+    pub created_at: SystemTime,
+    pub created: Instant,
+    /// Zero: never reaped.
+    pub session_timeout: Duration,
+    pub negotiated: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionState {
+    pub alive: bool,
+    pub mode: String,
+    pub last_used_at: SystemTime,
+    pub last_used: Instant,
+    pub dead_reason: Option<String>,
+    pub commands_run: u64,
+}
+
+pub struct SessionHandle {
+    pub info: SessionInfo,
+    state: Mutex<SessionState>,
+    busy: AtomicBool,
+    cancel: AtomicBool,
+    inbox: Sender<Job>,
+}
+
+impl SessionHandle {
+    pub fn state(&self) -> SessionState {
+        self.state.lock().clone()
+    }
+    pub fn busy(&self) -> bool {
+        self.busy.load(Ordering::SeqCst)
+    }
+    fn mark_dead(&self, reason: &str) {
+        let mut s = self.state.lock();
+        if s.alive {
+            s.alive = false;
+            s.dead_reason = Some(reason.to_string());
+        }
+    }
+}
+
+/// What an exec produced: every command that completed, and why it stopped early, if it did.
+pub struct ExecReport {
+    pub results: Vec<CmdResult>,
+    pub failure: Option<ExecFailure>,
+}
+
+pub struct ExecFailure {
+    pub error: Error,
+    pub command: String,
+    pub partial: String,
+}
+
+pub type ExecReply = Box<dyn FnOnce(Result<ExecReport, Error>) + Send>;
+pub type OpenReply = Box<dyn FnOnce(Result<SessionInfo, Error>) + Send>;
+
+pub struct ExecJob {
+    pub items: Vec<ExecItem>,
+    /// Read deadline per command unless an item sets its own.
+    pub timeout: Duration,
+    pub reply: ExecReply,
+}
+
+enum Job {
+    Exec(ExecJob),
+    Close,
+}
+
+/// Shared settings the session threads need.
+pub struct Settings {
+    pub max_sessions: usize,
+    pub max_output_bytes: usize,
+    pub cmdlog: Option<CmdLog>,
+    pub masker: Masker,
+}
+
+pub struct Registry {
+    sessions: RwLock<HashMap<String, Arc<SessionHandle>>>,
+    opening: AtomicUsize,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    settings: Settings,
+    shutting_down: AtomicBool,
+}
+
+impl Registry {
+    pub fn new(settings: Settings) -> Arc<Registry> {
+        Arc::new(Registry {
+            sessions: RwLock::new(HashMap::new()),
+            opening: AtomicUsize::new(0),
+            threads: Mutex::new(Vec::new()),
+            settings,
+            shutting_down: AtomicBool::new(false),
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.sessions.read().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn get(&self, id: &str) -> Option<Arc<SessionHandle>> {
+        self.sessions.read().get(id).cloned()
+    }
+
+    /// Every session, oldest first.
+    pub fn list(&self) -> Vec<Arc<SessionHandle>> {
+        let mut v: Vec<_> = self.sessions.read().values().cloned().collect();
+        v.sort_by_key(|h| h.info.created);
+        v
+    }
+
+    /// Start opening a session on its own thread; `reply` is called from that thread when the
+    /// session is up (after it is registered) or failed. Capacity errors are returned at once.
+    pub fn open(self: &Arc<Self>, req: OpenRequest, reply: OpenReply) {
+        if self.shutting_down.load(Ordering::SeqCst) {
+            return reply(Err(Error::Capacity("The broker is shutting down".into())));
+        }
+        // Reserve a slot: sessions plus those being opened never exceed max_sessions.
+        let opening = self.opening.fetch_add(1, Ordering::SeqCst) + 1;
+        if self.len() + opening > self.settings.max_sessions {
+            self.opening.fetch_sub(1, Ordering::SeqCst);
+            return reply(Err(Error::Capacity(format!(
+                "Session limit reached (max_sessions = {})",
+                self.settings.max_sessions
+            ))));
+        }
+        let id = match random_id() {
+            Ok(id) => id,
+            Err(e) => {
+                self.opening.fetch_sub(1, Ordering::SeqCst);
+                return reply(Err(Error::Internal(format!("no randomness for a session id: {e}"))));
+            }
+        };
+        let reg = self.clone();
+        let name = format!("sess-{}", &id[..8]);
+        let slot: Arc<Mutex<Option<OpenReply>>> = Arc::new(Mutex::new(Some(reply)));
+        let slot2 = slot.clone();
+        let spawned = std::thread::Builder::new()
+            .name(name)
+            .stack_size(SESSION_STACK)
+            .spawn(move || {
+                let reply = slot2.lock().take();
+                if let Some(reply) = reply {
+                    session_main(reg, id, req, reply);
+                }
+            });
+        match spawned {
+            Ok(h) => {
+                let mut t = self.threads.lock();
+                t.retain(|h| !h.is_finished());
+                t.push(h);
+            }
+            Err(e) => {
+                self.opening.fetch_sub(1, Ordering::SeqCst);
+                if let Some(reply) = slot.lock().take() {
+                    reply(Err(Error::Capacity(format!("cannot start a session thread: {e}"))));
+                }
+            }
+        }
+    }
+
+    /// Hand an exec to the session. 404/410/409 are answered through `job.reply` right here.
+    pub fn exec(&self, id: &str, job: ExecJob) {
+        let Some(h) = self.get(id) else {
+            return (job.reply)(Err(Error::SessionNotFound));
+        };
+        {
+            let s = h.state.lock();
+            if !s.alive {
+                let why = s.dead_reason.clone().unwrap_or_else(|| "connection lost".into());
+                drop(s);
+                return (job.reply)(Err(Error::SessionDead(format!("{why}; re-open required"))));
+            }
+        }
+        if h.busy.compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst).is_err() {
+            return (job.reply)(Err(Error::Busy));
+        }
+        match h.inbox.try_send(Job::Exec(job)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(Job::Exec(job))) => {
+                h.busy.store(false, Ordering::SeqCst);
+                (job.reply)(Err(Error::Busy));
+            }
+            Err(TrySendError::Disconnected(Job::Exec(job))) => {
+                h.busy.store(false, Ordering::SeqCst);
+                h.mark_dead("the session thread has ended");
+                (job.reply)(Err(Error::SessionDead("the session thread has ended; re-open required".into())));
+            }
+            Err(_) => h.busy.store(false, Ordering::SeqCst),
+        }
+    }
+
+    /// Remove a session and tell its thread to close. Returns whether it existed.
+    pub fn remove(&self, id: &str, reason: &str) -> bool {
+        let h = self.sessions.write().remove(id);
+        match h {
+            Some(h) => {
+                log::info!("session {} host {}: closing ({reason})", h.info.id, h.info.host);
+                h.cancel.store(true, Ordering::SeqCst);
+                let _ = h.inbox.try_send(Job::Close);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Close sessions idle longer than their session_timeout (zero = never). Only exec counts as
+    /// use. Also joins session threads that have ended.
+    pub fn reap(&self) -> usize {
+        let mut n = 0;
+        for h in self.list() {
+            let t = h.info.session_timeout;
+            let idle = h.state.lock().last_used.elapsed();
+            if !t.is_zero() && idle > t && !h.busy() {
+                log::info!(
+                    "session {} host {}: idle {} s > session_timeout {} s, reaping",
+                    h.info.id,
+                    h.info.host,
+                    idle.as_secs(),
+                    t.as_secs()
+                );
+                if self.remove(&h.info.id, "reaped") {
+                    n += 1;
+                }
+            }
+        }
+        self.join_finished();
+        n
+    }
+
+    pub fn join_finished(&self) {
+        let done: Vec<JoinHandle<()>> = {
+            let mut t = self.threads.lock();
+            let (done, live): (Vec<_>, Vec<_>) = t.drain(..).partition(|h| h.is_finished());
+            *t = live;
+            done
+        };
+        for h in done {
+            let _ = h.join();
+        }
+    }
+
+    /// Close every session politely and join their threads, giving up at the deadline.
+    pub fn shutdown(&self, deadline: Instant) {
+        self.shutting_down.store(true, Ordering::SeqCst);
+        let ids: Vec<String> = self.sessions.read().keys().cloned().collect();
+        for id in ids {
+            self.remove(&id, "broker shutting down");
+        }
+        loop {
+            let live = {
+                let mut t = self.threads.lock();
+                t.retain(|h| !h.is_finished());
+                t.len()
+            };
+            if live == 0 || Instant::now() >= deadline {
+                if live > 0 {
+                    log::warn!("{live} session thread(s) still closing at shutdown deadline");
+                }
+                break;
+            }
+            std::thread::park_timeout(Duration::from_millis(20));
+        }
+        self.join_finished();
+    }
+}
+
+/// The session thread: connect, register, serve jobs, close.
+fn session_main(reg: Arc<Registry>, id: String, req: OpenRequest, reply: OpenReply) {
+    let started = Instant::now();
+    let deadline = started + req.connect_timeout;
+    let opened = (|| {
+        let params = SshParams { host: &req.host, port: req.port, username: &req.username, password: &req.password };
+        let transport = SshTransport::connect(&params, deadline)?;
+        let negotiated = transport.negotiated.clone();
+        let driver = Driver::open(
+            Channel::new(Box::new(transport)),
+            req.platform,
+            &req.host,
+            req.enable_secret.as_ref(),
+            reg.settings.max_output_bytes,
+            deadline,
+        )?;
+        Ok::<_, Error>((driver, negotiated))
+    })();
+    let OpenRequest { host, port, username, password, enable_secret, device_type, platform, session_timeout, .. } = req;
+    // Credentials are not needed any more (Secret zeroes its memory on drop).
+    drop(password);
+    drop(enable_secret);
+    let (driver, negotiated) = match opened {
+        Ok(x) => x,
+        Err(e) => {
+            reg.opening.fetch_sub(1, Ordering::SeqCst);
+            log::warn!("session {id} host {host}: open failed after {} ms: {e}", started.elapsed().as_millis());
+            return reply(Err(e));
+        }
+    };
+    let (tx, rx) = bounded::<Job>(2);
+    let now = SystemTime::now();
+    let info = SessionInfo {
+        id: id.clone(),
+        protocol: "ssh",
+        host,
+        port,
+        username,
+        device_type,
+        platform: &platform.name,
+        created_at: now,
+        created: started,
+        session_timeout,
+        negotiated,
+    };
+    let handle = Arc::new(SessionHandle {
+        info: info.clone(),
+        state: Mutex::new(SessionState {
+            alive: true,
+            mode: driver.mode.clone(),
+            last_used_at: now,
+            last_used: Instant::now(),
+            dead_reason: None,
+            commands_run: 0,
+        }),
+        busy: AtomicBool::new(false),
+        cancel: AtomicBool::new(false),
+        inbox: tx,
+    });
+    let shutting_down = {
+        let mut map = reg.sessions.write();
+        reg.opening.fetch_sub(1, Ordering::SeqCst);
+        let sd = reg.shutting_down.load(Ordering::SeqCst);
+        if !sd {
+            map.insert(id.clone(), handle.clone());
+        }
+        sd
+    };
+    log::info!(
+        "session {id} host {}: opened {}@{}:{} ({}, {}) in {} ms; prompt {:?}, mode {}",
+        info.host,
+        info.username,
+        info.host,
+        info.port,
+        info.device_type,
+        info.negotiated,
+        started.elapsed().as_millis(),
+        driver.prompt_base(),
+        driver.mode
+    );
+    if shutting_down {
+        reply(Err(Error::Capacity("The broker is shutting down".into())));
+        driver.close(Instant::now() + CLOSE_DEADLINE);
+        return;
+    }
+    reply(Ok(info));
+    serve(&reg, &handle, driver, rx);
+}
+
+fn serve(reg: &Registry, h: &Arc<SessionHandle>, mut driver: Driver, rx: Receiver<Job>) {
+    let id = &h.info.id;
+    loop {
+        if h.cancel.load(Ordering::SeqCst) {
+            break;
+        }
+        match rx.recv_timeout(IDLE_TICK) {
+            Ok(Job::Exec(job)) => {
+                let alive = run_exec(reg, h, &mut driver, job);
+                if !alive {
+                    // The connection is gone: the handle stays (exec answers 410) until DELETE or
+                    // the reaper removes it; this thread is done.
+                    return;
+                }
+            }
+            Ok(Job::Close) | Err(RecvTimeoutError::Disconnected) => break,
+            Err(RecvTimeoutError::Timeout) => {
+                if let Err(reason) = driver.poll_alive() {
+                    log::warn!("session {id} host {}: connection lost while idle: {reason}", h.info.host);
+                    h.mark_dead(&reason);
+                    return;
+                }
+            }
+        }
+    }
+    driver.close(Instant::now() + CLOSE_DEADLINE);
+    log::info!("session {id} host {}: closed", h.info.host);
+}
+
+/// Run one exec job. Returns false when the connection died.
+fn run_exec(reg: &Registry, h: &Arc<SessionHandle>, driver: &mut Driver, job: ExecJob) -> bool {
+    let id = &h.info.id;
+    let host = &h.info.host;
+    let started = Instant::now();
+    touch(h);
+    let mut results = Vec::with_capacity(job.items.len());
+    let mut failure = None;
+    let mut alive = true;
+    for item in &job.items {
+        let timeout = item.timeout.unwrap_or(job.timeout);
+        let deadline = Instant::now() + timeout;
+        log::debug!("session {id} host {host}: run {:?}", reg.settings.masker.mask(&item.cmd));
+        match driver.run(item, deadline, &h.cancel) {
+            Ok(r) => {
+                log_cmd(reg, h, &r.command, &r.output, r.elapsed_ms, if r.failure.is_some() { "failed" } else { "ok" }, r.truncated);
+                results.push(r);
+            }
+            Err(f) => {
+                let cmd = reg.settings.masker.mask(&item.cmd);
+                let (error, partial, status) = match f {
+                    CmdFail::Timeout { partial, .. } => (
+                        Error::Exec(format!(
+                            "Command {cmd:?} timed out after {} s waiting for the prompt",
+                            timeout.as_secs_f64()
+                        )),
+                        partial,
+                        "timeout",
+                    ),
+                    CmdFail::Desynced { since } => (
+                        Error::Exec(format!(
+                            "The device has not returned to its prompt since {:?} timed out; nothing was sent. Retry later or re-open the session",
+                            reg.settings.masker.mask(&since)
+                        )),
+                        String::new(),
+                        "error",
+                    ),
+                    CmdFail::Closed { partial, reason } => {
+                        alive = false;
+                        h.mark_dead(&reason);
+                        (Error::SessionDead(format!("{reason} (while running {cmd:?})")), partial, "error")
+                    }
+                    CmdFail::Cancelled { partial } => (
+                        Error::SessionDead(format!("the session was closed while {cmd:?} was running")),
+                        partial,
+                        "error",
+                    ),
+                };
+                log::warn!("session {id} host {host}: {error}");
+                log_cmd(reg, h, &item.cmd, &partial, started.elapsed().as_millis() as u64, status, false);
+                failure = Some(ExecFailure { error, command: item.cmd.clone(), partial });
+                break;
+            }
+        }
+    }
+    {
+        let mut s = h.state.lock();
+        s.mode = driver.mode.clone();
+        s.commands_run += results.len() as u64;
+    }
+    touch(h);
+    log::info!(
+        "session {id} host {host}: exec of {} command(s) {} in {} ms",
+        job.items.len(),
+        if failure.is_some() { "failed" } else { "done" },
+        started.elapsed().as_millis()
+    );
+    // Free the session before answering, so the client's next exec is never refused as busy.
+    h.busy.store(false, Ordering::SeqCst);
+    (job.reply)(Ok(ExecReport { results, failure }));
+    alive
+}
+
+fn touch(h: &SessionHandle) {
+    let mut s = h.state.lock();
+    s.last_used = Instant::now();
+    s.last_used_at = SystemTime::now();
+}
+
+fn log_cmd(reg: &Registry, h: &SessionHandle, cmd: &str, output: &str, ms: u64, status: &str, truncated: bool) {
+    if let Some(cl) = &reg.settings.cmdlog {
+        cl.append(&Entry {
+            session_id: &h.info.id,
+            host: &h.info.host,
+            command: cmd,
+            output,
+            elapsed_ms: ms,
+            status,
+            truncated,
+        });
+    }
+}

@@ -1,0 +1,301 @@
+//! SSH transport: one libssh2 session with ONE interactive PTY shell channel for its whole life
+//! (never an exec channel per command: IOS drops the TCP connection when one closes).
+//! Set-up runs in blocking mode with libssh2's timeout set to what is left of the open deadline;
+//! afterwards the session is non-blocking and every wait is a poll() on the socket with a deadline.
+
+use super::{Transport, TransportError};
+use crate::error::Error;
+use crate::secret::Secret;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::os::fd::{AsRawFd, RawFd};
+use std::time::{Duration, Instant};
+
+pub struct SshParams<'a> {
+    pub host: &'a str,
+    pub port: u16,
+    pub username: &'a str,
+    pub password: &'a Secret,
+}
+
+pub struct SshTransport {
+    session: ssh2::Session,
+    channel: ssh2::Channel,
+    fd: RawFd,
+    /// "kex / hostkey / cipher / mac" as negotiated, for the log and status.
+    pub negotiated: String,
+}
+
+fn remaining(deadline: Instant) -> Option<Duration> {
+    deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero())
+}
+
+fn timed_out(what: &str, host: &str) -> Error {
+    Error::OpenTimeout(format!("{what} to {host} did not complete in time"))
+}
+
+/// Resolve with a deadline: getaddrinfo has none, so it runs on a short-lived helper thread.
+fn resolve(host: &str, port: u16, deadline: Instant) -> Result<Vec<SocketAddr>, Error> {
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    let h = host.to_string();
+    std::thread::Builder::new()
+        .name("dns".into())
+        .spawn(move || {
+            let _ = tx.send((h.as_str(), port).to_socket_addrs().map(|a| a.collect::<Vec<_>>()));
+        })
+        .map_err(|e| Error::Internal(format!("cannot start resolver thread: {e}")))?;
+    let wait = remaining(deadline).ok_or_else(|| timed_out("name resolution", host))?;
+    match rx.recv_timeout(wait) {
+        Ok(Ok(addrs)) if !addrs.is_empty() => Ok(addrs),
+        Ok(Ok(_)) => Err(Error::Connect(format!("{host}: name resolved to no address"))),
+        Ok(Err(e)) => Err(Error::Connect(format!("cannot resolve {host}: {e}"))),
+        Err(_) => Err(timed_out("name resolution", host)),
+    }
+}
+
+fn set_tcp_keepalive(fd: RawFd) {
+    // Finds a half-open peer: first probe after 60 s idle, then every 10 s, dead after 3 misses.
+    let set = |level: libc::c_int, name: libc::c_int, val: libc::c_int| unsafe {
+        // SAFETY: fd is a valid socket owned by the TcpStream we hold; the option value is a
+        // c_int on the stack whose size we pass.
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            &val as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    };
+    set(libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1);
+    set(libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, 60);
+    set(libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, 10);
+    set(libc::IPPROTO_TCP, libc::TCP_KEEPCNT, 3);
+}
+
+fn is_auth_error(e: &ssh2::Error) -> bool {
+    matches!(
+        e.code(),
+        ssh2::ErrorCode::Session(-18) // LIBSSH2_ERROR_AUTHENTICATION_FAILED
+            | ssh2::ErrorCode::Session(-19) // LIBSSH2_ERROR_PUBLICKEY_UNVERIFIED
+            | ssh2::ErrorCode::Session(-16) // LIBSSH2_ERROR_PUBLICKEY_UNRECOGNIZED
+    )
+}
+
+fn is_timeout(e: &ssh2::Error) -> bool {
+    matches!(e.code(), ssh2::ErrorCode::Session(-9) | ssh2::ErrorCode::Session(-37)) // TIMEOUT, EAGAIN
+}
+
+fn ssh_err(stage: &str, host: &str, e: ssh2::Error) -> Error {
+    if is_timeout(&e) {
+        return timed_out(stage, host);
+    }
+    if is_auth_error(&e) {
+        return Error::DeviceAuth(format!("{host} rejected the credentials"));
+    }
+    if let ssh2::ErrorCode::Session(-5) = e.code() {
+        return Error::Connect(format!("{stage} with {host} failed: no common key-exchange/host-key algorithm ({})", e.message()));
+    }
+    Error::Connect(format!("{stage} with {host} failed: {}", e.message()))
+}
+
+struct Answer<'a>(&'a str);
+
+impl ssh2::KeyboardInteractivePrompt for Answer<'_> {
+    fn prompt(&mut self, _u: &str, _i: &str, prompts: &[ssh2::Prompt]) -> Vec<String> {
+        // Answer every hidden prompt with the password (devices ask "Password:").
+        prompts.iter().map(|_| self.0.to_string()).collect()
+    }
+}
+
+impl SshTransport {
+    pub fn connect(p: &SshParams, deadline: Instant) -> Result<SshTransport, Error> {
+        let host = p.host;
+        let addrs = resolve(host, p.port, deadline)?;
+        let mut last_err = None;
+        let mut stream = None;
+        for a in &addrs {
+            let Some(wait) = remaining(deadline) else { break };
+            match TcpStream::connect_timeout(a, wait) {
+                Ok(s) => {
+                    stream = Some(s);
+                    break;
+                }
+                Err(e) => last_err = Some(e),
+            }
+        }
+        let stream = match (stream, last_err) {
+            (Some(s), _) => s,
+            (None, Some(e)) if e.kind() == std::io::ErrorKind::TimedOut => return Err(timed_out("TCP connect", host)),
+            (None, Some(e)) => return Err(Error::Connect(format!("cannot connect to {host}:{}: {e}", p.port))),
+            (None, None) => return Err(timed_out("TCP connect", host)),
+        };
+        let _ = stream.set_nodelay(true);
+        let fd = stream.as_raw_fd();
+        set_tcp_keepalive(fd);
+
+        let mut session = ssh2::Session::new().map_err(|e| Error::Internal(format!("libssh2 init: {e}")))?;
+        session.set_tcp_stream(stream);
+        session.set_blocking(true);
+        let step = |s: &ssh2::Session, what: &str| -> Result<(), Error> {
+            let left = remaining(deadline).ok_or_else(|| timed_out(what, host))?;
+            s.set_timeout(left.as_millis().clamp(1, u32::MAX as u128) as u32);
+            Ok(())
+        };
+
+        step(&session, "SSH handshake")?;
+        session.handshake().map_err(|e| ssh_err("SSH handshake", host, e))?;
+
+        step(&session, "authentication")?;
+        let methods = session.auth_methods(p.username).map_err(|e| ssh_err("authentication", host, e))?.to_string();
+        let mut auth_err = None;
+        if methods.split(',').any(|m| m == "password") {
+            step(&session, "authentication")?;
+            if let Err(e) = session.userauth_password(p.username, p.password.expose()) {
+                if !is_auth_error(&e) {
+                    return Err(ssh_err("authentication", host, e));
+                }
+                auth_err = Some(e);
+            }
+        }
+        if !session.authenticated() && methods.split(',').any(|m| m == "keyboard-interactive") {
+            step(&session, "authentication")?;
+            if let Err(e) = session.userauth_keyboard_interactive(p.username, &mut Answer(p.password.expose())) {
+                if !is_auth_error(&e) {
+                    return Err(ssh_err("authentication", host, e));
+                }
+                auth_err = Some(e);
+            }
+        }
+        if !session.authenticated() {
+            return Err(match auth_err {
+                Some(_) => Error::DeviceAuth(format!("{host} rejected the credentials for user {:?}", p.username)),
+                None => Error::DeviceAuth(format!("{host} offers no password authentication (methods: {methods})")),
+            });
+        }
+
+        step(&session, "opening the shell channel")?;
+        let mut channel = session.channel_session().map_err(|e| ssh_err("opening the shell channel", host, e))?;
+        channel.handle_extended_data(ssh2::ExtendedData::Merge).map_err(|e| ssh_err("opening the shell channel", host, e))?;
+        step(&session, "PTY request")?;
+        channel
+            .request_pty("vt100", None, Some((511, 24, 0, 0)))
+            .map_err(|e| ssh_err("PTY request", host, e))?;
+        step(&session, "shell request")?;
+        channel.shell().map_err(|e| ssh_err("shell request", host, e))?;
+
+        let negotiated = [
+            ssh2::MethodType::Kex,
+            ssh2::MethodType::HostKey,
+            ssh2::MethodType::CryptCs,
+            ssh2::MethodType::MacCs,
+        ]
+        .iter()
+        .map(|m| session.methods(*m).unwrap_or("?").to_string())
+        .collect::<Vec<_>>()
+        .join(" / ");
+        session.set_keepalive(true, 30);
+        session.set_blocking(false);
+        Ok(SshTransport { session, channel, fd, negotiated })
+    }
+
+    /// Block in poll() until the socket is ready in the direction libssh2 wants, or the deadline.
+    fn wait(&self, deadline: Instant) -> Result<(), TransportError> {
+        let left = remaining(deadline).ok_or(TransportError::Timeout)?;
+        let dirs = self.session.block_directions();
+        let mut events: libc::c_short = 0;
+        if matches!(dirs, ssh2::BlockDirections::Inbound | ssh2::BlockDirections::Both | ssh2::BlockDirections::None) {
+            events |= libc::POLLIN;
+        }
+        if matches!(dirs, ssh2::BlockDirections::Outbound | ssh2::BlockDirections::Both) {
+            events |= libc::POLLOUT;
+        }
+        let mut pfd = libc::pollfd { fd: self.fd, events, revents: 0 };
+        let ms = left.as_millis().clamp(1, i32::MAX as u128) as libc::c_int;
+        // SAFETY: pfd is a valid pollfd on the stack and we pass a count of 1.
+        let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
+        if rc < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                return Ok(());
+            }
+            return Err(TransportError::Closed(format!("poll failed: {e}")));
+        }
+        if rc == 0 {
+            return Err(TransportError::Timeout);
+        }
+        if pfd.revents & (libc::POLLERR | libc::POLLNVAL) != 0 {
+            return Err(TransportError::Closed("socket error".into()));
+        }
+        Ok(())
+    }
+
+    fn closed(&self, e: &std::io::Error) -> TransportError {
+        TransportError::Closed(format!("SSH connection lost: {e}"))
+    }
+}
+
+impl Transport for SshTransport {
+    fn read(&mut self, buf: &mut [u8], deadline: Instant) -> Result<usize, TransportError> {
+        loop {
+            match self.channel.read(buf) {
+                Ok(n) if n > 0 => return Ok(n),
+                Ok(_) if self.channel.eof() => {
+                    return Err(TransportError::Closed("the device closed the session".into()));
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(self.closed(&e)),
+            }
+            self.wait(deadline)?;
+        }
+    }
+
+    fn try_read(&mut self, buf: &mut [u8]) -> Result<usize, TransportError> {
+        match self.channel.read(buf) {
+            Ok(0) if self.channel.eof() => Err(TransportError::Closed("the device closed the session".into())),
+            Ok(n) => Ok(n),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(0),
+            Err(e) => Err(self.closed(&e)),
+        }
+    }
+
+    fn write_all(&mut self, mut data: &[u8], deadline: Instant) -> Result<(), TransportError> {
+        while !data.is_empty() {
+            match self.channel.write(data) {
+                Ok(n) => data = &data[n..],
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => self.wait(deadline)?,
+                Err(e) => return Err(self.closed(&e)),
+            }
+        }
+        loop {
+            match self.channel.flush() {
+                Ok(()) => return Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => self.wait(deadline)?,
+                Err(e) => return Err(self.closed(&e)),
+            }
+        }
+    }
+
+    fn keepalive(&mut self) -> Result<(), TransportError> {
+        match self.session.keepalive_send() {
+            Ok(_) => Ok(()),
+            Err(e) if is_timeout(&e) => Ok(()),
+            Err(e) => Err(TransportError::Closed(format!("SSH keepalive failed: {}", e.message()))),
+        }
+    }
+
+    fn close(&mut self, deadline: Instant) {
+        let Some(left) = remaining(deadline) else { return };
+        self.session.set_blocking(true);
+        self.session.set_timeout(left.as_millis().clamp(1, u32::MAX as u128) as u32);
+        let _ = self.channel.send_eof();
+        let _ = self.channel.close();
+        if remaining(deadline).is_some() {
+            let _ = self.session.disconnect(Some(ssh2::DisconnectCode::ByApplication), "session closed", None);
+        }
+    }
+
+    fn protocol(&self) -> &'static str {
+        "ssh"
+    }
+}

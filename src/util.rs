@@ -1,0 +1,71 @@
+//! Small helpers with no better home: timestamps, ids.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// ISO-8601 UTC with seconds and an explicit offset, as Python's `isoformat()` printed it:
+/// `2026-03-12T14:30:00+00:00`.
+pub fn iso8601(t: SystemTime) -> String {
+    let secs = t.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_secs();
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}+00:00",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// A 128-bit random id from the OS RNG, as 32 lowercase hex characters.
+pub fn random_id() -> std::io::Result<String> {
+    let mut b = [0u8; 16];
+    getrandom::fill(&mut b).map_err(|e| std::io::Error::other(e.to_string()))?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
+/// Whole seconds between two instants, never negative.
+pub fn secs_since(earlier: std::time::Instant) -> u64 {
+    earlier.elapsed().as_secs()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iso8601_formats_known_instants() {
+        let cases = [
+            (0u64, "1970-01-01T00:00:00+00:00"),
+            (1_773_325_800, "2026-03-12T14:30:00+00:00"),
+            (951_782_400, "2000-02-29T00:00:00+00:00"),
+            (4_107_542_399, "2100-02-28T23:59:59+00:00"),
+        ];
+        for (secs, want) in cases {
+            assert_eq!(iso8601(UNIX_EPOCH + Duration::from_secs(secs)), want);
+        }
+    }
+
+    #[test]
+    fn ids_are_128_bit_hex_and_distinct() {
+        let a = random_id().unwrap();
+        let b = random_id().unwrap();
+        assert_eq!(a.len(), 32);
+        assert!(a.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert_ne!(a, b);
+    }
+}
