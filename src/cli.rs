@@ -78,10 +78,17 @@ mod tests {
 
     #[test]
     fn serve_is_the_default() {
-        let Command::Serve(ov) = parse(args("--api-token mytoken --log-level DEBUG")).unwrap() else { panic!() };
+        let Command::Serve(ov) = parse(args("--api-token mytoken --log-level DEBUG")).unwrap()
+        else {
+            panic!()
+        };
         assert_eq!(ov.api_token.unwrap().expose(), "mytoken");
         assert_eq!(ov.log_level.as_deref(), Some("DEBUG"));
-        let Command::Serve(ov) = parse(args("serve --config /x.yml --port=9000 --host 0.0.0.0")).unwrap() else { panic!() };
+        let Command::Serve(ov) =
+            parse(args("serve --config /x.yml --port=9000 --host 0.0.0.0")).unwrap()
+        else {
+            panic!()
+        };
         assert_eq!(ov.config.unwrap().to_str(), Some("/x.yml"));
         assert_eq!(ov.port.as_deref(), Some("9000"));
         assert_eq!(ov.host.as_deref(), Some("0.0.0.0"));

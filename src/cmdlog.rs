@@ -63,7 +63,11 @@ impl CmdLog {
                 f.flush()
             });
         if let Err(err) = r {
-            log::warn!("session {}: cannot write command log {}: {err}", e.session_id, path.display());
+            log::warn!(
+                "session {}: cannot write command log {}: {err}",
+                e.session_id,
+                path.display()
+            );
         }
     }
 }

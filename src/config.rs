@@ -84,7 +84,9 @@ impl Default for Config {
 
 /// Workers only parse JSON and route; they never wait on a device. Two per core, at least 4.
 fn default_workers() -> usize {
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
     (cores * 2).clamp(4, 64)
 }
 
@@ -152,7 +154,8 @@ pub fn load(ov: &Overrides, env_token: Option<String>) -> Result<Loaded, Error> 
         c.host = h.clone();
     }
     if let Some(p) = &ov.port {
-        c.port = parse_port(&Value::String(p.clone())).map_err(|m| Error::Config(format!("--port: {m}")))?;
+        c.port = parse_port(&Value::String(p.clone()))
+            .map_err(|m| Error::Config(format!("--port: {m}")))?;
     }
     if let Some(t) = &ov.api_token {
         if !t.is_empty() {
@@ -173,12 +176,17 @@ pub fn from_yaml(text: &str) -> Result<Loaded, Error> {
     let doc: Value = if text.trim().is_empty() {
         Value::Null
     } else {
-        serde_norway::from_str(text).map_err(|e| Error::Config(format!("config file is not valid YAML: {e}")))?
+        serde_norway::from_str(text)
+            .map_err(|e| Error::Config(format!("config file is not valid YAML: {e}")))?
     };
     let map = match doc {
         Value::Null => serde_norway::Mapping::new(),
         Value::Mapping(m) => m,
-        _ => return Err(Error::Config("config file must be a YAML mapping of keys to values".into())),
+        _ => {
+            return Err(Error::Config(
+                "config file must be a YAML mapping of keys to values".into(),
+            ))
+        }
     };
     for (k, v) in map {
         let key = match k.as_str() {
@@ -202,7 +210,9 @@ pub fn from_yaml(text: &str) -> Result<Loaded, Error> {
                     "stdout" => LogMode::Stdout,
                     "file" => LogMode::File,
                     "both" => LogMode::Both,
-                    other => return Err(bad(format!("expected stdout, file or both, got '{other}'"))),
+                    other => {
+                        return Err(bad(format!("expected stdout, file or both, got '{other}'")))
+                    }
                 }
             }
             "log_file" => c.log_file = PathBuf::from(string(&v).map_err(bad)?),
@@ -210,8 +220,16 @@ pub fn from_yaml(text: &str) -> Result<Loaded, Error> {
             "stale_reaper" => c.stale_reaper = boolean(&v).map_err(bad)?,
             "reaper_interval" => c.reaper_interval = secs(&v, 1).map_err(bad)?,
             "cmd_log_dir" => {
-                let s = if v.is_null() { String::new() } else { string(&v).map_err(bad)? };
-                c.cmd_log_dir = if s.trim().is_empty() { None } else { Some(PathBuf::from(s)) };
+                let s = if v.is_null() {
+                    String::new()
+                } else {
+                    string(&v).map_err(bad)?
+                };
+                c.cmd_log_dir = if s.trim().is_empty() {
+                    None
+                } else {
+                    Some(PathBuf::from(s))
+                };
             }
             "web_secret_key" => c.web_secret_key = Secret::new(string(&v).map_err(bad)?),
             "web_session_ttl" => c.web_session_ttl = secs(&v, 1).map_err(bad)?,
@@ -221,21 +239,33 @@ pub fn from_yaml(text: &str) -> Result<Loaded, Error> {
             "max_sessions" => c.max_sessions = int_in(&v, 1, 100_000).map_err(bad)? as usize,
             "max_connections" => c.max_connections = int_in(&v, 8, 100_000).map_err(bad)? as usize,
             "max_body_bytes" => c.max_body_bytes = int_in(&v, 1024, 1 << 30).map_err(bad)? as usize,
-            "max_output_bytes" => c.max_output_bytes = int_in(&v, 1024, 1 << 32).map_err(bad)? as usize,
+            "max_output_bytes" => {
+                c.max_output_bytes = int_in(&v, 1024, 1 << 32).map_err(bad)? as usize
+            }
             "state_dir" => c.state_dir = PathBuf::from(string(&v).map_err(bad)?),
             "mask_patterns" => {
                 let list = match &v {
-                    Value::Sequence(s) => s.iter().map(string).collect::<Result<Vec<_>, _>>().map_err(bad)?,
+                    Value::Sequence(s) => s
+                        .iter()
+                        .map(string)
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(bad)?,
                     _ => return Err(bad("expected a list of regular expressions".into())),
                 };
                 c.masker = Masker::new(&list).map_err(bad)?;
             }
             _ => {
-                warnings.push(format!("config: unknown key '{key}' ignored (known keys: {})", KNOWN_KEYS.join(", ")));
+                warnings.push(format!(
+                    "config: unknown key '{key}' ignored (known keys: {})",
+                    KNOWN_KEYS.join(", ")
+                ));
             }
         }
     }
-    Ok(Loaded { config: c, warnings })
+    Ok(Loaded {
+        config: c,
+        warnings,
+    })
 }
 
 fn validate(c: &Config) -> Result<(), Error> {
@@ -248,7 +278,9 @@ fn validate(c: &Config) -> Result<(), Error> {
         return Err(Error::Config("config key 'host': must not be empty".into()));
     }
     if !c.web_users.is_empty() && c.web_secret_key.is_empty() {
-        return Err(Error::Config("config key 'web_secret_key' is required when web_users is set".into()));
+        return Err(Error::Config(
+            "config key 'web_secret_key' is required when web_users is set".into(),
+        ));
     }
     Ok(())
 }
@@ -277,8 +309,13 @@ fn kind(v: &Value) -> &'static str {
 /// An integer, also from a numeric string ("600"), within bounds.
 fn int_in(v: &Value, min: u64, max: u64) -> Result<u64, String> {
     let n = match v {
-        Value::Number(n) => n.as_u64().ok_or_else(|| format!("expected a whole number >= {min}, got {n}"))?,
-        Value::String(s) => s.trim().parse::<u64>().map_err(|_| format!("expected a whole number, got '{s}'"))?,
+        Value::Number(n) => n
+            .as_u64()
+            .ok_or_else(|| format!("expected a whole number >= {min}, got {n}"))?,
+        Value::String(s) => s
+            .trim()
+            .parse::<u64>()
+            .map_err(|_| format!("expected a whole number, got '{s}'"))?,
         other => return Err(format!("expected a whole number, got {}", kind(other))),
     };
     if n < min || n > max {
@@ -313,7 +350,11 @@ pub fn parse_level(s: &str) -> Result<log::LevelFilter, String> {
         "INFO" => log::LevelFilter::Info,
         "WARNING" | "WARN" => log::LevelFilter::Warn,
         "ERROR" | "CRITICAL" => log::LevelFilter::Error,
-        other => return Err(format!("expected DEBUG, INFO, WARNING or ERROR, got '{other}'")),
+        other => {
+            return Err(format!(
+                "expected DEBUG, INFO, WARNING or ERROR, got '{other}'"
+            ))
+        }
     })
 }
 
@@ -321,17 +362,31 @@ fn web_users(v: &Value) -> Result<Vec<WebUser>, String> {
     let seq = match v {
         Value::Null => return Ok(Vec::new()),
         Value::Sequence(s) => s,
-        other => return Err(format!("expected a list of {{username, password_hash}}, got {}", kind(other))),
+        other => {
+            return Err(format!(
+                "expected a list of {{username, password_hash}}, got {}",
+                kind(other)
+            ))
+        }
     };
     let mut out = Vec::new();
     for (i, item) in seq.iter().enumerate() {
         let get = |k: &str| item.get(k).map(string).transpose();
-        let username = get("username")?.filter(|s| !s.is_empty()).ok_or(format!("entry {i}: username is required"))?;
-        let hash = get("password_hash")?.filter(|s| !s.is_empty()).ok_or(format!("entry {i} ({username}): password_hash is required"))?;
+        let username = get("username")?
+            .filter(|s| !s.is_empty())
+            .ok_or(format!("entry {i}: username is required"))?;
+        let hash = get("password_hash")?
+            .filter(|s| !s.is_empty())
+            .ok_or(format!("entry {i} ({username}): password_hash is required"))?;
         if !(hash.starts_with("$2b$") || hash.starts_with("$2a$") || hash.starts_with("$2y$")) {
-            return Err(format!("entry {i} ({username}): password_hash must be a bcrypt hash ($2b$...)"));
+            return Err(format!(
+                "entry {i} ({username}): password_hash must be a bcrypt hash ($2b$...)"
+            ));
         }
-        out.push(WebUser { username, password_hash: Secret::new(hash) });
+        out.push(WebUser {
+            username,
+            password_hash: Secret::new(hash),
+        });
     }
     Ok(out)
 }
@@ -401,10 +456,19 @@ web_session_ttl: 3600
 
     #[test]
     fn numeric_strings_and_case_are_accepted() {
-        let c = from_yaml("port: '9000'\nlog_level: debug\nsession_timeout: '0'").unwrap().config;
+        let c = from_yaml("port: '9000'\nlog_level: debug\nsession_timeout: '0'")
+            .unwrap()
+            .config;
         assert_eq!(c.port, 9000);
         assert_eq!(c.log_level, log::LevelFilter::Debug);
         assert_eq!(c.session_timeout, Duration::ZERO);
+    }
+
+    #[test]
+    fn shipped_example_parses_without_warnings() {
+        let l = from_yaml(include_str!("../config.example.yml")).unwrap();
+        assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+        assert_eq!(l.config.port, 8765);
     }
 
     #[test]
@@ -416,14 +480,26 @@ web_session_ttl: 3600
 
     #[test]
     fn token_is_required_and_overrides_apply() {
-        let ov = Overrides { config: Some("/nonexistent/x.yml".into()), ..Default::default() };
-        assert!(load(&ov, None).unwrap_err().to_string().contains("cannot read"));
+        let ov = Overrides {
+            config: Some("/nonexistent/x.yml".into()),
+            ..Default::default()
+        };
+        assert!(load(&ov, None)
+            .unwrap_err()
+            .to_string()
+            .contains("cannot read"));
         let dir = std::env::temp_dir().join(format!("ndb-cfg-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join("c.yml");
         std::fs::write(&p, "port: 1000\n").unwrap();
-        let mut ov = Overrides { config: Some(p.clone()), ..Default::default() };
-        assert!(load(&ov, None).unwrap_err().to_string().contains("api_token"));
+        let mut ov = Overrides {
+            config: Some(p.clone()),
+            ..Default::default()
+        };
+        assert!(load(&ov, None)
+            .unwrap_err()
+            .to_string()
+            .contains("api_token"));
         let c = load(&ov, Some("envtok".into())).unwrap().config;
         assert_eq!(c.api_token.expose(), "envtok");
         ov.api_token = Some(Secret::new("clitok"));

@@ -13,7 +13,11 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(loc: Vec<Value>, msg: impl Into<String>, kind: &'static str) -> Self {
-        FieldError { loc, msg: msg.into(), kind }
+        FieldError {
+            loc,
+            msg: msg.into(),
+            kind,
+        }
     }
 }
 
@@ -162,12 +166,19 @@ mod tests {
 
     #[test]
     fn validation_body_has_fastapi_shape() {
-        let e = Error::validation(vec![json!("body"), json!("host")], "Field required", "missing");
+        let e = Error::validation(
+            vec![json!("body"), json!("host")],
+            "Field required",
+            "missing",
+        );
         assert_eq!(
             e.body(),
             json!({"detail": [{"type": "missing", "loc": ["body", "host"], "msg": "Field required"}]})
         );
-        assert_eq!(Error::SessionNotFound.body(), json!({"detail": "Session not found"}));
+        assert_eq!(
+            Error::SessionNotFound.body(),
+            json!({"detail": "Session not found"})
+        );
     }
 
     #[test]
@@ -176,7 +187,10 @@ mod tests {
         extra.insert("partial_output".into(), json!("abc"));
         let e = Error::WithFields(Box::new(Error::Exec("timed out".into())), extra.clone());
         assert_eq!(e.status(), 500);
-        assert_eq!(e.body(), json!({"detail": "timed out", "partial_output": "abc"}));
+        assert_eq!(
+            e.body(),
+            json!({"detail": "timed out", "partial_output": "abc"})
+        );
         let e = Error::WithFields(Box::new(Error::SessionDead("gone".into())), extra);
         assert_eq!(e.status(), 410);
         assert_eq!(e.body()["partial_output"], "abc");

@@ -61,7 +61,10 @@ pub struct Request {
 
 impl Request {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
     pub fn path(&self) -> &str {
         self.target.split('?').next().unwrap_or("")
@@ -84,7 +87,11 @@ impl Response {
         }
     }
     pub fn empty(status: u16) -> Response {
-        Response { status, headers: Vec::new(), body: Vec::new() }
+        Response {
+            status,
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
     }
     pub fn with_header(mut self, k: &str, v: &str) -> Response {
         self.headers.push((k.into(), v.into()));
@@ -160,7 +167,13 @@ impl HttpServer {
         let acceptor = std::thread::Builder::new()
             .name("http-accept".into())
             .spawn(move || accept_loop(listener, acc_shared, acc_tx))?;
-        Ok(HttpServer { addr, shared, acceptor: Some(acceptor), workers: worker_handles, work_tx: Some(work_tx) })
+        Ok(HttpServer {
+            addr,
+            shared,
+            acceptor: Some(acceptor),
+            workers: worker_handles,
+            work_tx: Some(work_tx),
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -219,7 +232,11 @@ impl Drop for HttpServer {
 fn wake_addr(addr: SocketAddr) -> SocketAddr {
     let mut a = addr;
     if a.ip().is_unspecified() {
-        a.set_ip(if a.is_ipv4() { [127, 0, 0, 1].into() } else { std::net::Ipv6Addr::LOCALHOST.into() });
+        a.set_ip(if a.is_ipv4() {
+            [127, 0, 0, 1].into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
     }
     a
 }
@@ -253,7 +270,10 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>, work_tx: Sender<(Requ
                 // Reap finished connection threads so the list stays bounded.
                 shared.conn_threads.lock().retain(|h| !h.is_finished());
                 if shared.active.load(Ordering::SeqCst) >= shared.limits.max_connections {
-                    log::warn!("connection from {peer} refused: {} connections open (max_connections)", shared.limits.max_connections);
+                    log::warn!(
+                        "connection from {peer} refused: {} connections open (max_connections)",
+                        shared.limits.max_connections
+                    );
                     reject(stream, 503, "Too many connections");
                     continue;
                 }
@@ -285,7 +305,10 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>, work_tx: Sender<(Requ
             }
             Err(e) => {
                 // EMFILE/ENFILE/ENOMEM and friends: keep the listener, back off, retry.
-                if !matches!(e.kind(), io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted) {
+                if !matches!(
+                    e.kind(),
+                    io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
+                ) {
                     log::error!("accept failed: {e}; retrying in {} ms", backoff.as_millis());
                     std::thread::park_timeout(backoff);
                     backoff = (backoff * 2).min(Duration::from_secs(1));
@@ -322,7 +345,9 @@ impl Conn<'_> {
         if now >= deadline {
             return Err(ReadErr::Closed);
         }
-        self.stream.set_read_timeout(Some(deadline - now)).map_err(|_| ReadErr::Closed)?;
+        self.stream
+            .set_read_timeout(Some(deadline - now))
+            .map_err(|_| ReadErr::Closed)?;
         let mut chunk = [0u8; 8192];
         loop {
             match self.stream.read(&mut chunk) {
@@ -341,9 +366,12 @@ impl Conn<'_> {
         // Skip stray CRLFs between requests (RFC 9112 §2.2).
         let idle_deadline = Instant::now() + idle;
         loop {
-            while self.buf.first().is_some_and(|b| *b == b'\r' || *b == b'\n') {
-                self.buf.remove(0);
-            }
+            let stray = self
+                .buf
+                .iter()
+                .take_while(|b| **b == b'\r' || **b == b'\n')
+                .count();
+            self.buf.drain(..stray);
             if !self.buf.is_empty() {
                 break;
             }
@@ -361,7 +389,10 @@ impl Conn<'_> {
             }
             scanned = self.buf.len().saturating_sub(3);
             if self.buf.len() > self.limits.max_head_bytes {
-                return Err(ReadErr::Reply(431, "Request header fields too large".into()));
+                return Err(ReadErr::Reply(
+                    431,
+                    "Request header fields too large".into(),
+                ));
             }
             match self.fill(deadline) {
                 Ok(0) => return Err(ReadErr::Closed),
@@ -429,7 +460,10 @@ impl Conn<'_> {
                 }
             }
             if body.len().saturating_add(size) > max {
-                return Err(ReadErr::Reply(413, format!("Request body too large (limit {max} bytes)")));
+                return Err(ReadErr::Reply(
+                    413,
+                    format!("Request body too large (limit {max} bytes)"),
+                ));
             }
             let data = self.take_exact(size, deadline)?;
             body.extend_from_slice(&data);
@@ -466,12 +500,15 @@ pub struct Head {
 }
 
 fn is_token(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// Parse a request head (no socket involved; fuzzable).
 pub fn parse_head(raw: &[u8]) -> Result<Head, String> {
-    let text = std::str::from_utf8(raw).map_err(|_| "request head is not valid UTF-8".to_string())?;
+    let text =
+        std::str::from_utf8(raw).map_err(|_| "request head is not valid UTF-8".to_string())?;
     let mut lines = text.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
     let first = lines.next().unwrap_or("");
     let mut parts = first.split(' ');
@@ -482,7 +519,10 @@ pub fn parse_head(raw: &[u8]) -> Result<Head, String> {
     if !is_token(method) {
         return Err("malformed method".into());
     }
-    if target.is_empty() || !target.starts_with('/') || target.bytes().any(|b| b <= b' ' || b == 0x7f) {
+    if target.is_empty()
+        || !target.starts_with('/')
+        || target.bytes().any(|b| b <= b' ' || b == 0x7f)
+    {
         return Err("malformed request target".into());
     }
     let minor = match version {
@@ -510,11 +550,18 @@ pub fn parse_head(raw: &[u8]) -> Result<Head, String> {
         }
         headers.push((name.to_string(), value.trim().to_string()));
     }
-    Ok(Head { method: method.to_string(), target: target.to_string(), minor, headers })
+    Ok(Head {
+        method: method.to_string(),
+        target: target.to_string(),
+        minor,
+        headers,
+    })
 }
 
 fn header<'a>(h: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    h.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    h.iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
 }
 
 fn has_token(h: &[(String, String)], name: &str, token: &str) -> bool {
@@ -523,11 +570,20 @@ fn has_token(h: &[(String, String)], name: &str, token: &str) -> bool {
         .any(|(_, v)| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
 }
 
-fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: &Shared, work_tx: &Sender<(Request, Responder)>) {
+fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: &Shared,
+    work_tx: &Sender<(Request, Responder)>,
+) {
     let limits = &shared.limits;
     let _ = stream.set_write_timeout(Some(limits.write_timeout));
     let _ = stream.set_nodelay(true);
-    let mut conn = Conn { stream, buf: Vec::new(), limits };
+    let mut conn = Conn {
+        stream,
+        buf: Vec::new(),
+        limits,
+    };
     let mut idle = limits.head_timeout;
     loop {
         if shared.shutdown.load(Ordering::SeqCst) {
@@ -564,23 +620,34 @@ fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: &Shared, work_t
             }
         };
         let (tx, rx) = bounded::<Response>(1);
-        let req = Request { method: head.method, target: head.target, headers: head.headers, body, remote: peer };
+        let req = Request {
+            method: head.method,
+            target: head.target,
+            headers: head.headers,
+            body,
+            remote: peer,
+        };
         let method = req.method.clone();
         let path = req.path().to_string();
         let resp = match work_tx.try_send((req, Responder { tx })) {
             Ok(()) => rx.recv().unwrap_or_else(|_| {
                 Response::json(500, &serde_json::json!({"detail": "Internal Server Error"}))
             }),
-            Err(TrySendError::Full(_)) => {
-                Response::json(503, &serde_json::json!({"detail": "Server busy, try again"}))
-            }
+            Err(TrySendError::Full(_)) => Response::json(
+                503,
+                &serde_json::json!({"detail": "Server busy, try again"}),
+            ),
             Err(TrySendError::Disconnected(_)) => {
                 Response::json(503, &serde_json::json!({"detail": "Server shutting down"}))
             }
         };
         let keep = keep_alive && !shared.shutdown.load(Ordering::SeqCst);
         let ok = write_response(&mut conn.stream, &resp, keep).is_ok();
-        log::debug!("{peer} {method} {path} -> {} in {} us", resp.status, started.elapsed().as_micros());
+        log::debug!(
+            "{peer} {method} {path} -> {} in {} us",
+            resp.status,
+            started.elapsed().as_micros()
+        );
         if !ok || !keep {
             break;
         }
@@ -599,7 +666,10 @@ fn read_body(conn: &mut Conn, head: &Head) -> Result<Vec<u8>, ReadErr> {
         .map(|(_, v)| v.as_str())
         .collect();
     if te.is_some() && !cls.is_empty() {
-        return Err(ReadErr::Reply(400, "both Transfer-Encoding and Content-Length".into()));
+        return Err(ReadErr::Reply(
+            400,
+            "both Transfer-Encoding and Content-Length".into(),
+        ));
     }
     let expect = header(&head.headers, "Expect");
     if let Some(e) = expect {
@@ -614,12 +684,20 @@ fn read_body(conn: &mut Conn, head: &Head) -> Result<Vec<u8>, ReadErr> {
         send_continue(conn, expect)?;
         return conn.read_chunked(max, deadline);
     } else if let Some(first) = cls.first() {
-        if cls.iter().any(|v| v != first) || first.is_empty() || !first.bytes().all(|b| b.is_ascii_digit()) {
+        if cls.iter().any(|v| v != first)
+            || first.is_empty()
+            || !first.bytes().all(|b| b.is_ascii_digit())
+        {
             return Err(ReadErr::Reply(400, "invalid Content-Length".into()));
         }
         match first.parse::<usize>() {
             Ok(n) if n <= max => n,
-            _ => return Err(ReadErr::Reply(413, format!("Request body too large (limit {max} bytes)"))),
+            _ => {
+                return Err(ReadErr::Reply(
+                    413,
+                    format!("Request body too large (limit {max} bytes)"),
+                ))
+            }
         }
     } else {
         0
@@ -633,14 +711,40 @@ fn read_body(conn: &mut Conn, head: &Head) -> Result<Vec<u8>, ReadErr> {
 
 fn send_continue(conn: &mut Conn, expect: Option<&str>) -> Result<(), ReadErr> {
     if expect.is_some() && conn.buf.is_empty() {
-        conn.stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").map_err(|_| ReadErr::Closed)?;
+        conn.stream
+            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+            .map_err(|_| ReadErr::Closed)?;
     }
     Ok(())
 }
 
+/// Answer an error and close without losing the answer: closing a socket with unread input
+/// makes the kernel send RST, which can destroy the response before the client reads it. So stop
+/// writing, then read and discard what the client still sends, for at most 1 s or 4 MiB.
 fn reply_and_close(stream: &mut TcpStream, status: u16, msg: &str) {
     let resp = Response::json(status, &serde_json::json!({ "detail": msg }));
-    let _ = write_response(stream, &resp, false);
+    if write_response(stream, &resp, false).is_err() {
+        return;
+    }
+    let _ = stream.shutdown(Shutdown::Write);
+    let deadline = Instant::now() + Duration::from_secs(1);
+    let mut sink = [0u8; 16 * 1024];
+    let mut total = 0usize;
+    while total < (4 << 20) {
+        let Some(left) = deadline
+            .checked_duration_since(Instant::now())
+            .filter(|d| !d.is_zero())
+        else {
+            break;
+        };
+        if stream.set_read_timeout(Some(left)).is_err() {
+            break;
+        }
+        match stream.read(&mut sink) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => total += n,
+        }
+    }
 }
 
 pub fn reason(status: u16) -> &'static str {
@@ -672,7 +776,9 @@ pub fn reason(status: u16) -> &'static str {
 
 fn write_response(stream: &mut TcpStream, resp: &Response, keep_alive: bool) -> io::Result<()> {
     let mut out = Vec::with_capacity(resp.body.len() + 256);
-    out.extend_from_slice(format!("HTTP/1.1 {} {}\r\n", resp.status, reason(resp.status)).as_bytes());
+    out.extend_from_slice(
+        format!("HTTP/1.1 {} {}\r\n", resp.status, reason(resp.status)).as_bytes(),
+    );
     out.extend_from_slice(b"Server: netdev-broker\r\n");
     for (k, v) in &resp.headers {
         out.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());
@@ -680,7 +786,11 @@ fn write_response(stream: &mut TcpStream, resp: &Response, keep_alive: bool) -> 
     if resp.status != 204 && resp.status >= 200 {
         out.extend_from_slice(format!("Content-Length: {}\r\n", resp.body.len()).as_bytes());
     }
-    out.extend_from_slice(if keep_alive { b"Connection: keep-alive\r\n\r\n" } else { b"Connection: close\r\n\r\n" });
+    out.extend_from_slice(if keep_alive {
+        b"Connection: keep-alive\r\n\r\n"
+    } else {
+        b"Connection: close\r\n\r\n"
+    });
     if resp.status != 204 {
         out.extend_from_slice(&resp.body);
     }
@@ -717,7 +827,10 @@ mod tests {
 
     #[test]
     fn finds_head_end_with_either_line_ending() {
-        assert_eq!(find_head_end(b"GET / HTTP/1.1\r\n\r\nbody", 0), Some((15, 3)));
+        assert_eq!(
+            find_head_end(b"GET / HTTP/1.1\r\n\r\nbody", 0),
+            Some((15, 3))
+        );
         assert_eq!(find_head_end(b"GET / HTTP/1.1\n\nbody", 0), Some((14, 2)));
         assert_eq!(find_head_end(b"GET / HTTP/1.1\r\nHost: x\r\n", 0), None);
     }

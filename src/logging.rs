@@ -41,17 +41,31 @@ pub fn init(c: &Config) -> Result<(), String> {
                 .append(true)
                 .mode(0o640)
                 .open(&c.log_file)
-                .map_err(|e| format!("config key 'log_file': cannot open {}: {e}", c.log_file.display()))?,
+                .map_err(|e| {
+                    format!(
+                        "config key 'log_file': cannot open {}: {e}",
+                        c.log_file.display()
+                    )
+                })?,
         ),
     };
-    let tee = Tee { stdout: c.log_mode != LogMode::File, file };
+    let tee = Tee {
+        stdout: c.log_mode != LogMode::File,
+        file,
+    };
     let mut b = env_logger::Builder::new();
     // Our own lines at log_level; libraries only when they warn.
     b.filter_level(log::LevelFilter::Warn.min(c.log_level))
         .filter_module("netdev_broker", c.log_level)
         .format(|buf, rec| {
             let ts = crate::util::iso8601(std::time::SystemTime::now());
-            writeln!(buf, "{ts} {:<5} [{}] {}", rec.level(), std::thread::current().name().unwrap_or("-"), rec.args())
+            writeln!(
+                buf,
+                "{ts} {:<5} [{}] {}",
+                rec.level(),
+                std::thread::current().name().unwrap_or("-"),
+                rec.args()
+            )
         })
         .target(env_logger::Target::Pipe(Box::new(tee)));
     // A second init (tests start several brokers in one process) keeps the first logger.

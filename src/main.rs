@@ -20,7 +20,8 @@ fn main() {
 }
 
 fn run() -> Result<(), Error> {
-    let cmd = cli::parse(std::env::args().skip(1)).map_err(|m| Error::Config(format!("{m}\n\n{}", cli::USAGE)))?;
+    let cmd = cli::parse(std::env::args().skip(1))
+        .map_err(|m| Error::Config(format!("{m}\n\n{}", cli::USAGE)))?;
     let ov = match cmd {
         Command::Help => {
             print!("{}", cli::USAGE);

@@ -19,7 +19,9 @@ pub struct Masker {
 impl Default for Masker {
     fn default() -> Self {
         // The defaults are compile-time constants covered by tests; an error here is a bug.
-        Masker::new(DEFAULT_PATTERNS).unwrap_or(Masker { patterns: Vec::new() })
+        Masker::new(DEFAULT_PATTERNS).unwrap_or(Masker {
+            patterns: Vec::new(),
+        })
     }
 }
 
@@ -34,7 +36,10 @@ impl Masker {
                 .build()
                 .map_err(|e| format!("invalid mask pattern {:?}: {e}", p.as_ref()))?;
             if re.captures_len() < 2 {
-                return Err(format!("mask pattern {:?} needs a capture group (?P<secret>...)", p.as_ref()));
+                return Err(format!(
+                    "mask pattern {:?} needs a capture group (?P<secret>...)",
+                    p.as_ref()
+                ));
             }
             out.push(re);
         }
@@ -66,14 +71,32 @@ mod tests {
     fn masks_common_ios_secrets() {
         let m = Masker::default();
         let cases = [
-            ("username bob password 0 s3cret", "username bob password 0 ********"),
-            ("username bob privilege 15 secret 5 $1$abc$def", "username bob privilege 15 secret 5 ********"),
+            (
+                "username bob password 0 s3cret",
+                "username bob password 0 ********",
+            ),
+            (
+                "username bob privilege 15 secret 5 $1$abc$def",
+                "username bob privilege 15 secret 5 ********",
+            ),
             ("enable secret hunter2", "enable secret ********"),
-            ("tacacs-server key 7 0822455D0A16", "tacacs-server key 7 ********"),
-            ("snmp-server community public RO", "snmp-server community ******** RO"),
-            ("crypto isakmp key K3y address 1.2.3.4", "crypto isakmp key ******** address 1.2.3.4"),
+            (
+                "tacacs-server key 7 0822455D0A16",
+                "tacacs-server key 7 ********",
+            ),
+            (
+                "snmp-server community public RO",
+                "snmp-server community ******** RO",
+            ),
+            (
+                "crypto isakmp key K3y address 1.2.3.4",
+                "crypto isakmp key ******** address 1.2.3.4",
+            ),
             ("show version", "show version"),
-            ("aaa authentication login default local", "aaa authentication login default local"),
+            (
+                "aaa authentication login default local",
+                "aaa authentication login default local",
+            ),
         ];
         for (input, want) in cases {
             assert_eq!(m.mask(input), want, "{input}");

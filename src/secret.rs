@@ -22,9 +22,8 @@ impl Secret {
     pub fn ct_eq(&self, other: &[u8]) -> bool {
         let a = self.0.as_bytes();
         let mut diff = (a.len() != other.len()) as u8;
-        for i in 0..a.len() {
-            let b = other.get(i).copied().unwrap_or(0);
-            diff |= a[i] ^ b;
+        for (i, x) in a.iter().enumerate() {
+            diff |= x ^ other.get(i).copied().unwrap_or(0);
         }
         diff == 0
     }

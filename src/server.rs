@@ -28,10 +28,15 @@ impl Broker {
     }
 
     pub fn start_on(c: &Config, listener: TcpListener) -> Result<Broker, Error> {
-        let addr = listener.local_addr().map_err(|e| Error::Config(format!("listener: {e}")))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| Error::Config(format!("listener: {e}")))?;
         let cmdlog = match &c.cmd_log_dir {
             Some(d) => Some(CmdLog::new(d.clone(), c.masker.clone()).map_err(|e| {
-                Error::Config(format!("config key 'cmd_log_dir': cannot create {}: {e}", d.display()))
+                Error::Config(format!(
+                    "config key 'cmd_log_dir': cannot create {}: {e}",
+                    d.display()
+                ))
             })?),
             None => None,
         };
@@ -48,7 +53,11 @@ impl Broker {
             command_timeout: c.command_timeout,
             default_session_timeout: c.session_timeout,
         });
-        let limits = Limits { max_connections: c.max_connections, max_body_bytes: c.max_body_bytes, ..Limits::default() };
+        let limits = Limits {
+            max_connections: c.max_connections,
+            max_body_bytes: c.max_body_bytes,
+            ..Limits::default()
+        };
         let http = HttpServer::start(listener, limits, c.workers, api)
             .map_err(|e| Error::Config(format!("cannot start HTTP server: {e}")))?;
         let reaper = if c.stale_reaper {
@@ -59,7 +68,9 @@ impl Broker {
                 .name("reaper".into())
                 .spawn(move || {
                     // Wakes every interval; a message or a dropped sender stops it.
-                    while let Err(crossbeam_channel::RecvTimeoutError::Timeout) = rx.recv_timeout(every) {
+                    while let Err(crossbeam_channel::RecvTimeoutError::Timeout) =
+                        rx.recv_timeout(every)
+                    {
                         reg.reap();
                     }
                 })
@@ -73,9 +84,18 @@ impl Broker {
             env!("CARGO_PKG_VERSION"),
             c.workers,
             c.max_sessions,
-            if c.stale_reaper { format!("every {} s", c.reaper_interval.as_secs()) } else { "off".into() }
+            if c.stale_reaper {
+                format!("every {} s", c.reaper_interval.as_secs())
+            } else {
+                "off".into()
+            }
         );
-        Ok(Broker { http: Some(http), registry, reaper, addr })
+        Ok(Broker {
+            http: Some(http),
+            registry,
+            reaper,
+            addr,
+        })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -95,12 +115,16 @@ impl Broker {
             let _ = h.join();
         }
         let n = self.registry.len();
-        self.registry.shutdown(Instant::now() + Duration::from_secs(5));
+        self.registry
+            .shutdown(Instant::now() + Duration::from_secs(5));
         if let Some(http) = self.http.take() {
             http.shutdown(Duration::from_secs(2));
         }
         if n > 0 || started.elapsed() > Duration::from_millis(100) {
-            log::info!("stopped: {n} session(s) closed in {} ms", started.elapsed().as_millis());
+            log::info!(
+                "stopped: {n} session(s) closed in {} ms",
+                started.elapsed().as_millis()
+            );
         }
     }
 }

@@ -91,7 +91,12 @@ impl Api {
         self.authorized(req)?;
         match segs.as_slice() {
             ["sessions"] => {
-                let list: Vec<Value> = self.registry.list().iter().map(|h| wire::status_json(h)).collect();
+                let list: Vec<Value> = self
+                    .registry
+                    .list()
+                    .iter()
+                    .map(|h| wire::status_json(h))
+                    .collect();
                 ok_json(200, json!({"count": list.len(), "sessions": list}))
             }
             ["device-types"] => ok_json(200, json!({"device_types": platform::known_names()})),
@@ -114,11 +119,17 @@ impl Api {
         let platform = platform::lookup(&b.device_type).ok_or_else(|| {
             Error::validation(
                 vec![json!("body"), json!("device_type")],
-                format!("Unsupported device_type {:?}; known: {}", b.device_type, platform::known_names().join(", ")),
+                format!(
+                    "Unsupported device_type {:?}; known: {}",
+                    b.device_type,
+                    platform::known_names().join(", ")
+                ),
                 "value_error",
             )
         })?;
-        let responder = slot.take().ok_or_else(|| Error::Internal("responder already used".into()))?;
+        let responder = slot
+            .take()
+            .ok_or_else(|| Error::Internal("responder already used".into()))?;
         let open = OpenRequest {
             host: b.host,
             port: b.port,
@@ -142,12 +153,17 @@ impl Api {
         Ok(Outcome::Later)
     }
 
-    fn exec(&self, id: &str, req: &Request, slot: &mut Option<Responder>) -> Result<Outcome, Error> {
-        if self.registry.get(id).is_none() {
-            return Err(Error::SessionNotFound);
-        }
+    fn exec(
+        &self,
+        id: &str,
+        req: &Request,
+        slot: &mut Option<Responder>,
+    ) -> Result<Outcome, Error> {
+        // Body first (422), then the session (404): the order FastAPI answered in.
         let b = wire::exec_body(&req.body)?;
-        let responder = slot.take().ok_or_else(|| Error::Internal("responder already used".into()))?;
+        let responder = slot
+            .take()
+            .ok_or_else(|| Error::Internal("responder already used".into()))?;
         let job = ExecJob {
             items: b.items,
             timeout: b.timeout.unwrap_or(self.command_timeout),
@@ -161,8 +177,14 @@ impl Api {
 fn exec_response(r: Result<ExecReport, Error>) -> Response {
     match r {
         Err(e) => error_response(&e),
-        Ok(ExecReport { results, failure: None }) => Response::json(200, &Value::Object(wire::exec_json(&results))),
-        Ok(ExecReport { results, failure: Some(f) }) => {
+        Ok(ExecReport {
+            results,
+            failure: None,
+        }) => Response::json(200, &Value::Object(wire::exec_json(&results))),
+        Ok(ExecReport {
+            results,
+            failure: Some(f),
+        }) => {
             let mut extra = wire::exec_json(&results);
             extra.insert("command".into(), json!(f.command));
             extra.insert("partial_output".into(), json!(f.partial));

@@ -11,7 +11,11 @@ use std::time::Duration;
 /// Parse a JSON body into an object, as FastAPI does for a pydantic model body.
 pub fn parse_object(body: &[u8]) -> Result<Map<String, Value>, Error> {
     if body.iter().all(|b| b.is_ascii_whitespace()) {
-        return Err(Error::validation(vec![json!("body")], "Field required", "missing"));
+        return Err(Error::validation(
+            vec![json!("body")],
+            "Field required",
+            "missing",
+        ));
     }
     let v: Value = serde_json::from_slice(body).map_err(|e| {
         Error::Validation(vec![FieldError::new(
@@ -39,7 +43,11 @@ pub struct Fields<'a> {
 
 impl<'a> Fields<'a> {
     pub fn new(map: &'a Map<String, Value>, prefix: Vec<Value>) -> Fields<'a> {
-        Fields { map, prefix, errors: Vec::new() }
+        Fields {
+            map,
+            prefix,
+            errors: Vec::new(),
+        }
     }
 
     fn loc(&self, name: &str) -> Vec<Value> {
@@ -77,7 +85,11 @@ impl<'a> Fields<'a> {
     pub fn int(&mut self, name: &str, min: i64, max: i64) -> Option<i64> {
         let v = self.present(name)?;
         let n = match v {
-            Value::Number(n) => match n.as_i64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 1e15).map(|f| f as i64)) {
+            Value::Number(n) => match n.as_i64().or_else(|| {
+                n.as_f64()
+                    .filter(|f| f.fract() == 0.0 && f.abs() < 1e15)
+                    .map(|f| f as i64)
+            }) {
                 Some(n) => n,
                 None => {
                     self.err(name, "Input should be a valid integer", "int_from_float");
@@ -87,7 +99,11 @@ impl<'a> Fields<'a> {
             Value::String(s) => match s.trim().parse::<i64>() {
                 Ok(n) => n,
                 Err(_) => {
-                    self.err(name, "Input should be a valid integer, unable to parse string as an integer", "int_parsing");
+                    self.err(
+                        name,
+                        "Input should be a valid integer, unable to parse string as an integer",
+                        "int_parsing",
+                    );
                     return None;
                 }
             },
@@ -96,7 +112,8 @@ impl<'a> Fields<'a> {
                 return None;
             }
         };
-        self.bounds(name, n as f64, min as f64, max as f64).then_some(n)
+        self.bounds(name, n as f64, min as f64, max as f64)
+            .then_some(n)
     }
 
     /// A number of seconds (integer or fraction; numeric strings accepted).
@@ -119,10 +136,18 @@ impl<'a> Fields<'a> {
 
     fn bounds(&mut self, name: &str, v: f64, min: f64, max: f64) -> bool {
         if v < min {
-            self.err(name, format!("Input should be greater than or equal to {min}"), "greater_than_equal");
+            self.err(
+                name,
+                format!("Input should be greater than or equal to {min}"),
+                "greater_than_equal",
+            );
             false
         } else if v > max {
-            self.err(name, format!("Input should be less than or equal to {max}"), "less_than_equal");
+            self.err(
+                name,
+                format!("Input should be less than or equal to {max}"),
+                "less_than_equal",
+            );
             false
         } else {
             true
@@ -156,12 +181,20 @@ pub fn open_body(body: &[u8]) -> Result<OpenBody, Error> {
     let host = f.string("host", true);
     let username = f.string("username", true);
     let password = f.string("password", true);
-    let device_type = f.string("device_type", false).unwrap_or_else(|| "cisco_ios".into());
+    let device_type = f
+        .string("device_type", false)
+        .unwrap_or_else(|| "cisco_ios".into());
     let port = f.int("port", 1, 65_535).unwrap_or(22) as u16;
-    let timeout = f.seconds("timeout", 0.1, 3600.0).unwrap_or(Duration::from_secs(30));
-    let session_timeout = f.int("session_timeout", 0, 10 * 365 * 86_400).map(|n| Duration::from_secs(n as u64));
+    let timeout = f
+        .seconds("timeout", 0.1, 3600.0)
+        .unwrap_or(Duration::from_secs(30));
+    let session_timeout = f
+        .int("session_timeout", 0, 10 * 365 * 86_400)
+        .map(|n| Duration::from_secs(n as u64));
     // Netmiko calls it `secret`; the seed's Telnet API calls it `enable_password`.
-    let enable = f.string("enable_password", false).or_else(|| f.string("secret", false));
+    let enable = f
+        .string("enable_password", false)
+        .or_else(|| f.string("secret", false));
     if let Some(h) = &host {
         if let Err(m) = crate::transport::validate_host(h) {
             f.err("host", m, "value_error");
@@ -179,7 +212,9 @@ pub fn open_body(body: &[u8]) -> Result<OpenBody, Error> {
         port,
         timeout,
         session_timeout,
-        enable_password: enable.filter(|s| !s.is_empty()).map(crate::secret::Secret::new),
+        enable_password: enable
+            .filter(|s| !s.is_empty())
+            .map(crate::secret::Secret::new),
     })
 }
 
@@ -207,7 +242,9 @@ pub fn exec_body(body: &[u8]) -> Result<ExecBody, Error> {
                         let cmd = g.string("cmd", true);
                         let answer = g.string("answer", false);
                         let newlines = g.int("send_newlines", 0, 16).unwrap_or(1) as usize;
-                        let t = g.seconds("read_timeout", 0.1, MAX_TIMEOUT).or_else(|| g.seconds("timeout", 0.1, MAX_TIMEOUT));
+                        let t = g
+                            .seconds("read_timeout", 0.1, MAX_TIMEOUT)
+                            .or_else(|| g.seconds("timeout", 0.1, MAX_TIMEOUT));
                         let answer = match answer {
                             Some(a) => match crate::platform::compile(&a) {
                                 Ok(r) => Some(r),
@@ -220,7 +257,12 @@ pub fn exec_body(body: &[u8]) -> Result<ExecBody, Error> {
                         };
                         f.errors.append(&mut g.errors);
                         if let Some(cmd) = cmd {
-                            items.push(ExecItem { cmd, answer, send_newlines: newlines, timeout: t });
+                            items.push(ExecItem {
+                                cmd,
+                                answer,
+                                send_newlines: newlines,
+                                timeout: t,
+                            });
                         }
                     }
                     _ => f.errors.push(FieldError::new(
@@ -269,7 +311,10 @@ pub fn exec_json(results: &[CmdResult]) -> Map<String, Value> {
     }
     let mut m = Map::new();
     m.insert("outputs".into(), Value::Object(outputs));
-    m.insert("results".into(), Value::Array(results.iter().map(result_json).collect()));
+    m.insert(
+        "results".into(),
+        Value::Array(results.iter().map(result_json).collect()),
+    );
     m
 }
 
@@ -331,25 +376,46 @@ mod tests {
         assert_eq!(b.session_timeout, Some(Duration::from_secs(600)));
         assert_eq!(b.timeout, Duration::from_secs(5));
         assert_eq!(b.enable_password.unwrap().expose(), "en");
-        let b = open_body(br#"{"host":"h","username":"u","password":"p","enable_password":""}"#).unwrap();
+        let b = open_body(br#"{"host":"h","username":"u","password":"p","enable_password":""}"#)
+            .unwrap();
         assert!(b.enable_password.is_none());
     }
 
     #[test]
     fn open_body_errors_have_fastapi_locs() {
         let v = errs(open_body(br#"{"username":"u"}"#));
-        let locs: Vec<&Value> = v["detail"].as_array().unwrap().iter().map(|e| &e["loc"]).collect();
-        assert_eq!(locs, vec![&json!(["body", "host"]), &json!(["body", "password"])]);
-        let v = errs(open_body(br#"{"host":"h","username":"u","password":"p","port":"abc"}"#));
+        let locs: Vec<&Value> = v["detail"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| &e["loc"])
+            .collect();
+        assert_eq!(
+            locs,
+            vec![&json!(["body", "host"]), &json!(["body", "password"])]
+        );
+        let v = errs(open_body(
+            br#"{"host":"h","username":"u","password":"p","port":"abc"}"#,
+        ));
         assert_eq!(v["detail"][0]["type"], "int_parsing");
-        let v = errs(open_body(br#"{"host":"h","username":"u","password":"p","port":70000}"#));
+        let v = errs(open_body(
+            br#"{"host":"h","username":"u","password":"p","port":70000}"#,
+        ));
         assert_eq!(v["detail"][0]["loc"], json!(["body", "port"]));
-        let v = errs(open_body(br#"{"host":"a\u0000b","username":"u","password":"p"}"#));
+        let v = errs(open_body(
+            br#"{"host":"a\u0000b","username":"u","password":"p"}"#,
+        ));
         assert_eq!(v["detail"][0]["loc"], json!(["body", "host"]));
         let v = errs(open_body(br#"{"host":5,"username":"u","password":"p"}"#));
         assert_eq!(v["detail"][0]["type"], "string_type");
-        assert_eq!(errs(open_body(b"{not json"))["detail"][0]["type"], "json_invalid");
-        assert_eq!(errs(open_body(b"[1,2]"))["detail"][0]["type"], "model_attributes_type");
+        assert_eq!(
+            errs(open_body(b"{not json"))["detail"][0]["type"],
+            "json_invalid"
+        );
+        assert_eq!(
+            errs(open_body(b"[1,2]"))["detail"][0]["type"],
+            "model_attributes_type"
+        );
         assert_eq!(errs(open_body(b""))["detail"][0]["type"], "missing");
     }
 
@@ -364,7 +430,10 @@ mod tests {
         let v = errs(exec_body(br#"{"commands":[1]}"#));
         assert_eq!(v["detail"][0]["loc"], json!(["body", "commands", 0]));
         let v = errs(exec_body(br#"{"commands":[{"cmd":"x","answer":"("}]}"#));
-        assert_eq!(v["detail"][0]["loc"], json!(["body", "commands", 0, "answer"]));
+        assert_eq!(
+            v["detail"][0]["loc"],
+            json!(["body", "commands", 0, "answer"])
+        );
         let v = errs(exec_body(br#"{"commands":["a\nb"]}"#));
         assert_eq!(v["detail"][0]["loc"], json!(["body", "commands", 0]));
         assert!(exec_body(br#"{"commands":[]}"#).unwrap().items.is_empty());
@@ -372,7 +441,13 @@ mod tests {
 
     #[test]
     fn outputs_keep_repeats_in_results() {
-        let r = |c: &str, o: &str| CmdResult { command: c.into(), output: o.into(), elapsed_ms: 1, truncated: false, failure: None };
+        let r = |c: &str, o: &str| CmdResult {
+            command: c.into(),
+            output: o.into(),
+            elapsed_ms: 1,
+            truncated: false,
+            failure: None,
+        };
         let m = exec_json(&[r("end", "a"), r("end", "b")]);
         assert_eq!(m["outputs"], json!({"end": "b"}));
         assert_eq!(m["results"].as_array().unwrap().len(), 2);

@@ -111,7 +111,7 @@ pub fn strip_echo<'a>(output: &'a str, command: &str) -> &'a str {
 }
 
 /// Netmiko's `strip_prompt`: drop the last line if it is the prompt.
-pub fn strip_prompt<'a>(output: &'a str, is_prompt: impl Fn(&str) -> bool) -> &'a str {
+pub fn strip_prompt(output: &str, is_prompt: impl Fn(&str) -> bool) -> &str {
     match output.rfind('\n') {
         Some(i) if is_prompt(last_line(output)) => &output[..i],
         None if is_prompt(last_line(output)) => "",
@@ -159,7 +159,11 @@ mod tests {
     fn strips_echo_and_prompt() {
         let is_prompt = |l: &str| l.starts_with("R1") && (l.ends_with('#') || l.ends_with('>'));
         let cases = [
-            ("show clock\n*10:00:00 UTC\nR1#", "show clock", "*10:00:00 UTC"),
+            (
+                "show clock\n*10:00:00 UTC\nR1#",
+                "show clock",
+                "*10:00:00 UTC",
+            ),
             ("terminal length 0\nR1#", "terminal length 0", ""),
             ("show ver\nline1\nline2\nR1>", "show ver", "line1\nline2"),
             ("no echo\nR1#", "show x", "no echo"),
@@ -167,7 +171,11 @@ mod tests {
             ("  show x\nout\nR1#", "show x", "  show x\nout"),
         ];
         for (text, cmd, want) in cases {
-            assert_eq!(strip_prompt(strip_echo(text, cmd), is_prompt), want, "{text:?}");
+            assert_eq!(
+                strip_prompt(strip_echo(text, cmd), is_prompt),
+                want,
+                "{text:?}"
+            );
         }
     }
 }

@@ -24,7 +24,10 @@ pub struct Acc {
 
 impl Acc {
     pub fn new(cap: usize) -> Acc {
-        Acc { cap, ..Default::default() }
+        Acc {
+            cap,
+            ..Default::default()
+        }
     }
     pub fn push(&mut self, data: &[u8]) {
         let room = self.cap.saturating_sub(self.kept.len());
@@ -65,11 +68,16 @@ pub struct Channel {
 
 impl Channel {
     pub fn new(transport: Box<dyn Transport>) -> Channel {
-        Channel { transport, buf: vec![0u8; 32 * 1024] }
+        Channel {
+            transport,
+            buf: vec![0u8; 32 * 1024],
+        }
     }
 
     pub fn send(&mut self, data: &str, deadline: Instant) -> Result<(), ReadFail> {
-        self.transport.write_all(data.as_bytes(), deadline).map_err(map_err)
+        self.transport
+            .write_all(data.as_bytes(), deadline)
+            .map_err(map_err)
     }
 
     /// Read everything already waiting, without blocking (unsolicited console output).
@@ -107,7 +115,11 @@ impl Channel {
             if now >= deadline {
                 return Err(ReadFail::Timeout);
             }
-            let slice_end = if cancel.is_some() { deadline.min(now + CANCEL_SLICE) } else { deadline };
+            let slice_end = if cancel.is_some() {
+                deadline.min(now + CANCEL_SLICE)
+            } else {
+                deadline
+            };
             match self.transport.read(&mut self.buf, slice_end) {
                 Ok(n) => acc.push(&self.buf[..n]),
                 Err(TransportError::Timeout) => continue,

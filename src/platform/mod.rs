@@ -128,7 +128,10 @@ impl Platform {
             .collect::<Result<Vec<_>, _>>()
             .map_err(ctx)?;
         let enable = match d.enable {
-            Some(e) => Some(Enable { password_prompt: compile(&e.password_prompt).map_err(ctx)?, def: e }),
+            Some(e) => Some(Enable {
+                password_prompt: compile(&e.password_prompt).map_err(ctx)?,
+                def: e,
+            }),
             None => None,
         };
         let pagers = d
@@ -137,7 +140,12 @@ impl Platform {
             .map(|p| compile(&p.pattern).map(|r| (r, p.send.clone())))
             .collect::<Result<Vec<_>, _>>()
             .map_err(ctx)?;
-        let prompt_changes = d.prompt_changes.iter().map(|p| compile(p)).collect::<Result<Vec<_>, _>>().map_err(ctx)?;
+        let prompt_changes = d
+            .prompt_changes
+            .iter()
+            .map(|p| compile(p))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(ctx)?;
         let p = Platform {
             name: d.name,
             description: d.description,
@@ -154,23 +162,34 @@ impl Platform {
             close: d.close,
         };
         // The learned template must compile for an ordinary hostname.
-        p.learned_prompt("R1").map_err(|e| format!("platform {}: {e}", p.name))?;
+        p.learned_prompt("R1")
+            .map_err(|e| format!("platform {}: {e}", p.name))?;
         Ok(p)
     }
 
     /// The exact prompt regex for a known hostname (regex metacharacters in it are escaped).
     pub fn learned_prompt(&self, base: &str) -> Result<Regex, String> {
-        compile(&self.learned_template.replace("{base}", &regex::escape(base)))
+        compile(
+            &self
+                .learned_template
+                .replace("{base}", &regex::escape(base)),
+        )
     }
 
     /// The mode a prompt line means, if any.
     pub fn mode_of(&self, prompt_line: &str) -> Option<&str> {
-        self.modes.iter().find(|(_, r)| r.is_match(prompt_line)).map(|(n, _)| n.as_str())
+        self.modes
+            .iter()
+            .find(|(_, r)| r.is_match(prompt_line))
+            .map(|(n, _)| n.as_str())
     }
 
     /// Does this output contain one of the platform's failure indicators?
     pub fn failure_in(&self, output: &str) -> Option<&str> {
-        self.failures.iter().find(|f| output.contains(f.as_str())).map(|s| s.as_str())
+        self.failures
+            .iter()
+            .find(|f| output.contains(f.as_str()))
+            .map(|s| s.as_str())
     }
 }
 
@@ -183,7 +202,8 @@ pub fn all() -> Result<&'static [Platform], String> {
         .get_or_init(|| {
             DEFS.iter()
                 .map(|(file, text)| {
-                    let d: Def = serde_norway::from_str(text).map_err(|e| format!("{file}: {e}"))?;
+                    let d: Def =
+                        serde_norway::from_str(text).map_err(|e| format!("{file}: {e}"))?;
                     Platform::from_def(d)
                 })
                 .collect()
@@ -195,13 +215,20 @@ pub fn all() -> Result<&'static [Platform], String> {
 /// Find the platform for a device_type (by name or alias, case-insensitive).
 pub fn lookup(device_type: &str) -> Option<&'static Platform> {
     let dt = device_type.trim().to_ascii_lowercase();
-    all().ok()?.iter().find(|p| p.name == dt || p.aliases.iter().any(|a| *a == dt))
+    all()
+        .ok()?
+        .iter()
+        .find(|p| p.name == dt || p.aliases.contains(&dt))
 }
 
 /// Every accepted device_type name, sorted.
 pub fn known_names() -> Vec<String> {
     let mut v: Vec<String> = all()
-        .map(|ps| ps.iter().flat_map(|p| std::iter::once(p.name.clone()).chain(p.aliases.iter().cloned())).collect())
+        .map(|ps| {
+            ps.iter()
+                .flat_map(|p| std::iter::once(p.name.clone()).chain(p.aliases.iter().cloned()))
+                .collect()
+        })
         .unwrap_or_default();
     v.sort();
     v
@@ -227,13 +254,21 @@ mod tests {
             ("R1>", Some("R1"), Some("user")),
             ("R1#", Some("R1"), Some("enable")),
             ("R1(config)#", Some("R1"), Some("config")),
-            ("core-sw.lab(config-if)#", Some("core-sw.lab"), Some("config")),
+            (
+                "core-sw.lab(config-if)#",
+                Some("core-sw.lab"),
+                Some("config"),
+            ),
             ("#####", None, Some("enable")),
             ("Welcome to R1#", None, Some("enable")),
             ("show version", None, None),
         ];
         for (line, base, mode) in cases {
-            let got = p.generic_prompt.captures(line).and_then(|c| c.name("base")).map(|m| m.as_str());
+            let got = p
+                .generic_prompt
+                .captures(line)
+                .and_then(|c| c.name("base"))
+                .map(|m| m.as_str());
             assert_eq!(got, *base, "{line}");
             assert_eq!(p.mode_of(line), *mode, "{line}");
         }

@@ -23,7 +23,12 @@ pub struct ExecItem {
 
 impl ExecItem {
     pub fn plain(cmd: &str) -> ExecItem {
-        ExecItem { cmd: cmd.to_string(), answer: None, send_newlines: 0, timeout: None }
+        ExecItem {
+            cmd: cmd.to_string(),
+            answer: None,
+            send_newlines: 0,
+            timeout: None,
+        }
     }
 }
 
@@ -114,10 +119,16 @@ impl Driver {
                     }
                 }
                 Err(CmdFail::Timeout { .. }) | Err(CmdFail::Desynced { .. }) => {
-                    return Err(Error::OpenTimeout(format!("{host}: no prompt after {cmd:?} before the deadline")));
+                    return Err(Error::OpenTimeout(format!(
+                        "{host}: no prompt after {cmd:?} before the deadline"
+                    )));
                 }
-                Err(CmdFail::Closed { reason, .. }) => return Err(Error::Connect(format!("{host}: {reason}"))),
-                Err(CmdFail::Cancelled { .. }) => return Err(Error::Connect(format!("{host}: cancelled"))),
+                Err(CmdFail::Closed { reason, .. }) => {
+                    return Err(Error::Connect(format!("{host}: {reason}")))
+                }
+                Err(CmdFail::Cancelled { .. }) => {
+                    return Err(Error::Connect(format!("{host}: cancelled")))
+                }
             }
         }
         Ok(d)
@@ -132,7 +143,10 @@ impl Driver {
             .and_then(|c| c.name("base"))
             .map(|m| m.as_str().to_string())
             .ok_or_else(|| Error::Connect(format!("cannot make out the prompt in {line:?}")))?;
-        self.prompt = self.platform.learned_prompt(&base).map_err(Error::Internal)?;
+        self.prompt = self
+            .platform
+            .learned_prompt(&base)
+            .map_err(Error::Internal)?;
         self.base = base;
         self.mode = self.platform.mode_of(line).unwrap_or("unknown").to_string();
         Ok(())
@@ -142,13 +156,26 @@ impl Driver {
         &self.base
     }
 
-    fn enable(&mut self, host: &str, secret: Option<&Secret>, deadline: Instant) -> Result<(), Error> {
-        let Some(en) = &self.platform.enable else { return Ok(()) };
+    fn enable(
+        &mut self,
+        host: &str,
+        secret: Option<&Secret>,
+        deadline: Instant,
+    ) -> Result<(), Error> {
+        let Some(en) = &self.platform.enable else {
+            return Ok(());
+        };
         let mut acc = Acc::new(OPEN_OUTPUT_CAP);
         let fail = |f, acc: &Acc| open_fail("entering privileged mode", host, f, acc);
-        self.chan.send(&format!("{}\n", en.def.command), deadline).map_err(|f| fail(f, &acc))?;
+        self.chan
+            .send(&format!("{}\n", en.def.command), deadline)
+            .map_err(|f| fail(f, &acc))?;
         let pats = [&self.prompt, &en.password_prompt];
-        let mut asked = self.chan.read_until(&mut acc, &pats, deadline, None).map_err(|f| fail(f, &acc))? == 1;
+        let mut asked = self
+            .chan
+            .read_until(&mut acc, &pats, deadline, None)
+            .map_err(|f| fail(f, &acc))?
+            == 1;
         let mut rejected = false;
         if asked {
             match secret.filter(|s| !s.is_empty()) {
@@ -161,10 +188,16 @@ impl Driver {
                     let sent = self.chan.send(&line, deadline);
                     zeroize::Zeroize::zeroize(&mut line);
                     sent.map_err(|f| fail(f, &acc))?;
-                    asked = self.chan.read_until(&mut acc, &pats, deadline, None).map_err(|f| fail(f, &acc))? == 1;
+                    asked = self
+                        .chan
+                        .read_until(&mut acc, &pats, deadline, None)
+                        .map_err(|f| fail(f, &acc))?
+                        == 1;
                     rejected = asked;
                 }
-                None => log::info!("{host}: enable asks for a password and none was given; staying in user mode"),
+                None => log::info!(
+                    "{host}: enable asks for a password and none was given; staying in user mode"
+                ),
             }
             // Leave the password question with empty answers (never a [confirm]: safe).
             let mut tries = 0;
@@ -172,11 +205,19 @@ impl Driver {
                 tries += 1;
                 acc.reset_tail();
                 self.chan.send("\n", deadline).map_err(|f| fail(f, &acc))?;
-                asked = self.chan.read_until(&mut acc, &pats, deadline, None).map_err(|f| fail(f, &acc))? == 1;
+                asked = self
+                    .chan
+                    .read_until(&mut acc, &pats, deadline, None)
+                    .map_err(|f| fail(f, &acc))?
+                    == 1;
             }
         }
         let line = acc.waiting_line();
-        self.mode = self.platform.mode_of(&line).unwrap_or("unknown").to_string();
+        self.mode = self
+            .platform
+            .mode_of(&line)
+            .unwrap_or("unknown")
+            .to_string();
         let text = matcher::clean(&acc.kept);
         let failure = en.def.failures.iter().find(|f| text.contains(f.as_str()));
         if rejected || (secret.is_some_and(|s| !s.is_empty()) && self.mode != en.def.mode) {
@@ -189,7 +230,12 @@ impl Driver {
     }
 
     /// Run one command; see [`CmdFail`] for what can go wrong.
-    pub fn run(&mut self, item: &ExecItem, deadline: Instant, cancel: &AtomicBool) -> Result<CmdResult, CmdFail> {
+    pub fn run(
+        &mut self,
+        item: &ExecItem,
+        deadline: Instant,
+        cancel: &AtomicBool,
+    ) -> Result<CmdResult, CmdFail> {
         self.run_inner(item, deadline, Some(cancel), false)
     }
 
@@ -202,21 +248,40 @@ impl Driver {
     ) -> Result<CmdResult, CmdFail> {
         let started = Instant::now();
         // Unsolicited console output (syslog lines) is not part of this command's output.
-        let drained = self.chan.drain(DRAIN_CAP).map_err(|f| fail_of(f, String::new()))?;
+        let drained = self
+            .chan
+            .drain(DRAIN_CAP)
+            .map_err(|f| fail_of(f, String::new()))?;
         if !drained.is_empty() {
-            log::debug!("drained {} bytes of unsolicited output before {:?}", drained.len(), self.base);
+            log::debug!(
+                "drained {} bytes of unsolicited output before {:?}",
+                drained.len(),
+                self.base
+            );
         }
         if let Some(since) = self.awaiting_prompt.clone() {
             let mut acc = Acc::new(OPEN_OUTPUT_CAP);
             acc.push(&drained);
-            match self.chan.read_until(&mut acc, &[&self.prompt], deadline, cancel) {
+            match self
+                .chan
+                .read_until(&mut acc, &[&self.prompt], deadline, cancel)
+            {
                 Ok(_) => self.awaiting_prompt = None,
                 Err(ReadFail::Timeout) => return Err(CmdFail::Desynced { since }),
                 Err(f) => return Err(fail_of(f, String::new())),
             }
         }
-        let relearn = relearn || self.platform.prompt_changes.iter().any(|r| r.is_match(&item.cmd));
-        let prompt = if relearn { self.platform.generic_prompt.clone() } else { self.prompt.clone() };
+        let relearn = relearn
+            || self
+                .platform
+                .prompt_changes
+                .iter()
+                .any(|r| r.is_match(&item.cmd));
+        let prompt = if relearn {
+            self.platform.generic_prompt.clone()
+        } else {
+            self.prompt.clone()
+        };
         let mut pats: Vec<&Regex> = vec![&prompt];
         pats.extend(self.platform.pagers.iter().map(|(r, _)| r));
         let answer_idx = item.answer.as_ref().map(|a| {
@@ -241,7 +306,10 @@ impl Driver {
                     let partial = self.finish_output(&acc, &item.cmd, &prompt);
                     if matches!(f, ReadFail::Timeout) {
                         self.awaiting_prompt = Some(item.cmd.clone());
-                        return Err(CmdFail::Timeout { partial, truncated: acc.truncated });
+                        return Err(CmdFail::Timeout {
+                            partial,
+                            truncated: acc.truncated,
+                        });
                     }
                     return Err(fail_of(f, partial));
                 }
@@ -254,12 +322,21 @@ impl Driver {
                 answered = true;
                 acc.reset_tail();
                 let nl = "\n".repeat(item.send_newlines);
-                self.chan.send(&nl, deadline).map_err(|f| fail_of(f, String::new()))?;
+                self.chan
+                    .send(&nl, deadline)
+                    .map_err(|f| fail_of(f, String::new()))?;
                 continue;
             }
-            if let Some((_, send)) = self.platform.pagers.iter().find(|(r, _)| r.as_str() == hit_re.as_str()) {
+            if let Some((_, send)) = self
+                .platform
+                .pagers
+                .iter()
+                .find(|(r, _)| r.as_str() == hit_re.as_str())
+            {
                 acc.reset_tail();
-                self.chan.send(send, deadline).map_err(|f| fail_of(f, String::new()))?;
+                self.chan
+                    .send(send, deadline)
+                    .map_err(|f| fail_of(f, String::new()))?;
             }
         }
         let line = acc.waiting_line();
@@ -268,7 +345,11 @@ impl Driver {
                 log::warn!("could not learn the prompt again after {:?}: {e}", item.cmd);
             }
         } else {
-            self.mode = self.platform.mode_of(&line).unwrap_or("unknown").to_string();
+            self.mode = self
+                .platform
+                .mode_of(&line)
+                .unwrap_or("unknown")
+                .to_string();
         }
         let output = self.finish_output(&acc, &item.cmd, &prompt);
         let failure = self.platform.failure_in(&output).map(|s| s.to_string());
@@ -286,7 +367,11 @@ impl Driver {
     fn finish_output(&self, acc: &Acc, cmd: &str, prompt: &Regex) -> String {
         let text = matcher::clean(&acc.kept);
         let text = matcher::strip_echo(&text, cmd);
-        let text = if acc.truncated { text } else { matcher::strip_prompt(text, |l| prompt.is_match(l)) };
+        let text = if acc.truncated {
+            text
+        } else {
+            matcher::strip_prompt(text, |l| prompt.is_match(l))
+        };
         if self.platform.pagers.is_empty() {
             return text.to_string();
         }
@@ -304,7 +389,10 @@ impl Driver {
             Err(ReadFail::Closed(m)) => return Err(m),
             Err(_) => {}
         }
-        self.chan.transport.keepalive().map_err(|e| format!("{e:?}"))
+        self.chan
+            .transport
+            .keepalive()
+            .map_err(|e| format!("{e:?}"))
     }
 
     /// Leave config mode, log out, close the transport; all by the deadline.
@@ -315,7 +403,11 @@ impl Driver {
                 let _ = self.run_inner(&ExecItem::plain(&cmd), step_deadline, None, false);
             }
             if let Some(logout) = self.platform.close.logout.clone() {
-                if self.chan.send(&format!("{logout}\n"), step_deadline).is_ok() {
+                if self
+                    .chan
+                    .send(&format!("{logout}\n"), step_deadline)
+                    .is_ok()
+                {
                     // Wait briefly for the device to hang up.
                     let mut acc = Acc::new(4096);
                     let never = [&self.platform.generic_prompt];
@@ -329,7 +421,10 @@ impl Driver {
 
 fn fail_of(f: ReadFail, partial: String) -> CmdFail {
     match f {
-        ReadFail::Timeout => CmdFail::Timeout { partial, truncated: false },
+        ReadFail::Timeout => CmdFail::Timeout {
+            partial,
+            truncated: false,
+        },
         ReadFail::Closed(reason) => CmdFail::Closed { partial, reason },
         ReadFail::Cancelled => CmdFail::Cancelled { partial },
     }

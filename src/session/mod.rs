@@ -181,7 +181,9 @@ impl Registry {
             Ok(id) => id,
             Err(e) => {
                 self.opening.fetch_sub(1, Ordering::SeqCst);
-                return reply(Err(Error::Internal(format!("no randomness for a session id: {e}"))));
+                return reply(Err(Error::Internal(format!(
+                    "no randomness for a session id: {e}"
+                ))));
             }
         };
         let reg = self.clone();
@@ -206,7 +208,9 @@ impl Registry {
             Err(e) => {
                 self.opening.fetch_sub(1, Ordering::SeqCst);
                 if let Some(reply) = slot.lock().take() {
-                    reply(Err(Error::Capacity(format!("cannot start a session thread: {e}"))));
+                    reply(Err(Error::Capacity(format!(
+                        "cannot start a session thread: {e}"
+                    ))));
                 }
             }
         }
@@ -220,12 +224,18 @@ impl Registry {
         {
             let s = h.state.lock();
             if !s.alive {
-                let why = s.dead_reason.clone().unwrap_or_else(|| "connection lost".into());
+                let why = s
+                    .dead_reason
+                    .clone()
+                    .unwrap_or_else(|| "connection lost".into());
                 drop(s);
                 return (job.reply)(Err(Error::SessionDead(format!("{why}; re-open required"))));
             }
         }
-        if h.busy.compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst).is_err() {
+        if h.busy
+            .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
+            .is_err()
+        {
             return (job.reply)(Err(Error::Busy));
         }
         match h.inbox.try_send(Job::Exec(job)) {
@@ -237,7 +247,9 @@ impl Registry {
             Err(TrySendError::Disconnected(Job::Exec(job))) => {
                 h.busy.store(false, Ordering::SeqCst);
                 h.mark_dead("the session thread has ended");
-                (job.reply)(Err(Error::SessionDead("the session thread has ended; re-open required".into())));
+                (job.reply)(Err(Error::SessionDead(
+                    "the session thread has ended; re-open required".into(),
+                )));
             }
             Err(_) => h.busy.store(false, Ordering::SeqCst),
         }
@@ -248,7 +260,11 @@ impl Registry {
         let h = self.sessions.write().remove(id);
         match h {
             Some(h) => {
-                log::info!("session {} host {}: closing ({reason})", h.info.id, h.info.host);
+                log::info!(
+                    "session {} host {}: closing ({reason})",
+                    h.info.id,
+                    h.info.host
+                );
                 h.cancel.store(true, Ordering::SeqCst);
                 let _ = h.inbox.try_send(Job::Close);
                 true
@@ -323,7 +339,12 @@ fn session_main(reg: Arc<Registry>, id: String, req: OpenRequest, reply: OpenRep
     let started = Instant::now();
     let deadline = started + req.connect_timeout;
     let opened = (|| {
-        let params = SshParams { host: &req.host, port: req.port, username: &req.username, password: &req.password };
+        let params = SshParams {
+            host: &req.host,
+            port: req.port,
+            username: &req.username,
+            password: &req.password,
+        };
         let transport = SshTransport::connect(&params, deadline)?;
         let negotiated = transport.negotiated.clone();
         let driver = Driver::open(
@@ -336,7 +357,17 @@ fn session_main(reg: Arc<Registry>, id: String, req: OpenRequest, reply: OpenRep
         )?;
         Ok::<_, Error>((driver, negotiated))
     })();
-    let OpenRequest { host, port, username, password, enable_secret, device_type, platform, session_timeout, .. } = req;
+    let OpenRequest {
+        host,
+        port,
+        username,
+        password,
+        enable_secret,
+        device_type,
+        platform,
+        session_timeout,
+        ..
+    } = req;
     // Credentials are not needed any more (Secret zeroes its memory on drop).
     drop(password);
     drop(enable_secret);
@@ -344,7 +375,10 @@ fn session_main(reg: Arc<Registry>, id: String, req: OpenRequest, reply: OpenRep
         Ok(x) => x,
         Err(e) => {
             reg.opening.fetch_sub(1, Ordering::SeqCst);
-            log::warn!("session {id} host {host}: open failed after {} ms: {e}", started.elapsed().as_millis());
+            log::warn!(
+                "session {id} host {host}: open failed after {} ms: {e}",
+                started.elapsed().as_millis()
+            );
             return reply(Err(e));
         }
     };
@@ -425,7 +459,10 @@ fn serve(reg: &Registry, h: &Arc<SessionHandle>, mut driver: Driver, rx: Receive
             Ok(Job::Close) | Err(RecvTimeoutError::Disconnected) => break,
             Err(RecvTimeoutError::Timeout) => {
                 if let Err(reason) = driver.poll_alive() {
-                    log::warn!("session {id} host {}: connection lost while idle: {reason}", h.info.host);
+                    log::warn!(
+                        "session {id} host {}: connection lost while idle: {reason}",
+                        h.info.host
+                    );
                     h.mark_dead(&reason);
                     return;
                 }
@@ -448,10 +485,21 @@ fn run_exec(reg: &Registry, h: &Arc<SessionHandle>, driver: &mut Driver, job: Ex
     for item in &job.items {
         let timeout = item.timeout.unwrap_or(job.timeout);
         let deadline = Instant::now() + timeout;
-        log::debug!("session {id} host {host}: run {:?}", reg.settings.masker.mask(&item.cmd));
+        log::debug!(
+            "session {id} host {host}: run {:?}",
+            reg.settings.masker.mask(&item.cmd)
+        );
         match driver.run(item, deadline, &h.cancel) {
             Ok(r) => {
-                log_cmd(reg, h, &r.command, &r.output, r.elapsed_ms, if r.failure.is_some() { "failed" } else { "ok" }, r.truncated);
+                log_cmd(
+                    reg,
+                    h,
+                    &r.command,
+                    &r.output,
+                    r.elapsed_ms,
+                    if r.failure.is_some() { "failed" } else { "ok" },
+                    r.truncated,
+                );
                 results.push(r);
             }
             Err(f) => {
@@ -485,8 +533,20 @@ fn run_exec(reg: &Registry, h: &Arc<SessionHandle>, driver: &mut Driver, job: Ex
                     ),
                 };
                 log::warn!("session {id} host {host}: {error}");
-                log_cmd(reg, h, &item.cmd, &partial, started.elapsed().as_millis() as u64, status, false);
-                failure = Some(ExecFailure { error, command: item.cmd.clone(), partial });
+                log_cmd(
+                    reg,
+                    h,
+                    &item.cmd,
+                    &partial,
+                    started.elapsed().as_millis() as u64,
+                    status,
+                    false,
+                );
+                failure = Some(ExecFailure {
+                    error,
+                    command: item.cmd.clone(),
+                    partial,
+                });
                 break;
             }
         }
@@ -515,7 +575,15 @@ fn touch(h: &SessionHandle) {
     s.last_used_at = SystemTime::now();
 }
 
-fn log_cmd(reg: &Registry, h: &SessionHandle, cmd: &str, output: &str, ms: u64, status: &str, truncated: bool) {
+fn log_cmd(
+    reg: &Registry,
+    h: &SessionHandle,
+    cmd: &str,
+    output: &str,
+    ms: u64,
+    status: &str,
+    truncated: bool,
+) {
     if let Some(cl) = &reg.settings.cmdlog {
         cl.append(&Entry {
             session_id: &h.info.id,

@@ -30,7 +30,10 @@ pub trait Transport: Send {
 /// hostnames and IP literals.
 pub fn validate_host(host: &str) -> Result<&str, String> {
     let h = host.trim();
-    let h = h.strip_prefix('[').and_then(|x| x.strip_suffix(']')).unwrap_or(h);
+    let h = h
+        .strip_prefix('[')
+        .and_then(|x| x.strip_suffix(']'))
+        .unwrap_or(h);
     if h.is_empty() {
         return Err("host must not be empty".into());
     }
@@ -43,12 +46,17 @@ pub fn validate_host(host: &str) -> Result<&str, String> {
     let ok = h.split('.').all(|label| {
         !label.is_empty()
             && label.len() <= 63
-            && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     });
     if ok {
         Ok(h)
     } else {
-        Err(format!("host {:?} is not a valid hostname or IP address", host.escape_debug().to_string()))
+        Err(format!(
+            "host {:?} is not a valid hostname or IP address",
+            host.escape_debug().to_string()
+        ))
     }
 }
 
@@ -58,10 +66,27 @@ mod tests {
 
     #[test]
     fn hosts_are_validated() {
-        for ok in ["10.0.0.1", "::1", "[::1]", "sw1.lab.example", "core_sw-01", "fe80::1"] {
+        for ok in [
+            "10.0.0.1",
+            "::1",
+            "[::1]",
+            "sw1.lab.example",
+            "core_sw-01",
+            "fe80::1",
+        ] {
             assert!(validate_host(ok).is_ok(), "{ok}");
         }
-        for bad in ["", " ", "a\0b", "a b", "sw1..lab", "a/b", "x;rm", "é.example", &"a".repeat(300)] {
+        for bad in [
+            "",
+            " ",
+            "a\0b",
+            "a b",
+            "sw1..lab",
+            "a/b",
+            "x;rm",
+            "é.example",
+            &"a".repeat(300),
+        ] {
             assert!(validate_host(bad).is_err(), "{bad:?}");
         }
     }

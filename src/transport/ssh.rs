@@ -27,7 +27,9 @@ pub struct SshTransport {
 }
 
 fn remaining(deadline: Instant) -> Option<Duration> {
-    deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero())
+    deadline
+        .checked_duration_since(Instant::now())
+        .filter(|d| !d.is_zero())
 }
 
 fn timed_out(what: &str, host: &str) -> Error {
@@ -41,13 +43,19 @@ fn resolve(host: &str, port: u16, deadline: Instant) -> Result<Vec<SocketAddr>, 
     std::thread::Builder::new()
         .name("dns".into())
         .spawn(move || {
-            let _ = tx.send((h.as_str(), port).to_socket_addrs().map(|a| a.collect::<Vec<_>>()));
+            let _ = tx.send(
+                (h.as_str(), port)
+                    .to_socket_addrs()
+                    .map(|a| a.collect::<Vec<_>>()),
+            );
         })
         .map_err(|e| Error::Internal(format!("cannot start resolver thread: {e}")))?;
     let wait = remaining(deadline).ok_or_else(|| timed_out("name resolution", host))?;
     match rx.recv_timeout(wait) {
         Ok(Ok(addrs)) if !addrs.is_empty() => Ok(addrs),
-        Ok(Ok(_)) => Err(Error::Connect(format!("{host}: name resolved to no address"))),
+        Ok(Ok(_)) => Err(Error::Connect(format!(
+            "{host}: name resolved to no address"
+        ))),
         Ok(Err(e)) => Err(Error::Connect(format!("cannot resolve {host}: {e}"))),
         Err(_) => Err(timed_out("name resolution", host)),
     }
@@ -82,7 +90,10 @@ fn is_auth_error(e: &ssh2::Error) -> bool {
 }
 
 fn is_timeout(e: &ssh2::Error) -> bool {
-    matches!(e.code(), ssh2::ErrorCode::Session(-9) | ssh2::ErrorCode::Session(-37)) // TIMEOUT, EAGAIN
+    matches!(
+        e.code(),
+        ssh2::ErrorCode::Session(-9) | ssh2::ErrorCode::Session(-37)
+    ) // TIMEOUT, EAGAIN
 }
 
 fn ssh_err(stage: &str, host: &str, e: ssh2::Error) -> Error {
@@ -93,7 +104,10 @@ fn ssh_err(stage: &str, host: &str, e: ssh2::Error) -> Error {
         return Error::DeviceAuth(format!("{host} rejected the credentials"));
     }
     if let ssh2::ErrorCode::Session(-5) = e.code() {
-        return Error::Connect(format!("{stage} with {host} failed: no common key-exchange/host-key algorithm ({})", e.message()));
+        return Error::Connect(format!(
+            "{stage} with {host} failed: no common key-exchange/host-key algorithm ({})",
+            e.message()
+        ));
     }
     Error::Connect(format!("{stage} with {host} failed: {}", e.message()))
 }
@@ -114,7 +128,9 @@ impl SshTransport {
         let mut last_err = None;
         let mut stream = None;
         for a in &addrs {
-            let Some(wait) = remaining(deadline) else { break };
+            let Some(wait) = remaining(deadline) else {
+                break;
+            };
             match TcpStream::connect_timeout(a, wait) {
                 Ok(s) => {
                     stream = Some(s);
@@ -125,15 +141,23 @@ impl SshTransport {
         }
         let stream = match (stream, last_err) {
             (Some(s), _) => s,
-            (None, Some(e)) if e.kind() == std::io::ErrorKind::TimedOut => return Err(timed_out("TCP connect", host)),
-            (None, Some(e)) => return Err(Error::Connect(format!("cannot connect to {host}:{}: {e}", p.port))),
+            (None, Some(e)) if e.kind() == std::io::ErrorKind::TimedOut => {
+                return Err(timed_out("TCP connect", host))
+            }
+            (None, Some(e)) => {
+                return Err(Error::Connect(format!(
+                    "cannot connect to {host}:{}: {e}",
+                    p.port
+                )))
+            }
             (None, None) => return Err(timed_out("TCP connect", host)),
         };
         let _ = stream.set_nodelay(true);
         let fd = stream.as_raw_fd();
         set_tcp_keepalive(fd);
 
-        let mut session = ssh2::Session::new().map_err(|e| Error::Internal(format!("libssh2 init: {e}")))?;
+        let mut session =
+            ssh2::Session::new().map_err(|e| Error::Internal(format!("libssh2 init: {e}")))?;
         session.set_tcp_stream(stream);
         session.set_blocking(true);
         let step = |s: &ssh2::Session, what: &str| -> Result<(), Error> {
@@ -143,10 +167,15 @@ impl SshTransport {
         };
 
         step(&session, "SSH handshake")?;
-        session.handshake().map_err(|e| ssh_err("SSH handshake", host, e))?;
+        session
+            .handshake()
+            .map_err(|e| ssh_err("SSH handshake", host, e))?;
 
         step(&session, "authentication")?;
-        let methods = session.auth_methods(p.username).map_err(|e| ssh_err("authentication", host, e))?.to_string();
+        let methods = session
+            .auth_methods(p.username)
+            .map_err(|e| ssh_err("authentication", host, e))?
+            .to_string();
         let mut auth_err = None;
         if methods.split(',').any(|m| m == "password") {
             step(&session, "authentication")?;
@@ -159,7 +188,9 @@ impl SshTransport {
         }
         if !session.authenticated() && methods.split(',').any(|m| m == "keyboard-interactive") {
             step(&session, "authentication")?;
-            if let Err(e) = session.userauth_keyboard_interactive(p.username, &mut Answer(p.password.expose())) {
+            if let Err(e) =
+                session.userauth_keyboard_interactive(p.username, &mut Answer(p.password.expose()))
+            {
                 if !is_auth_error(&e) {
                     return Err(ssh_err("authentication", host, e));
                 }
@@ -168,20 +199,31 @@ impl SshTransport {
         }
         if !session.authenticated() {
             return Err(match auth_err {
-                Some(_) => Error::DeviceAuth(format!("{host} rejected the credentials for user {:?}", p.username)),
-                None => Error::DeviceAuth(format!("{host} offers no password authentication (methods: {methods})")),
+                Some(_) => Error::DeviceAuth(format!(
+                    "{host} rejected the credentials for user {:?}",
+                    p.username
+                )),
+                None => Error::DeviceAuth(format!(
+                    "{host} offers no password authentication (methods: {methods})"
+                )),
             });
         }
 
         step(&session, "opening the shell channel")?;
-        let mut channel = session.channel_session().map_err(|e| ssh_err("opening the shell channel", host, e))?;
-        channel.handle_extended_data(ssh2::ExtendedData::Merge).map_err(|e| ssh_err("opening the shell channel", host, e))?;
+        let mut channel = session
+            .channel_session()
+            .map_err(|e| ssh_err("opening the shell channel", host, e))?;
+        channel
+            .handle_extended_data(ssh2::ExtendedData::Merge)
+            .map_err(|e| ssh_err("opening the shell channel", host, e))?;
         step(&session, "PTY request")?;
         channel
             .request_pty("vt100", None, Some((511, 24, 0, 0)))
             .map_err(|e| ssh_err("PTY request", host, e))?;
         step(&session, "shell request")?;
-        channel.shell().map_err(|e| ssh_err("shell request", host, e))?;
+        channel
+            .shell()
+            .map_err(|e| ssh_err("shell request", host, e))?;
 
         let negotiated = [
             ssh2::MethodType::Kex,
@@ -195,7 +237,12 @@ impl SshTransport {
         .join(" / ");
         session.set_keepalive(true, 30);
         session.set_blocking(false);
-        Ok(SshTransport { session, channel, fd, negotiated })
+        Ok(SshTransport {
+            session,
+            channel,
+            fd,
+            negotiated,
+        })
     }
 
     /// Block in poll() until the socket is ready in the direction libssh2 wants, or the deadline.
@@ -203,13 +250,25 @@ impl SshTransport {
         let left = remaining(deadline).ok_or(TransportError::Timeout)?;
         let dirs = self.session.block_directions();
         let mut events: libc::c_short = 0;
-        if matches!(dirs, ssh2::BlockDirections::Inbound | ssh2::BlockDirections::Both | ssh2::BlockDirections::None) {
+        if matches!(
+            dirs,
+            ssh2::BlockDirections::Inbound
+                | ssh2::BlockDirections::Both
+                | ssh2::BlockDirections::None
+        ) {
             events |= libc::POLLIN;
         }
-        if matches!(dirs, ssh2::BlockDirections::Outbound | ssh2::BlockDirections::Both) {
+        if matches!(
+            dirs,
+            ssh2::BlockDirections::Outbound | ssh2::BlockDirections::Both
+        ) {
             events |= libc::POLLOUT;
         }
-        let mut pfd = libc::pollfd { fd: self.fd, events, revents: 0 };
+        let mut pfd = libc::pollfd {
+            fd: self.fd,
+            events,
+            revents: 0,
+        };
         let ms = left.as_millis().clamp(1, i32::MAX as u128) as libc::c_int;
         // SAFETY: pfd is a valid pollfd on the stack and we pass a count of 1.
         let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
@@ -240,7 +299,9 @@ impl Transport for SshTransport {
             match self.channel.read(buf) {
                 Ok(n) if n > 0 => return Ok(n),
                 Ok(_) if self.channel.eof() => {
-                    return Err(TransportError::Closed("the device closed the session".into()));
+                    return Err(TransportError::Closed(
+                        "the device closed the session".into(),
+                    ));
                 }
                 Ok(_) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
@@ -252,7 +313,9 @@ impl Transport for SshTransport {
 
     fn try_read(&mut self, buf: &mut [u8]) -> Result<usize, TransportError> {
         match self.channel.read(buf) {
-            Ok(0) if self.channel.eof() => Err(TransportError::Closed("the device closed the session".into())),
+            Ok(0) if self.channel.eof() => Err(TransportError::Closed(
+                "the device closed the session".into(),
+            )),
             Ok(n) => Ok(n),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(0),
             Err(e) => Err(self.closed(&e)),
@@ -280,18 +343,28 @@ impl Transport for SshTransport {
         match self.session.keepalive_send() {
             Ok(_) => Ok(()),
             Err(e) if is_timeout(&e) => Ok(()),
-            Err(e) => Err(TransportError::Closed(format!("SSH keepalive failed: {}", e.message()))),
+            Err(e) => Err(TransportError::Closed(format!(
+                "SSH keepalive failed: {}",
+                e.message()
+            ))),
         }
     }
 
     fn close(&mut self, deadline: Instant) {
-        let Some(left) = remaining(deadline) else { return };
+        let Some(left) = remaining(deadline) else {
+            return;
+        };
         self.session.set_blocking(true);
-        self.session.set_timeout(left.as_millis().clamp(1, u32::MAX as u128) as u32);
+        self.session
+            .set_timeout(left.as_millis().clamp(1, u32::MAX as u128) as u32);
         let _ = self.channel.send_eof();
         let _ = self.channel.close();
         if remaining(deadline).is_some() {
-            let _ = self.session.disconnect(Some(ssh2::DisconnectCode::ByApplication), "session closed", None);
+            let _ = self.session.disconnect(
+                Some(ssh2::DisconnectCode::ByApplication),
+                "session closed",
+                None,
+            );
         }
     }
 

@@ -1,0 +1,93 @@
+//! Run the fake Cisco-IOS-like SSH device (the one the integration tests use) in the foreground.
+//!
+//! ```text
+//! cargo run --example fake_ssh_device -- --port 2222 \
+//!     [--username admin] [--password cisco] [--enable-password en] [--hostname R1] \
+//!     [--privileged] [--banner TEXT] [--exec-timeout SECS]
+//! ssh -p 2222 admin@127.0.0.1
+//! ```
+//!
+//! Listens on 127.0.0.1 only, with a fresh ed25519 host key on every start. Runs until
+//! Ctrl-C / SIGTERM.
+
+#[path = "../tests/it/fake_ssh.rs"]
+mod fake_ssh;
+
+use fake_ssh::{DeviceConfig, FakeDevice};
+
+const USAGE: &str = "usage: fake_ssh_device [--port N] [--username U] [--password P] \
+[--enable-password E] [--hostname H] [--privileged] [--banner TEXT] [--exec-timeout SECS]";
+
+fn parse_args() -> Result<(DeviceConfig, u16), String> {
+    let mut cfg = DeviceConfig::default();
+    let mut port = 2222u16;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = |name: &str| {
+            args.next()
+                .ok_or_else(|| format!("{name} needs a value\n{USAGE}"))
+        };
+        match arg.as_str() {
+            "--port" => {
+                let v = value("--port")?;
+                port = v.parse().map_err(|_| format!("bad --port {v:?}"))?;
+            }
+            "--username" => cfg.username = value("--username")?,
+            "--password" => cfg.password = value("--password")?,
+            "--enable-password" => cfg.enable_password = Some(value("--enable-password")?),
+            "--hostname" => cfg.hostname = value("--hostname")?,
+            "--banner" => cfg.banner = Some(value("--banner")?),
+            "--exec-timeout" => {
+                let v = value("--exec-timeout")?;
+                let secs = v.parse().map_err(|_| format!("bad --exec-timeout {v:?}"))?;
+                cfg.exec_timeout_secs = Some(secs);
+            }
+            "--privileged" => cfg.start_privileged = true,
+            "-h" | "--help" => return Err(USAGE.to_string()),
+            other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
+        }
+    }
+    Ok((cfg, port))
+}
+
+fn main() {
+    let (cfg, port) = match parse_args() {
+        Ok(x) => x,
+        Err(msg) => {
+            eprintln!("{msg}");
+            std::process::exit(2);
+        }
+    };
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ])
+    .expect("install signal handlers");
+
+    let summary = format!(
+        "user {:?} / password {:?}, enable password {}, hostname {:?}",
+        cfg.username,
+        cfg.password,
+        cfg.enable_password
+            .as_deref()
+            .map_or("none".to_string(), |p| format!("{p:?}")),
+        cfg.hostname
+    );
+    let dev = FakeDevice::start_on(cfg, port);
+    println!("fake_ssh_device listening on 127.0.0.1:{}", dev.port());
+    println!("{summary}");
+    println!(
+        "host key {} ({})",
+        dev.host_key_openssh(),
+        dev.host_key_sha256()
+    );
+    println!("Ctrl-C to stop");
+
+    let _ = signals.forever().next();
+    println!(
+        "stopping: {} connection(s) served, {} command line(s) received",
+        dev.total_connections(),
+        dev.lines_received().len()
+    );
+    drop(dev);
+}

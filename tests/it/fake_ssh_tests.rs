@@ -1,0 +1,706 @@
+//! Self-tests of the fake SSH device (`fake_ssh.rs`), using libssh2 (the `ssh2` crate) as the
+//! client, like the broker does.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use crate::fake_ssh::{DeviceConfig, FakeDevice};
+
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+fn connect(port: u16) -> ssh2::Session {
+    let tcp = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let mut sess = ssh2::Session::new().expect("session");
+    sess.set_tcp_stream(tcp);
+    sess.set_timeout(10_000);
+    sess.handshake().expect("handshake");
+    sess
+}
+
+struct Shell {
+    sess: ssh2::Session,
+    ch: ssh2::Channel,
+    buf: Vec<u8>,
+}
+
+fn open_shell(sess: ssh2::Session) -> Shell {
+    let mut ch = sess.channel_session().expect("channel_session");
+    ch.request_pty("vt100", None, Some((511, 24, 0, 0)))
+        .expect("pty");
+    ch.shell().expect("shell");
+    sess.set_blocking(false);
+    Shell {
+        sess,
+        ch,
+        buf: Vec::new(),
+    }
+}
+
+fn shell(dev: &FakeDevice) -> Shell {
+    let sess = connect(dev.port());
+    sess.userauth_password("admin", "cisco").expect("auth");
+    open_shell(sess)
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+impl Shell {
+    fn send(&mut self, s: &str) {
+        let mut data = s.as_bytes();
+        let deadline = Instant::now() + TIMEOUT;
+        while !data.is_empty() {
+            match self.ch.write(data) {
+                Ok(n) => data = &data[n..],
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    assert!(Instant::now() < deadline, "write timed out");
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                Err(e) => panic!("write failed: {e}"),
+            }
+        }
+    }
+
+    /// Read what is available. Ok(0) = nothing right now, Err = EOF / connection gone.
+    fn pump(&mut self) -> Result<usize, ()> {
+        let mut b = [0u8; 32768];
+        match self.ch.read(&mut b) {
+            Ok(0) => Err(()),
+            Ok(n) => {
+                self.buf.extend_from_slice(&b[..n]);
+                Ok(n)
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => Ok(0),
+            Err(_) => Err(()),
+        }
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.buf).into_owned()
+    }
+
+    /// Wait for `pat`; return (and consume) all output up to and including it.
+    fn expect(&mut self, pat: &str) -> String {
+        self.expect_within(pat, TIMEOUT)
+    }
+
+    fn expect_within(&mut self, pat: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        let mut searched = 0;
+        loop {
+            if let Some(i) = find(&self.buf[searched..], pat.as_bytes()) {
+                let out: Vec<u8> = self.buf.drain(..searched + i + pat.len()).collect();
+                return String::from_utf8_lossy(&out).into_owned();
+            }
+            searched = self.buf.len().saturating_sub(pat.len());
+            match self.pump() {
+                Ok(0) => {
+                    assert!(
+                        Instant::now() < deadline,
+                        "timeout waiting for {pat:?}; got {:?}",
+                        self.text()
+                    );
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                Ok(_) => {}
+                Err(()) => panic!("closed while waiting for {pat:?}; got {:?}", self.text()),
+            }
+        }
+    }
+
+    /// Send a command line (CR-terminated) and wait for `prompt`.
+    fn cmd(&mut self, cmd: &str, prompt: &str) -> String {
+        self.send(&format!("{cmd}\r"));
+        self.expect(prompt)
+    }
+
+    /// Collect output for `d`, expecting the connection to stay open.
+    fn quiet_for(&mut self, d: Duration) -> String {
+        let start = self.buf.len();
+        let deadline = Instant::now() + d;
+        while Instant::now() < deadline {
+            match self.pump() {
+                Ok(0) => std::thread::sleep(Duration::from_millis(5)),
+                Ok(_) => {}
+                Err(()) => panic!("unexpectedly closed; got {:?}", self.text()),
+            }
+        }
+        String::from_utf8_lossy(&self.buf[start..]).into_owned()
+    }
+
+    /// True if the channel/connection closes within `timeout`.
+    fn closed_within(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.pump() {
+                Err(()) => return true,
+                Ok(0) if Instant::now() >= deadline => return false,
+                Ok(0) => std::thread::sleep(Duration::from_millis(5)),
+                Ok(_) => {}
+            }
+        }
+    }
+}
+
+fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    f()
+}
+
+#[test]
+fn fake_password_auth_prompt_and_show_version() {
+    let dev = FakeDevice::start(DeviceConfig::default());
+    let mut sh = shell(&dev);
+    assert_eq!(sh.expect("R1>"), "R1>");
+    assert_eq!(
+        sh.cmd("terminal length 0", "R1>"),
+        "terminal length 0\r\nR1>"
+    );
+    let out = sh.cmd("show version", "R1>");
+    assert!(
+        out.starts_with("show version\r\nCisco IOS Software, "),
+        "{out:?}"
+    );
+    assert!(out.contains("R1 uptime is"), "{out:?}");
+    assert!(out.ends_with("\r\nR1>"), "{out:?}");
+    assert!(!out.contains("--More--"));
+    let out = sh.cmd("sh ip int br", "R1>");
+    assert!(out.contains("GigabitEthernet0/0"), "{out:?}");
+    assert_eq!(
+        dev.lines_received(),
+        vec!["terminal length 0", "show version", "sh ip int br"]
+    );
+    assert_eq!(dev.active_connections(), 1);
+    assert_eq!(dev.total_connections(), 1);
+    drop(sh);
+    assert!(wait_until(TIMEOUT, || dev.active_connections() == 0));
+}
+
+struct Kbd(&'static str);
+
+impl ssh2::KeyboardInteractivePrompt for Kbd {
+    fn prompt(
+        &mut self,
+        _username: &str,
+        _instructions: &str,
+        prompts: &[ssh2::Prompt<'_>],
+    ) -> Vec<String> {
+        assert_eq!(prompts.len(), 1);
+        assert_eq!(prompts[0].text, "Password: ");
+        assert!(!prompts[0].echo);
+        vec![self.0.to_string()]
+    }
+}
+
+#[test]
+fn fake_keyboard_interactive_auth() {
+    let dev = FakeDevice::start(DeviceConfig::default());
+    let sess = connect(dev.port());
+    let methods = sess.auth_methods("admin").expect("auth_methods");
+    assert!(methods.contains("password"), "{methods}");
+    assert!(methods.contains("keyboard-interactive"), "{methods}");
+    assert!(sess
+        .userauth_keyboard_interactive("admin", &mut Kbd("wrong"))
+        .is_err());
+    assert!(!sess.authenticated());
+    sess.userauth_keyboard_interactive("admin", &mut Kbd("cisco"))
+        .expect("kbd-int auth");
+    assert!(sess.authenticated());
+    let mut sh = open_shell(sess);
+    sh.expect("R1>");
+}
+
+#[test]
+fn fake_wrong_password_rejected() {
+    let dev = FakeDevice::start(DeviceConfig::default());
+    let sess = connect(dev.port());
+    assert!(sess.userauth_password("admin", "nope").is_err());
+    assert!(sess.userauth_password("bob", "cisco").is_err());
+    assert!(!sess.authenticated());
+    // The same connection can retry, like on IOS.
+    sess.userauth_password("admin", "cisco").expect("retry");
+    assert!(sess.authenticated());
+}
+
+#[test]
+fn fake_paging_without_terminal_length_0() {
+    let dev = FakeDevice::start(DeviceConfig::default());
+    let mut sh = shell(&dev);
+    sh.expect("R1>");
+    sh.send("show long 60\r");
+    let page1 = sh.expect(" --More-- ");
+    assert!(page1.contains("line 0024 "), "{page1:?}");
+    assert!(!page1.contains("line 0025 "), "{page1:?}");
+    assert_eq!(sh.quiet_for(Duration::from_millis(200)), "");
+    sh.send("\r"); // one more line
+    let one = sh.expect(" --More-- ");
+    assert!(
+        one.contains("line 0025 ") && !one.contains("line 0026 "),
+        "{one:?}"
+    );
+    sh.send(" "); // next page
+    let page2 = sh.expect(" --More-- ");
+    assert!(page2.contains("line 0049 ") && !page2.contains("line 0050 "));
+    sh.send(" ");
+    let rest = sh.expect("R1>");
+    assert!(rest.contains("line 0060 "), "{rest:?}");
+
+    // q stops the output.
+    sh.send("show long 100\r");
+    sh.expect(" --More-- ");
+    sh.send("q");
+    let rest = sh.expect("R1>");
+    assert!(!rest.contains("line 0025"), "{rest:?}");
+
+    // Output of at most 24 lines is not paged; after `terminal length 0` nothing is.
+    let out = sh.cmd("show long 24", "R1>");
+    assert!(!out.contains("--More--"));
+    sh.cmd("terminal length 0", "R1>");
+    let out = sh.cmd("show long", "R1>");
+    assert!(out.contains("line 0100 ") && !out.contains("--More--"));
+}
+
+#[test]
+fn fake_enable_without_password() {
+    let dev = FakeDevice::start(DeviceConfig::default());
+    let mut sh = shell(&dev);
+    sh.expect("R1>");
+    sh.cmd("enable", "R1#");
+    assert!(sh.cmd("show privilege", "R1#").contains("level is 15"));
+    sh.cmd("enable", "R1#");
+    sh.cmd("disable", "R1>");
+}
+
+#[test]
+fn fake_enable_with_password() {
+    let dev = FakeDevice::start(DeviceConfig {
+        enable_password: Some("en".into()),
+        ..Default::default()
+    });
+    let mut sh = shell(&dev);
+    sh.expect("R1>");
+    sh.cmd("enable", "Password: ");
+    sh.send("wrong\r");
+    let out = sh.expect("R1>");
+    assert!(out.contains("% Access denied"), "{out:?}");
+    assert!(
+        !out.contains("wrong"),
+        "password must not be echoed: {out:?}"
+    );
+    sh.cmd("enable", "Password: ");
+    let out = sh.cmd("en", "R1#");
+    assert_eq!(out, "\r\nR1#");
+    assert_eq!(
+        dev.lines_received(),
+        vec!["enable", "<hidden>", "enable", "<hidden>"]
+    );
+}
+
+#[test]
+fn fake_config_mode_and_prompts() {
+    let dev = FakeDevice::start(DeviceConfig {
+        start_privileged: true,
+        ..Default::default()
+    });
+    let mut sh = shell(&dev);
+    sh.expect("R1#");
+    let out = sh.cmd("conf t", "R1(config)#");
+    assert!(out.contains("Enter configuration commands, one per line.  End with CNTL/Z.\r\n"));
+    sh.cmd("interface GigabitEthernet0/1", "R1(config-if)#");
+    sh.cmd("description uplink", "R1(config-if)#");
+    sh.cmd("no shutdown", "R1(config-if)#");
+    sh.cmd("exit", "R1(config)#");
+    sh.cmd("line vty 0 4", "R1(config-line)#");
+    sh.cmd("end", "R1#");
+    sh.cmd("configure terminal", "R1(config)#");
+    sh.cmd("aaa authentication login default local", "R1(config)#");
+    sh.cmd("hostname NEW", "NEW(config)#");
+    let out = sh.cmd("bogus command", "NEW(config)#");
+    assert_eq!(
+        out,
+        "bogus command\r\n            ^\r\n% Invalid input detected at '^' marker.\r\n\r\nNEW(config)#"
+    );
+    sh.cmd("exit", "NEW#");
+    sh.cmd("terminal length 0", "NEW#");
+    let out = sh.cmd("show running-config", "NEW#");
+    assert!(out.contains("\r\nhostname NEW\r\n"), "{out:?}");
+    assert!(out.contains("\r\ninterface GigabitEthernet0/1\r\n description uplink\r\n"));
+    assert!(out.contains("\r\naaa authentication login default local\r\n"));
+    assert!(out.ends_with("end\r\nNEW#"));
+}
+
+#[test]
+fn fake_invalid_and_incomplete_commands() {
+    let dev = FakeDevice::start(DeviceConfig::default());
+    let mut sh = shell(&dev);
+    sh.expect("R1>");
+    let out = sh.cmd("foo bar", "R1>");
+    assert_eq!(
+        out,
+        "foo bar\r\n   ^\r\n% Invalid input detected at '^' marker.\r\n\r\nR1>"
+    );
+    let out = sh.cmd("show", "R1>");
+    assert_eq!(out, "show\r\n% Incomplete command.\r\n\r\nR1>");
+    // Privileged-only in user mode.
+    let out = sh.cmd("show running-config", "R1>");
+    assert_eq!(
+        out,
+        "show running-config\r\n        ^\r\n% Invalid input detected at '^' marker.\r\n\r\nR1>"
+    );
+    let out = sh.cmd("configure terminal", "R1>");
+    assert!(out.contains("% Invalid input"), "{out:?}");
+    // Empty line: just a new prompt.
+    assert_eq!(sh.cmd("", "R1>"), "\r\nR1>");
+}
+
+#[test]
+fn fake_input_chunking_and_line_endings() {
+    let dev = FakeDevice::start(DeviceConfig::default());
+    let mut sh = shell(&dev);
+    sh.expect("R1>");
+    sh.send("terminal length 0\r\nshow clock\nshow privilege\r");
+    sh.expect("R1>");
+    sh.expect("R1>");
+    let out = sh.expect("R1>");
+    assert!(out.contains("level is 1"), "{out:?}");
+    for part in ["sh", "ow ver", "sion", "\r", "\n"] {
+        sh.send(part);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = sh.expect("R1>");
+    assert!(out.contains("uptime is"), "{out:?}");
+    assert_eq!(sh.quiet_for(Duration::from_millis(150)), "");
+    assert_eq!(
+        dev.lines_received(),
+        vec![
+            "terminal length 0",
+            "show clock",
+            "show privilege",
+            "show version"
+        ]
+    );
+}
+
+#[test]
+fn fake_write_copy_reload() {
+    let dev = FakeDevice::start(DeviceConfig {
+        start_privileged: true,
+        ..Default::default()
+    });
+    let mut sh = shell(&dev);
+    sh.expect("R1#");
+    let out = sh.cmd("write memory", "R1#");
+    assert!(
+        out.contains("Building configuration...\r\n[OK]\r\n"),
+        "{out:?}"
+    );
+    assert!(sh.cmd("wr", "R1#").contains("[OK]"));
+    sh.cmd(
+        "copy running-config startup-config",
+        "Destination filename [startup-config]? ",
+    );
+    assert!(sh.cmd("", "R1#").contains("[OK]"));
+    sh.cmd("reload", "Proceed with reload? [confirm]");
+    sh.cmd("n", "R1#");
+    sh.cmd("reload", "Proceed with reload? [confirm]");
+    sh.send("\r");
+    sh.expect("Reloading...");
+    assert!(sh.closed_within(TIMEOUT));
+}
+
+#[test]
+fn fake_exit_closes_with_status_0() {
+    let dev = FakeDevice::start(DeviceConfig::default());
+    let mut sh = shell(&dev);
+    sh.expect("R1>");
+    sh.send("exit\r");
+    assert!(sh.closed_within(TIMEOUT));
+    assert!(sh.ch.eof());
+    sh.sess.set_blocking(true);
+    assert_eq!(sh.ch.exit_status().unwrap(), 0);
+    assert!(wait_until(TIMEOUT, || dev.active_connections() == 0));
+}
+
+#[test]
+fn fake_show_drop_and_kill_all_close_connections() {
+    let dev = FakeDevice::start(DeviceConfig::default());
+    let mut a = shell(&dev);
+    a.expect("R1>");
+    a.send("show drop\r");
+    assert!(a.closed_within(TIMEOUT));
+    assert!(wait_until(TIMEOUT, || dev.active_connections() == 0));
+
+    let mut b = shell(&dev);
+    let mut c = shell(&dev);
+    b.expect("R1>");
+    c.expect("R1>");
+    assert_eq!(dev.active_connections(), 2);
+    dev.kill_all();
+    assert_eq!(dev.active_connections(), 0);
+    assert!(b.closed_within(TIMEOUT));
+    assert!(c.closed_within(TIMEOUT));
+    assert_eq!(dev.total_connections(), 3);
+
+    // The device still accepts new connections.
+    let mut d = shell(&dev);
+    d.expect("R1>");
+}
+
+#[test]
+fn fake_inject_reaches_client() {
+    let dev = FakeDevice::start(DeviceConfig::default());
+    let mut a = shell(&dev);
+    let mut b = shell(&dev);
+    a.expect("R1>");
+    b.expect("R1>");
+    let msg = "\r\n*Mar  1 00:01:02: %LINK-3-UPDOWN: Interface Gi0/1, changed state to down\r\n";
+    dev.inject(msg);
+    assert_eq!(a.expect("to down\r\n"), msg);
+    assert_eq!(b.expect("to down\r\n"), msg);
+}
+
+#[test]
+fn fake_freeze_hang_and_slow() {
+    let dev = FakeDevice::start(DeviceConfig::default());
+    let mut sh = shell(&dev);
+    sh.expect("R1>");
+    dev.set_freeze(true);
+    sh.send("show clock\r");
+    assert_eq!(sh.quiet_for(Duration::from_millis(300)), "");
+    dev.set_freeze(false);
+    let out = sh.expect("R1>");
+    assert!(out.starts_with("show clock\r\n*"), "{out:?}");
+
+    let t0 = Instant::now();
+    let out = sh.cmd("show slow 2", "R1>");
+    assert!(
+        t0.elapsed() >= Duration::from_millis(1800),
+        "{:?}",
+        t0.elapsed()
+    );
+    assert!(out.contains("slow line 2 of 2\r\n"), "{out:?}");
+
+    sh.send("show hang\r");
+    sh.expect("working...\r\n");
+    sh.send("show version\r");
+    assert_eq!(sh.quiet_for(Duration::from_millis(300)), "");
+    dev.inject("still alive\r\n");
+    sh.expect("still alive\r\n");
+    assert_eq!(
+        dev.lines_received(),
+        vec!["show clock", "show slow 2", "show hang"]
+    );
+}
+
+#[test]
+fn fake_flood_respects_flow_control() {
+    let dev = FakeDevice::start(DeviceConfig::default());
+    let mut sh = shell(&dev);
+    sh.expect("R1>");
+    sh.cmd("terminal length 0", "R1>");
+    sh.send("show flood 3\r");
+    // Don't read for a while: the device must block on the SSH window, not buffer 3 MiB.
+    std::thread::sleep(Duration::from_millis(300));
+    let out = sh.expect_within("R1>", Duration::from_secs(20));
+    let body = out.strip_prefix("show flood 3\r\n").unwrap();
+    assert_eq!(body.len(), 3 * 1024 * 1024 + "R1>".len());
+    assert!(body.starts_with("flood 000000001 "));
+}
+
+#[test]
+fn fake_banner_and_start_privileged() {
+    let dev = FakeDevice::start(DeviceConfig {
+        banner: Some("Authorized access only! #>\nSecond line".into()),
+        start_privileged: true,
+        hostname: "SW9".into(),
+        ..Default::default()
+    });
+    let mut sh = shell(&dev);
+    assert_eq!(
+        sh.expect("SW9#"),
+        "Authorized access only! #>\r\nSecond line\r\nSW9#"
+    );
+}
+
+#[test]
+fn fake_exec_timeout_disconnects() {
+    let dev = FakeDevice::start(DeviceConfig {
+        exec_timeout_secs: Some(1),
+        ..Default::default()
+    });
+    let mut sh = shell(&dev);
+    sh.expect("R1>");
+    // Input resets the idle timer.
+    std::thread::sleep(Duration::from_millis(700));
+    sh.cmd("show clock", "R1>");
+    std::thread::sleep(Duration::from_millis(700));
+    sh.cmd("show clock", "R1>");
+    assert!(sh.closed_within(Duration::from_secs(3)));
+}
+
+#[test]
+fn fake_exec_request_is_refused() {
+    let dev = FakeDevice::start(DeviceConfig::default());
+    let sess = connect(dev.port());
+    sess.userauth_password("admin", "cisco").unwrap();
+    let mut ch = sess.channel_session().unwrap();
+    assert!(ch.exec("show version").is_err());
+}
+
+#[test]
+fn fake_50_concurrent_connections() {
+    let dev = FakeDevice::start(DeviceConfig::default());
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..50)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut sh = shell(&dev);
+                    sh.expect("R1>");
+                    sh.cmd("terminal length 0", "R1>");
+                    let out = sh.cmd("show version", "R1>");
+                    assert!(out.contains("R1 uptime is"));
+                    sh
+                })
+            })
+            .collect();
+        let shells: Vec<Shell> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        assert_eq!(dev.active_connections(), 50);
+        drop(shells);
+    });
+    assert_eq!(dev.total_connections(), 50);
+    assert!(wait_until(TIMEOUT, || dev.active_connections() == 0));
+}
+
+#[test]
+fn fake_drop_is_prompt_and_closes_clients() {
+    let dev = FakeDevice::start(DeviceConfig::default());
+    let port = dev.port();
+    let mut sh = shell(&dev);
+    sh.expect("R1>");
+    sh.send("show hang\r");
+    sh.expect("working...");
+    let t0 = Instant::now();
+    drop(dev);
+    assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
+    assert!(sh.closed_within(TIMEOUT));
+    assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
+}
+
+#[test]
+fn fake_client_close_is_answered() {
+    let dev = FakeDevice::start(DeviceConfig::default());
+    let mut sh = shell(&dev);
+    sh.expect("R1>");
+    sh.sess.set_blocking(true);
+    let t0 = Instant::now();
+    sh.ch.close().expect("close");
+    sh.ch.wait_close().expect("wait_close");
+    assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
+
+    // The SSH connection survives; a new shell channel on it works.
+    let mut sh2 = open_shell(sh.sess.clone());
+    sh2.expect("R1>");
+    assert_eq!(dev.active_connections(), 1);
+
+    // Closing while the device is blocked on flow control (client not reading): libssh2's
+    // close() returns after reading one packet, and wait_eof() refuses to run while the
+    // receive window is full (LIBSSH2_ERROR_CHANNEL_WINDOW_FULL); the client has to keep
+    // reading (which re-opens the window) until EOF. The device stops producing output as
+    // soon as it sees the close, so only in-flight data has to be drained.
+    sh2.cmd("terminal length 0", "R1>");
+    sh2.send("show flood 64\r");
+    std::thread::sleep(Duration::from_millis(300));
+    sh2.sess.set_blocking(true);
+    let t0 = Instant::now();
+    sh2.ch.close().expect("close");
+    sh2.sess.set_blocking(false);
+    assert!(sh2.closed_within(Duration::from_secs(3)));
+    assert!(sh2.buf.len() < 8 * 1024 * 1024, "{}", sh2.buf.len());
+    sh2.sess.set_blocking(true);
+    sh2.ch.wait_close().expect("wait_close");
+    assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+}
+
+#[test]
+fn fake_abrupt_client_disconnects_do_not_leak() {
+    let dev = FakeDevice::start(DeviceConfig::default());
+    // The accept loop runs in `block_on`, it is not a task.
+    assert_eq!(dev.alive_tasks(), 0);
+    for i in 0..3 {
+        // TCP connect and close before the SSH banner exchange.
+        drop(TcpStream::connect(("127.0.0.1", dev.port())).unwrap());
+        // Handshake only / authenticated but no channel.
+        drop(connect(dev.port()));
+        let s = connect(dev.port());
+        s.userauth_password("admin", "cisco").unwrap();
+        drop(s);
+        // Mid-line, mid-flood (device blocked on flow control), hanging, paged, frozen.
+        let mut a = shell(&dev);
+        a.expect("R1>");
+        a.send("show ver");
+        let mut b = shell(&dev);
+        b.expect("R1>");
+        b.cmd("terminal length 0", "R1>");
+        b.send("show flood 16\r");
+        let mut c = shell(&dev);
+        c.expect("R1>");
+        c.send("show hang\r");
+        c.expect("working...");
+        let mut d = shell(&dev);
+        d.expect("R1>");
+        d.send("show long 100\r");
+        d.expect("--More--");
+        let mut e = shell(&dev);
+        e.expect("R1>");
+        if i == 1 {
+            dev.set_freeze(true);
+            e.send("show version\r");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        drop((a, b, c, d, e));
+        assert!(
+            wait_until(TIMEOUT, || dev.active_connections() == 0),
+            "{}",
+            dev.active_connections()
+        );
+        dev.set_freeze(false);
+    }
+    assert!(
+        wait_until(TIMEOUT, || dev.alive_tasks() == 0),
+        "leaked tasks: {}",
+        dev.alive_tasks()
+    );
+    assert_eq!(dev.total_connections(), 3 * 8);
+    // Device-side endings: exit, show drop, reload, kill_all.
+    let mut a = shell(&dev);
+    let mut b = shell(&dev);
+    let mut c = shell(&dev);
+    let mut d = shell(&dev);
+    a.expect("R1>");
+    b.expect("R1>");
+    c.expect("R1>");
+    d.expect("R1>");
+    a.send("exit\r");
+    b.send("show drop\r");
+    c.cmd("enable", "R1#");
+    c.send("reload\r\r");
+    assert!(a.closed_within(TIMEOUT) && b.closed_within(TIMEOUT) && c.closed_within(TIMEOUT));
+    dev.kill_all();
+    assert!(d.closed_within(TIMEOUT));
+    assert!(
+        wait_until(TIMEOUT, || dev.alive_tasks() == 0),
+        "leaked tasks: {}",
+        dev.alive_tasks()
+    );
+    // Still healthy.
+    let mut sh = shell(&dev);
+    sh.expect("R1>");
+}

@@ -1,0 +1,8 @@
+//! One integration-test binary (links once). Modules: the fake SSH device, the API suite, and
+//! the tests that run the real broker binary as a process.
+
+mod api;
+mod fake_ssh;
+mod fake_ssh_tests;
+mod process;
+mod support;

@@ -1,0 +1,215 @@
+//! The real binary as a process: CLI, config errors, SIGTERM, and secrets never logged.
+
+use crate::fake_ssh::{DeviceConfig, FakeDevice};
+use crate::support::*;
+use serde_json::json;
+use std::io::Read;
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_netdev-broker");
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn run_to_end(args: &[&str], env_token: Option<&str>) -> (i32, String, String) {
+    let mut c = Command::new(BIN);
+    c.args(args)
+        .env_remove("NETDEV_BROKER_API_TOKEN")
+        .stdin(Stdio::null());
+    if let Some(t) = env_token {
+        c.env("NETDEV_BROKER_API_TOKEN", t);
+    }
+    let o = c.output().unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into(),
+        String::from_utf8_lossy(&o.stderr).into(),
+    )
+}
+
+#[test]
+fn cli_help_version_and_config_errors() {
+    let (code, out, _) = run_to_end(&["--version"], None);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("netdev-broker "));
+    let (code, out, _) = run_to_end(&["--help"], None);
+    assert_eq!(code, 0);
+    assert!(out.contains("--api-token") && out.contains("ps"));
+    let dir = tmpdir("cli");
+    let cfg = dir.join("c.yml");
+    std::fs::write(&cfg, "port: 1\n").unwrap();
+    let (code, _, err) = run_to_end(&["--config", cfg.to_str().unwrap()], None);
+    assert_eq!(code, 2);
+    assert!(err.contains("api_token"), "{err}");
+    std::fs::write(&cfg, "api_token: x\nsession_timeout: soon\n").unwrap();
+    let (code, _, err) = run_to_end(&["--config", cfg.to_str().unwrap()], None);
+    assert_eq!(code, 2);
+    assert!(err.contains("'session_timeout'"), "{err}");
+    let (code, _, err) = run_to_end(&["--config", "/nonexistent/c.yml"], None);
+    assert_eq!(code, 2);
+    assert!(err.contains("/nonexistent/c.yml"), "{err}");
+    let (code, _, err) = run_to_end(&["--bogus"], None);
+    assert_eq!(code, 2);
+    assert!(err.contains("--bogus"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+struct Proc {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn(cfg: &std::path::Path, port: u16) -> Proc {
+    let child = Command::new(BIN)
+        .args([
+            "serve",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--port",
+            &port.to_string(),
+        ])
+        .env("NETDEV_BROKER_API_TOKEN", TOKEN)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), || std::net::TcpStream::connect(
+            addr
+        )
+        .is_ok()),
+        "broker did not start"
+    );
+    Proc { child, addr }
+}
+
+#[test]
+fn sigterm_closes_sessions_and_no_secret_is_ever_logged() {
+    let dev = FakeDevice::start(DeviceConfig {
+        password: PASSWORD.into(),
+        enable_password: Some(ENABLE.into()),
+        ..Default::default()
+    });
+    let dir = tmpdir("proc");
+    let log = dir.join("broker.log");
+    let cmdlog = dir.join("cmds");
+    let cfg = dir.join("config.yml");
+    std::fs::write(
+        &cfg,
+        format!("log_level: DEBUG\nlog_mode: both\nlog_file: {}\ncmd_log_dir: {}\nfavourite_colour: blue\n", log.display(), cmdlog.display()),
+    )
+    .unwrap();
+    let mut p = spawn(&cfg, free_port());
+    let body = json!({"host": "127.0.0.1", "port": dev.port(), "username": "admin", "password": PASSWORD, "enable_password": ENABLE});
+    let r = call(
+        p.addr,
+        "POST",
+        "/session",
+        Some(TOKEN),
+        Some(&body.to_string()),
+    );
+    assert_eq!(r.status, 201, "{:?}", r.json());
+    let id = r.json()["session_id"].as_str().unwrap().to_string();
+    let cmds = json!({"commands": ["show version", "configure terminal", format!("username ops secret 0 {PASSWORD}"), "end"]});
+    let r = call(
+        p.addr,
+        "POST",
+        &format!("/session/{id}/exec"),
+        Some(TOKEN),
+        Some(&cmds.to_string()),
+    );
+    assert_eq!(r.status, 200);
+    // A failed open with the canary password must not log it either.
+    let bad = json!({"host": "127.0.0.1", "port": dev.port(), "username": "admin", "password": format!("{PASSWORD}-wrong")});
+    assert_eq!(
+        call(
+            p.addr,
+            "POST",
+            "/session",
+            Some(TOKEN),
+            Some(&bad.to_string())
+        )
+        .status,
+        401
+    );
+    assert_eq!(
+        call(p.addr, "GET", "/health", Some("wrong-token"), None).status,
+        200
+    );
+
+    let t = Instant::now();
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(p.child.id() as i32, libc::SIGTERM) };
+    let status = loop {
+        if let Some(s) = p.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "broker did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0), "exit code after SIGTERM");
+    assert!(
+        wait_until(Duration::from_secs(3), || dev.active_connections() == 0),
+        "sessions are closed on SIGTERM"
+    );
+    assert!(dev.lines_received().iter().any(|l| l == "exit"));
+
+    let mut stdout = String::new();
+    let mut stderr = String::new();
+    p.child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    p.child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    let logfile = std::fs::read_to_string(&log).unwrap();
+    assert!(logfile.contains("opened"), "log file is written: {logfile}");
+    assert!(
+        logfile.contains("favourite_colour"),
+        "unknown keys are warned about"
+    );
+    let mut cmdlogs = String::new();
+    for e in std::fs::read_dir(&cmdlog).unwrap() {
+        cmdlogs.push_str(&std::fs::read_to_string(e.unwrap().path()).unwrap());
+    }
+    assert!(cmdlogs.contains("show version"));
+    for (name, text) in [
+        ("stdout", &stdout),
+        ("stderr", &stderr),
+        ("log file", &logfile),
+        ("command log", &cmdlogs),
+    ] {
+        for canary in [TOKEN, PASSWORD, ENABLE, "wrong-token"] {
+            assert!(
+                !text.contains(canary),
+                "{canary} leaked into {name}:\n{text}"
+            );
+        }
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

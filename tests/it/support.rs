@@ -1,0 +1,198 @@
+//! Test support: an in-process broker on 127.0.0.1:0 and a minimal HTTP client that shows
+//! exactly what the server sent.
+
+use netdev_broker::config::{self, Config};
+use netdev_broker::secret::Secret;
+use netdev_broker::server::Broker;
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+pub const TOKEN: &str = "CANARY-tok-51c2";
+pub const PASSWORD: &str = "CANARY-pw-7f3a9";
+pub const ENABLE: &str = "CANARY-en-93b1";
+
+pub struct TestBroker {
+    pub broker: Option<Broker>,
+    pub addr: SocketAddr,
+    pub dir: std::path::PathBuf,
+}
+
+impl Drop for TestBroker {
+    fn drop(&mut self) {
+        if let Some(b) = self.broker.take() {
+            b.shutdown();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub fn tmpdir(tag: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "ndb-{tag}-{}-{}",
+        std::process::id(),
+        netdev_broker::util::random_id().unwrap()
+    ));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Start a broker with the given extra YAML config.
+pub fn broker(extra_yaml: &str) -> TestBroker {
+    let mut c: Config = config::from_yaml(extra_yaml).unwrap().config;
+    c.api_token = Secret::new(TOKEN);
+    start(c)
+}
+
+pub fn start(c: Config) -> TestBroker {
+    let dir = tmpdir("broker");
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let broker = Broker::start_on(&c, listener).unwrap();
+    let addr = broker.addr();
+    TestBroker {
+        broker: Some(broker),
+        addr,
+        dir,
+    }
+}
+
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Send raw bytes, read the whole response (the server closes: we send Connection: close).
+pub fn raw(addr: SocketAddr, bytes: &[u8]) -> Resp {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+    s.write_all(bytes).unwrap();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    parse(&buf)
+}
+
+pub fn parse(buf: &[u8]) -> Resp {
+    let end = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no response head in {:?}", String::from_utf8_lossy(buf)));
+    let head = String::from_utf8_lossy(&buf[..end]).to_string();
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers = lines
+        .filter_map(|l| {
+            l.split_once(':')
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        })
+        .collect();
+    Resp {
+        status,
+        headers,
+        body: buf[end + 4..].to_vec(),
+    }
+}
+
+pub fn call(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> Resp {
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
+    if let Some(t) = token {
+        req.push_str(&format!("X-API-Token: {t}\r\n"));
+    }
+    if let Some(b) = body {
+        req.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            b.len()
+        ));
+    }
+    req.push_str("\r\n");
+    if let Some(b) = body {
+        req.push_str(b);
+    }
+    raw(addr, req.as_bytes())
+}
+
+impl TestBroker {
+    pub fn get(&self, path: &str) -> Resp {
+        call(self.addr, "GET", path, Some(TOKEN), None)
+    }
+    pub fn post(&self, path: &str, body: &Value) -> Resp {
+        call(
+            self.addr,
+            "POST",
+            path,
+            Some(TOKEN),
+            Some(&body.to_string()),
+        )
+    }
+    pub fn delete(&self, path: &str) -> Resp {
+        call(self.addr, "DELETE", path, Some(TOKEN), None)
+    }
+    /// Open a session on the fake device; panics unless 201.
+    pub fn open(&self, port: u16, extra: Value) -> String {
+        let mut body = serde_json::json!({"host": "127.0.0.1", "port": port, "username": "admin", "password": PASSWORD, "timeout": 10});
+        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+            for (k, v) in e {
+                b.insert(k.clone(), v.clone());
+            }
+        }
+        let r = self.post("/session", &body);
+        assert_eq!(
+            r.status,
+            201,
+            "open failed: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        r.json()["session_id"].as_str().unwrap().to_string()
+    }
+    pub fn exec(&self, id: &str, cmds: Value) -> Resp {
+        self.post(
+            &format!("/session/{id}/exec"),
+            &serde_json::json!({"commands": cmds}),
+        )
+    }
+    pub fn status(&self, id: &str) -> Value {
+        let r = self.get(&format!("/session/{id}/status"));
+        assert_eq!(r.status, 200);
+        r.json()
+    }
+}
+
+/// Poll `f` until it returns true or the deadline passes.
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    f()
+}
