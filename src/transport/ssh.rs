@@ -6,7 +6,7 @@
 use super::{Transport, TransportError};
 use crate::error::Error;
 use crate::secret::Secret;
-use std::io::{Read, Write};
+use std::io::{Read, Write as _};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, Instant};
@@ -323,6 +323,9 @@ impl Transport for SshTransport {
     }
 
     fn write_all(&mut self, mut data: &[u8], deadline: Instant) -> Result<(), TransportError> {
+        // Never call `flush()` on an ssh2 channel: it maps to libssh2_channel_flush_ex, which
+        // DISCARDS unread incoming data (it flushes the read side). A write is sent as soon as
+        // libssh2_channel_write returns.
         while !data.is_empty() {
             match self.channel.write(data) {
                 Ok(n) => data = &data[n..],
@@ -330,13 +333,7 @@ impl Transport for SshTransport {
                 Err(e) => return Err(self.closed(&e)),
             }
         }
-        loop {
-            match self.channel.flush() {
-                Ok(()) => return Ok(()),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => self.wait(deadline)?,
-                Err(e) => return Err(self.closed(&e)),
-            }
-        }
+        Ok(())
     }
 
     fn keepalive(&mut self) -> Result<(), TransportError> {

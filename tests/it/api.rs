@@ -334,7 +334,6 @@ fn timeout_gives_500_with_partial_output_and_no_blind_newline() {
         took >= Duration::from_millis(900) && took < Duration::from_secs(3),
         "{took:?}"
     );
-    let before = dev.lines_received().len();
     // The device never returns: the next exec waits for the prompt, sends nothing, and says so.
     let r = b.post(
         &format!("/session/{id}/exec"),
@@ -345,11 +344,43 @@ fn timeout_gives_500_with_partial_output_and_no_blind_newline() {
         .as_str()
         .unwrap()
         .contains("has not returned to its prompt"));
-    assert_eq!(
-        dev.lines_received().len(),
-        before,
-        "nothing may be sent while the device is not at its prompt"
+    assert_eq!(b.status(&id)["alive"], true);
+}
+
+#[test]
+fn a_device_waiting_at_confirm_never_gets_a_blind_newline() {
+    let dev = device();
+    let b = broker("");
+    let id = b.open(dev.port(), json!({}));
+    // `reload` asks "Proceed with reload? [confirm]": the prompt does not come back.
+    let r = b.post(
+        &format!("/session/{id}/exec"),
+        &json!({"commands": ["reload"], "timeout": 1}),
     );
+    assert_eq!(r.status, 500, "{:?}", r.json());
+    assert!(r.json()["partial_output"]
+        .as_str()
+        .unwrap()
+        .contains("[confirm]"));
+    // Later execs read for the prompt and send nothing: a newline here would reload the switch.
+    for _ in 0..2 {
+        let r = b.post(
+            &format!("/session/{id}/exec"),
+            &json!({"commands": ["show clock"], "timeout": 1}),
+        );
+        assert_eq!(r.status, 500);
+        assert!(r.json()["detail"]
+            .as_str()
+            .unwrap()
+            .contains("has not returned to its prompt"));
+    }
+    let lines = dev.lines_received();
+    assert_eq!(
+        lines.last().map(String::as_str),
+        Some("reload"),
+        "nothing was sent after reload: {lines:?}"
+    );
+    assert_eq!(dev.active_connections(), 1, "the device did not reload");
     assert_eq!(b.status(&id)["alive"], true);
 }
 
