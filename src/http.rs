@@ -117,6 +117,8 @@ pub trait Handler: Send + Sync + 'static {
 
 struct Shared {
     limits: Limits,
+    /// How long in-flight requests may still be answered after shutdown began.
+    grace: Duration,
     shutdown: AtomicBool,
     active: AtomicUsize,
     next_conn: AtomicU64,
@@ -134,6 +136,8 @@ pub struct HttpServer {
 }
 
 const CONN_STACK: usize = 256 << 10;
+/// How long requests in flight at shutdown may still be answered normally.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 impl HttpServer {
     pub fn start(
@@ -145,6 +149,7 @@ impl HttpServer {
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             limits,
+            grace: SHUTDOWN_GRACE,
             shutdown: AtomicBool::new(false),
             active: AtomicUsize::new(0),
             next_conn: AtomicU64::new(0),
@@ -184,13 +189,13 @@ impl HttpServer {
         self.shared.active.load(Ordering::Relaxed)
     }
 
-    /// Stop accepting; let in-flight responses finish (up to `grace`); close idle connections;
-    /// join every thread that finished.
-    pub fn shutdown(mut self, grace: Duration) {
-        self.stop(grace);
+    /// Stop accepting; give in-flight requests [`SHUTDOWN_GRACE`] to be answered (after that
+    /// they are answered 503); close idle connections; join every thread that finished.
+    pub fn shutdown(mut self) {
+        self.stop();
     }
 
-    fn stop(&mut self, grace: Duration) {
+    fn stop(&mut self) {
         if self.shared.shutdown.swap(true, Ordering::SeqCst) {
             return;
         }
@@ -203,7 +208,9 @@ impl HttpServer {
         for s in self.shared.conns.lock().values() {
             let _ = s.shutdown(Shutdown::Read);
         }
-        let deadline = Instant::now() + grace;
+        // Connection threads answer 503 themselves once the grace has passed (wait_response);
+        // allow them a moment beyond it to write that answer.
+        let deadline = Instant::now() + self.shared.grace + Duration::from_millis(750);
         while self.shared.active.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
             std::thread::park_timeout(Duration::from_millis(20));
         }
@@ -225,7 +232,7 @@ impl HttpServer {
 
 impl Drop for HttpServer {
     fn drop(&mut self) {
-        self.stop(Duration::from_secs(2));
+        self.stop();
     }
 }
 
@@ -449,6 +456,12 @@ impl Conn<'_> {
             let line = self.take_line(1024, deadline)?;
             let size_txt = String::from_utf8_lossy(&line);
             let size_txt = size_txt.split(';').next().unwrap_or("").trim();
+            if size_txt.is_empty()
+                || size_txt.len() > 8
+                || !size_txt.bytes().all(|b| b.is_ascii_hexdigit())
+            {
+                return Err(ReadErr::Reply(400, "invalid chunk size".into()));
+            }
             let size = usize::from_str_radix(size_txt, 16)
                 .map_err(|_| ReadErr::Reply(400, "invalid chunk size".into()))?;
             if size == 0 {
@@ -630,9 +643,7 @@ fn serve_connection(
         let method = req.method.clone();
         let path = req.path().to_string();
         let resp = match work_tx.try_send((req, Responder { tx })) {
-            Ok(()) => rx.recv().unwrap_or_else(|_| {
-                Response::json(500, &serde_json::json!({"detail": "Internal Server Error"}))
-            }),
+            Ok(()) => wait_response(&rx, shared),
             Err(TrySendError::Full(_)) => Response::json(
                 503,
                 &serde_json::json!({"detail": "Server busy, try again"}),
@@ -655,6 +666,34 @@ fn serve_connection(
     let _ = conn.stream.shutdown(Shutdown::Both);
 }
 
+/// Wait for the handler's answer. A dropped responder (a panic, a bug) is a 500. During
+/// shutdown the wait is given up after the grace period, so no connection outlives it.
+fn wait_response(rx: &Receiver<Response>, shared: &Shared) -> Response {
+    let mut shutdown_seen: Option<Instant> = None;
+    loop {
+        match rx.recv_timeout(Duration::from_millis(250)) {
+            Ok(r) => return r,
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                return Response::json(
+                    500,
+                    &serde_json::json!({"detail": "Internal Server Error"}),
+                );
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                if shared.shutdown.load(Ordering::SeqCst) {
+                    let since = *shutdown_seen.get_or_insert_with(Instant::now);
+                    if since.elapsed() >= shared.grace {
+                        return Response::json(
+                            503,
+                            &serde_json::json!({"detail": "The broker is shutting down"}),
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
 fn read_body(conn: &mut Conn, head: &Head) -> Result<Vec<u8>, ReadErr> {
     let max = conn.limits.max_body_bytes;
     let deadline = Instant::now() + conn.limits.body_timeout;
@@ -665,6 +704,14 @@ fn read_body(conn: &mut Conn, head: &Head) -> Result<Vec<u8>, ReadErr> {
         .filter(|(k, _)| k.eq_ignore_ascii_case("Content-Length"))
         .map(|(_, v)| v.as_str())
         .collect();
+    let te_count = head
+        .headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("Transfer-Encoding"))
+        .count();
+    if te_count > 1 {
+        return Err(ReadErr::Reply(400, "repeated Transfer-Encoding".into()));
+    }
     if te.is_some() && !cls.is_empty() {
         return Err(ReadErr::Reply(
             400,

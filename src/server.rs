@@ -115,11 +115,16 @@ impl Broker {
             let _ = h.join();
         }
         let n = self.registry.len();
-        self.registry
-            .shutdown(Instant::now() + Duration::from_secs(5));
+        // 1. Sessions start closing (running execs are cancelled and answered 410).
+        self.registry.close_all();
+        // 2. HTTP stops accepting and gives requests in flight 2 s to be answered; an open still
+        //    inside its SSH handshake is answered 503.
         if let Some(http) = self.http.take() {
-            http.shutdown(Duration::from_secs(2));
+            http.shutdown();
         }
+        // 3. Session threads finish logging out.
+        self.registry
+            .shutdown(Instant::now() + Duration::from_secs(3));
         if n > 0 || started.elapsed() > Duration::from_millis(100) {
             log::info!(
                 "stopped: {n} session(s) closed in {} ms",

@@ -88,7 +88,9 @@ fn skip_escape(raw: &[u8], i: usize) -> usize {
 /// other than one space.
 pub fn last_line(text: &str) -> &str {
     let line = text.rsplit('\n').next().unwrap_or("");
-    let trimmed = line.trim_end();
+    // Only ASCII blanks: trimming Unicode whitespace (U+00A0 is 2 bytes) would make the slice
+    // below cut a character in half.
+    let trimmed = line.trim_end_matches([' ', '\t']);
     if line.len() > trimmed.len() {
         // keep one trailing space: prompts like "R1# " and "Password: " end with one
         &line[..trimmed.len() + 1]
@@ -153,6 +155,8 @@ mod tests {
         assert_eq!(last_line("a\nR1#   "), "R1# ");
         assert_eq!(last_line("a\n"), "");
         assert_eq!(last_line("R1>"), "R1>");
+        assert_eq!(last_line("note\u{a0}"), "note\u{a0}");
+        assert_eq!(last_line("x\u{3000}  "), "x\u{3000} ");
     }
 
     #[test]

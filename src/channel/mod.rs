@@ -40,6 +40,10 @@ impl Acc {
             self.tail.drain(..self.tail.len() - TAIL);
         }
     }
+    /// The most recent bytes (for carrying the tail over to another accumulator).
+    pub fn tail_bytes(&self) -> Vec<u8> {
+        self.tail.clone()
+    }
     /// Forget the tail (after answering a question, so the same question is not matched twice).
     pub fn reset_tail(&mut self) {
         self.tail.clear();
@@ -80,16 +84,21 @@ impl Channel {
             .map_err(map_err)
     }
 
-    /// Read everything already waiting, without blocking (unsolicited console output).
-    pub fn drain(&mut self, max: usize) -> Result<Vec<u8>, ReadFail> {
-        let mut out = Vec::new();
+    /// Read what is already waiting, without blocking, into `acc` (which keeps a rolling tail,
+    /// so a prompt at the end of a long backlog is still seen). Stops when nothing is waiting
+    /// or at the deadline (a device that never stops talking cannot hold us here). Returns the
+    /// number of bytes read.
+    pub fn drain(&mut self, acc: &mut Acc, deadline: Instant) -> Result<usize, ReadFail> {
+        let mut total = 0;
         loop {
             let n = self.transport.try_read(&mut self.buf).map_err(map_err)?;
             if n == 0 {
-                return Ok(out);
+                return Ok(total);
             }
-            if out.len() < max {
-                out.extend_from_slice(&self.buf[..n.min(max - out.len())]);
+            acc.push(&self.buf[..n]);
+            total += n;
+            if Instant::now() >= deadline {
+                return Ok(total);
             }
         }
     }

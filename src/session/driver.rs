@@ -62,11 +62,14 @@ pub struct Driver {
     pub mode: String,
     /// Set when a command timed out: the command after which the prompt has not come back.
     awaiting_prompt: Option<String>,
+    /// What arrived since that timeout (rolling tail only): where the prompt will show up.
+    resync: Acc,
     max_output: usize,
 }
 
 const OPEN_OUTPUT_CAP: usize = 256 * 1024;
-const DRAIN_CAP: usize = 1 << 20;
+/// Longest time spent reading unsolicited output before a command or on an idle check.
+const DRAIN_TIME: Duration = Duration::from_secs(2);
 
 fn open_fail(what: &str, host: &str, f: ReadFail, acc: &Acc) -> Error {
     match f {
@@ -97,6 +100,7 @@ impl Driver {
             base: String::new(),
             mode: String::new(),
             awaiting_prompt: None,
+            resync: Acc::new(0),
             max_output,
         };
         let mut acc = Acc::new(OPEN_OUTPUT_CAP);
@@ -249,27 +253,29 @@ impl Driver {
         let started = Instant::now();
         // Unsolicited console output (syslog lines) is not part of this command's output.
         let drained = self
-            .chan
-            .drain(DRAIN_CAP)
+            .absorb_waiting(deadline.min(Instant::now() + DRAIN_TIME))
             .map_err(|f| fail_of(f, String::new()))?;
-        if !drained.is_empty() {
+        if drained > 0 {
             log::debug!(
-                "drained {} bytes of unsolicited output before {:?}",
-                drained.len(),
+                "drained {drained} bytes of unsolicited output before {:?}",
                 self.base
             );
         }
         if let Some(since) = self.awaiting_prompt.clone() {
-            let mut acc = Acc::new(OPEN_OUTPUT_CAP);
-            acc.push(&drained);
             match self
                 .chan
-                .read_until(&mut acc, &[&self.prompt], deadline, cancel)
+                .read_until(&mut self.resync, &[&self.prompt], deadline, cancel)
             {
                 Ok(_) => self.awaiting_prompt = None,
                 Err(ReadFail::Timeout) => return Err(CmdFail::Desynced { since }),
                 Err(f) => return Err(fail_of(f, String::new())),
             }
+        }
+        if cancel.is_some_and(|c| c.load(std::sync::atomic::Ordering::SeqCst)) {
+            // Closed (DELETE, shutdown) before this command was sent: do not send it.
+            return Err(CmdFail::Cancelled {
+                partial: String::new(),
+            });
         }
         let relearn = relearn
             || self
@@ -306,6 +312,8 @@ impl Driver {
                     let partial = self.finish_output(&acc, &item.cmd, &prompt);
                     if matches!(f, ReadFail::Timeout) {
                         self.awaiting_prompt = Some(item.cmd.clone());
+                        self.resync = Acc::new(0);
+                        self.resync.push(&acc.tail_bytes());
                         return Err(CmdFail::Timeout {
                             partial,
                             truncated: acc.truncated,
@@ -381,10 +389,27 @@ impl Driver {
             .join("\n")
     }
 
+    /// Read what is waiting. While a timed-out command's prompt is awaited it goes into the
+    /// resync tail, and the wait ends as soon as the prompt is there; otherwise it is unsolicited
+    /// output and is dropped.
+    fn absorb_waiting(&mut self, deadline: Instant) -> Result<usize, ReadFail> {
+        if self.awaiting_prompt.is_none() {
+            return self.chan.drain(&mut Acc::new(0), deadline);
+        }
+        let n = self.chan.drain(&mut self.resync, deadline)?;
+        if self.prompt.is_match(&self.resync.waiting_line()) {
+            log::info!(
+                "the prompt is back after {:?} timed out",
+                self.awaiting_prompt.take().unwrap_or_default()
+            );
+        }
+        Ok(n)
+    }
+
     /// Check the connection while idle: read what is waiting (device gone = error) and send an
     /// SSH-level keepalive. Never writes to the device's CLI.
     pub fn poll_alive(&mut self) -> Result<(), String> {
-        match self.chan.drain(DRAIN_CAP) {
+        match self.absorb_waiting(Instant::now() + DRAIN_TIME) {
             Ok(_) => {}
             Err(ReadFail::Closed(m)) => return Err(m),
             Err(_) => {}

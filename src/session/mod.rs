@@ -25,6 +25,8 @@ const IDLE_TICK: Duration = Duration::from_secs(15);
 /// How long closing a session may take.
 const CLOSE_DEADLINE: Duration = Duration::from_secs(3);
 const SESSION_STACK: usize = 512 << 10;
+/// How long a dead session with session_timeout 0 stays listed before the reaper removes it.
+const DEAD_KEEP: Duration = Duration::from_secs(3600);
 
 /// Everything needed to open a session. Credentials are dropped as soon as the session is up.
 pub struct OpenRequest {
@@ -196,7 +198,14 @@ impl Registry {
             .spawn(move || {
                 let reply = slot2.lock().take();
                 if let Some(reply) = reply {
-                    session_main(reg, id, req, reply);
+                    // A bug must not leave a session stuck busy or a max_sessions slot taken:
+                    // the guards in session_main undo both while unwinding; here it is logged.
+                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        session_main(reg, id, req, reply)
+                    }));
+                    if r.is_err() {
+                        log::error!("a session thread panicked; the session is marked dead");
+                    }
                 }
             });
         match spawned {
@@ -278,8 +287,16 @@ impl Registry {
     pub fn reap(&self) -> usize {
         let mut n = 0;
         for h in self.list() {
-            let t = h.info.session_timeout;
-            let idle = h.state.lock().last_used.elapsed();
+            let (idle, alive) = {
+                let s = h.state.lock();
+                (s.last_used.elapsed(), s.alive)
+            };
+            // A dead session of a never-reaped (0) safety session is kept for an hour, so the
+            // playbook can still see it answer 410, then removed.
+            let t = match (h.info.session_timeout.is_zero(), alive) {
+                (true, false) => DEAD_KEEP,
+                _ => h.info.session_timeout,
+            };
             if !t.is_zero() && idle > t && !h.busy() {
                 log::info!(
                     "session {} host {}: idle {} s > session_timeout {} s, reaping",
@@ -309,13 +326,20 @@ impl Registry {
         }
     }
 
-    /// Close every session politely and join their threads, giving up at the deadline.
-    pub fn shutdown(&self, deadline: Instant) {
+    /// Refuse new sessions and tell every session to close (running commands are cancelled and
+    /// answered). Does not wait.
+    pub fn close_all(&self) {
         self.shutting_down.store(true, Ordering::SeqCst);
         let ids: Vec<String> = self.sessions.read().keys().cloned().collect();
         for id in ids {
             self.remove(&id, "broker shutting down");
         }
+    }
+
+    /// Close every session politely and join their threads, giving up at the deadline (a thread
+    /// still inside a blocking SSH handshake is left to its own deadline; the process exits).
+    pub fn shutdown(&self, deadline: Instant) {
+        self.close_all();
         loop {
             let live = {
                 let mut t = self.threads.lock();
@@ -335,7 +359,45 @@ impl Registry {
 }
 
 /// The session thread: connect, register, serve jobs, close.
+/// Gives back the `opening` slot if the thread ends (or unwinds) before the session is registered.
+struct OpeningSlot<'a> {
+    reg: &'a Registry,
+    held: bool,
+}
+
+impl OpeningSlot<'_> {
+    fn release(&mut self) {
+        if std::mem::take(&mut self.held) {
+            self.reg.opening.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+impl Drop for OpeningSlot<'_> {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+/// If the session thread unwinds, the session is marked dead and not busy, so exec answers 410
+/// and DELETE or the reaper can remove it.
+struct LiveGuard<'a>(&'a SessionHandle);
+
+impl Drop for LiveGuard<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0
+                .mark_dead("internal error in the session thread (see the broker log)");
+            self.0.busy.store(false, Ordering::SeqCst);
+        }
+    }
+}
+
 fn session_main(reg: Arc<Registry>, id: String, req: OpenRequest, reply: OpenReply) {
+    let mut slot = OpeningSlot {
+        reg: &reg,
+        held: true,
+    };
     let started = Instant::now();
     let deadline = started + req.connect_timeout;
     let opened = (|| {
@@ -374,7 +436,7 @@ fn session_main(reg: Arc<Registry>, id: String, req: OpenRequest, reply: OpenRep
     let (driver, negotiated) = match opened {
         Ok(x) => x,
         Err(e) => {
-            reg.opening.fetch_sub(1, Ordering::SeqCst);
+            slot.release();
             log::warn!(
                 "session {id} host {host}: open failed after {} ms: {e}",
                 started.elapsed().as_millis()
@@ -413,7 +475,7 @@ fn session_main(reg: Arc<Registry>, id: String, req: OpenRequest, reply: OpenRep
     });
     let shutting_down = {
         let mut map = reg.sessions.write();
-        reg.opening.fetch_sub(1, Ordering::SeqCst);
+        slot.release();
         let sd = reg.shutting_down.load(Ordering::SeqCst);
         if !sd {
             map.insert(id.clone(), handle.clone());
@@ -442,21 +504,20 @@ fn session_main(reg: Arc<Registry>, id: String, req: OpenRequest, reply: OpenRep
 }
 
 fn serve(reg: &Registry, h: &Arc<SessionHandle>, mut driver: Driver, rx: Receiver<Job>) {
+    let _guard = LiveGuard(h);
     let id = &h.info.id;
-    loop {
+    // true: closed on request (log out politely); false: the connection died.
+    let polite = loop {
         if h.cancel.load(Ordering::SeqCst) {
-            break;
+            break true;
         }
         match rx.recv_timeout(IDLE_TICK) {
             Ok(Job::Exec(job)) => {
-                let alive = run_exec(reg, h, &mut driver, job);
-                if !alive {
-                    // The connection is gone: the handle stays (exec answers 410) until DELETE or
-                    // the reaper removes it; this thread is done.
-                    return;
+                if !run_exec(reg, h, &mut driver, job) {
+                    break false;
                 }
             }
-            Ok(Job::Close) | Err(RecvTimeoutError::Disconnected) => break,
+            Ok(Job::Close) | Err(RecvTimeoutError::Disconnected) => break true,
             Err(RecvTimeoutError::Timeout) => {
                 if let Err(reason) = driver.poll_alive() {
                     log::warn!(
@@ -464,13 +525,30 @@ fn serve(reg: &Registry, h: &Arc<SessionHandle>, mut driver: Driver, rx: Receive
                         h.info.host
                     );
                     h.mark_dead(&reason);
-                    return;
+                    break false;
                 }
             }
         }
+    };
+    // The session is over: answer anything still queued (never leave a client waiting), then
+    // drop the inbox so later execs see it closed. The handle stays in the registry for a dead
+    // connection (exec answers 410) until DELETE or the reaper removes it.
+    if polite {
+        h.mark_dead("the session was closed");
     }
-    driver.close(Instant::now() + CLOSE_DEADLINE);
-    log::info!("session {id} host {}: closed", h.info.host);
+    while let Ok(job) = rx.try_recv() {
+        if let Job::Exec(job) = job {
+            h.busy.store(false, Ordering::SeqCst);
+            (job.reply)(Err(Error::SessionDead(
+                "the session was closed before this exec ran".into(),
+            )));
+        }
+    }
+    drop(rx);
+    if polite {
+        driver.close(Instant::now() + CLOSE_DEADLINE);
+        log::info!("session {id} host {}: closed", h.info.host);
+    }
 }
 
 /// Run one exec job. Returns false when the connection died.

@@ -24,6 +24,18 @@ pub struct SshTransport {
     fd: RawFd,
     /// "kex / hostkey / cipher / mac" as negotiated, for the log and status.
     pub negotiated: String,
+    closed: bool,
+}
+
+/// libssh2 frees a channel only after the peer's CLOSE; in non-blocking mode the free gives up
+/// with EAGAIN and the memory (~45 KiB) leaks. Every path that drops a transport without
+/// `close()` (failed open, dead connection) therefore closes here, bounded to one second.
+impl Drop for SshTransport {
+    fn drop(&mut self) {
+        if !self.closed {
+            self.close(Instant::now() + Duration::from_secs(1));
+        }
+    }
 }
 
 fn remaining(deadline: Instant) -> Option<Duration> {
@@ -112,12 +124,25 @@ fn ssh_err(stage: &str, host: &str, e: ssh2::Error) -> Error {
     Error::Connect(format!("{stage} with {host} failed: {}", e.message()))
 }
 
-struct Answer<'a>(&'a str);
+struct Answer<'a> {
+    username: &'a str,
+    password: &'a str,
+}
 
 impl ssh2::KeyboardInteractivePrompt for Answer<'_> {
     fn prompt(&mut self, _u: &str, _i: &str, prompts: &[ssh2::Prompt]) -> Vec<String> {
-        // Answer every hidden prompt with the password (devices ask "Password:").
-        prompts.iter().map(|_| self.0.to_string()).collect()
+        // Hidden prompts ("Password:") get the password; a visible one (echoed, so possibly
+        // logged by the device or its AAA server) never does: it gets the username.
+        prompts
+            .iter()
+            .map(|p| {
+                if p.echo {
+                    self.username.to_string()
+                } else {
+                    self.password.to_string()
+                }
+            })
+            .collect()
     }
 }
 
@@ -188,9 +213,13 @@ impl SshTransport {
         }
         if !session.authenticated() && methods.split(',').any(|m| m == "keyboard-interactive") {
             step(&session, "authentication")?;
-            if let Err(e) =
-                session.userauth_keyboard_interactive(p.username, &mut Answer(p.password.expose()))
-            {
+            if let Err(e) = session.userauth_keyboard_interactive(
+                p.username,
+                &mut Answer {
+                    username: p.username,
+                    password: p.password.expose(),
+                },
+            ) {
                 if !is_auth_error(&e) {
                     return Err(ssh_err("authentication", host, e));
                 }
@@ -242,6 +271,7 @@ impl SshTransport {
             channel,
             fd,
             negotiated,
+            closed: false,
         })
     }
 
@@ -348,7 +378,11 @@ impl Transport for SshTransport {
     }
 
     fn close(&mut self, deadline: Instant) {
+        self.closed = true;
         let Some(left) = remaining(deadline) else {
+            // No time left: still make the frees that follow blocking-with-timeout, not EAGAIN.
+            self.session.set_blocking(true);
+            self.session.set_timeout(1);
             return;
         };
         self.session.set_blocking(true);

@@ -624,3 +624,95 @@ fn many_sessions_in_parallel_without_cross_talk() {
         assert_eq!(o.lines().count(), 10 + i);
     }
 }
+
+// --- Regressions found in review -------------------------------------------------------------
+
+#[test]
+fn a_line_ending_in_a_non_ascii_blank_does_not_kill_the_session() {
+    let dev = device();
+    let b = broker("");
+    let id = b.open(dev.port(), json!({}));
+    let addr = b.addr;
+    let id2 = id.clone();
+    let running = std::thread::spawn(move || {
+        call(
+            addr,
+            "POST",
+            &format!("/session/{id2}/exec"),
+            Some(TOKEN),
+            Some(r#"{"commands":["show slow 2"]}"#),
+        )
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    dev.inject("note\u{a0}");
+    assert_eq!(running.join().unwrap().status, 200);
+    assert_eq!(b.exec(&id, json!(["show clock"])).status, 200);
+    assert_eq!(b.status(&id)["busy"], false);
+}
+
+#[test]
+fn the_prompt_is_found_after_a_timeout_even_behind_megabytes_of_output() {
+    let dev = device();
+    let b = broker("");
+    let id = b.open(dev.port(), json!({}));
+    let r = b.post(
+        &format!("/session/{id}/exec"),
+        &json!({"commands": ["show flood 3"], "timeout": 0.1}),
+    );
+    assert_eq!(r.status, 500, "{:?}", r.json());
+    // The rest of the flood and then the prompt arrive; the next exec finds the prompt at the
+    // end of that backlog and runs.
+    std::thread::sleep(Duration::from_secs(2));
+    let r = b.post(
+        &format!("/session/{id}/exec"),
+        &json!({"commands": ["show clock"], "timeout": 10}),
+    );
+    assert_eq!(r.status, 200, "{:?}", r.json());
+}
+
+#[test]
+fn the_prompt_is_found_after_a_timeout_across_idle_checks() {
+    let dev = device();
+    let b = broker("");
+    let id = b.open(dev.port(), json!({}));
+    let r = b.post(
+        &format!("/session/{id}/exec"),
+        &json!({"commands": ["show slow 3"], "timeout": 1}),
+    );
+    assert_eq!(r.status, 500);
+    // Wait past an idle check (every 15 s), which reads what is waiting, prompt included.
+    std::thread::sleep(Duration::from_secs(17));
+    let r = b.post(
+        &format!("/session/{id}/exec"),
+        &json!({"commands": ["show clock"], "timeout": 5}),
+    );
+    assert_eq!(r.status, 200, "{:?}", r.json());
+}
+
+#[test]
+fn shutdown_does_not_wait_for_an_open_in_flight() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let mut b = broker("");
+    let addr = b.addr;
+    let opening = std::thread::spawn(move || {
+        let body = json!({"host": "127.0.0.1", "port": port, "username": "u", "password": "p", "timeout": 60});
+        call(
+            addr,
+            "POST",
+            "/session",
+            Some(TOKEN),
+            Some(&body.to_string()),
+        )
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let t = Instant::now();
+    b.broker.take().unwrap().shutdown();
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "shutdown took {:?}",
+        t.elapsed()
+    );
+    let r = opening.join().unwrap();
+    assert_eq!(r.status, 503, "the client is answered, not dropped");
+}
