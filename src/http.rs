@@ -368,6 +368,18 @@ impl Conn<'_> {
         }
     }
 
+    /// Read more bytes: the peer closing is `Closed`, the deadline passing is a 408 answer.
+    fn fill_more(&mut self, deadline: Instant, timeout_msg: &str) -> Result<(), ReadErr> {
+        match self.fill(deadline) {
+            Ok(0) => Err(ReadErr::Closed),
+            Ok(_) => Ok(()),
+            Err(ReadErr::Closed) if Instant::now() >= deadline => {
+                Err(ReadErr::Reply(408, timeout_msg.into()))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// Read one request head. Returns the head's bytes (without the blank line).
     fn read_head(&mut self, idle: Duration) -> Result<Vec<u8>, ReadErr> {
         // Skip stray CRLFs between requests (RFC 9112 §2.2).
@@ -401,27 +413,13 @@ impl Conn<'_> {
                     "Request header fields too large".into(),
                 ));
             }
-            match self.fill(deadline) {
-                Ok(0) => return Err(ReadErr::Closed),
-                Ok(_) => {}
-                Err(ReadErr::Closed) if Instant::now() >= deadline => {
-                    return Err(ReadErr::Reply(408, "Request header timeout".into()));
-                }
-                Err(e) => return Err(e),
-            }
+            self.fill_more(deadline, "Request header timeout")?;
         }
     }
 
     fn take_exact(&mut self, n: usize, deadline: Instant) -> Result<Vec<u8>, ReadErr> {
         while self.buf.len() < n {
-            match self.fill(deadline) {
-                Ok(0) => return Err(ReadErr::Closed),
-                Ok(_) => {}
-                Err(ReadErr::Closed) if Instant::now() >= deadline => {
-                    return Err(ReadErr::Reply(408, "Request body timeout".into()));
-                }
-                Err(e) => return Err(e),
-            }
+            self.fill_more(deadline, "Request body timeout")?;
         }
         Ok(self.buf.drain(..n).collect())
     }
@@ -439,14 +437,7 @@ impl Conn<'_> {
             if self.buf.len() > max {
                 return Err(ReadErr::Reply(400, "chunk header line too long".into()));
             }
-            match self.fill(deadline) {
-                Ok(0) => return Err(ReadErr::Closed),
-                Ok(_) => {}
-                Err(ReadErr::Closed) if Instant::now() >= deadline => {
-                    return Err(ReadErr::Reply(408, "Request body timeout".into()));
-                }
-                Err(e) => return Err(e),
-            }
+            self.fill_more(deadline, "Request body timeout")?;
         }
     }
 
