@@ -655,19 +655,26 @@ fn the_prompt_is_found_after_a_timeout_even_behind_megabytes_of_output() {
     let dev = device();
     let b = broker("");
     let id = b.open(dev.port(), json!({}));
+    // A frozen device sends nothing: the command times out deterministically.
+    dev.set_freeze(true);
     let r = b.post(
         &format!("/session/{id}/exec"),
-        &json!({"commands": ["show flood 3"], "timeout": 0.1}),
+        &json!({"commands": ["show flood 3"], "timeout": 0.5}),
     );
     assert_eq!(r.status, 500, "{:?}", r.json());
-    // The rest of the flood and then the prompt arrive; the next exec finds the prompt at the
-    // end of that backlog and runs.
-    std::thread::sleep(Duration::from_secs(2));
+    // Thawed, it sends 3 MiB and then the prompt while the session is idle; the next exec finds
+    // the prompt at the end of that backlog and runs.
+    dev.set_freeze(false);
+    std::thread::sleep(Duration::from_secs(1));
     let r = b.post(
         &format!("/session/{id}/exec"),
         &json!({"commands": ["show clock"], "timeout": 10}),
     );
     assert_eq!(r.status, 200, "{:?}", r.json());
+    assert!(!r.json()["outputs"]["show clock"]
+        .as_str()
+        .unwrap()
+        .contains("flood"));
 }
 
 #[test]
