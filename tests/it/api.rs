@@ -389,17 +389,7 @@ fn concurrent_exec_is_409_and_health_stays_fast() {
     let dev = device();
     let b = broker("");
     let id = b.open(dev.port(), json!({}));
-    let addr = b.addr;
-    let id2 = id.clone();
-    let slow = std::thread::spawn(move || {
-        call(
-            addr,
-            "POST",
-            &format!("/session/{id2}/exec"),
-            Some(TOKEN),
-            Some(r#"{"commands":["show slow 2"]}"#),
-        )
-    });
+    let slow = exec_in_background(b.addr, &id, r#"{"commands":["show slow 2"]}"#);
     assert!(wait_until(Duration::from_secs(5), || b.status(&id)["busy"] == true));
     let t = Instant::now();
     let r = b.exec(&id, json!(["show clock"]));
@@ -411,7 +401,7 @@ fn concurrent_exec_is_409_and_health_stays_fast() {
     );
     for _ in 0..20 {
         let t = Instant::now();
-        assert_eq!(call(addr, "GET", "/health", None, None).status, 200);
+        assert_eq!(call(b.addr, "GET", "/health", None, None).status, 200);
         assert!(
             t.elapsed() < Duration::from_millis(200),
             "/health blocked: {:?}",
@@ -465,17 +455,7 @@ fn delete_while_running_returns_at_once() {
     let dev = device();
     let b = broker("");
     let id = b.open(dev.port(), json!({}));
-    let addr = b.addr;
-    let id2 = id.clone();
-    let running = std::thread::spawn(move || {
-        call(
-            addr,
-            "POST",
-            &format!("/session/{id2}/exec"),
-            Some(TOKEN),
-            Some(r#"{"commands":["show slow 30"]}"#),
-        )
-    });
+    let running = exec_in_background(b.addr, &id, r#"{"commands":["show slow 30"]}"#);
     assert!(wait_until(Duration::from_secs(5), || b.status(&id)["busy"] == true));
     let t = Instant::now();
     assert_eq!(b.delete(&format!("/session/{id}")).status, 204);
@@ -632,17 +612,7 @@ fn a_line_ending_in_a_non_ascii_blank_does_not_kill_the_session() {
     let dev = device();
     let b = broker("");
     let id = b.open(dev.port(), json!({}));
-    let addr = b.addr;
-    let id2 = id.clone();
-    let running = std::thread::spawn(move || {
-        call(
-            addr,
-            "POST",
-            &format!("/session/{id2}/exec"),
-            Some(TOKEN),
-            Some(r#"{"commands":["show slow 2"]}"#),
-        )
-    });
+    let running = exec_in_background(b.addr, &id, r#"{"commands":["show slow 2"]}"#);
     std::thread::sleep(Duration::from_millis(500));
     dev.inject("note\u{a0}");
     assert_eq!(running.join().unwrap().status, 200);

@@ -196,3 +196,9 @@ pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
     f()
 }
+
+/// Run an exec on another thread (to do something else while it runs); join for the response.
+pub fn exec_in_background(addr: SocketAddr, id: &str, body: &str) -> std::thread::JoinHandle<Resp> {
+    let (path, body) = (format!("/session/{id}/exec"), body.to_string());
+    std::thread::spawn(move || call(addr, "POST", &path, Some(TOKEN), Some(&body)))
+}
