@@ -68,7 +68,7 @@ impl Api {
         let m = req.method.as_str();
         const GET: &[&str] = &["GET"];
         const POST: &[&str] = &["POST"];
-        const STATUS_OR_DELETE: &[&str] = &["DELETE"];
+        const DELETE: &[&str] = &["DELETE"];
         // Route first (unknown path 404, wrong method 405), then the token, then the body:
         // the order FastAPI answered in.
         let allowed: &[&str] = match segs.as_slice() {
@@ -76,7 +76,7 @@ impl Api {
             ["session"] => POST,
             ["session", _, "status"] => GET,
             ["session", _, "exec"] => POST,
-            ["session", _] => STATUS_OR_DELETE,
+            ["session", _] => DELETE,
             _ => return Err(Error::RouteNotFound),
         };
         if !allowed.contains(&m) {

@@ -562,7 +562,8 @@ fn run_exec(reg: &Registry, h: &Arc<SessionHandle>, driver: &mut Driver, job: Ex
     let mut alive = true;
     for item in &job.items {
         let timeout = item.timeout.unwrap_or(job.timeout);
-        let deadline = Instant::now() + timeout;
+        let cmd_started = Instant::now();
+        let deadline = cmd_started + timeout;
         log::debug!(
             "session {id} host {host}: run {:?}",
             reg.settings.masker.mask(&item.cmd)
@@ -616,7 +617,7 @@ fn run_exec(reg: &Registry, h: &Arc<SessionHandle>, driver: &mut Driver, job: Ex
                     h,
                     &item.cmd,
                     &partial,
-                    started.elapsed().as_millis() as u64,
+                    cmd_started.elapsed().as_millis() as u64,
                     status,
                     false,
                 );

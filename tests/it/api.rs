@@ -316,10 +316,7 @@ fn timeout_gives_500_with_partial_output_and_no_blind_newline() {
     let b = broker("");
     let id = b.open(dev.port(), json!({}));
     let t = Instant::now();
-    let r = b.post(
-        &format!("/session/{id}/exec"),
-        &json!({"commands": ["show clock", "show hang"], "timeout": 1}),
-    );
+    let r = b.exec_timeout(&id, json!(["show clock", "show hang"]), 1.0);
     let took = t.elapsed();
     assert_eq!(r.status, 500, "{:?}", r.json());
     let j = r.json();
@@ -335,10 +332,7 @@ fn timeout_gives_500_with_partial_output_and_no_blind_newline() {
         "{took:?}"
     );
     // The device never returns: the next exec waits for the prompt, sends nothing, and says so.
-    let r = b.post(
-        &format!("/session/{id}/exec"),
-        &json!({"commands": ["show clock"], "timeout": 1}),
-    );
+    let r = b.exec_timeout(&id, json!(["show clock"]), 1.0);
     assert_eq!(r.status, 500);
     assert!(r.json()["detail"]
         .as_str()
@@ -353,10 +347,7 @@ fn a_device_waiting_at_confirm_never_gets_a_blind_newline() {
     let b = broker("");
     let id = b.open(dev.port(), json!({}));
     // `reload` asks "Proceed with reload? [confirm]": the prompt does not come back.
-    let r = b.post(
-        &format!("/session/{id}/exec"),
-        &json!({"commands": ["reload"], "timeout": 1}),
-    );
+    let r = b.exec_timeout(&id, json!(["reload"]), 1.0);
     assert_eq!(r.status, 500, "{:?}", r.json());
     assert!(r.json()["partial_output"]
         .as_str()
@@ -364,10 +355,7 @@ fn a_device_waiting_at_confirm_never_gets_a_blind_newline() {
         .contains("[confirm]"));
     // Later execs read for the prompt and send nothing: a newline here would reload the switch.
     for _ in 0..2 {
-        let r = b.post(
-            &format!("/session/{id}/exec"),
-            &json!({"commands": ["show clock"], "timeout": 1}),
-        );
+        let r = b.exec_timeout(&id, json!(["show clock"]), 1.0);
         assert_eq!(r.status, 500);
         assert!(r.json()["detail"]
             .as_str()
@@ -480,10 +468,7 @@ fn paging_is_off_and_output_is_capped() {
     let o = out(&b.exec(&id, json!(["show long 300"])), "show long 300");
     assert_eq!(o.lines().count(), 300, "{:?}", &o[..200.min(o.len())]);
     assert!(!o.contains("More"));
-    let r = b.post(
-        &format!("/session/{id}/exec"),
-        &json!({"commands": ["show flood 2"], "timeout": 30}),
-    );
+    let r = b.exec_timeout(&id, json!(["show flood 2"]), 30.0);
     assert_eq!(r.status, 200, "{:?}", r.json());
     let j = r.json();
     assert_eq!(j["results"][0]["truncated"], true);
@@ -627,19 +612,13 @@ fn the_prompt_is_found_after_a_timeout_even_behind_megabytes_of_output() {
     let id = b.open(dev.port(), json!({}));
     // A frozen device sends nothing: the command times out deterministically.
     dev.set_freeze(true);
-    let r = b.post(
-        &format!("/session/{id}/exec"),
-        &json!({"commands": ["show flood 3"], "timeout": 0.5}),
-    );
+    let r = b.exec_timeout(&id, json!(["show flood 3"]), 0.5);
     assert_eq!(r.status, 500, "{:?}", r.json());
     // Thawed, it sends 3 MiB and then the prompt while the session is idle; the next exec finds
     // the prompt at the end of that backlog and runs.
     dev.set_freeze(false);
     std::thread::sleep(Duration::from_secs(1));
-    let r = b.post(
-        &format!("/session/{id}/exec"),
-        &json!({"commands": ["show clock"], "timeout": 10}),
-    );
+    let r = b.exec_timeout(&id, json!(["show clock"]), 10.0);
     assert_eq!(r.status, 200, "{:?}", r.json());
     assert!(!r.json()["outputs"]["show clock"]
         .as_str()
@@ -652,17 +631,11 @@ fn the_prompt_is_found_after_a_timeout_across_idle_checks() {
     let dev = device();
     let b = broker("");
     let id = b.open(dev.port(), json!({}));
-    let r = b.post(
-        &format!("/session/{id}/exec"),
-        &json!({"commands": ["show slow 3"], "timeout": 1}),
-    );
+    let r = b.exec_timeout(&id, json!(["show slow 3"]), 1.0);
     assert_eq!(r.status, 500);
     // Wait past an idle check (every 15 s), which reads what is waiting, prompt included.
     std::thread::sleep(Duration::from_secs(17));
-    let r = b.post(
-        &format!("/session/{id}/exec"),
-        &json!({"commands": ["show clock"], "timeout": 5}),
-    );
+    let r = b.exec_timeout(&id, json!(["show clock"]), 5.0);
     assert_eq!(r.status, 200, "{:?}", r.json());
 }
 

@@ -1168,6 +1168,24 @@ impl Cli {
 
     // ----- commands ----------------------------------------------------------------------
 
+    /// Resolve a (possibly abbreviated) keyword; on no match or an ambiguous one, print the
+    /// IOS error and the prompt and return None.
+    fn keyword(
+        &mut self,
+        line: &str,
+        off: usize,
+        word: &str,
+        candidates: &[&'static str],
+    ) -> Option<&'static str> {
+        match lookup(word, candidates) {
+            Kw::Found(c) => return Some(c),
+            Kw::Ambiguous => self.ambiguous(line),
+            Kw::NoMatch => self.invalid_at(off),
+        }
+        self.show_prompt();
+        None
+    }
+
     fn invalid_at(&mut self, offset: usize) {
         let col = self.line_prompt_len + offset;
         self.emit_line(&format!("{}^", " ".repeat(col)));
@@ -1237,18 +1255,13 @@ impl Cli {
             return;
         }
         let (off0, w0) = toks[0];
-        let cmd = match lookup(w0, if privileged { EXEC_PRIV } else { EXEC_USER }) {
-            Kw::Found(c) => c,
-            Kw::Ambiguous => {
-                self.ambiguous(line);
-                self.show_prompt();
-                return;
-            }
-            Kw::NoMatch => {
-                self.invalid_at(off0);
-                self.show_prompt();
-                return;
-            }
+        let Some(cmd) = self.keyword(
+            line,
+            off0,
+            w0,
+            if privileged { EXEC_PRIV } else { EXEC_USER },
+        ) else {
+            return;
         };
         let args = &toks[1..];
         match cmd {
@@ -1385,18 +1398,9 @@ impl Cli {
             self.show_prompt();
             return;
         };
-        let what = match lookup(w, if privileged { SHOW_PRIV } else { SHOW_USER }) {
-            Kw::Found(c) => c,
-            Kw::Ambiguous => {
-                self.ambiguous(line);
-                self.show_prompt();
-                return;
-            }
-            Kw::NoMatch => {
-                self.invalid_at(off);
-                self.show_prompt();
-                return;
-            }
+        let Some(what) = self.keyword(line, off, w, if privileged { SHOW_PRIV } else { SHOW_USER })
+        else {
+            return;
         };
         let rest = &args[1..];
         // Optional / required numeric argument for the test commands.

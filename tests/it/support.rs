@@ -178,6 +178,13 @@ impl TestBroker {
             &serde_json::json!({"commands": cmds}),
         )
     }
+    /// Exec with the body's `timeout` (seconds) set.
+    pub fn exec_timeout(&self, id: &str, cmds: Value, timeout: f64) -> Resp {
+        self.post(
+            &format!("/session/{id}/exec"),
+            &serde_json::json!({"commands": cmds, "timeout": timeout}),
+        )
+    }
     pub fn status(&self, id: &str) -> Value {
         let r = self.get(&format!("/session/{id}/status"));
         assert_eq!(r.status, 200);
