@@ -1,12 +1,36 @@
 //! Platforms as data: one YAML file per device type, embedded in the binary and compiled once.
 //! The driver reads these tables; nothing else in the code knows about device types.
+//! The format is documented in README "Platforms" and in `defs/cisco_ios.yml`.
 
+use regex::bytes::Regex as BytesRegex;
 use regex::{Regex, RegexBuilder};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
-const DEFS: &[(&str, &str)] = &[("cisco_ios.yml", include_str!("defs/cisco_ios.yml"))];
+#[cfg(test)]
+mod tests;
+
+const DEFS: &[(&str, &str)] = &[
+    ("generic.yml", include_str!("defs/generic.yml")),
+    ("cisco_ios.yml", include_str!("defs/cisco_ios.yml")),
+    ("cisco_nxos.yml", include_str!("defs/cisco_nxos.yml")),
+    ("cisco_asa.yml", include_str!("defs/cisco_asa.yml")),
+    ("cisco_xr.yml", include_str!("defs/cisco_xr.yml")),
+    ("juniper_junos.yml", include_str!("defs/juniper_junos.yml")),
+    ("arista_eos.yml", include_str!("defs/arista_eos.yml")),
+    ("nokia_sros.yml", include_str!("defs/nokia_sros.yml")),
+    ("hp_procurve.yml", include_str!("defs/hp_procurve.yml")),
+    ("hp_comware.yml", include_str!("defs/hp_comware.yml")),
+    ("huawei_vrp.yml", include_str!("defs/huawei_vrp.yml")),
+    ("linux.yml", include_str!("defs/linux.yml")),
+];
+
+/// Every device_type name Netmiko accepts; those without a profile of their own run on `generic`.
+const NETMIKO_NAMES: &str = include_str!("netmiko_device_types.txt");
+
+/// The profile for device types that have none of their own.
+pub const GENERIC: &str = "generic";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -17,6 +41,10 @@ struct Def {
     aliases: Vec<String>,
     prompt: PromptDef,
     modes: Vec<ModeDef>,
+    #[serde(default)]
+    login: Vec<AnswerDef>,
+    #[serde(default)]
+    shell_escape: Option<EscapeDef>,
     #[serde(default)]
     on_open: Vec<String>,
     enable: Option<EnableDef>,
@@ -35,6 +63,8 @@ struct Def {
 struct PromptDef {
     generic: String,
     learned: String,
+    #[serde(default)]
+    context: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -44,23 +74,54 @@ struct ModeDef {
     pattern: String,
 }
 
-#[derive(Debug, Deserialize, Clone)]
+/// A question and its answer (`send` is sent as is; write "\n" for Enter).
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct EnableDef {
-    pub command: String,
-    pub from_mode: String,
-    pub mode: String,
-    password_prompt: String,
-    #[serde(default)]
-    pub failures: Vec<String>,
+struct AnswerDef {
+    expect: String,
+    send: String,
 }
 
-#[derive(Debug, Deserialize, Clone)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ConfigDef {
-    pub enter: String,
-    pub exit: String,
-    pub mode: String,
+struct EscapeDef {
+    pattern: String,
+    command: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EnableDef {
+    command: String,
+    #[serde(default)]
+    level_command: Option<String>,
+    from_mode: String,
+    mode: String,
+    password_prompt: String,
+    #[serde(default)]
+    failures: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigDef {
+    enter: String,
+    exit: String,
+    mode: String,
+    #[serde(default)]
+    exit_answers: Vec<AnswerDef>,
+    #[serde(default)]
+    save: Option<SaveDef>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SaveDef {
+    command: String,
+    #[serde(default)]
+    in_config: bool,
+    #[serde(default)]
+    answers: Vec<AnswerDef>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -68,6 +129,8 @@ pub struct ConfigDef {
 struct PagerDef {
     pattern: String,
     send: String,
+    #[serde(default)]
+    erase: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Clone)]
@@ -78,6 +141,65 @@ pub struct CloseDef {
     pub logout: Option<String>,
 }
 
+/// A compiled question and the answer to send.
+#[derive(Debug)]
+pub struct Answer {
+    pub expect: Regex,
+    pub send: String,
+}
+
+#[derive(Debug)]
+pub struct Escape {
+    pub pattern: Regex,
+    pub command: String,
+}
+
+#[derive(Debug)]
+pub struct Enable {
+    pub command: String,
+    /// `enable {level}`-style command for a privilege level, where the platform has levels.
+    pub level_command: Option<String>,
+    pub from_mode: String,
+    pub mode: String,
+    pub password_prompt: Regex,
+    pub failures: Vec<String>,
+}
+
+impl Enable {
+    pub fn command_for(&self, level: Option<u8>) -> String {
+        match (level, &self.level_command) {
+            (Some(l), Some(t)) => t.replace("{level}", &l.to_string()),
+            _ => self.command.clone(),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Config {
+    pub enter: String,
+    pub exit: String,
+    pub mode: String,
+    pub exit_answers: Vec<Answer>,
+    pub save: Option<Save>,
+}
+
+#[derive(Debug)]
+pub struct Save {
+    pub command: String,
+    /// Run before leaving config mode (`commit`), not after.
+    pub in_config: bool,
+    pub answers: Vec<Answer>,
+}
+
+#[derive(Debug)]
+pub struct Pager {
+    pub pattern: Regex,
+    pub send: String,
+    /// What the device prints right after the pager prompt to erase it (matched at the start of
+    /// the bytes that follow, removed from the output).
+    pub erase: BytesRegex,
+}
+
 /// A compiled platform.
 #[derive(Debug)]
 pub struct Platform {
@@ -86,21 +208,25 @@ pub struct Platform {
     pub aliases: Vec<String>,
     pub generic_prompt: Regex,
     learned_template: String,
+    /// Lines printed just above the prompt that belong to it (`[edit]`); one such last line is
+    /// removed from output.
+    pub context: Vec<Regex>,
     pub modes: Vec<(String, Regex)>,
+    pub login: Vec<Answer>,
+    pub shell_escape: Option<Escape>,
     pub on_open: Vec<String>,
     pub enable: Option<Enable>,
-    pub config: Option<ConfigDef>,
-    pub pagers: Vec<(Regex, String)>,
-    pub failures: Vec<String>,
+    pub config: Option<Config>,
+    pub pagers: Vec<Pager>,
+    pub failures: Vec<Regex>,
     pub prompt_changes: Vec<Regex>,
     pub close: CloseDef,
 }
 
-#[derive(Debug)]
-pub struct Enable {
-    pub def: EnableDef,
-    pub password_prompt: Regex,
-}
+/// What the device prints after a pager prompt to erase it, when the platform does not say:
+/// backspaces, blanks, lone carriage returns and cursor/erase CSI sequences, ending in one of
+/// the erasing characters (so indentation of the next line is kept).
+const DEFAULT_ERASE: &str = r"^(?:[\x08 \r]|\x1b\[[0-9;?]*[A-Za-z])*(?:[\x08\r]|\x1b\[[0-9;?]*[A-Za-z])";
 
 /// Compile a pattern with a size cap. Platform patterns spell out ASCII classes ([A-Za-z0-9])
 /// instead of \\w or \\d, whose Unicode tables cost megabytes per compiled regex.
@@ -111,9 +237,33 @@ pub fn compile(p: &str) -> Result<Regex, String> {
         .map_err(|e| format!("bad pattern {p:?}: {e}"))
 }
 
+fn compile_bytes(p: &str) -> Result<BytesRegex, String> {
+    regex::bytes::RegexBuilder::new(p)
+        .unicode(false)
+        .size_limit(1 << 20)
+        .build()
+        .map_err(|e| format!("bad pattern {p:?}: {e}"))
+}
+
+fn compile_all(ps: &[String]) -> Result<Vec<Regex>, String> {
+    ps.iter().map(|p| compile(p)).collect()
+}
+
+fn answers(a: &[AnswerDef]) -> Result<Vec<Answer>, String> {
+    a.iter()
+        .map(|a| {
+            Ok(Answer {
+                expect: compile(&a.expect)?,
+                send: a.send.clone(),
+            })
+        })
+        .collect()
+}
+
 impl Platform {
     fn from_def(d: Def) -> Result<Platform, String> {
-        let ctx = |e: String| format!("platform {}: {e}", d.name);
+        let name = d.name.clone();
+        let ctx = |e: String| format!("platform {name}: {e}");
         if !d.prompt.learned.contains("{base}") {
             return Err(ctx("prompt.learned must contain {base}".into()));
         }
@@ -127,39 +277,93 @@ impl Platform {
             .map(|m| compile(&m.pattern).map(|r| (m.name.clone(), r)))
             .collect::<Result<Vec<_>, _>>()
             .map_err(ctx)?;
+        let mode_known = |m: &str| modes.iter().any(|(n, _)| n == m);
         let enable = match d.enable {
-            Some(e) => Some(Enable {
-                password_prompt: compile(&e.password_prompt).map_err(ctx)?,
-                def: e,
-            }),
+            Some(e) => {
+                if !mode_known(&e.mode) || !mode_known(&e.from_mode) {
+                    return Err(ctx(format!("enable names an unknown mode ({e:?})")));
+                }
+                if e.level_command.as_ref().is_some_and(|c| !c.contains("{level}")) {
+                    return Err(ctx("enable.level_command must contain {level}".into()));
+                }
+                Some(Enable {
+                    password_prompt: compile(&e.password_prompt).map_err(ctx)?,
+                    command: e.command,
+                    level_command: e.level_command,
+                    from_mode: e.from_mode,
+                    mode: e.mode,
+                    failures: e.failures,
+                })
+            }
+            None => None,
+        };
+        let config = match d.config {
+            Some(c) => {
+                if !mode_known(&c.mode) {
+                    return Err(ctx(format!("config.mode {:?} is not a mode", c.mode)));
+                }
+                Some(Config {
+                    exit_answers: answers(&c.exit_answers).map_err(ctx)?,
+                    save: match c.save {
+                        Some(s) => Some(Save {
+                            answers: answers(&s.answers).map_err(ctx)?,
+                            command: s.command,
+                            in_config: s.in_config,
+                        }),
+                        None => None,
+                    },
+                    enter: c.enter,
+                    exit: c.exit,
+                    mode: c.mode,
+                })
+            }
             None => None,
         };
         let pagers = d
             .pagers
             .iter()
-            .map(|p| compile(&p.pattern).map(|r| (r, p.send.clone())))
-            .collect::<Result<Vec<_>, _>>()
+            .map(|p| {
+                Ok(Pager {
+                    pattern: compile(&p.pattern)?,
+                    send: p.send.clone(),
+                    erase: compile_bytes(p.erase.as_deref().unwrap_or(DEFAULT_ERASE))?,
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()
             .map_err(ctx)?;
-        let prompt_changes = d
-            .prompt_changes
-            .iter()
-            .map(|p| compile(p))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(ctx)?;
+        for m in d.close.from_mode.keys() {
+            if !mode_known(m) {
+                return Err(ctx(format!("close.from_mode names an unknown mode {m:?}")));
+            }
+        }
         let p = Platform {
+            generic_prompt: generic,
+            learned_template: d.prompt.learned,
+            context: compile_all(&d.prompt.context).map_err(ctx)?,
+            modes,
+            login: answers(&d.login).map_err(ctx)?,
+            shell_escape: match d.shell_escape {
+                Some(e) => Some(Escape {
+                    pattern: compile(&e.pattern).map_err(ctx)?,
+                    command: e.command,
+                }),
+                None => None,
+            },
+            on_open: d.on_open,
+            enable,
+            config,
+            pagers,
+            failures: d
+                .failures
+                .iter()
+                .map(|f| compile(&format!("(?m){f}")))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(ctx)?,
+            prompt_changes: compile_all(&d.prompt_changes).map_err(ctx)?,
+            close: d.close,
             name: d.name,
             description: d.description,
             aliases: d.aliases,
-            generic_prompt: generic,
-            learned_template: d.prompt.learned,
-            modes,
-            on_open: d.on_open,
-            enable,
-            config: d.config,
-            pagers,
-            failures: d.failures,
-            prompt_changes,
-            close: d.close,
         };
         // The learned template must compile for an ordinary hostname.
         p.learned_prompt("R1")
@@ -176,6 +380,14 @@ impl Platform {
         )
     }
 
+    /// The hostname part of a prompt line, if the line is a prompt of this platform.
+    pub fn prompt_base<'a>(&self, line: &'a str) -> Option<&'a str> {
+        self.generic_prompt
+            .captures(line)
+            .and_then(|c| c.name("base"))
+            .map(|m| m.as_str())
+    }
+
     /// The mode a prompt line means, if any.
     pub fn mode_of(&self, prompt_line: &str) -> Option<&str> {
         self.modes
@@ -184,12 +396,22 @@ impl Platform {
             .map(|(n, _)| n.as_str())
     }
 
-    /// Does this output contain one of the platform's failure indicators?
-    pub fn failure_in(&self, output: &str) -> Option<&str> {
-        self.failures
-            .iter()
-            .find(|f| output.contains(f.as_str()))
-            .map(|s| s.as_str())
+    /// The first output line that shows one of the platform's failure indicators.
+    pub fn failure_in(&self, output: &str) -> Option<String> {
+        self.failures.iter().find_map(|f| {
+            f.find(output).map(|m| {
+                let start = output[..m.start()].rfind('\n').map_or(0, |i| i + 1);
+                let end = output[m.end()..]
+                    .find('\n')
+                    .map_or(output.len(), |i| m.end() + i);
+                output[start..end].trim().to_string()
+            })
+        })
+    }
+
+    /// Is this a context line (`[edit]`) that belongs to the prompt below it?
+    pub fn is_context(&self, line: &str) -> bool {
+        self.context.iter().any(|r| r.is_match(line))
     }
 }
 
@@ -212,69 +434,45 @@ pub fn all() -> Result<&'static [Platform], String> {
         .map_err(|e| e.clone())
 }
 
-/// Find the platform for a device_type (by name or alias, case-insensitive).
+fn netmiko_names() -> impl Iterator<Item = &'static str> {
+    NETMIKO_NAMES
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+}
+
+/// The platform for a device_type (a profile name or alias, case-insensitive); a name Netmiko
+/// knows but no profile claims runs on `generic`. None: nobody knows this name.
 pub fn lookup(device_type: &str) -> Option<&'static Platform> {
     let dt = device_type.trim().to_ascii_lowercase();
-    all()
-        .ok()?
-        .iter()
+    let ps = all().ok()?;
+    ps.iter()
         .find(|p| p.name == dt || p.aliases.contains(&dt))
+        .or_else(|| {
+            netmiko_names()
+                .any(|n| n == dt)
+                .then(|| ps.iter().find(|p| p.name == GENERIC))
+                .flatten()
+        })
+}
+
+/// Every accepted device_type name with the profile it runs on, sorted by name.
+pub fn known() -> Vec<(String, &'static str)> {
+    let mut m: BTreeMap<String, &'static str> = BTreeMap::new();
+    if let Ok(ps) = all() {
+        for n in netmiko_names() {
+            m.insert(n.to_string(), GENERIC);
+        }
+        for p in ps {
+            for n in std::iter::once(&p.name).chain(p.aliases.iter()) {
+                m.insert(n.clone(), p.name.as_str());
+            }
+        }
+    }
+    m.into_iter().collect()
 }
 
 /// Every accepted device_type name, sorted.
 pub fn known_names() -> Vec<String> {
-    let mut v: Vec<String> = all()
-        .map(|ps| {
-            ps.iter()
-                .flat_map(|p| std::iter::once(p.name.clone()).chain(p.aliases.iter().cloned()))
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn embedded_platforms_compile() {
-        let ps = all().unwrap();
-        assert!(!ps.is_empty());
-        assert!(lookup("cisco_ios").is_some());
-        assert!(lookup("CISCO_XE").is_some());
-        assert!(lookup("nope").is_none());
-    }
-
-    #[test]
-    fn cisco_ios_prompts_and_modes() {
-        let p = lookup("cisco_ios").unwrap();
-        let cases: &[(&str, Option<&str>, Option<&str>)] = &[
-            ("R1>", Some("R1"), Some("user")),
-            ("R1#", Some("R1"), Some("enable")),
-            ("R1(config)#", Some("R1"), Some("config")),
-            (
-                "core-sw.lab(config-if)#",
-                Some("core-sw.lab"),
-                Some("config"),
-            ),
-            ("#####", None, Some("enable")),
-            ("Welcome to R1#", None, Some("enable")),
-            ("show version", None, None),
-        ];
-        for (line, base, mode) in cases {
-            let got = p
-                .generic_prompt
-                .captures(line)
-                .and_then(|c| c.name("base"))
-                .map(|m| m.as_str());
-            assert_eq!(got, *base, "{line}");
-            assert_eq!(p.mode_of(line), *mode, "{line}");
-        }
-        let learned = p.learned_prompt("sw1.a+b").unwrap();
-        assert!(learned.is_match("sw1.a+b(config)#"));
-        assert!(!learned.is_match("sw1xa+b#"));
-        assert!(!learned.is_match("sw1.a+bb#"));
-    }
+    known().into_iter().map(|(n, _)| n).collect()
 }

@@ -4,7 +4,7 @@
 
 use crate::channel::{matcher, Acc, Channel, ReadFail};
 use crate::error::Error;
-use crate::platform::Platform;
+use crate::platform::{Pager, Platform};
 use crate::secret::Secret;
 use regex::Regex;
 use std::sync::atomic::AtomicBool;
@@ -109,7 +109,7 @@ impl Driver {
             .map_err(|f| open_fail("waiting for the first prompt", host, f, &acc))?;
         d.learn(&acc.waiting_line())?;
         if let Some(en) = &platform.enable {
-            if d.mode == en.def.from_mode {
+            if d.mode == en.from_mode {
                 d.enable(host, enable_secret, deadline)?;
             }
         }
@@ -172,7 +172,7 @@ impl Driver {
         let mut acc = Acc::new(OPEN_OUTPUT_CAP);
         let fail = |f, acc: &Acc| open_fail("entering privileged mode", host, f, acc);
         self.chan
-            .send(&format!("{}\n", en.def.command), deadline)
+            .send(&format!("{}\n", en.command), deadline)
             .map_err(|f| fail(f, &acc))?;
         let pats = [&self.prompt, &en.password_prompt];
         let mut asked = self
@@ -223,8 +223,8 @@ impl Driver {
             .unwrap_or("unknown")
             .to_string();
         let text = matcher::clean(&acc.kept);
-        let failure = en.def.failures.iter().find(|f| text.contains(f.as_str()));
-        if rejected || (secret.is_some_and(|s| !s.is_empty()) && self.mode != en.def.mode) {
+        let failure = en.failures.iter().find(|f| text.contains(f.as_str()));
+        if rejected || (secret.is_some_and(|s| !s.is_empty()) && self.mode != en.mode) {
             return Err(Error::DeviceAuth(format!(
                 "{host} refused the enable password{}",
                 failure.map(|f| format!(" ({f})")).unwrap_or_default()
@@ -289,7 +289,7 @@ impl Driver {
             self.prompt.clone()
         };
         let mut pats: Vec<&Regex> = vec![&prompt];
-        pats.extend(self.platform.pagers.iter().map(|(r, _)| r));
+        pats.extend(self.platform.pagers.iter().map(|p| &p.pattern));
         let answer_idx = item.answer.as_ref().map(|a| {
             pats.push(a);
             pats.len() - 1
@@ -335,11 +335,11 @@ impl Driver {
                     .map_err(|f| fail_of(f, String::new()))?;
                 continue;
             }
-            if let Some((_, send)) = self
+            if let Some(Pager { send, .. }) = self
                 .platform
                 .pagers
                 .iter()
-                .find(|(r, _)| r.as_str() == hit_re.as_str())
+                .find(|p| p.pattern.as_str() == hit_re.as_str())
             {
                 acc.reset_tail();
                 self.chan
@@ -384,7 +384,7 @@ impl Driver {
             return text.to_string();
         }
         text.split('\n')
-            .filter(|l| !self.platform.pagers.iter().any(|(r, _)| r.is_match(l)))
+            .filter(|l| !self.platform.pagers.iter().any(|p| p.pattern.is_match(l)))
             .collect::<Vec<_>>()
             .join("\n")
     }
