@@ -44,6 +44,8 @@ impl Broker {
         let registry = Registry::new(Settings {
             max_sessions: c.max_sessions,
             max_output_bytes: c.max_output_bytes,
+            keepalive_interval: c.keepalive_interval,
+            command_timeout: c.command_timeout,
             cmdlog,
             masker: c.masker.clone(),
         });

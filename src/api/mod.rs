@@ -8,7 +8,7 @@ use crate::error::Error;
 use crate::http::{Handler, Request, Responder, Response};
 use crate::platform;
 use crate::secret::Secret;
-use crate::session::{ExecJob, ExecReport, OpenRequest, Registry};
+use crate::session::{ConfigJob, ExecJob, ExecReport, OpenRequest, Registry};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
@@ -99,7 +99,7 @@ impl Api {
                     .collect();
                 ok_json(200, json!({"count": list.len(), "sessions": list}))
             }
-            ["device-types"] => ok_json(200, json!({"device_types": platform::known_names()})),
+            ["device-types"] => ok_json(200, device_types()),
             ["session"] => self.open(req, slot),
             ["session", id, "status"] => match self.registry.get(id) {
                 Some(h) => ok_json(200, wire::status_json(&h)),
@@ -140,6 +140,8 @@ impl Api {
             platform,
             connect_timeout: b.timeout,
             session_timeout: b.session_timeout.unwrap_or(self.default_session_timeout),
+            enable_level: b.enable_level,
+            keepalive_interval: b.keepalive_interval,
         };
         self.registry.open(
             open,
@@ -161,17 +163,73 @@ impl Api {
     ) -> Result<Outcome, Error> {
         // Body first (422), then the session (404): the order FastAPI answered in.
         let b = wire::exec_body(&req.body)?;
+        if b.config.is_some() || b.save {
+            if let Some(h) = self.registry.get(id) {
+                check_config_support(h.info.platform, b.config.is_some(), b.save)?;
+            }
+        }
         let responder = slot
             .take()
             .ok_or_else(|| Error::Internal("responder already used".into()))?;
         let job = ExecJob {
             items: b.items,
             timeout: b.timeout.unwrap_or(self.command_timeout),
+            stop_on_error: b.stop_on_error,
+            config: (b.config.is_some() || b.save).then(|| ConfigJob {
+                lines: b.config.unwrap_or_default(),
+                save: b.save,
+            }),
             reply: Box::new(move |r: Result<ExecReport, Error>| responder.send(exec_response(r))),
         };
         self.registry.exec(id, job);
         Ok(Outcome::Later)
     }
+}
+
+/// `GET /device-types`: every accepted name, the profile each runs on, and the profiles.
+fn device_types() -> Value {
+    let known = platform::known();
+    let profiles: serde_json::Map<String, Value> =
+        known.iter().map(|(n, p)| (n.clone(), json!(p))).collect();
+    let platforms: Vec<Value> = platform::all()
+        .unwrap_or(&[])
+        .iter()
+        .map(|p| {
+            json!({
+                "name": p.name,
+                "description": p.description,
+                "aliases": p.aliases,
+                "modes": p.modes.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+                "enable": p.enable.is_some(),
+                "enable_levels": p.enable.as_ref().is_some_and(|e| e.level_command.is_some()),
+                "config": p.config.is_some(),
+                "save": p.config.as_ref().and_then(|c| c.save.as_ref()).map(|s| s.command.as_str()),
+            })
+        })
+        .collect();
+    json!({
+        "device_types": known.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+        "profiles": profiles,
+        "platforms": platforms,
+    })
+}
+
+/// A config block or save on a platform that has none is refused before anything is sent.
+fn check_config_support(profile: &str, config: bool, save: bool) -> Result<(), Error> {
+    let Some(p) = platform::lookup(profile) else {
+        return Ok(());
+    };
+    let (field, what) = match &p.config {
+        None if config => ("config", "a configuration mode"),
+        None if save => ("save", "a save command"),
+        Some(c) if save && c.save.is_none() => ("save", "a save command"),
+        _ => return Ok(()),
+    };
+    Err(Error::validation(
+        vec![json!("body"), json!(field)],
+        format!("The session's platform {:?} has no {what}", p.name),
+        "value_error",
+    ))
 }
 
 fn exec_response(r: Result<ExecReport, Error>) -> Response {

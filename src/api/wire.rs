@@ -2,9 +2,11 @@
 //! bodies of responses. Nothing else in the broker builds or parses API JSON.
 
 use crate::error::{Error, FieldError};
-use crate::session::driver::{CmdResult, ExecItem};
+use crate::secret::Secret;
+use crate::session::driver::{CmdResult, ExecItem, Interaction};
 use crate::session::{SessionHandle, SessionInfo};
 use crate::util::{iso8601, secs_since};
+use regex::Regex;
 use serde_json::{json, Map, Value};
 use std::time::Duration;
 
@@ -116,6 +118,70 @@ impl<'a> Fields<'a> {
             .then_some(n)
     }
 
+    /// A boolean as pydantic accepts it: true/false, 0/1, and the strings "true"/"false",
+    /// "yes"/"no", "on"/"off", "1"/"0" (Ansible templating turns booleans into strings).
+    pub fn boolean(&mut self, name: &str) -> Option<bool> {
+        let v = self.present(name)?;
+        let b = match v {
+            Value::Bool(b) => Some(*b),
+            Value::Number(n) => match n.as_i64() {
+                Some(0) => Some(false),
+                Some(1) => Some(true),
+                _ => None,
+            },
+            Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
+                "true" | "yes" | "on" | "1" | "t" | "y" => Some(true),
+                "false" | "no" | "off" | "0" | "f" | "n" => Some(false),
+                _ => None,
+            },
+            _ => None,
+        };
+        if b.is_none() {
+            self.err(name, "Input should be a valid boolean", "bool_parsing");
+        }
+        b
+    }
+
+    /// A regex (compiled with the platform size cap); an invalid one is a 422 naming the field.
+    pub fn regex(&mut self, name: &str, required: bool) -> Option<Regex> {
+        let s = self.string(name, required)?;
+        match crate::platform::compile(&s) {
+            Ok(r) => Some(r),
+            Err(m) => {
+                self.err(name, m, "value_error");
+                None
+            }
+        }
+    }
+
+    /// A list of single-line strings (config lines).
+    pub fn lines(&mut self, name: &str) -> Option<Vec<String>> {
+        let v = self.present(name)?;
+        let Value::Array(list) = v else {
+            self.err(name, "Input should be a valid list", "list_type");
+            return None;
+        };
+        let mut out = Vec::with_capacity(list.len());
+        for (i, v) in list.iter().enumerate() {
+            let mut loc = self.loc(name);
+            loc.push(json!(i));
+            match v {
+                Value::String(s) if !s.contains(['\n', '\r', '\0']) => out.push(s.clone()),
+                Value::String(_) => self.errors.push(FieldError::new(
+                    loc,
+                    "A line must be a single line (no CR, LF or NUL)",
+                    "value_error",
+                )),
+                _ => self.errors.push(FieldError::new(
+                    loc,
+                    "Input should be a valid string",
+                    "string_type",
+                )),
+            }
+        }
+        Some(out)
+    }
+
     /// A number of seconds (integer or fraction; numeric strings accepted).
     pub fn seconds(&mut self, name: &str, min: f64, max: f64) -> Option<Duration> {
         let v = self.present(name)?;
@@ -173,6 +239,10 @@ pub struct OpenBody {
     pub timeout: Duration,
     pub session_timeout: Option<Duration>,
     pub enable_password: Option<crate::secret::Secret>,
+    /// `enable {level}` instead of `enable`, where the platform has privilege levels.
+    pub enable_level: Option<u8>,
+    /// Seconds of idleness between CLI keepalives for this session (0 = off).
+    pub keepalive_interval: Option<Duration>,
 }
 
 pub fn open_body(body: &[u8]) -> Result<OpenBody, Error> {
@@ -190,6 +260,10 @@ pub fn open_body(body: &[u8]) -> Result<OpenBody, Error> {
         .unwrap_or(Duration::from_secs(30));
     let session_timeout = f
         .int("session_timeout", 0, 10 * 365 * 86_400)
+        .map(|n| Duration::from_secs(n as u64));
+    let enable_level = f.int("enable_level", 0, 15).map(|n| n as u8);
+    let keepalive_interval = f
+        .int("keepalive_interval", 0, 86_400)
         .map(|n| Duration::from_secs(n as u64));
     // Netmiko calls it `secret`; the seed's Telnet API calls it `enable_password`.
     let enable = f
@@ -212,6 +286,8 @@ pub fn open_body(body: &[u8]) -> Result<OpenBody, Error> {
         port,
         timeout,
         session_timeout,
+        enable_level,
+        keepalive_interval,
         enable_password: enable
             .filter(|s| !s.is_empty())
             .map(crate::secret::Secret::new),
@@ -221,48 +297,126 @@ pub fn open_body(body: &[u8]) -> Result<OpenBody, Error> {
 pub struct ExecBody {
     pub items: Vec<ExecItem>,
     pub timeout: Option<Duration>,
+    /// Stop at the first command whose output shows a failure, and answer 500.
+    pub stop_on_error: bool,
+    /// Config lines sent in config mode (Netmiko's send_config_set), before `items`.
+    pub config: Option<Vec<String>>,
+    /// Save (or commit) the configuration after the config lines.
+    pub save: bool,
 }
 
 const MAX_TIMEOUT: f64 = 86_400.0;
+
+/// One object item of `commands`.
+fn exec_item(
+    o: &Map<String, Value>,
+    at: Vec<Value>,
+    errors: &mut Vec<FieldError>,
+) -> Option<ExecItem> {
+    let mut g = Fields::new(o, at.clone());
+    let cmd = g.string("cmd", true);
+    let expect = g.regex("expect", false);
+    // The seed's interactive form: wait for `answer`, then send `send_newlines` newlines.
+    let answer = g.regex("answer", false);
+    let newlines = g.int("send_newlines", 0, 16).unwrap_or(1) as usize;
+    let timeout = g
+        .seconds("read_timeout", 0.1, MAX_TIMEOUT)
+        .or_else(|| g.seconds("timeout", 0.1, MAX_TIMEOUT));
+    let mut interactions = Vec::new();
+    if let Some(a) = answer {
+        interactions.push(Interaction {
+            expect: a,
+            send: Secret::new("\n".repeat(newlines)),
+            hidden: false,
+        });
+    }
+    match o.get("interactions") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(list)) => {
+            for (j, v) in list.iter().enumerate() {
+                let mut loc = at.clone();
+                loc.extend([json!("interactions"), json!(j)]);
+                let Value::Object(io) = v else {
+                    g.errors.push(FieldError::new(
+                        loc,
+                        "Input should be an object with 'expect' and 'send'",
+                        "model_attributes_type",
+                    ));
+                    continue;
+                };
+                let mut h = Fields::new(io, loc);
+                let expect = h.regex("expect", true);
+                let send = h.string("send", false).unwrap_or_default();
+                let hidden = h.boolean("hidden").unwrap_or(false);
+                let newline = h.boolean("newline").unwrap_or(true);
+                if send.contains('\0') {
+                    h.err("send", "must not contain NUL bytes", "value_error");
+                }
+                g.errors.append(&mut h.errors);
+                if let Some(expect) = expect {
+                    let mut send = send;
+                    if newline {
+                        send.push('\n');
+                    }
+                    interactions.push(Interaction {
+                        expect,
+                        send: Secret::new(send),
+                        hidden,
+                    });
+                }
+            }
+        }
+        Some(_) => g.err("interactions", "Input should be a valid list", "list_type"),
+    }
+    if cmd
+        .as_deref()
+        .is_some_and(|c| c.contains(['\n', '\r', '\0']))
+    {
+        g.err(
+            "cmd",
+            "A command must be a single line (no CR, LF or NUL)",
+            "value_error",
+        );
+    }
+    errors.append(&mut g.errors);
+    Some(ExecItem {
+        cmd: cmd?,
+        expect,
+        interactions,
+        timeout,
+    })
+}
 
 pub fn exec_body(body: &[u8]) -> Result<ExecBody, Error> {
     let map = parse_object(body)?;
     let mut f = Fields::new(&map, vec![json!("body")]);
     let timeout = f.seconds("timeout", 0.1, MAX_TIMEOUT);
+    let stop_on_error = f.boolean("stop_on_error").unwrap_or(false);
+    let config = f.lines("config");
+    let save = f.boolean("save").unwrap_or(false);
     let mut items = Vec::new();
     match map.get("commands") {
-        None | Some(Value::Null) => f.err("commands", "Field required", "missing"),
+        None | Some(Value::Null) => {
+            // A config-only exec needs no commands.
+            if config.is_none() && !save {
+                f.err("commands", "Field required", "missing");
+            }
+        }
         Some(Value::Array(list)) => {
             for (i, v) in list.iter().enumerate() {
                 let at = vec![json!("body"), json!("commands"), json!(i)];
                 match v {
+                    Value::String(s) if s.contains(['\n', '\r', '\0']) => {
+                        f.errors.push(FieldError::new(
+                            at,
+                            "A command must be a single line (no CR, LF or NUL)",
+                            "value_error",
+                        ))
+                    }
                     Value::String(s) => items.push(ExecItem::plain(s)),
                     Value::Object(o) => {
-                        let mut g = Fields::new(o, at);
-                        let cmd = g.string("cmd", true);
-                        let answer = g.string("answer", false);
-                        let newlines = g.int("send_newlines", 0, 16).unwrap_or(1) as usize;
-                        let t = g
-                            .seconds("read_timeout", 0.1, MAX_TIMEOUT)
-                            .or_else(|| g.seconds("timeout", 0.1, MAX_TIMEOUT));
-                        let answer = match answer {
-                            Some(a) => match crate::platform::compile(&a) {
-                                Ok(r) => Some(r),
-                                Err(m) => {
-                                    g.err("answer", m, "value_error");
-                                    None
-                                }
-                            },
-                            None => None,
-                        };
-                        f.errors.append(&mut g.errors);
-                        if let Some(cmd) = cmd {
-                            items.push(ExecItem {
-                                cmd,
-                                answer,
-                                send_newlines: newlines,
-                                timeout: t,
-                            });
+                        if let Some(it) = exec_item(o, at, &mut f.errors) {
+                            items.push(it);
                         }
                     }
                     _ => f.errors.push(FieldError::new(
@@ -272,20 +426,17 @@ pub fn exec_body(body: &[u8]) -> Result<ExecBody, Error> {
                     )),
                 }
             }
-            for (i, it) in items.iter().enumerate() {
-                if it.cmd.contains(['\n', '\r', '\0']) {
-                    f.errors.push(FieldError::new(
-                        vec![json!("body"), json!("commands"), json!(i)],
-                        "A command must be a single line (no CR, LF or NUL)",
-                        "value_error",
-                    ));
-                }
-            }
         }
         Some(_) => f.err("commands", "Input should be a valid list", "list_type"),
     }
     f.finish()?;
-    Ok(ExecBody { items, timeout })
+    Ok(ExecBody {
+        items,
+        timeout,
+        stop_on_error,
+        config,
+        save,
+    })
 }
 
 pub fn result_json(r: &CmdResult) -> Value {
@@ -298,6 +449,12 @@ pub fn result_json(r: &CmdResult) -> Value {
     });
     if let Some(e) = &r.failure {
         v["error"] = json!(e);
+    }
+    if r.answered > 0 {
+        v["answered"] = json!(r.answered);
+    }
+    if r.ended_by_expect {
+        v["ended_by"] = json!("expect");
     }
     v
 }
@@ -343,7 +500,13 @@ pub fn status_json(h: &SessionHandle) -> Value {
         "busy": h.busy(),
         "commands_run": s.commands_run,
         "algorithms": i.negotiated,
+        "keepalive_interval": i.keepalive_interval.as_secs(),
+        "keepalives": s.keepalives,
+        "last_keepalive": s.last_keepalive_at.map(iso8601),
     });
+    if let Some(p) = &s.keepalive_problem {
+        v["keepalive_problem"] = json!(p);
+    }
     if let Some(r) = &s.dead_reason {
         v["dead_reason"] = json!(r);
     }
@@ -423,7 +586,8 @@ mod tests {
     fn exec_body_forms() {
         let b = exec_body(br#"{"commands":["show version",{"cmd":"copy run start","answer":"\\[confirm\\]","send_newlines":1}],"timeout":"5"}"#).unwrap();
         assert_eq!(b.items.len(), 2);
-        assert!(b.items[1].answer.is_some());
+        assert_eq!(b.items[1].interactions.len(), 1);
+        assert_eq!(b.items[1].interactions[0].send.expose(), "\n");
         assert_eq!(b.timeout, Some(Duration::from_secs(5)));
         let v = errs(exec_body(br#"{"commands":"show version"}"#));
         assert_eq!(v["detail"][0]["type"], "list_type");
@@ -440,6 +604,63 @@ mod tests {
     }
 
     #[test]
+    fn exec_body_interactions_config_and_flags() {
+        let b = exec_body(
+            br#"{"commands":[{"cmd":"copy scp: flash:","expect":"Done","interactions":[
+            {"expect":"remote host","send":"10.0.0.9"},
+            {"expect":"Password:","send":"pw","hidden":true},
+            {"expect":"\\(y/n\\)","send":"y","newline":"false"}]}],
+            "stop_on_error":"yes","config":["interface Gi1","description x"],"save":true}"#,
+        )
+        .unwrap();
+        let it = &b.items[0];
+        assert!(it.expect.is_some());
+        let sends: Vec<&str> = it.interactions.iter().map(|i| i.send.expose()).collect();
+        assert_eq!(sends, ["10.0.0.9\n", "pw\n", "y"]);
+        assert!(it.interactions[1].hidden && !it.interactions[0].hidden);
+        assert!(format!("{:?}", it.interactions[1]).contains("********"));
+        assert!(b.stop_on_error && b.save);
+        assert_eq!(b.config.unwrap(), ["interface Gi1", "description x"]);
+        // Config alone needs no commands.
+        let b = exec_body(br#"{"config":["hostname x"]}"#).unwrap();
+        assert!(b.items.is_empty() && !b.save && !b.stop_on_error);
+        let v = errs(exec_body(br#"{"config":["a\nb"],"stop_on_error":"maybe"}"#));
+        let locs: Vec<&Value> = v["detail"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| &e["loc"])
+            .collect();
+        assert_eq!(
+            locs,
+            vec![
+                &json!(["body", "stop_on_error"]),
+                &json!(["body", "config", 0])
+            ]
+        );
+        let v = errs(exec_body(
+            br#"{"commands":[{"cmd":"x","interactions":[{"send":"y"},5]}]}"#,
+        ));
+        let locs: Vec<&Value> = v["detail"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| &e["loc"])
+            .collect();
+        assert_eq!(
+            locs,
+            vec![
+                &json!(["body", "commands", 0, "interactions", 0, "expect"]),
+                &json!(["body", "commands", 0, "interactions", 1])
+            ]
+        );
+        assert_eq!(
+            errs(exec_body(br#"{}"#))["detail"][0]["loc"],
+            json!(["body", "commands"])
+        );
+    }
+
+    #[test]
     fn outputs_keep_repeats_in_results() {
         let r = |c: &str, o: &str| CmdResult {
             command: c.into(),
@@ -447,6 +668,8 @@ mod tests {
             elapsed_ms: 1,
             truncated: false,
             failure: None,
+            answered: 0,
+            ended_by_expect: false,
         };
         let m = exec_json(&[r("end", "a"), r("end", "b")]);
         assert_eq!(m["outputs"], json!({"end": "b"}));

@@ -18,8 +18,15 @@ const CANCEL_SLICE: Duration = Duration::from_millis(200);
 pub struct Acc {
     pub kept: Vec<u8>,
     tail: Vec<u8>,
+    /// Matching looks only at the tail from here on (moved past an answered question, so the
+    /// same question is not answered twice).
+    mark: usize,
+    /// The echoed command, skipped when searching (so `expect` cannot match the echo).
+    echo: Option<String>,
     pub truncated: bool,
     cap: usize,
+    /// Pager prompts found in `kept`: (start of the pager line, end of the pager prompt).
+    pub pager_cuts: Vec<(usize, usize)>,
 }
 
 impl Acc {
@@ -35,23 +42,82 @@ impl Acc {
             self.truncated = true;
         }
         self.kept.extend_from_slice(&data[..data.len().min(room)]);
-        self.tail.extend_from_slice(data);
-        if self.tail.len() > 2 * TAIL {
-            self.tail.drain(..self.tail.len() - TAIL);
+        // Keep TAIL bytes of history plus all of the newest chunk, so a search pattern is seen
+        // even when a large read carries it past the history window.
+        if self.tail.len() > TAIL {
+            let cut = self.tail.len() - TAIL;
+            self.tail.drain(..cut);
+            self.mark = self.mark.saturating_sub(cut);
+            if self.mark == 0 {
+                // The echo (if it was ever there) has scrolled out of the window.
+                self.echo = None;
+            }
         }
+        self.tail.extend_from_slice(data);
     }
     /// The most recent bytes (for carrying the tail over to another accumulator).
     pub fn tail_bytes(&self) -> Vec<u8> {
-        self.tail.clone()
+        self.tail[self.mark..].to_vec()
     }
-    /// Forget the tail (after answering a question, so the same question is not matched twice).
+    /// Match only what arrives from now on (after answering a question or a pager).
     pub fn reset_tail(&mut self) {
-        self.tail.clear();
+        self.mark = self.tail.len();
+        self.echo = None;
+    }
+    /// Searches skip a first line that is this echoed command.
+    pub fn expect_echo(&mut self, cmd: &str) {
+        self.echo = Some(cmd.trim().to_string()).filter(|c| !c.is_empty());
+    }
+    fn window(&self) -> String {
+        matcher::clean(&self.tail[self.mark..])
     }
     /// The cleaned line the device is currently waiting on.
     pub fn waiting_line(&self) -> String {
-        let start = self.tail.len().saturating_sub(TAIL);
-        matcher::last_line(&matcher::clean(&self.tail[start..])).to_string()
+        matcher::last_line(&self.window()).to_string()
+    }
+    /// The cleaned text since the mark, without the echoed command line (empty while the echo
+    /// line is still incomplete).
+    pub fn search_text(&self) -> String {
+        let w = self.window();
+        match &self.echo {
+            Some(cmd) if w.starts_with(cmd.as_str()) => match w.find('\n') {
+                Some(i) => w[i + 1..].to_string(),
+                None => String::new(),
+            },
+            // The echo has only partly arrived.
+            Some(cmd) if !w.contains('\n') && cmd.starts_with(w.as_str()) => String::new(),
+            _ => w,
+        }
+    }
+    /// Remember that the line the device is waiting on is a pager prompt (removed from output).
+    pub fn cut_pager_line(&mut self) {
+        if self.truncated {
+            return;
+        }
+        let end = self.kept.len();
+        let start = self.kept[..end]
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .map_or(0, |i| i + 1);
+        self.pager_cuts.push((start, end));
+    }
+}
+
+/// What ends a read.
+#[derive(Debug, Clone, Copy)]
+pub enum Pat<'a> {
+    /// Matches the line the device is waiting on (prompts, pagers, questions).
+    Line(&'a Regex),
+    /// Matches anywhere in the output since the mark, after the echoed command.
+    Search(&'a Regex),
+}
+
+impl Pat<'_> {
+    fn hit(&self, line: &str, acc: &Acc) -> bool {
+        match self {
+            Pat::Line(r) => r.is_match(line),
+            Pat::Search(r) => r.is_match(&acc.search_text()),
+        }
     }
 }
 
@@ -104,17 +170,17 @@ impl Channel {
     }
 
     /// Read into `acc` until the waiting line matches one of `patterns`; returns the index of the
-    /// first pattern that matched. Patterns are tried against the last line only.
+    /// first pattern that matched. Line patterns are tried against the last line only.
     pub fn read_until(
         &mut self,
         acc: &mut Acc,
-        patterns: &[&Regex],
+        patterns: &[Pat],
         deadline: Instant,
         cancel: Option<&AtomicBool>,
     ) -> Result<usize, ReadFail> {
         loop {
             let line = acc.waiting_line();
-            if let Some(i) = patterns.iter().position(|p| p.is_match(&line)) {
+            if let Some(i) = patterns.iter().position(|p| p.hit(&line, acc)) {
                 return Ok(i);
             }
             if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
@@ -160,6 +226,48 @@ mod tests {
         assert_eq!(a.kept, b"0123456789");
         assert!(a.truncated);
         assert_eq!(a.waiting_line(), "R1#");
-        assert!(a.tail.len() <= 2 * TAIL);
+        assert!(a.tail.len() <= TAIL + 3);
+    }
+
+    #[test]
+    fn search_skips_the_echo_and_answered_questions() {
+        let mut a = Acc::new(1 << 20);
+        a.expect_echo("copy run start");
+        a.push(b"copy run st");
+        assert_eq!(a.search_text(), "");
+        a.push(b"art\r\nDestination filename [startup-config]? ");
+        assert_eq!(a.search_text(), "Destination filename [startup-config]? ");
+        assert_eq!(a.waiting_line(), "Destination filename [startup-config]? ");
+        a.reset_tail();
+        assert_eq!(a.search_text(), "");
+        assert_eq!(a.waiting_line(), "");
+        a.push(b"\r\nBuilding configuration...\r\n[OK]\r\nR1#");
+        assert_eq!(a.waiting_line(), "R1#");
+        assert!(a.search_text().contains("[OK]"));
+        // Without an echo everything counts.
+        let mut b = Acc::new(10);
+        b.push(b"show x\r\nx");
+        assert_eq!(b.search_text(), "show x\nx");
+    }
+
+    #[test]
+    fn a_search_pattern_survives_a_large_chunk() {
+        let mut a = Acc::new(16);
+        a.push(b"start\n");
+        let mut big = b"Success rate is 100 percent\n".to_vec();
+        big.extend(std::iter::repeat_n(b'x', 3 * TAIL));
+        a.push(&big);
+        assert!(a.search_text().contains("Success rate"));
+        a.push(b"\nmore");
+        assert!(!a.search_text().contains("Success rate"));
+    }
+
+    #[test]
+    fn pager_lines_are_recorded_for_cutting() {
+        let mut a = Acc::new(1 << 20);
+        a.push(b"line1\r\nline2\r\n --More-- ");
+        a.cut_pager_line();
+        assert_eq!(a.pager_cuts, vec![(14, 24)]);
+        assert_eq!(&a.kept[14..24], b" --More-- ");
     }
 }

@@ -226,7 +226,8 @@ pub struct Platform {
 /// What the device prints after a pager prompt to erase it, when the platform does not say:
 /// backspaces, blanks, lone carriage returns and cursor/erase CSI sequences, ending in one of
 /// the erasing characters (so indentation of the next line is kept).
-const DEFAULT_ERASE: &str = r"^(?:[\x08 \r]|\x1b\[[0-9;?]*[A-Za-z])*(?:[\x08\r]|\x1b\[[0-9;?]*[A-Za-z])";
+const DEFAULT_ERASE: &str =
+    r"^(?:[\x08 \r]|\x1b\[[0-9;?]*[A-Za-z])*(?:[\x08\r]|\x1b\[[0-9;?]*[A-Za-z])";
 
 /// Compile a pattern with a size cap. Platform patterns spell out ASCII classes ([A-Za-z0-9])
 /// instead of \\w or \\d, whose Unicode tables cost megabytes per compiled regex.
@@ -283,7 +284,10 @@ impl Platform {
                 if !mode_known(&e.mode) || !mode_known(&e.from_mode) {
                     return Err(ctx(format!("enable names an unknown mode ({e:?})")));
                 }
-                if e.level_command.as_ref().is_some_and(|c| !c.contains("{level}")) {
+                if e.level_command
+                    .as_ref()
+                    .is_some_and(|c| !c.contains("{level}"))
+                {
                     return Err(ctx("enable.level_command must contain {level}".into()));
                 }
                 Some(Enable {

@@ -72,7 +72,11 @@ fn cisco_ios_prompts_and_modes() {
             ("R1>", Some("R1"), Some("user")),
             ("R1#", Some("R1"), Some("enable")),
             ("R1(config)#", Some("R1"), Some("config")),
-            ("core-sw.lab(config-if)#", Some("core-sw.lab"), Some("config")),
+            (
+                "core-sw.lab(config-if)#",
+                Some("core-sw.lab"),
+                Some("config"),
+            ),
             ("R1(config-router-af)# ", Some("R1"), Some("config")),
             ("#####", None, None),
             ("Welcome to R1#", None, None),
@@ -84,7 +88,10 @@ fn cisco_ios_prompts_and_modes() {
     assert!(learned.is_match("sw1.a+b(config)#"));
     assert!(!learned.is_match("sw1xa+b#"));
     assert!(!learned.is_match("sw1.a+bb#"));
-    assert_eq!(p.enable.as_ref().unwrap().command_for(Some(15)), "enable 15");
+    assert_eq!(
+        p.enable.as_ref().unwrap().command_for(Some(15)),
+        "enable 15"
+    );
     assert_eq!(p.enable.as_ref().unwrap().command_for(None), "enable");
 }
 

@@ -2,21 +2,34 @@
 //! command and tell where its output ends, and how to leave. Everything platform-specific comes
 //! from the [`Platform`] table.
 
+use crate::channel::Pat;
 use crate::channel::{matcher, Acc, Channel, ReadFail};
 use crate::error::Error;
-use crate::platform::{Pager, Platform};
+use crate::platform::{Answer, Platform};
 use crate::secret::Secret;
 use regex::Regex;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
+/// One step of a dialogue: wait for `expect` (anywhere in the output since the last answer),
+/// then send `send`. A hidden send never reaches a log, and is masked in the output.
+#[derive(Debug, Clone)]
+pub struct Interaction {
+    pub expect: Regex,
+    /// Exactly what is written (the API adds the newline unless told not to).
+    pub send: Secret,
+    pub hidden: bool,
+}
+
 /// One item of an exec request.
 #[derive(Debug, Clone)]
 pub struct ExecItem {
     pub cmd: String,
-    /// Regex of a question to answer with `send_newlines` newlines (the seed's interactive form).
-    pub answer: Option<Regex>,
-    pub send_newlines: usize,
+    /// Ends the read instead of the prompt (searched in the output after the echoed command).
+    pub expect: Option<Regex>,
+    /// Questions answered in order; the command ends when the prompt comes back, whether or not
+    /// every question was asked.
+    pub interactions: Vec<Interaction>,
     /// Read deadline for this command (overrides the exec's).
     pub timeout: Option<Duration>,
 }
@@ -25,9 +38,23 @@ impl ExecItem {
     pub fn plain(cmd: &str) -> ExecItem {
         ExecItem {
             cmd: cmd.to_string(),
-            answer: None,
-            send_newlines: 0,
+            expect: None,
+            interactions: Vec::new(),
             timeout: None,
+        }
+    }
+    /// A command whose questions are answered from platform data.
+    pub fn answering(cmd: &str, answers: &[Answer]) -> ExecItem {
+        ExecItem {
+            interactions: answers
+                .iter()
+                .map(|a| Interaction {
+                    expect: a.expect.clone(),
+                    send: Secret::new(a.send.clone()),
+                    hidden: false,
+                })
+                .collect(),
+            ..ExecItem::plain(cmd)
         }
     }
 }
@@ -38,8 +65,12 @@ pub struct CmdResult {
     pub output: String,
     pub elapsed_ms: u64,
     pub truncated: bool,
-    /// The platform's failure indicator found in the output, if any.
+    /// The output line that shows the platform's failure indicator, if any.
     pub failure: Option<String>,
+    /// How many of the item's questions were asked and answered.
+    pub answered: usize,
+    /// The read ended at the item's `expect` pattern, not at the prompt.
+    pub ended_by_expect: bool,
 }
 
 #[derive(Debug)]
@@ -60,6 +91,9 @@ pub struct Driver {
     prompt: Regex,
     base: String,
     pub mode: String,
+    /// The last read ended at a known prompt (not at a question or an `expect` match): only then
+    /// may a keepalive newline be sent.
+    at_prompt: bool,
     /// Set when a command timed out: the command after which the prompt has not come back.
     awaiting_prompt: Option<String>,
     /// What arrived since that timeout (rolling tail only): where the prompt will show up.
@@ -70,6 +104,10 @@ pub struct Driver {
 const OPEN_OUTPUT_CAP: usize = 256 * 1024;
 /// Longest time spent reading unsolicited output before a command or on an idle check.
 const DRAIN_TIME: Duration = Duration::from_secs(2);
+/// Questions answered before the first prompt (a device asking forever cannot hold us).
+const MAX_LOGIN_ANSWERS: usize = 5;
+/// Newlines sent at open to make sure the prompt found is the device's, not a banner line.
+const PROMPT_CONFIRMATIONS: usize = 3;
 
 fn open_fail(what: &str, host: &str, f: ReadFail, acc: &Acc) -> Error {
     match f {
@@ -82,35 +120,99 @@ fn open_fail(what: &str, host: &str, f: ReadFail, acc: &Acc) -> Error {
     }
 }
 
+/// What a keepalive found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Keepalive {
+    /// A newline was sent and the prompt came back.
+    Answered,
+    /// Nothing was sent to the CLI (not at a known prompt, or off); the connection is up.
+    Checked,
+    /// A newline was sent and the prompt did not come back in time; the session waits for it
+    /// before the next command, as after a command timeout.
+    NoPrompt,
+}
+
+/// How a session is opened.
+pub struct OpenOptions<'a> {
+    pub host: &'a str,
+    pub enable_secret: Option<&'a Secret>,
+    pub enable_level: Option<u8>,
+    pub max_output: usize,
+    pub deadline: Instant,
+}
+
 impl Driver {
-    /// Find the first prompt, enter privileged mode if asked (or if the device needs no password),
-    /// and run the platform's on-open commands. Everything must finish by `deadline`.
+    /// Find the first prompt (answering login questions, leaving a shell, making sure a banner
+    /// line was not taken for the prompt), enter privileged mode if asked (or if the device needs
+    /// no password), and run the platform's on-open commands. Everything finishes by the deadline.
     pub fn open(
         chan: Channel,
         platform: &'static Platform,
-        host: &str,
-        enable_secret: Option<&Secret>,
-        max_output: usize,
-        deadline: Instant,
+        o: &OpenOptions,
     ) -> Result<Driver, Error> {
+        let (host, deadline) = (o.host, o.deadline);
         let mut d = Driver {
             chan,
             platform,
             prompt: platform.generic_prompt.clone(),
             base: String::new(),
             mode: String::new(),
+            at_prompt: false,
             awaiting_prompt: None,
             resync: Acc::new(0),
-            max_output,
+            max_output: o.max_output,
         };
         let mut acc = Acc::new(OPEN_OUTPUT_CAP);
-        d.chan
-            .read_until(&mut acc, &[&platform.generic_prompt], deadline, None)
-            .map_err(|f| open_fail("waiting for the first prompt", host, f, &acc))?;
-        d.learn(&acc.waiting_line())?;
+        let fail = |what, f, acc: &Acc| open_fail(what, host, f, acc);
+        let mut pats = vec![Pat::Line(&platform.generic_prompt)];
+        pats.extend(platform.login.iter().map(|a| Pat::Search(&a.expect)));
+        let mut answered = 0;
+        loop {
+            let hit = d
+                .chan
+                .read_until(&mut acc, &pats, deadline, None)
+                .map_err(|f| fail("waiting for the first prompt", f, &acc))?;
+            if hit == 0 {
+                break;
+            }
+            answered += 1;
+            if answered > MAX_LOGIN_ANSWERS {
+                return Err(Error::Connect(format!(
+                    "{host}: still asking questions after {MAX_LOGIN_ANSWERS} answers (last line {:?})",
+                    acc.waiting_line()
+                )));
+            }
+            acc.reset_tail();
+            d.chan
+                .send(&platform.login[hit - 1].send, deadline)
+                .map_err(|f| fail("answering a login question", f, &acc))?;
+        }
+        let mut line = acc.waiting_line();
+        if let Some(esc) = &platform.shell_escape {
+            if esc.pattern.is_match(&line) {
+                line = d.prompt_after(
+                    &format!("{}\n", esc.command),
+                    "leaving the shell",
+                    host,
+                    deadline,
+                )?;
+            }
+        }
+        // A banner line that looks like a prompt can end a read; the device's real prompt comes
+        // back the same after a newline.
+        for _ in 0..PROMPT_CONFIRMATIONS {
+            let again = d.prompt_after("\n", "confirming the prompt", host, deadline)?;
+            if again == line {
+                break;
+            }
+            log::debug!("{host}: {line:?} was not the prompt; now {again:?}");
+            line = again;
+        }
+        d.learn(&line)?;
+        d.at_prompt = true;
         if let Some(en) = &platform.enable {
             if d.mode == en.from_mode {
-                d.enable(host, enable_secret, deadline)?;
+                d.enable(host, o.enable_secret, o.enable_level, deadline)?;
             }
         }
         for cmd in &platform.on_open {
@@ -138,14 +240,33 @@ impl Driver {
         Ok(d)
     }
 
+    /// Send `data` and read until a prompt line follows a line break; returns that line.
+    fn prompt_after(
+        &mut self,
+        data: &str,
+        what: &str,
+        host: &str,
+        deadline: Instant,
+    ) -> Result<String, Error> {
+        let mut acc = Acc::new(OPEN_OUTPUT_CAP);
+        let pats = [Pat::Line(&self.platform.generic_prompt)];
+        let r = self.chan.send(data, deadline).and_then(|_| loop {
+            self.chan.read_until(&mut acc, &pats, deadline, None)?;
+            if matcher::clean(&acc.kept).contains('\n') {
+                return Ok(acc.waiting_line());
+            }
+            // The prompt from before our line break: wait for the one after it.
+            acc.reset_tail();
+        });
+        r.map_err(|f| open_fail(what, host, f, &acc))
+    }
+
     /// Learn the hostname part of the prompt and the mode from a prompt line.
     fn learn(&mut self, line: &str) -> Result<(), Error> {
         let base = self
             .platform
-            .generic_prompt
-            .captures(line)
-            .and_then(|c| c.name("base"))
-            .map(|m| m.as_str().to_string())
+            .prompt_base(line)
+            .map(str::to_string)
             .ok_or_else(|| Error::Connect(format!("cannot make out the prompt in {line:?}")))?;
         self.prompt = self
             .platform
@@ -160,10 +281,15 @@ impl Driver {
         &self.base
     }
 
+    pub fn platform(&self) -> &'static Platform {
+        self.platform
+    }
+
     fn enable(
         &mut self,
         host: &str,
         secret: Option<&Secret>,
+        level: Option<u8>,
         deadline: Instant,
     ) -> Result<(), Error> {
         let Some(en) = &self.platform.enable else {
@@ -172,9 +298,9 @@ impl Driver {
         let mut acc = Acc::new(OPEN_OUTPUT_CAP);
         let fail = |f, acc: &Acc| open_fail("entering privileged mode", host, f, acc);
         self.chan
-            .send(&format!("{}\n", en.command), deadline)
+            .send(&format!("{}\n", en.command_for(level)), deadline)
             .map_err(|f| fail(f, &acc))?;
-        let pats = [&self.prompt, &en.password_prompt];
+        let pats = [Pat::Line(&self.prompt), Pat::Line(&en.password_prompt)];
         let mut asked = self
             .chan
             .read_until(&mut acc, &pats, deadline, None)
@@ -262,9 +388,10 @@ impl Driver {
             );
         }
         if let Some(since) = self.awaiting_prompt.clone() {
+            let pats = [Pat::Line(&self.prompt)];
             match self
                 .chan
-                .read_until(&mut self.resync, &[&self.prompt], deadline, cancel)
+                .read_until(&mut self.resync, &pats, deadline, cancel)
             {
                 Ok(_) => self.awaiting_prompt = None,
                 Err(ReadFail::Timeout) => return Err(CmdFail::Desynced { since }),
@@ -288,28 +415,29 @@ impl Driver {
         } else {
             self.prompt.clone()
         };
-        let mut pats: Vec<&Regex> = vec![&prompt];
-        pats.extend(self.platform.pagers.iter().map(|p| &p.pattern));
-        let answer_idx = item.answer.as_ref().map(|a| {
-            pats.push(a);
-            pats.len() - 1
-        });
-        let mut answered = false;
+        let end = match &item.expect {
+            Some(e) => Pat::Search(e),
+            None => Pat::Line(&prompt),
+        };
+        let pagers = self.platform.pagers.len();
         let mut acc = Acc::new(self.max_output);
+        acc.expect_echo(&item.cmd);
+        let mut cut_pagers = Vec::new();
+        let mut answered = 0;
+        self.at_prompt = false;
         self.chan
             .send(&format!("{}\n", item.cmd), deadline)
             .map_err(|f| fail_of(f, String::new()))?;
         loop {
-            let active: Vec<&Regex> = pats
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| !(answered && Some(*i) == answer_idx))
-                .map(|(_, r)| *r)
-                .collect();
-            let hit = match self.chan.read_until(&mut acc, &active, deadline, cancel) {
+            let mut pats = vec![end];
+            pats.extend(self.platform.pagers.iter().map(|p| Pat::Line(&p.pattern)));
+            if let Some(ia) = item.interactions.get(answered) {
+                pats.push(Pat::Search(&ia.expect));
+            }
+            let hit = match self.chan.read_until(&mut acc, &pats, deadline, cancel) {
                 Ok(i) => i,
                 Err(f) => {
-                    let partial = self.finish_output(&acc, &item.cmd, &prompt);
+                    let partial = self.finish_output(&acc, &cut_pagers, item, &prompt);
                     if matches!(f, ReadFail::Timeout) {
                         self.awaiting_prompt = Some(item.cmd.clone());
                         self.resync = Acc::new(0);
@@ -322,71 +450,97 @@ impl Driver {
                     return Err(fail_of(f, partial));
                 }
             };
-            if hit == 0 {
+            let send = if hit == 0 {
                 break;
-            }
-            let hit_re = active[hit];
-            if Some(hit_re.as_str()) == item.answer.as_ref().map(|a| a.as_str()) && !answered {
-                answered = true;
-                acc.reset_tail();
-                let nl = "\n".repeat(item.send_newlines);
-                self.chan
-                    .send(&nl, deadline)
-                    .map_err(|f| fail_of(f, String::new()))?;
-                continue;
-            }
-            if let Some(Pager { send, .. }) = self
-                .platform
-                .pagers
-                .iter()
-                .find(|p| p.pattern.as_str() == hit_re.as_str())
-            {
-                acc.reset_tail();
-                self.chan
-                    .send(send, deadline)
-                    .map_err(|f| fail_of(f, String::new()))?;
+            } else if hit <= pagers {
+                acc.cut_pager_line();
+                cut_pagers.push(hit - 1);
+                self.platform.pagers[hit - 1].send.as_str()
+            } else {
+                let ia = &item.interactions[answered];
+                answered += 1;
+                if ia.hidden {
+                    log::debug!("answering {:?} (hidden)", ia.expect.as_str());
+                }
+                ia.send.expose()
+            };
+            acc.reset_tail();
+            self.chan
+                .send(send, deadline)
+                .map_err(|f| fail_of(f, String::new()))?;
+        }
+        let ended_by_expect = item.expect.is_some();
+        if !ended_by_expect {
+            self.at_prompt = true;
+            let line = acc.waiting_line();
+            if relearn {
+                if let Err(e) = self.learn(&line) {
+                    log::warn!("could not learn the prompt again after {:?}: {e}", item.cmd);
+                }
+            } else {
+                self.mode = self
+                    .platform
+                    .mode_of(&line)
+                    .unwrap_or("unknown")
+                    .to_string();
             }
         }
-        let line = acc.waiting_line();
-        if relearn {
-            if let Err(e) = self.learn(&line) {
-                log::warn!("could not learn the prompt again after {:?}: {e}", item.cmd);
-            }
-        } else {
-            self.mode = self
-                .platform
-                .mode_of(&line)
-                .unwrap_or("unknown")
-                .to_string();
-        }
-        let output = self.finish_output(&acc, &item.cmd, &prompt);
-        let failure = self.platform.failure_in(&output).map(|s| s.to_string());
+        let output = self.finish_output(&acc, &cut_pagers, item, &prompt);
+        let failure = self.platform.failure_in(&output);
         Ok(CmdResult {
             command: item.cmd.clone(),
             output,
             elapsed_ms: started.elapsed().as_millis() as u64,
             truncated: acc.truncated,
             failure,
+            answered,
+            ended_by_expect,
         })
     }
 
     /// Output as Netmiko's send_command returns it: cleaned, without the echoed command, the
-    /// trailing prompt, or pager prompts.
-    fn finish_output(&self, acc: &Acc, cmd: &str, prompt: &Regex) -> String {
-        let text = matcher::clean(&acc.kept);
-        let text = matcher::strip_echo(&text, cmd);
-        let text = if acc.truncated {
+    /// trailing prompt (and a context line above it), or pager prompts and their erase bytes.
+    /// Hidden answers are masked.
+    fn finish_output(
+        &self,
+        acc: &Acc,
+        cut_pagers: &[usize],
+        item: &ExecItem,
+        prompt: &Regex,
+    ) -> String {
+        let raw = cut_pager_lines(&acc.kept, &acc.pager_cuts, |i, rest| {
+            cut_pagers
+                .get(i)
+                .and_then(|p| self.platform.pagers.get(*p))
+                .and_then(|p| p.erase.find(rest))
+                .map_or(0, |m| {
+                    // A lone CR before a line feed is part of the line break, not the erase.
+                    let n = m.end();
+                    if n > 0 && rest[n - 1] == b'\r' && rest.get(n) == Some(&b'\n') {
+                        n - 1
+                    } else {
+                        n
+                    }
+                })
+        });
+        let text = matcher::clean(&raw);
+        let text = matcher::strip_echo(&text, &item.cmd);
+        let mut text = if acc.truncated {
             text
         } else {
             matcher::strip_prompt(text, |l| prompt.is_match(l))
         };
-        if self.platform.pagers.is_empty() {
-            return text.to_string();
+        if !acc.truncated && item.expect.is_none() {
+            text = matcher::strip_prompt(text, |l| self.platform.is_context(l));
         }
-        text.split('\n')
-            .filter(|l| !self.platform.pagers.iter().any(|p| p.pattern.is_match(l)))
-            .collect::<Vec<_>>()
-            .join("\n")
+        let mut out = text.to_string();
+        for ia in item.interactions.iter().filter(|i| i.hidden) {
+            let secret = ia.send.expose().trim_end_matches(['\r', '\n']);
+            if !secret.is_empty() {
+                out = out.replace(secret, "********");
+            }
+        }
+        out
     }
 
     /// Read what is waiting. While a timed-out command's prompt is awaited it goes into the
@@ -402,13 +556,16 @@ impl Driver {
                 "the prompt is back after {:?} timed out",
                 self.awaiting_prompt.take().unwrap_or_default()
             );
+            self.at_prompt = true;
         }
         Ok(n)
     }
 
-    /// Check the connection while idle: read what is waiting (device gone = error) and send an
-    /// SSH-level keepalive. Never writes to the device's CLI.
-    pub fn poll_alive(&mut self) -> Result<(), String> {
+    /// Check the connection while idle: read what is waiting (device gone = error), send an
+    /// SSH-level keepalive, and when `cli` is set and the device sits at a known prompt, send a
+    /// newline and read the prompt back (the only thing that resets a device's exec-timeout).
+    /// Never writes to the CLI while a question may be open.
+    pub fn keepalive(&mut self, cli: bool, wait: Duration) -> Result<Keepalive, String> {
         match self.absorb_waiting(Instant::now() + DRAIN_TIME) {
             Ok(_) => {}
             Err(ReadFail::Closed(m)) => return Err(m),
@@ -417,15 +574,51 @@ impl Driver {
         self.chan
             .transport
             .keepalive()
-            .map_err(|e| format!("{e:?}"))
+            .map_err(|e| format!("{e:?}"))?;
+        if !cli || !self.at_prompt || self.awaiting_prompt.is_some() {
+            return Ok(Keepalive::Checked);
+        }
+        let deadline = Instant::now() + wait;
+        let mut acc = Acc::new(0);
+        let pats = [Pat::Line(&self.prompt)];
+        let sent = self.chan.send("\n", deadline);
+        let read = sent.and_then(|_| {
+            // The prompt after our line break, not one already on screen.
+            loop {
+                self.chan.read_until(&mut acc, &pats, deadline, None)?;
+                if acc.tail_bytes().contains(&b'\n') || acc.tail_bytes().contains(&b'\r') {
+                    return Ok(());
+                }
+                acc.reset_tail();
+            }
+        });
+        match read {
+            Ok(()) => Ok(Keepalive::Answered),
+            Err(ReadFail::Closed(m)) => Err(m),
+            Err(_) => {
+                self.at_prompt = false;
+                self.awaiting_prompt = Some("(keepalive newline)".into());
+                self.resync = Acc::new(0);
+                self.resync.push(&acc.tail_bytes());
+                Ok(Keepalive::NoPrompt)
+            }
+        }
     }
 
     /// Leave config mode, log out, close the transport; all by the deadline.
     pub fn close(mut self, deadline: Instant) {
         let step_deadline = deadline.min(Instant::now() + Duration::from_millis(1500));
-        if self.awaiting_prompt.is_none() {
+        if self.awaiting_prompt.is_none() && self.at_prompt {
             if let Some(cmd) = self.platform.close.from_mode.get(&self.mode).cloned() {
-                let _ = self.run_inner(&ExecItem::plain(&cmd), step_deadline, None, false);
+                let answers = self
+                    .platform
+                    .config
+                    .as_ref()
+                    .filter(|c| c.exit == cmd)
+                    .map(|c| c.exit_answers.as_slice())
+                    .unwrap_or(&[]);
+                let item = ExecItem::answering(&cmd, answers);
+                let _ = self.run_inner(&item, step_deadline, None, false);
             }
             if let Some(logout) = self.platform.close.logout.clone() {
                 if self
@@ -435,13 +628,36 @@ impl Driver {
                 {
                     // Wait briefly for the device to hang up.
                     let mut acc = Acc::new(4096);
-                    let never = [&self.platform.generic_prompt];
+                    let never = [Pat::Line(&self.platform.generic_prompt)];
                     let _ = self.chan.read_until(&mut acc, &never, step_deadline, None);
                 }
             }
         }
         self.chan.transport.close(deadline);
     }
+}
+
+/// `raw` without each pager line `(start, end)` and the erase bytes after it (`erase(i, rest)`
+/// says how many bytes of `rest` the i-th pager's erase sequence takes).
+fn cut_pager_lines<'a>(
+    raw: &'a [u8],
+    cuts: &[(usize, usize)],
+    erase: impl Fn(usize, &[u8]) -> usize,
+) -> std::borrow::Cow<'a, [u8]> {
+    if cuts.is_empty() {
+        return std::borrow::Cow::Borrowed(raw);
+    }
+    let mut out = Vec::with_capacity(raw.len());
+    let mut pos = 0;
+    for (i, &(start, end)) in cuts.iter().enumerate() {
+        if start < pos || end > raw.len() {
+            continue;
+        }
+        out.extend_from_slice(&raw[pos..start]);
+        pos = end + erase(i, &raw[end..]);
+    }
+    out.extend_from_slice(&raw[pos.min(raw.len())..]);
+    std::borrow::Cow::Owned(out)
 }
 
 fn fail_of(f: ReadFail, partial: String) -> CmdFail {

@@ -12,7 +12,7 @@ use crate::secret::Secret;
 use crate::transport::ssh::{SshParams, SshTransport};
 use crate::util::random_id;
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
-use driver::{CmdFail, CmdResult, Driver, ExecItem};
+use driver::{CmdFail, CmdResult, Driver, ExecItem, Keepalive, OpenOptions};
 use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -20,8 +20,11 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
-/// How often an idle session checks its connection (reads what is waiting, SSH keepalive).
+/// How often an idle session checks its connection (reads what is waiting, SSH keepalive),
+/// whatever its CLI keepalive interval.
 const IDLE_TICK: Duration = Duration::from_secs(15);
+/// Longest wait for the prompt after a keepalive newline.
+const KEEPALIVE_WAIT: Duration = Duration::from_secs(10);
 /// How long closing a session may take.
 const CLOSE_DEADLINE: Duration = Duration::from_secs(3);
 const SESSION_STACK: usize = 512 << 10;
@@ -39,6 +42,9 @@ pub struct OpenRequest {
     pub platform: &'static Platform,
     pub connect_timeout: Duration,
     pub session_timeout: Duration,
+    pub enable_level: Option<u8>,
+    /// None: the broker's default.
+    pub keepalive_interval: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]
@@ -55,6 +61,8 @@ pub struct SessionInfo {
     /// Zero: never reaped.
     pub session_timeout: Duration,
     pub negotiated: String,
+    /// Zero: no CLI keepalives.
+    pub keepalive_interval: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -65,6 +73,11 @@ pub struct SessionState {
     pub last_used: Instant,
     pub dead_reason: Option<String>,
     pub commands_run: u64,
+    pub keepalives: u64,
+    /// When the last CLI keepalive was answered by the prompt.
+    pub last_keepalive_at: Option<SystemTime>,
+    /// Set while the prompt has not come back after a keepalive newline.
+    pub keepalive_problem: Option<String>,
 }
 
 pub struct SessionHandle {
@@ -110,7 +123,16 @@ pub struct ExecJob {
     pub items: Vec<ExecItem>,
     /// Read deadline per command unless an item sets its own.
     pub timeout: Duration,
+    /// Stop at the first command whose output shows a failure (answered as an error).
+    pub stop_on_error: bool,
+    /// Config lines to send in config mode before `items` (and whether to save after).
+    pub config: Option<ConfigJob>,
     pub reply: ExecReply,
+}
+
+pub struct ConfigJob {
+    pub lines: Vec<String>,
+    pub save: bool,
 }
 
 enum Job {
@@ -122,6 +144,8 @@ enum Job {
 pub struct Settings {
     pub max_sessions: usize,
     pub max_output_bytes: usize,
+    pub keepalive_interval: Duration,
+    pub command_timeout: Duration,
     pub cmdlog: Option<CmdLog>,
     pub masker: Masker,
 }
@@ -412,10 +436,13 @@ fn session_main(reg: Arc<Registry>, id: String, req: OpenRequest, reply: OpenRep
         let driver = Driver::open(
             Channel::new(Box::new(transport)),
             req.platform,
-            &req.host,
-            req.enable_secret.as_ref(),
-            reg.settings.max_output_bytes,
-            deadline,
+            &OpenOptions {
+                host: &req.host,
+                enable_secret: req.enable_secret.as_ref(),
+                enable_level: req.enable_level,
+                max_output: reg.settings.max_output_bytes,
+                deadline,
+            },
         )?;
         Ok::<_, Error>((driver, negotiated))
     })();
@@ -428,6 +455,7 @@ fn session_main(reg: Arc<Registry>, id: String, req: OpenRequest, reply: OpenRep
         device_type,
         platform,
         session_timeout,
+        keepalive_interval,
         ..
     } = req;
     // Credentials are not needed any more (Secret zeroes its memory on drop).
@@ -458,6 +486,7 @@ fn session_main(reg: Arc<Registry>, id: String, req: OpenRequest, reply: OpenRep
         created: started,
         session_timeout,
         negotiated,
+        keepalive_interval: keepalive_interval.unwrap_or(reg.settings.keepalive_interval),
     };
     let handle = Arc::new(SessionHandle {
         info: info.clone(),
@@ -468,6 +497,9 @@ fn session_main(reg: Arc<Registry>, id: String, req: OpenRequest, reply: OpenRep
             last_used: Instant::now(),
             dead_reason: None,
             commands_run: 0,
+            keepalives: 0,
+            last_keepalive_at: None,
+            keepalive_problem: None,
         }),
         busy: AtomicBool::new(false),
         cancel: AtomicBool::new(false),
@@ -506,26 +538,46 @@ fn session_main(reg: Arc<Registry>, id: String, req: OpenRequest, reply: OpenRep
 fn serve(reg: &Registry, h: &Arc<SessionHandle>, mut driver: Driver, rx: Receiver<Job>) {
     let _guard = LiveGuard(h);
     let id = &h.info.id;
+    let interval = h.info.keepalive_interval;
+    // Device I/O the CLI keepalive counts from: the end of the last exec or keepalive.
+    let mut last_io = Instant::now();
     // true: closed on request (log out politely); false: the connection died.
     let polite = loop {
         if h.cancel.load(Ordering::SeqCst) {
             break true;
         }
-        match rx.recv_timeout(IDLE_TICK) {
+        let tick = if interval.is_zero() {
+            IDLE_TICK
+        } else {
+            IDLE_TICK.min((last_io + interval).saturating_duration_since(Instant::now()))
+        };
+        match rx.recv_timeout(tick) {
             Ok(Job::Exec(job)) => {
-                if !run_exec(reg, h, &mut driver, job) {
+                let alive = run_exec(reg, h, &mut driver, job);
+                last_io = Instant::now();
+                if !alive {
                     break false;
                 }
             }
             Ok(Job::Close) | Err(RecvTimeoutError::Disconnected) => break true,
             Err(RecvTimeoutError::Timeout) => {
-                if let Err(reason) = driver.poll_alive() {
-                    log::warn!(
-                        "session {id} host {}: connection lost while idle: {reason}",
-                        h.info.host
-                    );
-                    h.mark_dead(&reason);
-                    break false;
+                let cli = !interval.is_zero() && last_io.elapsed() >= interval;
+                let wait = KEEPALIVE_WAIT.min(reg.settings.command_timeout);
+                match driver.keepalive(cli, wait) {
+                    Err(reason) => {
+                        log::warn!(
+                            "session {id} host {}: connection lost while idle: {reason}",
+                            h.info.host
+                        );
+                        h.mark_dead(&reason);
+                        break false;
+                    }
+                    Ok(k) => {
+                        if cli {
+                            last_io = Instant::now();
+                        }
+                        note_keepalive(h, k, wait);
+                    }
                 }
             }
         }
@@ -551,16 +603,90 @@ fn serve(reg: &Registry, h: &Arc<SessionHandle>, mut driver: Driver, rx: Receive
     }
 }
 
+/// What a step of an exec is for (config steps are built from platform data).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Command,
+    ConfigEnter,
+    ConfigLine,
+    ConfigExit,
+    Save,
+}
+
+/// The steps of an exec: the config block (enter config mode unless already there, the lines,
+/// commit if saving in config mode, leave config mode if we entered it, save), then the commands.
+fn plan(driver: &Driver, job: &mut ExecJob) -> Result<Vec<(ExecItem, Role)>, Error> {
+    let mut steps = Vec::new();
+    if let Some(c) = job.config.take() {
+        let p = driver.platform();
+        let cfg = p.config.as_ref().ok_or_else(|| {
+            Error::BadRequest(format!("platform {} has no configuration mode", p.name))
+        })?;
+        let save = match (c.save, &cfg.save) {
+            (false, _) => None,
+            (true, Some(s)) => Some(s),
+            (true, None) => {
+                return Err(Error::BadRequest(format!(
+                    "platform {} has no save command",
+                    p.name
+                )))
+            }
+        };
+        let in_config = driver.mode == cfg.mode;
+        let enter = !in_config && (!c.lines.is_empty() || save.is_some_and(|s| s.in_config));
+        if enter {
+            steps.push((ExecItem::plain(&cfg.enter), Role::ConfigEnter));
+        }
+        for l in c.lines {
+            steps.push((ExecItem::plain(&l), Role::ConfigLine));
+        }
+        if let Some(s) = save.filter(|s| s.in_config) {
+            steps.push((ExecItem::answering(&s.command, &s.answers), Role::Save));
+        }
+        if enter || (in_config && save.is_some_and(|s| !s.in_config)) {
+            steps.push((
+                ExecItem::answering(&cfg.exit, &cfg.exit_answers),
+                Role::ConfigExit,
+            ));
+        }
+        if let Some(s) = save.filter(|s| !s.in_config) {
+            steps.push((ExecItem::answering(&s.command, &s.answers), Role::Save));
+        }
+    }
+    steps.extend(job.items.drain(..).map(|i| (i, Role::Command)));
+    Ok(steps)
+}
+
 /// Run one exec job. Returns false when the connection died.
-fn run_exec(reg: &Registry, h: &Arc<SessionHandle>, driver: &mut Driver, job: ExecJob) -> bool {
+fn run_exec(reg: &Registry, h: &Arc<SessionHandle>, driver: &mut Driver, mut job: ExecJob) -> bool {
     let id = &h.info.id;
     let host = &h.info.host;
     let started = Instant::now();
     touch(h);
-    let mut results = Vec::with_capacity(job.items.len());
+    let steps = match plan(driver, &mut job) {
+        Ok(s) => s,
+        Err(e) => {
+            h.busy.store(false, Ordering::SeqCst);
+            (job.reply)(Err(e));
+            return true;
+        }
+    };
+    let mut results = Vec::with_capacity(steps.len());
     let mut failure = None;
     let mut alive = true;
-    for item in &job.items {
+    // After a failed config line (stop_on_error) or a refused `configure`, skip to leaving
+    // config mode; nothing else is sent.
+    let mut skipping = false;
+    let config_mode = driver
+        .platform()
+        .config
+        .as_ref()
+        .map(|c| c.mode.clone())
+        .unwrap_or_default();
+    for (item, role) in &steps {
+        if skipping && *role != Role::ConfigExit {
+            continue;
+        }
         let timeout = item.timeout.unwrap_or(job.timeout);
         let cmd_started = Instant::now();
         let deadline = cmd_started + timeout;
@@ -579,7 +705,34 @@ fn run_exec(reg: &Registry, h: &Arc<SessionHandle>, driver: &mut Driver, job: Ex
                     if r.failure.is_some() { "failed" } else { "ok" },
                     r.truncated,
                 );
+                // Never send config lines outside config mode.
+                let refused_enter = *role == Role::ConfigEnter
+                    && (r.failure.is_some() || driver.mode != config_mode);
+                let stop = refused_enter || (job.stop_on_error && r.failure.is_some());
+                if stop && failure.is_none() {
+                    let why = r.failure.clone().unwrap_or_else(|| {
+                        format!(
+                            "the device did not enter config mode (now in {:?})",
+                            driver.mode
+                        )
+                    });
+                    failure = Some(ExecFailure {
+                        error: Error::Exec(format!(
+                            "Command {:?} failed: {why}",
+                            reg.settings.masker.mask(&item.cmd)
+                        )),
+                        command: item.cmd.clone(),
+                        partial: r.output.clone(),
+                    });
+                }
                 results.push(r);
+                if stop {
+                    if matches!(role, Role::ConfigEnter | Role::ConfigLine) && !refused_enter {
+                        skipping = true;
+                    } else {
+                        break;
+                    }
+                }
             }
             Err(f) => {
                 let cmd = reg.settings.masker.mask(&item.cmd);
@@ -621,6 +774,7 @@ fn run_exec(reg: &Registry, h: &Arc<SessionHandle>, driver: &mut Driver, job: Ex
                     status,
                     false,
                 );
+                // A failed config line already answered above keeps its error; a timeout wins.
                 failure = Some(ExecFailure {
                     error,
                     command: item.cmd.clone(),
@@ -637,8 +791,8 @@ fn run_exec(reg: &Registry, h: &Arc<SessionHandle>, driver: &mut Driver, job: Ex
     }
     touch(h);
     log::info!(
-        "session {id} host {host}: exec of {} command(s) {} in {} ms",
-        job.items.len(),
+        "session {id} host {host}: exec of {} step(s) {} in {} ms",
+        steps.len(),
         if failure.is_some() { "failed" } else { "done" },
         started.elapsed().as_millis()
     );
@@ -646,6 +800,34 @@ fn run_exec(reg: &Registry, h: &Arc<SessionHandle>, driver: &mut Driver, job: Ex
     h.busy.store(false, Ordering::SeqCst);
     (job.reply)(Ok(ExecReport { results, failure }));
     alive
+}
+
+/// Record a keepalive in the session's status (never as use: the reaper ignores keepalives).
+fn note_keepalive(h: &SessionHandle, k: Keepalive, wait: Duration) {
+    let mut s = h.state.lock();
+    match k {
+        Keepalive::Checked => {}
+        Keepalive::Answered => {
+            s.keepalives += 1;
+            s.last_keepalive_at = Some(SystemTime::now());
+            if s.keepalive_problem.take().is_some() {
+                log::info!(
+                    "session {} host {}: keepalive answered again",
+                    h.info.id,
+                    h.info.host
+                );
+            }
+        }
+        Keepalive::NoPrompt => {
+            s.keepalives += 1;
+            let m = format!(
+                "no prompt within {} s after a keepalive newline",
+                wait.as_secs_f64()
+            );
+            log::warn!("session {} host {}: {m}", h.info.id, h.info.host);
+            s.keepalive_problem = Some(m);
+        }
+    }
 }
 
 fn touch(h: &SessionHandle) {
