@@ -670,3 +670,7 @@ fn fail_of(f: ReadFail, partial: String) -> CmdFail {
         ReadFail::Cancelled => CmdFail::Cancelled { partial },
     }
 }
+
+#[cfg(test)]
+#[path = "driver_tests.rs"]
+mod tests;

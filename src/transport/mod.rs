@@ -1,6 +1,8 @@
 //! Transports move bytes and nothing else: read with a deadline, write, keepalive, close.
 //! They know nothing of prompts or platforms.
 
+#[cfg(test)]
+pub mod scripted;
 pub mod ssh;
 
 use std::time::Instant;

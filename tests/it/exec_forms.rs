@@ -57,7 +57,11 @@ fn config_block_enters_sends_leaves_and_saves() {
             "show running-config"
         ]
     );
-    assert!(results(&r).iter().all(|x| x["failed"] == false), "{:?}", r.json());
+    assert!(
+        results(&r).iter().all(|x| x["failed"] == false),
+        "{:?}",
+        r.json()
+    );
     assert!(r.json()["outputs"]["write memory"]
         .as_str()
         .unwrap()
@@ -91,11 +95,19 @@ fn stop_on_error_stops_leaves_config_mode_and_answers_500() {
     let r = b.post(&format!("/session/{id}/exec"), &body);
     assert_eq!(r.status, 500, "{:?}", r.json());
     let v = r.json();
-    assert!(v["detail"].as_str().unwrap().contains("bogus-command 1"), "{v}");
+    assert!(
+        v["detail"].as_str().unwrap().contains("bogus-command 1"),
+        "{v}"
+    );
     assert_eq!(v["command"], "bogus-command 1");
     assert_eq!(
         commands(&r),
-        ["configure terminal", "interface GigabitEthernet2", "bogus-command 1", "end"]
+        [
+            "configure terminal",
+            "interface GigabitEthernet2",
+            "bogus-command 1",
+            "end"
+        ]
     );
     let res = results(&r);
     assert_eq!(res[2]["failed"], true);
@@ -104,7 +116,11 @@ fn stop_on_error_stops_leaves_config_mode_and_answers_500() {
         .unwrap()
         .starts_with("% Invalid input detected"));
     let sent = lines_after(&dev, "bogus-command 1");
-    assert_eq!(sent, ["end"], "nothing after the failed line but leaving config mode");
+    assert_eq!(
+        sent,
+        ["end"],
+        "nothing after the failed line but leaving config mode"
+    );
     assert_eq!(b.status(&id)["mode"], "enable");
 
     // Without stop_on_error a failure is reported and everything runs (the seed's behaviour).
@@ -143,7 +159,11 @@ fn expect_ends_the_read_and_keepalive_never_answers_the_open_question() {
         .contains("Proceed with reload? [confirm]"));
     // Idle for several keepalive intervals: nothing may be sent into the open question.
     std::thread::sleep(Duration::from_millis(3500));
-    assert!(lines_after(&dev, "reload").is_empty(), "{:?}", dev.lines_received());
+    assert!(
+        lines_after(&dev, "reload").is_empty(),
+        "{:?}",
+        dev.lines_received()
+    );
     assert_eq!(b.status(&id)["alive"], true);
     // The next item answers it ("n" cancels), and the prompt is back.
     let r = b.exec(&id, json!(["n", "show clock"]));
@@ -241,7 +261,10 @@ fn device_types_list_every_netmiko_name_with_its_profile() {
     assert_eq!(r.status, 422);
     let d = r.json()["detail"][0].clone();
     assert_eq!(d["loc"], json!(["body", "device_type"]));
-    assert!(d["msg"].as_str().unwrap().contains("cisco_ios, cisco_ios_serial"));
+    assert!(d["msg"]
+        .as_str()
+        .unwrap()
+        .contains("cisco_ios, cisco_ios_serial"));
     // A Netmiko name without a profile runs on generic, and status says so.
     let id = b.open(dev.port(), json!({"device_type": "DELL_OS10"}));
     let s = b.status(&id);
@@ -253,7 +276,10 @@ fn device_types_list_every_netmiko_name_with_its_profile() {
     // The generic profile knows no config mode: a config block is refused before anything is
     // sent to the device.
     let before = dev.lines_received().len();
-    let r = b.post(&format!("/session/{id}/exec"), &json!({"config": ["hostname x"]}));
+    let r = b.post(
+        &format!("/session/{id}/exec"),
+        &json!({"config": ["hostname x"]}),
+    );
     assert_eq!(r.status, 422);
     assert_eq!(r.json()["detail"][0]["loc"], json!(["body", "config"]));
     let r = b.post(&format!("/session/{id}/exec"), &json!({"save": true}));
@@ -269,12 +295,17 @@ fn keepalive_outlives_the_device_idle_timeout_only_when_on() {
         ..Default::default()
     });
     let b = broker("keepalive_interval: 0\nreaper_interval: 1");
-    let kept = b.open(dev.port(), json!({"keepalive_interval": 1, "session_timeout": 0}));
+    let kept = b.open(
+        dev.port(),
+        json!({"keepalive_interval": 1, "session_timeout": 0}),
+    );
     let idle = b.open(dev.port(), json!({}));
     assert_eq!(b.status(&kept)["keepalive_interval"], 1);
     assert_eq!(b.status(&idle)["keepalive_interval"], 0);
     // The device hangs up on the idle one after 3 s; the broker notices within a tick.
-    assert!(wait_until(Duration::from_secs(20), || b.status(&idle)["alive"] == false));
+    assert!(wait_until(Duration::from_secs(20), || b.status(&idle)
+        ["alive"]
+        == false));
     let t = Instant::now();
     let r = b.exec(&idle, json!(["show clock"]));
     assert_eq!(r.status, 410);
@@ -299,8 +330,14 @@ fn a_device_killed_while_idle_is_dead_within_one_interval() {
     assert_eq!(b.status(&id)["keepalive_interval"], 2);
     dev.kill_all();
     let t = Instant::now();
-    assert!(wait_until(Duration::from_secs(10), || b.status(&id)["alive"] == false));
-    assert!(t.elapsed() <= Duration::from_millis(2500), "{:?}", t.elapsed());
+    assert!(wait_until(Duration::from_secs(10), || b.status(&id)
+        ["alive"]
+        == false));
+    assert!(
+        t.elapsed() <= Duration::from_millis(2500),
+        "{:?}",
+        t.elapsed()
+    );
     let r = b.exec(&id, json!(["show clock"]));
     assert_eq!(r.status, 410);
 }

@@ -1,0 +1,255 @@
+//! The driver over a scripted in-memory transport: raw device bytes, split across reads as a
+//! test chooses, in; the output Netmiko would return, out.
+
+use super::*;
+use crate::platform::lookup;
+use crate::transport::scripted::{step, Scripted, Step};
+
+fn driver(platform: &str, greeting: &[&[u8]], steps: Vec<Step>) -> Result<Driver, Error> {
+    let t = Scripted::new(greeting, steps);
+    Driver::open(
+        Channel::new(Box::new(t)),
+        lookup(platform).unwrap(),
+        &OpenOptions {
+            host: "test",
+            enable_secret: None,
+            enable_level: None,
+            max_output: 1 << 20,
+            deadline: Instant::now() + Duration::from_secs(5),
+        },
+    )
+}
+
+/// The steps of opening a Cisco IOS session that starts at `prompt` (privileged).
+fn ios_open(prompt: &str) -> Vec<Step> {
+    let p = prompt.as_bytes();
+    vec![
+        step("\n", &[b"\r\n", p]),
+        step("terminal length 0\n", &[b"terminal length 0\r\n", p]),
+        step("terminal width 511\n", &[b"terminal width 511\r\n", p]),
+    ]
+}
+
+fn run(d: &mut Driver, cmd: &str) -> CmdResult {
+    let never = AtomicBool::new(false);
+    d.run(
+        &ExecItem::plain(cmd),
+        Instant::now() + Duration::from_secs(5),
+        &never,
+    )
+    .unwrap_or_else(|e| panic!("{cmd}: {e:?}"))
+}
+
+/// Open an IOS session at R1#, run `cmd` whose reply arrives as `chunks`, check the output.
+fn check_ios(cmd: &str, chunks: &[&[u8]], pager_sends: usize, want: &str) {
+    let mut steps = ios_open("R1#");
+    steps.push(step(&format!("{cmd}\n"), chunks));
+    for _ in 0..pager_sends {
+        // Continuation pages are queued with the command's reply; the pager answer gets none.
+        steps.push(step(" ", &[]));
+    }
+    let mut d = driver("cisco_ios", &[b"R1#"], steps).unwrap();
+    let r = run(&mut d, cmd);
+    assert_eq!(r.output, want, "{cmd}: chunks {chunks:?}");
+    assert_eq!(d.mode, "enable");
+}
+
+#[test]
+fn outputs_from_raw_bytes() {
+    // Echo split across reads, \r\r\n endings, prompt in its own read.
+    check_ios(
+        "show clock",
+        &[
+            b"sh",
+            b"ow clock\r\r\n",
+            b"*10:00:00.000 UTC Mon Mar 1 2026\r\r\n",
+            b"R1#",
+        ],
+        0,
+        "*10:00:00.000 UTC Mon Mar 1 2026",
+    );
+    // The prompt split in two reads; ANSI colour around it.
+    check_ios(
+        "show clock",
+        &[b"show clock\r\nline\r\n\x1b[1;32mR", b"1#\x1b[0m"],
+        0,
+        "line",
+    );
+    // No output at all.
+    check_ios("terminal monitor", &[b"terminal monitor\r\nR1#"], 0, "");
+    // A pager: IOS erases " --More-- " with backspaces, blanks, backspaces; the next line is
+    // indented and keeps its indentation.
+    let erase = b"\x08\x08\x08\x08\x08\x08\x08\x08\x08\x08          \x08\x08\x08\x08\x08\x08\x08\x08\x08\x08";
+    let mut page2 = erase.to_vec();
+    page2.extend_from_slice(b"  indented line\r\nlast\r\nR1#");
+    check_ios(
+        "show x",
+        &[b"show x\r\nfirst\r\n --More-- ", &page2],
+        1,
+        "first\n  indented line\nlast",
+    );
+}
+
+#[test]
+fn banner_lines_that_look_like_prompts_are_not_taken_for_the_prompt() {
+    // The MOTD's "router#" arrives at the end of a read; the real prompt follows.
+    let greeting: &[&[u8]] = &[
+        b"*** authorised use only ***\r\nrouter#",
+        b"\r\n####\r\nsw1#",
+    ];
+    let mut steps = vec![step("\n", &[b"\r\nsw1#"]), step("\n", &[b"\r\nsw1#"])];
+    steps.extend(ios_open("sw1#").into_iter().skip(1));
+    let mut d = driver("cisco_ios", greeting, steps).unwrap();
+    assert_eq!(d.prompt_base(), "sw1");
+    steps_done(&mut d);
+}
+
+fn steps_done(d: &mut Driver) {
+    // A further write is past the script: the scripted transport reports the connection closed.
+    let never = AtomicBool::new(false);
+    let r = d.run(
+        &ExecItem::plain("x"),
+        Instant::now() + Duration::from_secs(1),
+        &never,
+    );
+    assert!(matches!(r, Err(CmdFail::Closed { .. })), "{r:?}");
+}
+
+#[test]
+fn the_prompt_is_learned_again_after_a_hostname_change() {
+    let mut steps = ios_open("R1#");
+    steps.extend([
+        step("configure terminal\n", &[b"configure terminal\r\nEnter configuration commands, one per line.  End with CNTL/Z.\r\nR1(config)#"]),
+        step("hostname edge.1+x\n", &[b"hostname edge.1+x\r\nedge.1+x(config)#"]),
+        step("end\n", &[b"end\r\nedge.1+x#"]),
+        step("show clock\n", &[b"show clock\r\nR1# is not the prompt now\r\nedge.1+x#"]),
+    ]);
+    let mut d = driver("cisco_ios", &[b"R1#"], steps).unwrap();
+    assert_eq!(
+        run(&mut d, "configure terminal").output,
+        "Enter configuration commands, one per line.  End with CNTL/Z."
+    );
+    assert_eq!(d.mode, "config");
+    run(&mut d, "hostname edge.1+x");
+    assert_eq!(d.prompt_base(), "edge.1+x");
+    run(&mut d, "end");
+    assert_eq!(d.mode, "enable");
+    assert_eq!(
+        run(&mut d, "show clock").output,
+        "R1# is not the prompt now"
+    );
+}
+
+#[test]
+fn failures_are_reported_with_their_line() {
+    let mut steps = ios_open("R1#");
+    steps.push(step(
+        "show nonsense\n",
+        &[b"show nonsense\r\n          ^\r\n% Invalid input detected at '^' marker.\r\n\r\nR1#"],
+    ));
+    let mut d = driver("cisco_ios", &[b"R1#"], steps).unwrap();
+    let r = run(&mut d, "show nonsense");
+    assert_eq!(
+        r.failure.as_deref(),
+        Some("% Invalid input detected at '^' marker.")
+    );
+}
+
+#[test]
+fn interactions_and_hidden_answers() {
+    let mut steps = ios_open("R1#");
+    steps.extend([
+        step(
+            "copy scp: flash:\n",
+            &[b"copy scp: flash:\r\nAddress or name of remote host []? "],
+        ),
+        step("10.0.0.9\n", &[b"10.0.0.9\r\nPassword: "]),
+        // A device that (wrongly) echoes the password: masked in the output.
+        step(
+            "s3cret\n",
+            &[
+                b"s3cret\r\n",
+                b"Accessing scp://10.0.0.9/...\r\n[OK - 1234 bytes]\r\nR1#",
+            ],
+        ),
+    ]);
+    let mut d = driver("cisco_ios", &[b"R1#"], steps).unwrap();
+    let item = ExecItem {
+        interactions: vec![
+            Interaction {
+                expect: Regex::new("remote host").unwrap(),
+                send: Secret::new("10.0.0.9\n"),
+                hidden: false,
+            },
+            Interaction {
+                expect: Regex::new("[Pp]assword:").unwrap(),
+                send: Secret::new("s3cret\n"),
+                hidden: true,
+            },
+            Interaction {
+                expect: Regex::new("never").unwrap(),
+                send: Secret::new("x\n"),
+                hidden: false,
+            },
+        ],
+        ..ExecItem::plain("copy scp: flash:")
+    };
+    let never = AtomicBool::new(false);
+    let r = d
+        .run(&item, Instant::now() + Duration::from_secs(5), &never)
+        .unwrap();
+    assert_eq!(r.answered, 2);
+    assert!(!r.output.contains("s3cret"), "{}", r.output);
+    assert!(r.output.contains("********"));
+    assert!(r.output.ends_with("[OK - 1234 bytes]"), "{}", r.output);
+    assert!(d.at_prompt);
+}
+
+#[test]
+fn expect_ends_the_read_and_leaves_the_session_off_prompt() {
+    let mut steps = ios_open("R1#");
+    steps.push(step(
+        "reload\n",
+        &[b"reload\r\n", b"Proceed with reload? [confirm]"],
+    ));
+    let mut d = driver("cisco_ios", &[b"R1#"], steps).unwrap();
+    let item = ExecItem {
+        // Would match the echo if the echo were searched.
+        expect: Some(Regex::new("reload|confirm").unwrap()),
+        ..ExecItem::plain("reload")
+    };
+    let never = AtomicBool::new(false);
+    let r = d
+        .run(&item, Instant::now() + Duration::from_secs(5), &never)
+        .unwrap();
+    assert!(r.ended_by_expect);
+    assert_eq!(r.output, "Proceed with reload? [confirm]");
+    assert!(!d.at_prompt);
+    // No keepalive newline into the open question.
+    assert_eq!(
+        d.keepalive(true, Duration::from_secs(1)),
+        Ok(Keepalive::Checked)
+    );
+}
+
+#[test]
+fn keepalive_reads_the_prompt_back() {
+    let mut steps = ios_open("R1#");
+    steps.push(step("\n", &[b"\r\n", b"R1#"]));
+    // The device stops answering: the prompt does not come back.
+    steps.push(step("\n", &[]));
+    let mut d = driver("cisco_ios", &[b"R1#"], steps).unwrap();
+    assert_eq!(
+        d.keepalive(true, Duration::from_secs(1)),
+        Ok(Keepalive::Answered)
+    );
+    assert_eq!(
+        d.keepalive(true, Duration::from_millis(10)),
+        Ok(Keepalive::NoPrompt)
+    );
+    // Waiting for the prompt now: no further newline.
+    assert_eq!(
+        d.keepalive(true, Duration::from_secs(1)),
+        Ok(Keepalive::Checked)
+    );
+}
