@@ -384,6 +384,7 @@ fn exec_item(
         expect,
         interactions,
         timeout,
+        any_order: false,
     })
 }
 

@@ -65,6 +65,10 @@ struct PromptDef {
     learned: String,
     #[serde(default)]
     context: Vec<String>,
+    /// The device may shorten the hostname in its prompt to this many characters or more
+    /// (IOS in config mode); the learned prompt then accepts any such prefix of it.
+    #[serde(default)]
+    truncate_base: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -100,6 +104,9 @@ struct EnableDef {
     password_prompt: String,
     #[serde(default)]
     failures: Vec<String>,
+    /// Only enter privileged mode when the open request gives a secret (or a level).
+    #[serde(default)]
+    requires_secret: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -163,6 +170,7 @@ pub struct Enable {
     pub mode: String,
     pub password_prompt: Regex,
     pub failures: Vec<String>,
+    pub requires_secret: bool,
 }
 
 impl Enable {
@@ -208,6 +216,7 @@ pub struct Platform {
     pub aliases: Vec<String>,
     pub generic_prompt: Regex,
     learned_template: String,
+    truncate_base: Option<usize>,
     /// Lines printed just above the prompt that belong to it (`[edit]`); one such last line is
     /// removed from output.
     pub context: Vec<Regex>,
@@ -297,6 +306,7 @@ impl Platform {
                     from_mode: e.from_mode,
                     mode: e.mode,
                     failures: e.failures,
+                    requires_secret: e.requires_secret,
                 })
             }
             None => None,
@@ -343,6 +353,7 @@ impl Platform {
         let p = Platform {
             generic_prompt: generic,
             learned_template: d.prompt.learned,
+            truncate_base: d.prompt.truncate_base.filter(|n| *n > 0),
             context: compile_all(&d.prompt.context).map_err(ctx)?,
             modes,
             login: answers(&d.login).map_err(ctx)?,
@@ -380,7 +391,7 @@ impl Platform {
         compile(
             &self
                 .learned_template
-                .replace("{base}", &regex::escape(base)),
+                .replace("{base}", &base_pattern(base, self.truncate_base)),
         )
     }
 
@@ -416,6 +427,23 @@ impl Platform {
     /// Is this a context line (`[edit]`) that belongs to the prompt below it?
     pub fn is_context(&self, line: &str) -> bool {
         self.context.iter().any(|r| r.is_match(line))
+    }
+}
+
+/// The escaped hostname; with `truncate`, any prefix of at least that many characters of it
+/// (`head(?:x(?:y(?:z)?)?)?`).
+fn base_pattern(base: &str, truncate: Option<usize>) -> String {
+    let chars: Vec<char> = base.chars().collect();
+    match truncate {
+        Some(n) if chars.len() > n => {
+            let head: String = chars[..n].iter().collect();
+            let mut tail = String::new();
+            for c in chars[n..].iter().rev() {
+                tail = format!("(?:{}{tail})?", regex::escape(&c.to_string()));
+            }
+            format!("{}{tail}", regex::escape(&head))
+        }
+        _ => regex::escape(base),
     }
 }
 

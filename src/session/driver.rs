@@ -32,6 +32,9 @@ pub struct ExecItem {
     pub interactions: Vec<Interaction>,
     /// Read deadline for this command (overrides the exec's).
     pub timeout: Option<Duration>,
+    /// Any unanswered question may come next (platform answers are alternatives); otherwise
+    /// they are answered in order (a dialogue).
+    pub any_order: bool,
 }
 
 impl ExecItem {
@@ -41,6 +44,7 @@ impl ExecItem {
             expect: None,
             interactions: Vec::new(),
             timeout: None,
+            any_order: false,
         }
     }
     /// A command whose questions are answered from platform data.
@@ -54,6 +58,7 @@ impl ExecItem {
                     hidden: false,
                 })
                 .collect(),
+            any_order: true,
             ..ExecItem::plain(cmd)
         }
     }
@@ -211,7 +216,8 @@ impl Driver {
         d.learn(&line)?;
         d.at_prompt = true;
         if let Some(en) = &platform.enable {
-            if d.mode == en.from_mode {
+            let asked = o.enable_secret.is_some_and(|s| !s.is_empty()) || o.enable_level.is_some();
+            if d.mode == en.from_mode && (asked || !en.requires_secret) {
                 d.enable(host, o.enable_secret, o.enable_level, deadline)?;
             }
         }
@@ -424,6 +430,7 @@ impl Driver {
         acc.expect_echo(&item.cmd);
         let mut cut_pagers = Vec::new();
         let mut answered = 0;
+        let mut done = vec![false; item.interactions.len()];
         self.at_prompt = false;
         self.chan
             .send(&format!("{}\n", item.cmd), deadline)
@@ -431,9 +438,19 @@ impl Driver {
         loop {
             let mut pats = vec![end];
             pats.extend(self.platform.pagers.iter().map(|p| Pat::Line(&p.pattern)));
-            if let Some(ia) = item.interactions.get(answered) {
-                pats.push(Pat::Search(&ia.expect));
-            }
+            // The questions that may come next, by index into item.interactions.
+            let open: Vec<usize> = if item.any_order {
+                (0..done.len()).filter(|i| !done[*i]).collect()
+            } else {
+                (answered < done.len())
+                    .then_some(answered)
+                    .into_iter()
+                    .collect()
+            };
+            pats.extend(
+                open.iter()
+                    .map(|i| Pat::Search(&item.interactions[*i].expect)),
+            );
             let hit = match self.chan.read_until(&mut acc, &pats, deadline, cancel) {
                 Ok(i) => i,
                 Err(f) => {
@@ -457,7 +474,9 @@ impl Driver {
                 cut_pagers.push(hit - 1);
                 self.platform.pagers[hit - 1].send.as_str()
             } else {
-                let ia = &item.interactions[answered];
+                let i = open[hit - 1 - pagers];
+                let ia = &item.interactions[i];
+                done[i] = true;
                 answered += 1;
                 if ia.hidden {
                     log::debug!("answering {:?} (hidden)", ia.expect.as_str());

@@ -253,3 +253,119 @@ fn keepalive_reads_the_prompt_back() {
         Ok(Keepalive::Checked)
     );
 }
+
+#[test]
+fn platform_answers_are_alternatives() {
+    // IOS-XR commit: either question may come; only the second one does here.
+    let mut steps = ios_open("R1#");
+    steps.extend([
+        step(
+            "commit\n",
+            &[b"commit\r\nDo you wish to proceed with this commit anyway? [no]: "],
+        ),
+        step("no\n", &[b"no\r\nR1#"]),
+    ]);
+    let mut d = driver("cisco_ios", &[b"R1#"], steps).unwrap();
+    let answers = [
+        crate::platform::Answer {
+            expect: Regex::new(r"confirm\? \[y/n\]").unwrap(),
+            send: "y\n".into(),
+        },
+        crate::platform::Answer {
+            expect: Regex::new(r"Do you wish to proceed").unwrap(),
+            send: "no\n".into(),
+        },
+    ];
+    let never = AtomicBool::new(false);
+    let r = d
+        .run(
+            &ExecItem::answering("commit", &answers),
+            Instant::now() + Duration::from_secs(5),
+            &never,
+        )
+        .unwrap();
+    assert_eq!(r.answered, 1);
+}
+
+#[test]
+fn long_hostnames_may_be_shortened_in_the_prompt() {
+    let mut steps = ios_open("access-switch-building-7#");
+    steps.extend([
+        step(
+            "configure terminal\n",
+            &[b"configure terminal\r\naccess-switch-buil(config)#"],
+        ),
+        step("end\n", &[b"end\r\naccess-switch-building-7#"]),
+    ]);
+    let mut d = driver("cisco_ios", &[b"access-switch-building-7#"], steps).unwrap();
+    run(&mut d, "configure terminal");
+    assert_eq!(d.mode, "config");
+    run(&mut d, "end");
+    assert_eq!(d.mode, "enable");
+}
+
+/// Open `platform` at `prompt` (login answers and shell escapes not needed), answering each of
+/// its on-open commands with an echo and the prompt.
+fn open_at(platform: &str, prompt: &str, mut more: Vec<Step>) -> Driver {
+    let p = prompt.as_bytes();
+    let mut steps = vec![step("\n", &[b"\r\n", p])];
+    for cmd in &lookup(platform).unwrap().on_open {
+        let echo = format!("{cmd}\r\n");
+        steps.push(Step {
+            expect_write: format!("{cmd}\n"),
+            reply: vec![echo.into_bytes(), p.to_vec()],
+        });
+    }
+    steps.append(&mut more);
+    driver(platform, &[b"banner\r\n", p], steps).unwrap()
+}
+
+#[test]
+fn pagers_and_context_lines_per_platform() {
+    // Junos: "---(more)---", erased with CR, blanks, CR; context line above the config prompt.
+    let mut d = open_at(
+        "juniper_junos",
+        "admin@vmx1> ",
+        vec![
+            step(
+                "show interfaces terse\n",
+                &[
+                    b"show interfaces terse \r\nInterface  Admin Link\r\nge-0/0/0   up    up\r\n---(more)---",
+                    b"\r                                        \r",
+                    b"ge-0/0/1   up    down\r\n\r\nadmin@vmx1> ",
+                ],
+            ),
+            step(" ", &[]),
+            step("configure\n", &[b"configure \r\nEntering configuration mode\r\n\r\n[edit]\r\nadmin@vmx1# "]),
+        ],
+    );
+    assert_eq!(d.mode, "operational");
+    let r = run(&mut d, "show interfaces terse");
+    assert_eq!(
+        r.output,
+        "Interface  Admin Link\nge-0/0/0   up    up\nge-0/0/1   up    down\n"
+    );
+    let r = run(&mut d, "configure");
+    assert_eq!(r.output, "Entering configuration mode\n");
+    assert_eq!(d.mode, "config");
+
+    // Huawei VRP: "  ---- More ----", erased with cursor-left, blanks, cursor-left.
+    let mut d = open_at(
+        "huawei_vrp",
+        "<HUAWEI>",
+        vec![
+            step(
+                "display interface brief\n",
+                &[
+                    b"display interface brief\r\nInterface   PHY   Protocol\r\n  ---- More ----",
+                    b"\x1b[42D                                          \x1b[42D",
+                    b"GE0/0/1     up    up\r\n<HUAWEI>",
+                ],
+            ),
+            step(" ", &[]),
+        ],
+    );
+    assert_eq!(d.mode, "user");
+    let r = run(&mut d, "display interface brief");
+    assert_eq!(r.output, "Interface   PHY   Protocol\nGE0/0/1     up    up");
+}
