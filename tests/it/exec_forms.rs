@@ -270,7 +270,7 @@ fn device_types_list_every_netmiko_name_with_its_profile() {
     let s = b.status(&id);
     assert_eq!(s["platform"], "generic");
     assert_eq!(s["device_type"], "DELL_OS10");
-    assert_eq!(s["mode"], "privileged");
+    assert_eq!(s["mode"], "user", "generic never sends enable");
     let r = b.exec(&id, json!(["show clock"]));
     assert_eq!(r.status, 200);
     // The generic profile knows no config mode: a config block is refused before anything is
