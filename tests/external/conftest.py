@@ -2,6 +2,8 @@
 
 * ``fakenos_device``: FakeNOS (PyPI ``fakenos``) started headless as ``fakenos -i inventory.yaml``
   with one ``cisco_ios`` host on a free 127.0.0.1 port (see fakenos-inventory.yaml).
+* ``run_fakenos(inventory, workdir)``: one FakeNOS process for any inventory (test_11 starts
+  one host per platform with it, each on its own free 127.0.0.1 port).
 * ``broker``: the release binary ``target/release/netdev-broker`` on a free 127.0.0.1 port, with
   DEBUG logging to stdout *and* a log file, a command-log dir, and the API token passed through
   ``NETDEV_BROKER_API_TOKEN`` (never on the command line).
@@ -14,17 +16,19 @@ Network: 127.0.0.1 only. Every subprocess and every wait has a deadline.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import pytest
 import yaml
@@ -116,34 +120,60 @@ def _wait_for_ssh_banner(port: int, proc: subprocess.Popen, log: Path, deadline_
     raise RuntimeError(f"fakenos did not answer on 127.0.0.1:{port} in {deadline_s}s ({last_err}):\n{tail(log)}")
 
 
-@pytest.fixture(scope="session")
-def fakenos_device(tmp_path_factory) -> FakeDevice:
-    workdir = tmp_path_factory.mktemp("fakenos")
-    port = free_port()
-    inventory = yaml.safe_load((HERE / "fakenos-inventory.yaml").read_text())
-    host = inventory["hosts"][DEVICE_NAME]
-    host.update(port=port, username=DEVICE_USERNAME, password=CANARY_PASSWORD)
-    assert host["server"]["configuration"]["address"] == "127.0.0.1"
+def fakenos_binary() -> Path:
+    """The venv's ``fakenos``: the active venv's, the one next to this interpreter, the repo's."""
+    candidates = [Path(sys.executable).parent / "fakenos", REPO / ".venv" / "bin" / "fakenos"]
+    if os.environ.get("VIRTUAL_ENV"):
+        candidates.insert(0, Path(os.environ["VIRTUAL_ENV"]) / "bin" / "fakenos")
+    return next((c for c in candidates if c.exists()), Path("fakenos"))
+
+
+def load_inventory(name: str) -> dict:
+    """A FakeNOS inventory from this directory, every host checked to listen on loopback only."""
+    inventory = yaml.safe_load((HERE / name).read_text())
+    for host_name, host in inventory["hosts"].items():
+        assert host["server"]["configuration"]["address"] == "127.0.0.1", host_name
+    return inventory
+
+
+@contextlib.contextmanager
+def run_fakenos(inventory: dict, workdir: Path, deadline_s: float = 60) -> Iterator[subprocess.Popen]:
+    """Start ONE headless ``fakenos -i inventory.yaml`` process serving every host of
+    ``inventory`` (ports, usernames and passwords already filled in), wait until each host's SSH
+    banner answers, stop it with SIGINT afterwards (its CLI shuts down cleanly on
+    KeyboardInterrupt)."""
+    for host_name, host in inventory["hosts"].items():
+        assert host["server"]["configuration"]["address"] == "127.0.0.1", host_name
+        assert host.get("port"), host_name
     inv_path = workdir / "inventory.yaml"
     inv_path.write_text(yaml.safe_dump(inventory, sort_keys=False))
     log = workdir / "fakenos.log"
-    fakenos_bin = Path(os.environ.get("VIRTUAL_ENV", REPO / ".venv")) / "bin" / "fakenos"
-    if not fakenos_bin.exists():
-        fakenos_bin = Path("fakenos")
     with open(log, "wb") as logf:
         proc = subprocess.Popen(
-            [str(fakenos_bin), "-i", str(inv_path), "-l", "INFO"],
+            [str(fakenos_binary()), "-i", str(inv_path), "-l", "INFO"],
             cwd=workdir,
             stdin=subprocess.DEVNULL,
             stdout=logf,
             stderr=subprocess.STDOUT,
         )
     try:
-        _wait_for_ssh_banner(port, proc, log, deadline_s=30)
-        yield FakeDevice("127.0.0.1", port, DEVICE_USERNAME, CANARY_PASSWORD, DEVICE_NAME, workdir, proc)
+        deadline = time.monotonic() + deadline_s
+        for host in inventory["hosts"].values():
+            _wait_for_ssh_banner(host["port"], proc, log, deadline_s=max(1.0, deadline - time.monotonic()))
+        yield proc
     finally:
-        # The fakenos CLI shuts down cleanly on KeyboardInterrupt (SIGINT).
         stop_process(proc, signal.SIGINT, grace=15)
+
+
+@pytest.fixture(scope="session")
+def fakenos_device(tmp_path_factory) -> FakeDevice:
+    workdir = tmp_path_factory.mktemp("fakenos")
+    port = free_port()
+    inventory = load_inventory("fakenos-inventory.yaml")
+    host = inventory["hosts"][DEVICE_NAME]
+    host.update(port=port, username=DEVICE_USERNAME, password=CANARY_PASSWORD)
+    with run_fakenos(inventory, workdir, deadline_s=30) as proc:
+        yield FakeDevice("127.0.0.1", port, DEVICE_USERNAME, CANARY_PASSWORD, DEVICE_NAME, workdir, proc)
 
 
 # ---------------------------------------------------------------------------------------------
