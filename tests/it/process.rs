@@ -135,6 +135,34 @@ fn sigterm_closes_sessions_and_no_secret_is_ever_logged() {
         Some(&cmds.to_string()),
     );
     assert_eq!(r.status, 200);
+    // A hidden interactive answer (the enable secret typed at a password question) is not
+    // logged either, at DEBUG.
+    let user =
+        json!({"host": "127.0.0.1", "port": dev.port(), "username": "admin", "password": PASSWORD});
+    let r = call(
+        p.addr,
+        "POST",
+        "/session",
+        Some(TOKEN),
+        Some(&user.to_string()),
+    );
+    assert_eq!(r.status, 201);
+    let id2 = r.json()["session_id"].as_str().unwrap().to_string();
+    let cmds = json!({"commands": [{"cmd": "enable", "interactions": [
+        {"expect": "[Pp]assword:", "send": ENABLE, "hidden": true}]}, "show privilege"]});
+    let r = call(
+        p.addr,
+        "POST",
+        &format!("/session/{id2}/exec"),
+        Some(TOKEN),
+        Some(&cmds.to_string()),
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["results"][0]["answered"], 1, "{:?}", r.json());
+    assert!(r.json()["outputs"]["show privilege"]
+        .as_str()
+        .unwrap()
+        .contains("15"));
     // A failed open with the canary password must not log it either.
     let bad = json!({"host": "127.0.0.1", "port": dev.port(), "username": "admin", "password": format!("{PASSWORD}-wrong")});
     assert_eq!(
