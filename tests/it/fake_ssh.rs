@@ -837,6 +837,8 @@ struct PersonaTestDef {
     prompt: String,
     #[serde(default)]
     enable: Option<String>,
+    #[serde(default)]
+    enable_dialogue: Vec<Exchange>,
     privileged_prompt: String,
     #[serde(default)]
     paging_off: Vec<String>,
@@ -872,6 +874,8 @@ struct PersonaTestDef {
     save_dialogue: Vec<Exchange>,
     #[serde(default)]
     save_done: Option<String>,
+    #[serde(default)]
+    interactive: Vec<Dialogue>,
     logout_command: String,
 }
 
@@ -879,8 +883,23 @@ struct PersonaTestDef {
 #[derive(Deserialize, Debug, Clone, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Exchange {
+    /// The question exactly as printed (it ends the output; no newline after it).
     pub question: String,
     pub answer: String,
+    /// The answer is not echoed.
+    #[serde(default)]
+    pub hidden: bool,
+}
+
+/// An interactive command run at the privileged prompt: its questions, in order, and a line
+/// printed once it is done (`None`: nothing but the prompt).
+#[derive(Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Dialogue {
+    pub command: String,
+    pub dialogue: Vec<Exchange>,
+    #[serde(default)]
+    pub done: Option<String>,
 }
 
 /// What a generic test needs to drive a persona (the fixture's `test:` section). Prompts and
@@ -896,14 +915,20 @@ pub struct PersonaTest {
     /// Test-only commands are `<hook_prefix> long [N]`, `... flood MiB`, `... slow S`,
     /// `... hang`, `... drop`.
     pub hook_prefix: String,
+    /// Printed after login; a key must be pressed before the first prompt.
+    pub press_any_key: Option<String>,
     /// First prompt after login.
     pub prompt: String,
     /// Command that reaches `privileged_prompt` from `prompt` (None: starts there).
     pub enable: Option<String>,
+    /// Questions `enable` asks when no enable password is configured (ASA asks anyway).
+    pub enable_dialogue: Vec<Exchange>,
     pub privileged_prompt: String,
     /// Commands that turn paging off (run at `privileged_prompt`).
     pub paging_off: Vec<String>,
     pub width: Option<String>,
+    /// What the paging-off commands print instead when `DeviceConfig::paging_locked`.
+    pub paging_locked_error: Vec<String>,
     /// The pager prompt and the bytes that erase it once answered (None: no pager).
     pub pager_prompt: Option<String>,
     pub pager_erase: Option<String>,
@@ -932,6 +957,8 @@ pub struct PersonaTest {
     pub save_dialogue: Vec<Exchange>,
     /// A line printed when the save is done.
     pub save_done: Option<String>,
+    /// Interactive commands (questions, hidden answers) safe to run at `privileged_prompt`.
+    pub interactive: Vec<Dialogue>,
     pub logout_command: String,
 }
 
@@ -944,11 +971,14 @@ pub fn persona_test(name: &str) -> PersonaTest {
         device_type: p.device_type.clone(),
         hostname: p.hostname.clone(),
         hook_prefix: p.hooks.prefix.clone(),
+        press_any_key: p.press_any_key.clone(),
         prompt: t.prompt,
         enable: t.enable,
+        enable_dialogue: t.enable_dialogue,
         privileged_prompt: t.privileged_prompt,
         paging_off: t.paging_off,
         width: t.width,
+        paging_locked_error: p.paging_locked_error.clone(),
         pager_prompt: p.pager.as_ref().map(|x| x.prompt.clone()),
         pager_erase: p.pager.as_ref().map(|x| x.erase.clone()),
         long_command: t
@@ -970,6 +1000,7 @@ pub fn persona_test(name: &str) -> PersonaTest {
         save_in_config: t.save_in_config,
         save_dialogue: t.save_dialogue,
         save_done: t.save_done,
+        interactive: t.interactive,
         logout_command: t.logout_command,
     }
 }
@@ -1525,7 +1556,7 @@ struct Cli {
     line_prompt_len: usize,
     state: State,
     /// The open question and the arguments of the command that asked it.
-    ask: Option<(&'static Ask, Vec<String>)>,
+    ask: Option<(&'static Ask, Vec<String>, String)>,
     job: Option<Job>,
     page_count: usize,
     page_budget: usize,
@@ -1930,7 +1961,7 @@ impl Cli {
     }
 
     fn line_byte(&mut self, kind: LineKind, b: u8, eol: bool) {
-        let echo = !(kind == LineKind::Answer && self.ask.as_ref().is_some_and(|(a, _)| a.hidden));
+        let echo = !(kind == LineKind::Answer && self.ask.as_ref().is_some_and(|(a, _, _)| a.hidden));
         if eol {
             let line = String::from_utf8_lossy(&std::mem::take(&mut self.line)).into_owned();
             self.emit("\r\n");
@@ -1965,11 +1996,10 @@ impl Cli {
                 self.command(&line);
             }
             LineKind::Answer => {
-                let Some((ask, args)) = self.ask.take() else {
+                let Some((ask, args, question)) = self.ask.take() else {
                     self.show_prompt();
                     return;
                 };
-                let question = self.fill(&ask.prompt, &args, "");
                 self.shared.record(if ask.hidden {
                     Input::Hidden {
                         question,
@@ -2081,7 +2111,8 @@ impl Cli {
                 self.show_prompt();
             }
             Parse::Incomplete => {
-                self.error(&p.errors.incomplete, line, None);
+                let end = line.trim_end().len() + 1;
+                self.error(&p.errors.incomplete, line, Some((toks.len(), end, "")));
                 self.show_prompt();
             }
             Parse::Ambiguous(i) => {
@@ -2151,7 +2182,11 @@ impl Cli {
         for t in tmpl {
             if t.contains("{marker}") {
                 let Some((_, off, _)) = tok else { continue };
-                let col = self.line_prompt_len + line[..off].chars().count();
+                let col = self.line_prompt_len
+                    + match line.get(..off) {
+                        Some(l) => l.chars().count(),
+                        None => line.chars().count() + off.saturating_sub(line.len()),
+                    };
                 let m = t.replace("{marker}", &format!("{}^", " ".repeat(col)));
                 self.emit_line(&m);
                 continue;
@@ -2359,7 +2394,7 @@ impl Cli {
             }
             let prompt = self.fill(&ask.prompt, &run.args, &run.answer);
             self.emit(&prompt);
-            self.ask = Some((ask, run.args.clone()));
+            self.ask = Some((ask, run.args.clone(), prompt));
             self.state = State::Idle(LineKind::Answer);
             run.waiting = true;
         }
