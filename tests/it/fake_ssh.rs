@@ -1258,50 +1258,86 @@ impl Trie {
     }
 
     fn parse(&self, toks: &[(usize, &str)]) -> Parse {
-        let mut node = 0;
-        let mut args = Vec::new();
-        let mut i = 0;
-        while i < toks.len() {
-            let n = &self.nodes[node];
-            let w = toks[i].1.to_ascii_lowercase();
-            if let Some(&(_, next)) = n.kws.iter().find(|(k, _)| *k == w) {
-                node = next;
-                i += 1;
+        self.parse_from(0, toks, 0, &mut Vec::new())
+    }
+
+    /// Depth-first: keywords (exact, then a unique prefix) before parameters; on failure the
+    /// error that got furthest into the line wins.
+    fn parse_from(
+        &self,
+        node: usize,
+        toks: &[(usize, &str)],
+        i: usize,
+        args: &mut Vec<String>,
+    ) -> Parse {
+        let n = &self.nodes[node];
+        let Some(&(_, tok)) = toks.get(i) else {
+            return match n.cmd {
+                Some(cmd) => Parse::Match {
+                    cmd,
+                    args: args.clone(),
+                },
+                None => Parse::Incomplete,
+            };
+        };
+        let w = tok.to_ascii_lowercase();
+        let reach = |p: &Parse| match p {
+            Parse::Match { .. } => usize::MAX,
+            Parse::Invalid(j) | Parse::Ambiguous(j) => *j,
+            Parse::Incomplete => toks.len(),
+        };
+        let mut best = Parse::Invalid(i);
+        let mut consider = |r: Parse, best: &mut Parse| {
+            if reach(&r) > reach(best) {
+                *best = r;
+            }
+        };
+        let exact = n.kws.iter().find(|(k, _)| *k == w).map(|&(_, x)| x);
+        let kw = match exact {
+            Some(x) => Some(x),
+            None => {
+                let prefixed: Vec<usize> = n
+                    .kws
+                    .iter()
+                    .filter(|(k, _)| k.starts_with(&w))
+                    .map(|&(_, x)| x)
+                    .collect();
+                match prefixed[..] {
+                    [x] => Some(x),
+                    [] => None,
+                    _ => {
+                        best = Parse::Ambiguous(i);
+                        None
+                    }
+                }
+            }
+        };
+        if let Some(next) = kw {
+            let r = self.parse_from(next, toks, i + 1, args);
+            if matches!(r, Parse::Match { .. }) {
+                return r;
+            }
+            consider(r, &mut best);
+        }
+        for &(p, next) in &n.params {
+            if !p.accepts(tok) {
                 continue;
             }
-            let prefixed: Vec<usize> = n
-                .kws
-                .iter()
-                .filter(|(k, _)| k.starts_with(&w))
-                .map(|&(_, x)| x)
-                .collect();
-            if prefixed.len() > 1 {
-                return Parse::Ambiguous(i);
+            let (arg, j) = if p == Param::Rest {
+                let rest: Vec<&str> = toks[i..].iter().map(|(_, t)| *t).collect();
+                (rest.join(" "), toks.len())
+            } else {
+                (tok.to_string(), i + 1)
+            };
+            args.push(arg);
+            let r = self.parse_from(next, toks, j, args);
+            args.pop();
+            if matches!(r, Parse::Match { .. }) {
+                return r;
             }
-            if let [next] = prefixed[..] {
-                node = next;
-                i += 1;
-                continue;
-            }
-            match n.params.iter().find(|(p, _)| p.accepts(toks[i].1)) {
-                Some(&(Param::Rest, next)) => {
-                    let rest: Vec<&str> = toks[i..].iter().map(|(_, t)| *t).collect();
-                    args.push(rest.join(" "));
-                    node = next;
-                    i = toks.len();
-                }
-                Some(&(_, next)) => {
-                    args.push(toks[i].1.to_string());
-                    node = next;
-                    i += 1;
-                }
-                None => return Parse::Invalid(i),
-            }
+            consider(r, &mut best);
         }
-        match self.nodes[node].cmd {
-            Some(cmd) => Parse::Match { cmd, args },
-            None => Parse::Incomplete,
-        }
+        best
     }
 }
 
