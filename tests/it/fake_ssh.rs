@@ -927,7 +927,7 @@ pub struct PersonaTest {
     /// Commands that turn paging off (run at `privileged_prompt`).
     pub paging_off: Vec<String>,
     pub width: Option<String>,
-    /// What the paging-off commands print instead when `DeviceConfig::paging_locked`.
+    /// What the first paging-off command prints instead when `DeviceConfig::paging_locked`.
     pub paging_locked_error: Vec<String>,
     /// The pager prompt and the bytes that erase it once answered (None: no pager).
     pub pager_prompt: Option<String>,
@@ -978,7 +978,11 @@ pub fn persona_test(name: &str) -> PersonaTest {
         privileged_prompt: t.privileged_prompt,
         paging_off: t.paging_off,
         width: t.width,
-        paging_locked_error: p.paging_locked_error.clone(),
+        paging_locked_error: p
+            .paging_locked_error
+            .iter()
+            .map(|l| l.replace("{line}", t.paging_off.first().map_or("", |c| c.as_str())))
+            .collect(),
         pager_prompt: p.pager.as_ref().map(|x| x.prompt.clone()),
         pager_erase: p.pager.as_ref().map(|x| x.erase.clone()),
         long_command: t
