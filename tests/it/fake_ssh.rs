@@ -966,6 +966,7 @@ pub struct PersonaTest {
 pub fn persona_test(name: &str) -> PersonaTest {
     let p = persona(name);
     let t = p.test.clone();
+    let first_paging_off = t.paging_off.first().cloned().unwrap_or_default();
     PersonaTest {
         persona: p.name.clone(),
         device_type: p.device_type.clone(),
@@ -981,7 +982,7 @@ pub fn persona_test(name: &str) -> PersonaTest {
         paging_locked_error: p
             .paging_locked_error
             .iter()
-            .map(|l| l.replace("{line}", t.paging_off.first().map_or("", |c| c.as_str())))
+            .map(|l| l.replace("{line}", &first_paging_off))
             .collect(),
         pager_prompt: p.pager.as_ref().map(|x| x.prompt.clone()),
         pager_erase: p.pager.as_ref().map(|x| x.erase.clone()),
