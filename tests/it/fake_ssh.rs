@@ -2130,7 +2130,7 @@ impl Cli {
                 self.exec(&p.commands[cmd].act, &mut run);
                 self.finish(run);
             }
-            Parse::Invalid(0) if self.mode_def(mode).accept_any => {
+            Parse::Invalid(_) if self.mode_def(mode).accept_any => {
                 let mut run = Run {
                     line,
                     toks,
