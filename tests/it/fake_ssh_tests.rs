@@ -854,7 +854,7 @@ fn persona_walkthrough(name: &str) {
         }
         if probe.contains("[y/n]") {
             sh.buf.clear();
-            sh.send(if probe.contains("save") { "n" } else { "y" });
+            sh.send(if probe.contains("save") { "n\r" } else { "y\r" });
         }
     }
     assert!(sh.closed_within(TIMEOUT), "{:?}", sh.text());
