@@ -852,7 +852,11 @@ fn persona_walkthrough(name: &str) {
                 Err(()) => break,
             }
         }
-        if probe.contains("[y/n]") {
+        if probe.ends_with(&t.prompt) {
+            // Left a nested shell (`sudo -s`): log out of the login shell too.
+            sh.buf.clear();
+            sh.send(&format!("{}\r", t.logout_command));
+        } else if probe.contains("[y/n]") {
             sh.buf.clear();
             sh.send(if probe.contains("save") { "n\r" } else { "y\r" });
         }
