@@ -1209,7 +1209,10 @@ impl Default for Trie {
 /// Result of parsing a command line against a mode's grammar.
 #[derive(Debug)]
 enum Parse {
-    Match { cmd: usize, args: Vec<String> },
+    Match {
+        cmd: usize,
+        args: Vec<String>,
+    },
     /// No command word matches token `i`.
     Invalid(usize),
     Incomplete,
@@ -1292,7 +1295,7 @@ impl Trie {
             Parse::Incomplete => toks.len(),
         };
         let mut best = Parse::Invalid(i);
-        let mut consider = |r: Parse, best: &mut Parse| {
+        let consider = |r: Parse, best: &mut Parse| {
             if reach(&r) > reach(best) {
                 *best = r;
             }
@@ -1474,6 +1477,9 @@ fn tokenize(line: &str) -> Vec<(usize, &str)> {
     }
     out
 }
+
+/// Tokens of a line with their byte offsets.
+type Toks<'t> = &'t [(usize, &'t str)];
 
 enum Filter {
     Include(String),
@@ -1795,7 +1801,11 @@ impl Cli {
         self.line_prompt_len = last.chars().count();
         // Split before the last visible character ("R1" + "#", "admin@vmx1" + "> ").
         let cut = last.trim_end().char_indices().last().map_or(0, |(i, _)| i);
-        let (a, b) = last.split_at(if self.cfg.prompt_split { cut } else { last.len() });
+        let (a, b) = last.split_at(if self.cfg.prompt_split {
+            cut
+        } else {
+            last.len()
+        });
         let (on, off) = if self.cfg.ansi_prompt {
             (ANSI_PROMPT_ON, ANSI_PROMPT_OFF)
         } else {
@@ -2002,7 +2012,8 @@ impl Cli {
     }
 
     fn line_byte(&mut self, kind: LineKind, b: u8, eol: bool) {
-        let echo = !(kind == LineKind::Answer && self.ask.as_ref().is_some_and(|(a, _, _)| a.hidden));
+        let echo =
+            !(kind == LineKind::Answer && self.ask.as_ref().is_some_and(|(a, _, _)| a.hidden));
         if eol {
             let line = String::from_utf8_lossy(&std::mem::take(&mut self.line)).into_owned();
             self.emit("\r\n");
@@ -2169,7 +2180,7 @@ impl Cli {
         line: &str,
         toks: &'t [(usize, &'t str)],
         trie: &Trie,
-    ) -> Result<(&'t [(usize, &'t str)], Option<Filter>), ()> {
+    ) -> Result<(Toks<'t>, Option<Filter>), ()> {
         let p = self.p;
         if p.filters.is_empty() {
             return Ok((toks, None));
@@ -2355,7 +2366,9 @@ impl Cli {
             };
             if n == 0 && self.cfg.paging_locked {
                 for l in &self.p.paging_locked_error {
-                    let l = self.fill(l, &run.args, "").replace("{line}", run.line.trim());
+                    let l = self
+                        .fill(l, &run.args, "")
+                        .replace("{line}", run.line.trim());
                     run.out.push(l);
                 }
                 return;

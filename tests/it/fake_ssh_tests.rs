@@ -714,7 +714,10 @@ fn persona_login(dev: &FakeDevice, t: &PersonaTest) -> Shell {
     let mut sh = shell(dev);
     if let Some(key) = &t.press_any_key {
         let before = sh.expect(key);
-        assert!(!before.contains(&t.prompt), "prompt before the key: {before:?}");
+        assert!(
+            !before.contains(&t.prompt),
+            "prompt before the key: {before:?}"
+        );
         assert_eq!(sh.quiet_for(Duration::from_millis(150)), "");
         sh.send("\r");
     }
@@ -763,7 +766,10 @@ fn persona_walkthrough(name: &str) {
         assert_eq!(sh.quiet_for(Duration::from_millis(100)), "");
         sh.send(" ");
         let next = sh.expect(&pp);
-        assert!(next.starts_with(erase.as_str()), "no erase {erase:?}: {next:?}");
+        assert!(
+            next.starts_with(erase.as_str()),
+            "no erase {erase:?}: {next:?}"
+        );
     }
     for cmd in t.paging_off.iter().chain(t.width.iter()) {
         let out = sh.cmd(cmd, &pp);
@@ -872,7 +878,10 @@ fn persona_interactive(name: &str) {
     for cmd in &t.paging_off {
         sh.cmd(cmd, &pp);
     }
-    assert!(!t.interactive.is_empty(), "{name} has no interactive commands");
+    assert!(
+        !t.interactive.is_empty(),
+        "{name} has no interactive commands"
+    );
     for d in &t.interactive {
         sh.send(&format!("{}\r", d.command));
         for x in &d.dialogue {
@@ -906,7 +915,11 @@ fn persona_interactive(name: &str) {
     }
     let lines = dev.lines_received();
     for d in &t.interactive {
-        for x in d.dialogue.iter().filter(|x| x.hidden && !x.answer.is_empty()) {
+        for x in d
+            .dialogue
+            .iter()
+            .filter(|x| x.hidden && !x.answer.is_empty())
+        {
             assert!(!lines.contains(&x.answer), "hidden answer in {lines:?}");
         }
     }
@@ -979,7 +992,11 @@ fn persona_options(name: &str) {
     // Idle: the device closes the session.
     let t0 = Instant::now();
     assert!(sh.closed_within(Duration::from_secs(5)));
-    assert!(t0.elapsed() >= Duration::from_millis(1500), "{:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() >= Duration::from_millis(1500),
+        "{:?}",
+        t0.elapsed()
+    );
 }
 
 macro_rules! persona_tests {
