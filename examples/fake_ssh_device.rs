@@ -1,9 +1,11 @@
-//! Run the fake Cisco-IOS-like SSH device (the one the integration tests use) in the foreground.
+//! Run the fake SSH network device (the one the integration tests use) in the foreground, as
+//! any of its platform personas (`tests/fixtures/devices/*.yml`).
 //!
 //! ```text
 //! cargo run --example fake_ssh_device -- --port 2222 \
 //!     [--username admin] [--password cisco] [--enable-password en] [--hostname R1] \
-//!     [--privileged] [--banner TEXT] [--exec-timeout SECS]
+//!     [--privileged] [--banner TEXT] [--exec-timeout SECS] [--persona NAME] [--paging-locked] \
+//!     [--motd TEXT]
 //! ssh -p 2222 admin@127.0.0.1
 //! ```
 //!
@@ -16,12 +18,27 @@ mod fake_ssh;
 use fake_ssh::{DeviceConfig, FakeDevice};
 
 const USAGE: &str = "usage: fake_ssh_device [--port N] [--username U] [--password P] \
-[--enable-password E] [--hostname H] [--privileged] [--banner TEXT] [--exec-timeout SECS]";
+[--enable-password E] [--hostname H] [--privileged] [--banner TEXT] [--exec-timeout SECS] \
+[--persona NAME] [--paging-locked] [--motd TEXT]";
 
 fn parse_args() -> Result<(DeviceConfig, u16), String> {
     let mut cfg = DeviceConfig::default();
     let mut port = 2222u16;
-    let mut args = std::env::args().skip(1);
+    // The persona goes first: it sets the default hostname, which --hostname may override.
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(i) = argv.iter().position(|a| a == "--persona") {
+        let name = argv
+            .get(i + 1)
+            .ok_or_else(|| format!("--persona needs a value\n{USAGE}"))?;
+        if !FakeDevice::persona_names().contains(&name.as_str()) {
+            return Err(format!(
+                "unknown persona {name:?}; known: {}",
+                FakeDevice::persona_names().join(", ")
+            ));
+        }
+        cfg = DeviceConfig::persona(name);
+    }
+    let mut args = argv.into_iter();
     while let Some(arg) = args.next() {
         let mut value = |name: &str| {
             args.next()
@@ -43,6 +60,11 @@ fn parse_args() -> Result<(DeviceConfig, u16), String> {
                 cfg.exec_timeout_secs = Some(secs);
             }
             "--privileged" => cfg.start_privileged = true,
+            "--persona" => {
+                value("--persona")?;
+            }
+            "--paging-locked" => cfg.paging_locked = true,
+            "--motd" => cfg.motd = Some(value("--motd")?),
             "-h" | "--help" => return Err(USAGE.to_string()),
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
         }
@@ -65,7 +87,8 @@ fn main() {
     .expect("install signal handlers");
 
     let summary = format!(
-        "user {:?} / password {:?}, enable password {}, hostname {:?}",
+        "persona {}, user {:?} / password {:?}, enable password {}, hostname {:?}",
+        cfg.persona,
         cfg.username,
         cfg.password,
         cfg.enable_password

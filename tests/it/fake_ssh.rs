@@ -1,4 +1,9 @@
-//! A fake Cisco-IOS-like network device that speaks real SSH (server side via `russh`).
+//! A fake network device that speaks real SSH (server side via `russh`).
+//!
+//! The CLI it plays is data-driven: one *persona* per platform, described by a YAML fixture in
+//! `tests/fixtures/devices/<persona>.yml` (prompts per mode, command grammar, canned outputs,
+//! error texts, pager, questions, save dialogue, and a `test:` section for generic tests). The
+//! default persona is `cisco_ios`. See `tests/fixtures/devices/README.md` for the format.
 //!
 //! Used by the integration tests (as a module of `tests/it/main.rs`) and by
 //! `examples/fake_ssh_device.rs`. The public API is synchronous: the device runs its own
@@ -16,12 +21,12 @@
 #![allow(dead_code)]
 
 use std::borrow::Cow;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::Write as _;
 use std::net::Shutdown;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use russh::keys::ssh_key::private::Ed25519Keypair;
@@ -35,10 +40,17 @@ use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
+use regex::Regex;
+use serde::Deserialize;
+
 /// Behaviour of one fake device.
 #[derive(Clone, Debug)]
 pub struct DeviceConfig {
-    /// Initial hostname, shown in the prompt (`R1>`).
+    /// Platform persona: the name of a fixture in `tests/fixtures/devices/` (see
+    /// [`FakeDevice::persona_names`]). Default `cisco_ios`.
+    pub persona: String,
+    /// Initial hostname, shown in the prompt (`R1>`). [`DeviceConfig::persona`] sets the
+    /// fixture's own hostname.
     pub hostname: String,
     /// The only user accepted (password and keyboard-interactive auth).
     pub username: String,
@@ -52,6 +64,29 @@ pub struct DeviceConfig {
     pub banner: Option<String>,
     /// Device-side idle timeout: disconnect after N s without input (like IOS exec-timeout).
     pub exec_timeout_secs: Option<u64>,
+    /// The paging-off command is refused with the platform's authorization-failure text, so
+    /// the pager stays on.
+    pub paging_locked: bool,
+    /// Message of the day, printed after login (after the banner) before the first prompt.
+    /// Printed as given (`\n` becomes `\r\n`), so it may hold prompt-like text and ANSI codes.
+    pub motd: Option<String>,
+    /// Every prompt is written in two separate writes with a short gap (`R1` then `#`).
+    pub prompt_split: bool,
+    /// Every prompt is wrapped in colour escape codes (`\x1b[1;32m` ... `\x1b[0m`).
+    pub ansi_prompt: bool,
+}
+
+impl DeviceConfig {
+    /// The default configuration with the given persona and that persona's own hostname.
+    /// Panics if there is no such persona.
+    pub fn persona(name: &str) -> DeviceConfig {
+        let p = persona(name);
+        DeviceConfig {
+            persona: p.name.clone(),
+            hostname: p.hostname.clone(),
+            ..Default::default()
+        }
+    }
 }
 
 impl Default for DeviceConfig {
@@ -64,6 +99,11 @@ impl Default for DeviceConfig {
             start_privileged: false,
             banner: None,
             exec_timeout_secs: None,
+            persona: "cisco_ios".to_string(),
+            paging_locked: false,
+            motd: None,
+            prompt_split: false,
+            ansi_prompt: false,
         }
     }
 }
@@ -71,7 +111,8 @@ impl Default for DeviceConfig {
 /// State shared by the public handle, the accept loop and every connection/shell task.
 struct Shared {
     cfg: DeviceConfig,
-    lines: Mutex<Vec<String>>,
+    persona: &'static Persona,
+    inputs: Mutex<Vec<Input>>,
     total: AtomicUsize,
     next_id: AtomicU64,
     /// Open connections: id -> dup of the TCP socket (used for abrupt kills).
@@ -85,9 +126,23 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// One thing the device received from the client, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Input {
+    /// A line typed at a prompt.
+    Command(String),
+    /// A line typed at a (echoed) question, e.g. `Destination filename [startup-config]? `.
+    Answer { question: String, text: String },
+    /// A line typed at a hidden (not echoed) question such as `Password: `; `text` is what
+    /// actually arrived.
+    Hidden { question: String, text: String },
+    /// The key pressed at a `Press any key to continue` screen (`\r` shows as "").
+    Key { question: String, text: String },
+}
+
 impl Shared {
-    fn record(&self, line: String) {
-        lock(&self.lines).push(line);
+    fn record(&self, input: Input) {
+        lock(&self.inputs).push(input);
     }
 
     /// Abruptly close one TCP connection (FIN both ways, no SSH_MSG_DISCONNECT).
@@ -138,16 +193,18 @@ impl FakeDevice {
         let host_key_openssh = key.public_key().to_openssh().unwrap_or_default();
         let host_key_sha256 = key.public_key().fingerprint(HashAlg::Sha256).to_string();
         let (freeze, _) = watch::channel(false);
+        let persona = persona(&cfg.persona);
         let shared = Arc::new(Shared {
             cfg,
-            lines: Mutex::new(Vec::new()),
+            persona,
+            inputs: Mutex::new(Vec::new()),
             total: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),
             conns: Mutex::new(HashMap::new()),
             shells: Mutex::new(HashMap::new()),
             freeze,
         });
-        let config = Arc::new(server_config(key));
+        let config = Arc::new(server_config(key, &persona.ssh_server_id));
         let (stop, stop_rx) = watch::channel(false);
 
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -182,10 +239,44 @@ impl FakeDevice {
         self.port
     }
 
-    /// Every line the CLI received, in order, across connections. Lines typed at a
-    /// `Password:` prompt are recorded as `<hidden>`. Empty lines are recorded as `""`.
+    /// Every line the CLI received, in order, across connections: commands and answers to
+    /// questions as typed; lines typed at a hidden question (`Password:`) are recorded as
+    /// `<hidden>`. Empty lines are recorded as `""`. Keys pressed at `Press any key` are not
+    /// lines. [`FakeDevice::inputs`] tells commands and answers apart.
     pub fn lines_received(&self) -> Vec<String> {
-        lock(&self.shared.lines).clone()
+        lock(&self.shared.inputs)
+            .iter()
+            .filter_map(|i| match i {
+                Input::Command(t) | Input::Answer { text: t, .. } => Some(t.clone()),
+                Input::Hidden { .. } => Some("<hidden>".to_string()),
+                Input::Key { .. } => None,
+            })
+            .collect()
+    }
+
+    /// Everything received, in order, across connections, telling commands, answers to
+    /// questions (with the question), hidden answers (with what arrived) and keys apart.
+    pub fn inputs(&self) -> Vec<Input> {
+        lock(&self.shared.inputs).clone()
+    }
+
+    /// The answers given to questions so far: (question, answer), hidden ones included with
+    /// their real text.
+    pub fn answers(&self) -> Vec<(String, String)> {
+        lock(&self.shared.inputs)
+            .iter()
+            .filter_map(|i| match i {
+                Input::Answer { question, text } | Input::Hidden { question, text } => {
+                    Some((question.clone(), text.clone()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Names of every persona fixture (`cisco_ios`, `juniper_junos`, ...).
+    pub fn persona_names() -> Vec<&'static str> {
+        FIXTURES.iter().map(|(n, _)| *n).collect()
     }
 
     /// Currently open TCP/SSH connections (including ones still authenticating).
@@ -262,9 +353,9 @@ fn reject() -> Auth {
     }
 }
 
-fn server_config(key: PrivateKey) -> russh::server::Config {
+fn server_config(key: PrivateKey, server_id: &str) -> russh::server::Config {
     russh::server::Config {
-        server_id: SshId::Standard("SSH-2.0-Cisco-1.25".to_string()),
+        server_id: SshId::Standard(server_id.to_string()),
         methods: auth_methods(),
         auth_rejection_time: Duration::from_millis(50),
         auth_rejection_time_initial: Some(Duration::ZERO),
@@ -497,6 +588,768 @@ impl Handler for DeviceHandler {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Personas: the YAML fixtures and their command grammar
+// ---------------------------------------------------------------------------------------------
+
+macro_rules! fixture {
+    ($name:literal) => {
+        (
+            $name,
+            include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/devices/",
+                $name,
+                ".yml"
+            )),
+        )
+    };
+}
+
+/// Every persona fixture, embedded at compile time.
+const FIXTURES: &[(&str, &str)] = &[
+    fixture!("cisco_ios"),
+    fixture!("cisco_nxos"),
+    fixture!("cisco_asa"),
+    fixture!("cisco_xr"),
+    fixture!("juniper_junos"),
+    fixture!("arista_eos"),
+    fixture!("nokia_sros"),
+    fixture!("hp_procurve"),
+    fixture!("hp_comware"),
+    fixture!("huawei_vrp"),
+    fixture!("linux"),
+];
+
+/// A platform persona (one fixture file).
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct Persona {
+    name: String,
+    device_type: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    sources: Vec<String>,
+    #[serde(default)]
+    notes: Vec<String>,
+    /// Hostname used by `DeviceConfig::persona`.
+    hostname: String,
+    ssh_server_id: String,
+    /// Printed after the banner, before the motd (e.g. `Last login: ...`).
+    #[serde(default)]
+    login_lines: Vec<String>,
+    /// If set: printed (without newline) after login; the first prompt comes after a key.
+    #[serde(default)]
+    press_any_key: Option<String>,
+    start_mode: String,
+    /// Mode used when `DeviceConfig::start_privileged` is set.
+    start_mode_privileged: String,
+    modes: Vec<ModeDef>,
+    errors: Errors,
+    #[serde(default)]
+    pager: Option<PagerDef>,
+    /// Printed instead of turning paging off when `DeviceConfig::paging_locked`.
+    #[serde(default)]
+    paging_locked_error: Vec<String>,
+    /// Pipe keyword -> kind (include, exclude, begin, count, no-more).
+    #[serde(default)]
+    filters: BTreeMap<String, String>,
+    /// Ctrl-Z / Ctrl-C in a config mode go to this mode.
+    #[serde(default)]
+    ctrl_z: Option<String>,
+    /// Config lines refused by the device.
+    #[serde(default)]
+    reject: Vec<RejectRule>,
+    /// Config lines are kept in a candidate until `builtin: commit`.
+    #[serde(default)]
+    commit_model: bool,
+    /// The test-only commands (`long`, `flood`, `slow`, `hang`, `drop`) are `<prefix> long`...
+    hooks: Hooks,
+    /// (regex, replacement) applied to a mode's `ctx` (e.g. `Ethernet1` -> `Et1`).
+    #[serde(default)]
+    ctx_rewrite: Vec<(String, String)>,
+    /// Printed before the device closes an idle session.
+    #[serde(default)]
+    idle_message: Option<String>,
+    /// Named output blocks, used as `@name` lines in `say`.
+    #[serde(default)]
+    blocks: BTreeMap<String, Vec<String>>,
+    commands: Vec<CommandDef>,
+    test: PersonaTestDef,
+    /// Built at load time: one grammar per mode.
+    #[serde(skip)]
+    tries: HashMap<String, Trie>,
+    /// Built at load time: what an `accept_any` mode does with a line it does not know.
+    #[serde(skip)]
+    accept_any: Action,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct ModeDef {
+    name: String,
+    /// Template: `{hostname}`, `{user}`, `{ctx}`, `{dirty}` (`*` while unsaved).
+    prompt: String,
+    #[serde(default)]
+    parent: Option<String>,
+    /// A configuration mode (Ctrl-Z applies, `accept_any` lines are config).
+    #[serde(default)]
+    config: bool,
+    /// A line whose first word is no command of this mode is a config line: it is checked
+    /// against `reject` and recorded (prefixed with `indent`).
+    #[serde(default)]
+    accept_any: bool,
+    #[serde(default)]
+    indent: String,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct Errors {
+    /// Unknown first word (default: `invalid`).
+    #[serde(default)]
+    unknown: Option<Vec<String>>,
+    /// Bad word after the first. `{marker}` = the `^` line, `{token}`, `{index}`, `{line}`.
+    invalid: Vec<String>,
+    incomplete: Vec<String>,
+    ambiguous: Vec<String>,
+    /// Rejected config line (default: `invalid`).
+    #[serde(default)]
+    config_reject: Option<Vec<String>>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct PagerDef {
+    prompt: String,
+    erase: String,
+    #[serde(default = "default_page_len")]
+    length: usize,
+}
+
+fn default_page_len() -> usize {
+    24
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct RejectRule {
+    #[serde(rename = "match")]
+    pattern: String,
+    /// Index of the token the `^` marker points at.
+    #[serde(default)]
+    at: usize,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct Hooks {
+    prefix: String,
+    modes: Vec<String>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct CommandDef {
+    /// Grammar: keywords (unique prefixes accepted), `<word>`, `<n>`, `<0-512>`, `<rest>`
+    /// (the rest of the line), then optional trailing elements `[...]`.
+    cmd: String,
+    modes: Vec<String>,
+    #[serde(rename = "do", default)]
+    act: Action,
+}
+
+/// What a command (or an answer) does. Steps run in this order: `if` (then/else replace the
+/// rest), reject check (when `record`), `paging`, `say`, `hostname`, `record`, `mode`, `ctx`,
+/// `run_in`, `builtin`, `ask`. Templates: `{1}`.. (arguments), `{line}`, `{answer}`,
+/// `{hostname}`, `{user}`, `{ctx}`, `{indent}`.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct Action {
+    /// `enable_password`, `unsaved`, `uncommitted`, `paging_locked`; `!` negates.
+    #[serde(rename = "if", default)]
+    cond: Option<String>,
+    #[serde(default)]
+    then: Option<Box<Action>>,
+    #[serde(rename = "else", default)]
+    otherwise: Option<Box<Action>>,
+    /// Output lines. `@block` includes a block; `{config}` / `{candidate}` alone on a line
+    /// expand to the session's config lines; `?cond:text` is a conditional line.
+    #[serde(default)]
+    say: Vec<String>,
+    /// `off`, `on`, or a template giving the page length (0 = off).
+    #[serde(default)]
+    paging: Option<String>,
+    #[serde(default)]
+    hostname: Option<String>,
+    /// Config lines to record (checked against `reject` first).
+    #[serde(default)]
+    record: Vec<String>,
+    /// Mode to enter; `^` = the current mode's parent.
+    #[serde(default)]
+    mode: Option<String>,
+    #[serde(default)]
+    ctx: Option<String>,
+    /// Run the rest of the line (after the first word) as a command of this mode.
+    #[serde(default)]
+    run_in: Option<String>,
+    /// `exit`, `reload`, `commit`, `discard`, `save`, `clock`, and the test hooks `long`,
+    /// `flood`, `slow`, `hang`, `drop`.
+    #[serde(default)]
+    builtin: Option<String>,
+    #[serde(default)]
+    ask: Option<Box<Ask>>,
+}
+
+/// A question: its prompt is printed without a newline and the next line is its answer.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct Ask {
+    prompt: String,
+    /// Not echoed (recorded as `<hidden>` in `lines_received`).
+    #[serde(default)]
+    hidden: bool,
+    /// `{answer}` when the answer is empty.
+    #[serde(default)]
+    default: String,
+    /// First matching rule wins.
+    #[serde(default)]
+    answers: Vec<AnswerRule>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct AnswerRule {
+    /// Case-insensitive regex, matched against the trimmed answer.
+    #[serde(rename = "match", default)]
+    pattern: Option<String>,
+    /// `enable_password` (the configured one, "" if none) or `password` (the login one).
+    #[serde(default)]
+    check: Option<String>,
+    #[serde(rename = "do", default)]
+    act: Action,
+}
+
+/// The `test:` section of a fixture as written.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+struct PersonaTestDef {
+    prompt: String,
+    #[serde(default)]
+    enable: Option<String>,
+    #[serde(default)]
+    enable_dialogue: Vec<Exchange>,
+    privileged_prompt: String,
+    #[serde(default)]
+    paging_off: Vec<String>,
+    #[serde(default)]
+    width: Option<String>,
+    show_command: String,
+    show_output: String,
+    #[serde(default)]
+    long_command: Option<String>,
+    invalid_command: String,
+    error_line: String,
+    #[serde(default)]
+    config_enter: Option<String>,
+    #[serde(default)]
+    config_prompt: Option<String>,
+    #[serde(default)]
+    config_lines: Vec<String>,
+    #[serde(default)]
+    config_rejected: Option<String>,
+    #[serde(default)]
+    config_rejected_error: Option<String>,
+    #[serde(default)]
+    config_exit: Option<String>,
+    #[serde(default)]
+    running_config_command: Option<String>,
+    #[serde(default)]
+    running_config_contains: Vec<String>,
+    #[serde(default)]
+    save_command: Option<String>,
+    #[serde(default)]
+    save_in_config: bool,
+    #[serde(default)]
+    save_dialogue: Vec<Exchange>,
+    #[serde(default)]
+    save_done: Option<String>,
+    #[serde(default)]
+    interactive: Vec<Dialogue>,
+    logout_command: String,
+}
+
+/// One question the device asks and the answer to give.
+#[derive(Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Exchange {
+    /// The question exactly as printed (it ends the output; no newline after it).
+    pub question: String,
+    pub answer: String,
+    /// The answer is not echoed.
+    #[serde(default)]
+    pub hidden: bool,
+}
+
+/// An interactive command run at the privileged prompt: its questions, in order, and a line
+/// printed once it is done (`None`: nothing but the prompt).
+#[derive(Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Dialogue {
+    pub command: String,
+    pub dialogue: Vec<Exchange>,
+    #[serde(default)]
+    pub done: Option<String>,
+}
+
+/// What a generic test needs to drive a persona (the fixture's `test:` section). Prompts and
+/// outputs assume `DeviceConfig::persona(name)` (the fixture's hostname, user `admin`).
+/// `show_output` is the exact text between the command's echo line and the prompt, lines
+/// joined with `\n`, no trailing newline.
+#[derive(Debug, Clone)]
+pub struct PersonaTest {
+    pub persona: String,
+    /// Netmiko's device_type for this platform.
+    pub device_type: String,
+    pub hostname: String,
+    /// Test-only commands are `<hook_prefix> long [N]`, `... flood MiB`, `... slow S`,
+    /// `... hang`, `... drop`.
+    pub hook_prefix: String,
+    /// Printed after login; a key must be pressed before the first prompt.
+    pub press_any_key: Option<String>,
+    /// First prompt after login.
+    pub prompt: String,
+    /// Command that reaches `privileged_prompt` from `prompt` (None: starts there).
+    pub enable: Option<String>,
+    /// Questions `enable` asks when no enable password is configured (ASA asks anyway).
+    pub enable_dialogue: Vec<Exchange>,
+    pub privileged_prompt: String,
+    /// Commands that turn paging off (run at `privileged_prompt`).
+    pub paging_off: Vec<String>,
+    pub width: Option<String>,
+    /// What the first paging-off command prints instead when `DeviceConfig::paging_locked`.
+    pub paging_locked_error: Vec<String>,
+    /// The pager prompt and the bytes that erase it once answered (None: no pager).
+    pub pager_prompt: Option<String>,
+    pub pager_erase: Option<String>,
+    /// A command whose output is longer than a page (default `<hook_prefix> long 60`).
+    pub long_command: String,
+    pub show_command: String,
+    pub show_output: String,
+    pub invalid_command: String,
+    /// A line of the error output of `invalid_command`.
+    pub error_line: String,
+    pub config_enter: Option<String>,
+    pub config_prompt: Option<String>,
+    /// Accepted in `config_prompt`'s mode.
+    pub config_lines: Vec<String>,
+    pub config_rejected: Option<String>,
+    /// A line of the error output of `config_rejected`.
+    pub config_rejected_error: Option<String>,
+    /// Leaves config mode back to `privileged_prompt` (after saving when `save_in_config`).
+    pub config_exit: Option<String>,
+    pub running_config_command: Option<String>,
+    /// Lines `running_config_command` shows once `config_lines` are applied (and saved).
+    pub running_config_contains: Vec<String>,
+    pub save_command: Option<String>,
+    /// The save command is given in config mode (Junos / XR `commit`).
+    pub save_in_config: bool,
+    pub save_dialogue: Vec<Exchange>,
+    /// A line printed when the save is done.
+    pub save_done: Option<String>,
+    /// Interactive commands (questions, hidden answers) safe to run at `privileged_prompt`.
+    pub interactive: Vec<Dialogue>,
+    pub logout_command: String,
+}
+
+/// The `test:` section of a persona. Panics if there is no such persona.
+pub fn persona_test(name: &str) -> PersonaTest {
+    let p = persona(name);
+    let t = p.test.clone();
+    let first_paging_off = t.paging_off.first().cloned().unwrap_or_default();
+    PersonaTest {
+        persona: p.name.clone(),
+        device_type: p.device_type.clone(),
+        hostname: p.hostname.clone(),
+        hook_prefix: p.hooks.prefix.clone(),
+        press_any_key: p.press_any_key.clone(),
+        prompt: t.prompt,
+        enable: t.enable,
+        enable_dialogue: t.enable_dialogue,
+        privileged_prompt: t.privileged_prompt,
+        paging_off: t.paging_off,
+        width: t.width,
+        paging_locked_error: p
+            .paging_locked_error
+            .iter()
+            .map(|l| l.replace("{line}", &first_paging_off))
+            .collect(),
+        pager_prompt: p.pager.as_ref().map(|x| x.prompt.clone()),
+        pager_erase: p.pager.as_ref().map(|x| x.erase.clone()),
+        long_command: t
+            .long_command
+            .unwrap_or_else(|| format!("{} long 60", p.hooks.prefix)),
+        show_command: t.show_command,
+        show_output: t.show_output.trim_end_matches('\n').to_string(),
+        invalid_command: t.invalid_command,
+        error_line: t.error_line,
+        config_enter: t.config_enter,
+        config_prompt: t.config_prompt,
+        config_lines: t.config_lines,
+        config_rejected: t.config_rejected,
+        config_rejected_error: t.config_rejected_error,
+        config_exit: t.config_exit,
+        running_config_command: t.running_config_command,
+        running_config_contains: t.running_config_contains,
+        save_command: t.save_command,
+        save_in_config: t.save_in_config,
+        save_dialogue: t.save_dialogue,
+        save_done: t.save_done,
+        interactive: t.interactive,
+        logout_command: t.logout_command,
+    }
+}
+
+fn personas() -> &'static HashMap<&'static str, &'static Persona> {
+    static P: OnceLock<HashMap<&'static str, &'static Persona>> = OnceLock::new();
+    P.get_or_init(|| {
+        FIXTURES
+            .iter()
+            .map(|(name, text)| {
+                let p = load_persona(name, text).unwrap_or_else(|e| {
+                    panic!("fake device: fixture tests/fixtures/devices/{name}.yml: {e}")
+                });
+                let p: &'static Persona = Box::leak(Box::new(p));
+                (*name, p)
+            })
+            .collect()
+    })
+}
+
+fn persona(name: &str) -> &'static Persona {
+    personas().get(name).copied().unwrap_or_else(|| {
+        panic!(
+            "fake device: no persona {name:?}; known: {:?}",
+            FakeDevice::persona_names()
+        )
+    })
+}
+
+fn load_persona(name: &str, text: &str) -> Result<Persona, String> {
+    let mut p: Persona = serde_norway::from_str(text).map_err(|e| e.to_string())?;
+    if p.name != name {
+        return Err(format!("name is {:?}, file is {name:?}", p.name));
+    }
+    let modes: Vec<String> = p.modes.iter().map(|m| m.name.clone()).collect();
+    let known = |m: &str| modes.iter().any(|x| x == m);
+    for m in [&p.start_mode, &p.start_mode_privileged]
+        .into_iter()
+        .chain(p.ctrl_z.iter())
+        .chain(p.modes.iter().filter_map(|m| m.parent.as_ref()))
+        .chain(p.hooks.modes.iter())
+    {
+        if !known(m) {
+            return Err(format!("unknown mode {m:?}"));
+        }
+    }
+    for r in &p.reject {
+        Regex::new(&r.pattern).map_err(|e| e.to_string())?;
+    }
+    for (re, _) in &p.ctx_rewrite {
+        Regex::new(re).map_err(|e| e.to_string())?;
+    }
+    for c in &p.commands {
+        for m in &c.modes {
+            if !known(m) {
+                return Err(format!("command {:?}: unknown mode {m:?}", c.cmd));
+            }
+        }
+        check_action(&c.act, &known, &p.blocks).map_err(|e| format!("{:?}: {e}", c.cmd))?;
+    }
+    // The test hooks, then the fixture's commands (first definition of a path wins, so the
+    // hooks can't be shadowed by accident).
+    let mut cmds: Vec<CommandDef> = Vec::new();
+    for (hook, grammar) in [
+        ("long", "long [<n>]"),
+        ("flood", "flood <n>"),
+        ("slow", "slow <n>"),
+        ("hang", "hang"),
+        ("drop", "drop"),
+    ] {
+        cmds.push(CommandDef {
+            cmd: format!("{} {grammar}", p.hooks.prefix),
+            modes: p.hooks.modes.clone(),
+            act: Action {
+                builtin: Some(hook.to_string()),
+                ..Default::default()
+            },
+        });
+    }
+    cmds.append(&mut p.commands);
+    p.commands = cmds;
+    let mut tries = HashMap::new();
+    for m in &modes {
+        let mut t = Trie::default();
+        for (i, c) in p.commands.iter().enumerate() {
+            if c.modes.iter().any(|x| x == m) {
+                t.insert(&c.cmd, i)
+                    .map_err(|e| format!("command {:?}: {e}", c.cmd))?;
+            }
+        }
+        tries.insert(m.clone(), t);
+    }
+    p.tries = tries;
+    p.accept_any = Action {
+        record: vec!["{indent}{line}".to_string()],
+        ..Default::default()
+    };
+    Ok(p)
+}
+
+fn check_action(
+    a: &Action,
+    known: &dyn Fn(&str) -> bool,
+    blocks: &BTreeMap<String, Vec<String>>,
+) -> Result<(), String> {
+    if let Some(m) = &a.mode {
+        if m != "^" && !known(m) {
+            return Err(format!("unknown mode {m:?}"));
+        }
+    }
+    if let Some(m) = &a.run_in {
+        if !known(m) {
+            return Err(format!("unknown mode {m:?}"));
+        }
+    }
+    if let Some(b) = &a.builtin {
+        const B: &[&str] = &[
+            "exit", "reload", "commit", "discard", "save", "clock", "long", "flood", "slow",
+            "hang", "drop",
+        ];
+        if !B.contains(&b.as_str()) {
+            return Err(format!("unknown builtin {b:?}"));
+        }
+    }
+    for l in &a.say {
+        if let Some(b) = l.strip_prefix('@') {
+            if !blocks.contains_key(b) {
+                return Err(format!("unknown block {b:?}"));
+            }
+        }
+    }
+    for sub in [&a.then, &a.otherwise].into_iter().flatten() {
+        check_action(sub, known, blocks)?;
+    }
+    if let Some(ask) = &a.ask {
+        for r in &ask.answers {
+            if let Some(p) = &r.pattern {
+                Regex::new(p).map_err(|e| e.to_string())?;
+            }
+            check_action(&r.act, known, blocks)?;
+        }
+    }
+    Ok(())
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Param {
+    Word,
+    Num(Option<(u64, u64)>),
+    Rest,
+}
+
+impl Param {
+    fn parse(tok: &str) -> Option<Param> {
+        let inner = tok.strip_prefix('<')?.strip_suffix('>')?;
+        Some(match inner {
+            "rest" => Param::Rest,
+            "n" => Param::Num(None),
+            _ => match inner.split_once('-') {
+                Some((a, b)) => match (a.parse(), b.parse()) {
+                    (Ok(a), Ok(b)) => Param::Num(Some((a, b))),
+                    _ => Param::Word,
+                },
+                None => Param::Word,
+            },
+        })
+    }
+
+    fn accepts(self, tok: &str) -> bool {
+        match self {
+            Param::Word | Param::Rest => true,
+            Param::Num(range) => match tok.parse::<u64>() {
+                Ok(n) => range.is_none_or(|(a, b)| a <= n && n <= b),
+                Err(_) => false,
+            },
+        }
+    }
+}
+
+#[derive(Default, Debug)]
+struct Node {
+    kws: Vec<(String, usize)>,
+    params: Vec<(Param, usize)>,
+    cmd: Option<usize>,
+}
+
+/// The commands of one mode as a tree of words.
+#[derive(Debug)]
+struct Trie {
+    nodes: Vec<Node>,
+}
+
+impl Default for Trie {
+    fn default() -> Self {
+        Trie {
+            nodes: vec![Node::default()],
+        }
+    }
+}
+
+/// Result of parsing a command line against a mode's grammar.
+#[derive(Debug)]
+enum Parse {
+    Match {
+        cmd: usize,
+        args: Vec<String>,
+    },
+    /// No command word matches token `i`.
+    Invalid(usize),
+    Incomplete,
+    Ambiguous(usize),
+}
+
+impl Trie {
+    fn insert(&mut self, grammar: &str, cmd: usize) -> Result<(), String> {
+        let mut required = Vec::new();
+        let mut optional = Vec::new();
+        for w in grammar.split_whitespace() {
+            match w.strip_prefix('[').and_then(|x| x.strip_suffix(']')) {
+                Some(inner) => optional.push(inner),
+                None if optional.is_empty() => required.push(w),
+                None => return Err("a required word after an optional one".into()),
+            }
+        }
+        for k in 0..=optional.len() {
+            let words = required.iter().chain(optional[..k].iter());
+            let mut node = 0;
+            for w in words {
+                node = match Param::parse(w) {
+                    Some(p) => match self.nodes[node].params.iter().find(|(q, _)| *q == p) {
+                        Some(&(_, n)) => n,
+                        None => {
+                            self.nodes.push(Node::default());
+                            let n = self.nodes.len() - 1;
+                            self.nodes[node].params.push((p, n));
+                            n
+                        }
+                    },
+                    None => {
+                        let w = w.to_ascii_lowercase();
+                        match self.nodes[node].kws.iter().find(|(k, _)| *k == w) {
+                            Some(&(_, n)) => n,
+                            None => {
+                                self.nodes.push(Node::default());
+                                let n = self.nodes.len() - 1;
+                                self.nodes[node].kws.push((w, n));
+                                n
+                            }
+                        }
+                    }
+                };
+            }
+            if self.nodes[node].cmd.is_none() {
+                self.nodes[node].cmd = Some(cmd);
+            }
+        }
+        Ok(())
+    }
+
+    fn parse(&self, toks: &[(usize, &str)]) -> Parse {
+        self.parse_from(0, toks, 0, &mut Vec::new())
+    }
+
+    /// Depth-first: keywords (exact, then a unique prefix) before parameters; on failure the
+    /// error that got furthest into the line wins.
+    fn parse_from(
+        &self,
+        node: usize,
+        toks: &[(usize, &str)],
+        i: usize,
+        args: &mut Vec<String>,
+    ) -> Parse {
+        let n = &self.nodes[node];
+        let Some(&(_, tok)) = toks.get(i) else {
+            return match n.cmd {
+                Some(cmd) => Parse::Match {
+                    cmd,
+                    args: args.clone(),
+                },
+                None => Parse::Incomplete,
+            };
+        };
+        let w = tok.to_ascii_lowercase();
+        let reach = |p: &Parse| match p {
+            Parse::Match { .. } => usize::MAX,
+            Parse::Invalid(j) | Parse::Ambiguous(j) => *j,
+            Parse::Incomplete => toks.len(),
+        };
+        let mut best = Parse::Invalid(i);
+        let consider = |r: Parse, best: &mut Parse| {
+            if reach(&r) > reach(best) {
+                *best = r;
+            }
+        };
+        let exact = n.kws.iter().find(|(k, _)| *k == w).map(|&(_, x)| x);
+        let kw = match exact {
+            Some(x) => Some(x),
+            None => {
+                let prefixed: Vec<usize> = n
+                    .kws
+                    .iter()
+                    .filter(|(k, _)| k.starts_with(&w))
+                    .map(|&(_, x)| x)
+                    .collect();
+                match prefixed[..] {
+                    [x] => Some(x),
+                    [] => None,
+                    _ => {
+                        best = Parse::Ambiguous(i);
+                        None
+                    }
+                }
+            }
+        };
+        if let Some(next) = kw {
+            let r = self.parse_from(next, toks, i + 1, args);
+            if matches!(r, Parse::Match { .. }) {
+                return r;
+            }
+            consider(r, &mut best);
+        }
+        for &(p, next) in &n.params {
+            if !p.accepts(tok) {
+                continue;
+            }
+            let (arg, j) = if p == Param::Rest {
+                let rest: Vec<&str> = toks[i..].iter().map(|(_, t)| *t).collect();
+                (rest.join(" "), toks.len())
+            } else {
+                (tok.to_string(), i + 1)
+            };
+            args.push(arg);
+            let r = self.parse_from(next, toks, j, args);
+            args.pop();
+            if matches!(r, Parse::Match { .. }) {
+                return r;
+            }
+            consider(r, &mut best);
+        }
+        best
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // The CLI
 // ---------------------------------------------------------------------------------------------
 
@@ -510,39 +1363,32 @@ enum Ev {
 struct Closed;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Mode {
-    User,
-    Priv,
-    /// Configuration mode; the string is the prompt part: "config", "config-if", ...
-    Config(&'static str),
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum LineKind {
     Command,
-    EnablePassword,
-    ConfirmCopy,
-    ConfirmReload,
+    /// Answering `Cli::ask`.
+    Answer,
 }
 
 enum State {
     /// Reading a line of input.
     Idle(LineKind),
+    /// `Press any key to continue`: the next byte shows the first prompt.
+    PressKey,
     /// A (possibly paged) output job is being written; input is buffered (type-ahead).
     Output,
-    /// Paused at ` --More-- `.
+    /// Paused at the pager prompt.
     More,
-    /// `show slow`: `done` of `total` lines written; next tick at `next`.
+    /// `slow`: `done` of `total` lines written; next tick at `next`.
     Slow {
         done: u64,
         total: u64,
         next: Instant,
     },
-    /// `show hang`: input is ignored forever.
+    /// `hang`: input is ignored forever.
     Hang,
 }
 
-enum Action {
+enum Action2 {
     Exit,
     Timeout,
     Drop,
@@ -559,9 +1405,10 @@ enum Job {
 const FLOOD_LINE_LEN: usize = 64; // bytes including "\r\n"
 const FLOOD_LINES_PER_MIB: u64 = 1024 * 1024 / FLOOD_LINE_LEN as u64;
 const CHUNK: usize = 32 * 1024;
-const MORE: &[u8] = b" --More-- ";
-const MORE_ERASE: &[u8] =
-    b"\x08\x08\x08\x08\x08\x08\x08\x08\x08\x08          \x08\x08\x08\x08\x08\x08\x08\x08\x08\x08";
+/// Gap between the two writes of a split prompt.
+const PROMPT_SPLIT_GAP: Duration = Duration::from_millis(80);
+const ANSI_PROMPT_ON: &str = "\x1b[1;32m";
+const ANSI_PROMPT_OFF: &str = "\x1b[0m";
 
 impl Job {
     fn has_more(&self) -> bool {
@@ -612,36 +1459,6 @@ impl Job {
     }
 }
 
-/// Result of looking a (possibly abbreviated) keyword up in a list of candidates.
-enum Kw {
-    Found(&'static str),
-    Ambiguous,
-    NoMatch,
-}
-
-fn lookup(word: &str, candidates: &[&'static str]) -> Kw {
-    let w = word.to_ascii_lowercase();
-    if let Some(c) = candidates.iter().find(|c| **c == w) {
-        return Kw::Found(c);
-    }
-    let matches: Vec<&'static str> = candidates
-        .iter()
-        .copied()
-        .filter(|c| c.starts_with(&w))
-        .collect();
-    match matches.len() {
-        0 => Kw::NoMatch,
-        1 => Kw::Found(matches[0]),
-        _ => Kw::Ambiguous,
-    }
-}
-
-/// `word` is an abbreviation (at least `min` chars) of `full`.
-fn abbrev(word: &str, full: &str, min: usize) -> bool {
-    let w = word.to_ascii_lowercase();
-    w.len() >= min.min(full.len()) && full.starts_with(&w)
-}
-
 /// Whitespace-separated tokens with their byte offsets.
 fn tokenize(line: &str) -> Vec<(usize, &str)> {
     let mut out = Vec::new();
@@ -661,51 +1478,28 @@ fn tokenize(line: &str) -> Vec<(usize, &str)> {
     out
 }
 
-const EXEC_USER: &[&str] = &[
-    "enable", "disable", "exit", "logout", "quit", "terminal", "show",
-];
-const EXEC_PRIV: &[&str] = &[
-    "enable",
-    "disable",
-    "exit",
-    "logout",
-    "quit",
-    "terminal",
-    "show",
-    "configure",
-    "write",
-    "copy",
-    "reload",
-];
-const SHOW_USER: &[&str] = &[
-    "version",
-    "clock",
-    "ip",
-    "privilege",
-    "long",
-    "flood",
-    "slow",
-    "hang",
-    "drop",
-];
-const SHOW_PRIV: &[&str] = &[
-    "version",
-    "clock",
-    "ip",
-    "privilege",
-    "running-config",
-    "startup-config",
-    "long",
-    "flood",
-    "slow",
-    "hang",
-    "drop",
-];
+/// Tokens of a line with their byte offsets.
+type Toks<'t> = &'t [(usize, &'t str)];
 
 enum Filter {
     Include(String),
     Exclude(String),
     Begin(String),
+    Count,
+    NoMore,
+}
+
+/// One command (or answer) being carried out.
+struct Run<'a> {
+    line: &'a str,
+    toks: &'a [(usize, &'a str)],
+    args: Vec<String>,
+    answer: String,
+    filter: Option<Filter>,
+    /// Output collected so far (written as a pageable job at the end).
+    out: Vec<String>,
+    /// Something else (a question, a job, a close) shows the next prompt.
+    waiting: bool,
 }
 
 async fn run_shell(shared: Arc<Shared>, conn_id: u64, handle: Handle, channel: Channel<Msg>) {
@@ -731,9 +1525,11 @@ async fn run_shell(shared: Arc<Shared>, conn_id: u64, handle: Handle, channel: C
     let (inject_tx, inject_rx) = mpsc::unbounded_channel();
     let freeze_rx = shared.freeze.subscribe();
     let cfg = shared.cfg.clone();
+    let p = shared.persona;
     let shell_id = shared.next_id.fetch_add(1, Ordering::SeqCst);
     let cli = Cli {
         shared,
+        p,
         conn_id,
         shell_id,
         handle,
@@ -747,23 +1543,30 @@ async fn run_shell(shared: Arc<Shared>, conn_id: u64, handle: Handle, channel: C
         started: false,
         hostname: cfg.hostname.clone(),
         mode: if cfg.start_privileged {
-            Mode::Priv
+            p.start_mode_privileged.clone()
         } else {
-            Mode::User
+            p.start_mode.clone()
         },
-        page_len: 24,
+        ctx: String::new(),
+        page_len: p.pager.as_ref().map_or(0, |x| x.length),
+        job_paging: true,
         input: VecDeque::new(),
         last_cr: false,
         line: Vec::new(),
         line_prompt_len: 0,
         state: State::Idle(LineKind::Command),
+        ask: None,
         job: None,
         page_count: 0,
         page_budget: 0,
         pending: Vec::new(),
+        prompt_tail: None,
         action: None,
         last_input: Instant::now(),
         session_cfg: Vec::new(),
+        candidate: Vec::new(),
+        pending_hostname: None,
+        dirty: false,
         cfg,
     };
     cli.run().await;
@@ -771,6 +1574,7 @@ async fn run_shell(shared: Arc<Shared>, conn_id: u64, handle: Handle, channel: C
 
 struct Cli {
     shared: Arc<Shared>,
+    p: &'static Persona,
     cfg: DeviceConfig,
     conn_id: u64,
     shell_id: u64,
@@ -784,25 +1588,38 @@ struct Cli {
     inject_rx: mpsc::UnboundedReceiver<String>,
     started: bool,
     hostname: String,
-    mode: Mode,
-    /// Lines per page; 0 = paging off (`terminal length 0`).
+    mode: String,
+    /// Context shown in the prompt of some modes (`Et1`, ` interfaces ge-0/0/1`).
+    ctx: String,
+    /// Lines per page; 0 = paging off.
     page_len: usize,
+    /// False while a `| no-more` job runs.
+    job_paging: bool,
     /// Received but not yet processed input bytes.
     input: VecDeque<u8>,
     last_cr: bool,
     line: Vec<u8>,
-    /// Length of the prompt that was shown when the current line was typed (for '^').
+    /// Visible length of the prompt line shown when the current line was typed (for '^').
     line_prompt_len: usize,
     state: State,
+    /// The open question and the arguments of the command that asked it.
+    ask: Option<(&'static Ask, Vec<String>, String)>,
     job: Option<Job>,
     page_count: usize,
     page_budget: usize,
     /// Output produced but not written yet.
     pending: Vec<u8>,
-    action: Option<Action>,
+    /// Second half of a split prompt, written after a gap.
+    prompt_tail: Option<Vec<u8>>,
+    action: Option<Action2>,
     last_input: Instant,
-    /// Config lines entered in this session (shown in `show running-config`).
+    /// Config lines entered (and committed) in this session.
     session_cfg: Vec<String>,
+    /// Uncommitted config lines (commit-model personas).
+    candidate: Vec<String>,
+    pending_hostname: Option<String>,
+    /// Config changed since the last save.
+    dirty: bool,
 }
 
 impl Drop for Cli {
@@ -813,6 +1630,13 @@ impl Drop for Cli {
 
 async fn wait_true(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|v| *v).await;
+}
+
+/// `\n` / `\r\n` / `\r` line ends become `\r\n`.
+fn crlf(text: &str) -> String {
+    text.replace("\r\n", "\n")
+        .replace('\r', "\n")
+        .replace('\n', "\r\n")
 }
 
 impl Cli {
@@ -854,7 +1678,10 @@ impl Cli {
                 _ = tokio::time::sleep_until(idle_at.unwrap_or(far)), if idle_at.is_some() => {
                     if let Some(n) = self.cfg.exec_timeout_secs {
                         if Instant::now() >= self.last_input + Duration::from_secs(n) {
-                            self.action = Some(Action::Timeout);
+                            if let Some(m) = &self.p.idle_message {
+                                self.emit(&crlf(m));
+                            }
+                            self.action = Some(Action2::Timeout);
                         }
                     }
                 }
@@ -884,7 +1711,24 @@ impl Cli {
                         self.emit_line(l);
                     }
                 }
-                self.show_prompt();
+                for l in &self.p.login_lines {
+                    let l = self.fill(l, &[], "");
+                    self.emit_line(&l);
+                }
+                if let Some(motd) = self.cfg.motd.clone() {
+                    let m = crlf(&motd);
+                    self.emit(&m);
+                    if !m.ends_with("\r\n") {
+                        self.emit("\r\n");
+                    }
+                }
+                match &self.p.press_any_key {
+                    Some(text) => {
+                        self.emit(&crlf(text));
+                        self.state = State::PressKey;
+                    }
+                    None => self.show_prompt(),
+                }
             }
         }
     }
@@ -914,37 +1758,77 @@ impl Cli {
 
     // ----- output ------------------------------------------------------------------------
 
+    /// Queue output. A split prompt still waiting for its second half is completed first.
+    fn push(&mut self, b: &[u8]) {
+        if let Some(tail) = self.prompt_tail.take() {
+            self.pending.extend_from_slice(&tail);
+        }
+        self.pending.extend_from_slice(b);
+    }
+
     fn emit(&mut self, s: &str) {
-        self.pending.extend_from_slice(s.as_bytes());
+        self.push(s.as_bytes());
     }
 
     fn emit_line(&mut self, s: &str) {
-        self.pending.extend_from_slice(s.as_bytes());
-        self.pending.extend_from_slice(b"\r\n");
+        self.push(s.as_bytes());
+        self.push(b"\r\n");
+    }
+
+    fn mode_def(&self, name: &str) -> &'static ModeDef {
+        let p = self.p;
+        p.modes
+            .iter()
+            .find(|m| m.name == name)
+            .unwrap_or_else(|| panic!("fake device: unknown mode {name:?}"))
     }
 
     fn prompt(&self) -> String {
-        match self.mode {
-            Mode::User => format!("{}>", self.hostname),
-            Mode::Priv => format!("{}#", self.hostname),
-            Mode::Config(sub) => format!("{}({})#", self.hostname, sub),
-        }
+        let t = &self.mode_def(&self.mode).prompt;
+        t.replace("{hostname}", &self.hostname)
+            .replace("{user}", &self.cfg.username)
+            .replace("{ctx}", &self.ctx)
+            .replace("{dirty}", if self.dirty { "*" } else { "" })
     }
 
     /// Print the prompt and go back to reading commands.
     fn show_prompt(&mut self) {
         let p = self.prompt();
-        self.line_prompt_len = p.len();
-        self.emit(&p);
+        let (head, last) = match p.rfind('\n') {
+            Some(i) => (&p[..=i], &p[i + 1..]),
+            None => ("", p.as_str()),
+        };
+        self.line_prompt_len = last.chars().count();
+        // Split before the last visible character ("R1" + "#", "admin@vmx1" + "> ").
+        let cut = last.trim_end().char_indices().last().map_or(0, |(i, _)| i);
+        let (a, b) = last.split_at(if self.cfg.prompt_split {
+            cut
+        } else {
+            last.len()
+        });
+        let (on, off) = if self.cfg.ansi_prompt {
+            (ANSI_PROMPT_ON, ANSI_PROMPT_OFF)
+        } else {
+            ("", "")
+        };
+        let first = format!("{head}{on}{a}{}", if b.is_empty() { off } else { "" });
+        self.emit(&first);
+        if !b.is_empty() {
+            self.prompt_tail = Some(format!("{b}{off}").into_bytes());
+        }
         self.state = State::Idle(LineKind::Command);
     }
 
     async fn flush(&mut self) -> Result<(), Closed> {
-        if self.pending.is_empty() {
-            return Ok(());
+        if !self.pending.is_empty() {
+            let buf = std::mem::take(&mut self.pending);
+            self.write_raw(&buf).await?;
         }
-        let buf = std::mem::take(&mut self.pending);
-        self.write_raw(&buf).await
+        if let Some(tail) = self.prompt_tail.take() {
+            tokio::time::sleep(PROMPT_SPLIT_GAP).await;
+            self.write_raw(&tail).await?;
+        }
+        Ok(())
     }
 
     /// Write to the channel, respecting freeze and SSH flow control.
@@ -985,8 +1869,11 @@ impl Cli {
 
     /// Write the next chunk of the current job (up to a page boundary).
     async fn job_step(&mut self) -> Result<(), Closed> {
+        if let Some(tail) = self.prompt_tail.take() {
+            self.pending.extend_from_slice(&tail);
+        }
         let mut buf = std::mem::take(&mut self.pending);
-        let paging = self.page_len > 0;
+        let paging = self.page_len > 0 && self.job_paging && self.p.pager.is_some();
         let done = match self.job.as_mut() {
             Some(job) => {
                 while buf.len() < CHUNK {
@@ -1005,9 +1892,12 @@ impl Cli {
         self.pending = buf;
         if done {
             self.job = None;
+            self.job_paging = true;
             self.show_prompt();
         } else if paging && self.page_count >= self.page_budget {
-            self.pending.extend_from_slice(MORE);
+            if let Some(pager) = &self.p.pager {
+                self.pending.extend_from_slice(pager.prompt.as_bytes());
+            }
             self.state = State::More;
         }
         self.flush().await
@@ -1028,11 +1918,11 @@ impl Cli {
         }
     }
 
-    async fn perform(&mut self, action: Action) {
+    async fn perform(&mut self, action: Action2) {
         match action {
-            Action::Exit | Action::Timeout => {
+            Action2::Exit | Action2::Timeout => {
                 let _ = self.flush().await;
-                if matches!(action, Action::Exit) {
+                if matches!(action, Action2::Exit) {
                     let _ = self.wr.exit_status(0).await;
                 }
                 let _ = self.wr.eof().await;
@@ -1051,8 +1941,8 @@ impl Cli {
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 self.shared.kill_conn(self.conn_id);
             }
-            Action::Drop => self.shared.kill_conn(self.conn_id),
-            Action::Reload => {
+            Action2::Drop => self.shared.kill_conn(self.conn_id),
+            Action2::Reload => {
                 let _ = self.flush().await;
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 self.shared.kill_conn(self.conn_id);
@@ -1067,7 +1957,10 @@ impl Cli {
             return;
         }
         while self.action.is_none() {
-            if !matches!(self.state, State::Idle(_) | State::More | State::Hang) {
+            if !matches!(
+                self.state,
+                State::Idle(_) | State::More | State::Hang | State::PressKey
+            ) {
                 break;
             }
             let Some(b) = self.input.pop_front() else {
@@ -1083,6 +1976,17 @@ impl Cli {
             match self.state {
                 State::Hang => self.input.clear(),
                 State::More => self.more_key(b, eol),
+                State::PressKey => {
+                    let text = if eol {
+                        String::new()
+                    } else {
+                        String::from_utf8_lossy(&[b]).into_owned()
+                    };
+                    let question = self.p.press_any_key.clone().unwrap_or_default();
+                    self.shared.record(Input::Key { question, text });
+                    self.emit("\r\n");
+                    self.show_prompt();
+                }
                 State::Idle(kind) => self.line_byte(kind, b, eol),
                 _ => {}
             }
@@ -1090,7 +1994,9 @@ impl Cli {
     }
 
     fn more_key(&mut self, b: u8, eol: bool) {
-        self.pending.extend_from_slice(MORE_ERASE);
+        if let Some(pager) = &self.p.pager {
+            self.push(pager.erase.as_bytes());
+        }
         if b == b' ' {
             self.page_count = 0;
             self.page_budget = self.page_len;
@@ -1100,12 +2006,14 @@ impl Cli {
             self.state = State::Output;
         } else {
             self.job = None;
+            self.job_paging = true;
             self.show_prompt();
         }
     }
 
     fn line_byte(&mut self, kind: LineKind, b: u8, eol: bool) {
-        let echo = kind != LineKind::EnablePassword;
+        let echo =
+            !(kind == LineKind::Answer && self.ask.as_ref().is_some_and(|(a, _, _)| a.hidden));
         if eol {
             let line = String::from_utf8_lossy(&std::mem::take(&mut self.line)).into_owned();
             self.emit("\r\n");
@@ -1116,17 +2024,19 @@ impl Cli {
             }
         } else if (b == 0x1a || b == 0x03)
             && kind == LineKind::Command
-            && matches!(self.mode, Mode::Config(_))
+            && self.mode_def(&self.mode).config
+            && self.p.ctrl_z.is_some()
         {
             // Ctrl-Z / Ctrl-C in config mode: like `end`.
             self.line.clear();
             self.emit_line(if b == 0x1a { "^Z" } else { "^C" });
-            self.mode = Mode::Priv;
+            self.mode = self.p.ctrl_z.clone().unwrap_or_default();
+            self.ctx.clear();
             self.show_prompt();
         } else if b >= 0x20 {
             self.line.push(b);
             if echo {
-                self.pending.push(b);
+                self.push(&[b]);
             }
         }
     }
@@ -1134,73 +2044,62 @@ impl Cli {
     fn on_line(&mut self, kind: LineKind, line: String) {
         match kind {
             LineKind::Command => {
-                self.shared.record(line.clone());
+                self.shared.record(Input::Command(line.clone()));
                 self.command(&line);
             }
-            LineKind::EnablePassword => {
-                self.shared.record("<hidden>".to_string());
-                if self.cfg.enable_password.as_deref() == Some(line.as_str()) {
-                    self.mode = Mode::Priv;
-                } else {
-                    self.emit_line("% Access denied");
-                    self.emit_line("");
-                }
-                self.show_prompt();
-            }
-            LineKind::ConfirmCopy => {
-                self.shared.record(line);
-                self.emit_line("Building configuration...");
-                self.emit_line("[OK]");
-                self.show_prompt();
-            }
-            LineKind::ConfirmReload => {
-                self.shared.record(line.clone());
-                let answer = line.trim().to_ascii_lowercase();
-                if answer.is_empty() || answer == "y" || answer == "yes" {
-                    self.emit_line("Reloading...");
-                    self.action = Some(Action::Reload);
-                } else {
+            LineKind::Answer => {
+                let Some((ask, args, question)) = self.ask.take() else {
                     self.show_prompt();
+                    return;
+                };
+                self.shared.record(if ask.hidden {
+                    Input::Hidden {
+                        question,
+                        text: line.clone(),
+                    }
+                } else {
+                    Input::Answer {
+                        question,
+                        text: line.clone(),
+                    }
+                });
+                let answer = line.trim();
+                let rule = ask.answers.iter().find(|r| {
+                    let pat_ok = r.pattern.as_ref().is_none_or(|p| {
+                        Regex::new(&format!("(?i){p}")).is_ok_and(|re| re.is_match(answer))
+                    });
+                    let check_ok = r.check.as_deref().is_none_or(|c| match c {
+                        "enable_password" => {
+                            line == self.cfg.enable_password.clone().unwrap_or_default()
+                        }
+                        "password" => line == self.cfg.password,
+                        _ => false,
+                    });
+                    pat_ok && check_ok
+                });
+                let answer = if answer.is_empty() {
+                    self.fill(&ask.default, &args, "")
+                } else {
+                    answer.to_string()
+                };
+                let mut run = Run {
+                    line: &line,
+                    toks: &[],
+                    args,
+                    answer,
+                    filter: None,
+                    out: Vec::new(),
+                    waiting: false,
+                };
+                if let Some(rule) = rule {
+                    self.exec(&rule.act, &mut run);
                 }
+                self.finish(run);
             }
         }
     }
 
     // ----- commands ----------------------------------------------------------------------
-
-    /// Resolve a (possibly abbreviated) keyword; on no match or an ambiguous one, print the
-    /// IOS error and the prompt and return None.
-    fn keyword(
-        &mut self,
-        line: &str,
-        off: usize,
-        word: &str,
-        candidates: &[&'static str],
-    ) -> Option<&'static str> {
-        match lookup(word, candidates) {
-            Kw::Found(c) => return Some(c),
-            Kw::Ambiguous => self.ambiguous(line),
-            Kw::NoMatch => self.invalid_at(off),
-        }
-        self.show_prompt();
-        None
-    }
-
-    fn invalid_at(&mut self, offset: usize) {
-        let col = self.line_prompt_len + offset;
-        self.emit_line(&format!("{}^", " ".repeat(col)));
-        self.emit_line("% Invalid input detected at '^' marker.");
-        self.emit_line("");
-    }
-
-    fn incomplete(&mut self) {
-        self.emit_line("% Incomplete command.");
-        self.emit_line("");
-    }
-
-    fn ambiguous(&mut self, line: &str) {
-        self.emit_line(&format!("% Ambiguous command:  \"{}\"", line.trim()));
-    }
 
     fn command(&mut self, line: &str) {
         let toks = tokenize(line);
@@ -1208,505 +2107,421 @@ impl Cli {
             self.show_prompt();
             return;
         }
-        match self.mode {
-            Mode::Config(_) => self.config_command(line, &toks),
-            Mode::User => self.exec_command(line, &toks, false),
-            Mode::Priv => self.exec_command(line, &toks, true),
-        }
+        let mode = self.mode.clone();
+        self.dispatch(line, &toks, &mode);
     }
 
-    /// Run an exec-mode command. Ends by either printing the prompt, starting an output job,
-    /// or switching to a state that prints it later.
-    fn exec_command(&mut self, line: &str, toks: &[(usize, &str)], privileged: bool) {
-        // Output filter: `... | include X`.
-        let (toks, filter) = match toks.iter().position(|(_, t)| *t == "|") {
-            Some(i) => {
-                let f = match toks.get(i + 1) {
-                    Some(&(off, w)) => {
-                        let pat = toks[i + 2..]
-                            .iter()
-                            .map(|(_, t)| *t)
-                            .collect::<Vec<_>>()
-                            .join(" ");
-                        match lookup(w, &["include", "exclude", "begin", "section"]) {
-                            Kw::Found("include") | Kw::Found("section") => Filter::Include(pat),
-                            Kw::Found("exclude") => Filter::Exclude(pat),
-                            Kw::Found(_) => Filter::Begin(pat),
-                            _ => {
-                                self.invalid_at(off);
-                                self.show_prompt();
-                                return;
-                            }
-                        }
-                    }
-                    None => {
-                        self.incomplete();
-                        self.show_prompt();
-                        return;
-                    }
-                };
-                (&toks[..i], Some(f))
+    /// Parse `toks` (offsets into `line`) as a command of `mode` and carry it out.
+    fn dispatch(&mut self, line: &str, toks: &[(usize, &str)], mode: &str) {
+        let p = self.p;
+        let trie = &p.tries[mode];
+        let (toks, filter) = match self.split_filter(line, toks, trie) {
+            Ok(x) => x,
+            Err(()) => {
+                self.show_prompt();
+                return;
             }
-            None => (toks, None),
         };
         if toks.is_empty() {
-            self.invalid_at(0);
+            self.error(&p.errors.invalid, line, Some((0, 0, "")));
             self.show_prompt();
             return;
         }
-        let (off0, w0) = toks[0];
-        let Some(cmd) = self.keyword(
-            line,
-            off0,
-            w0,
-            if privileged { EXEC_PRIV } else { EXEC_USER },
-        ) else {
-            return;
-        };
-        let args = &toks[1..];
-        match cmd {
-            "enable" => {
-                if self.mode == Mode::User {
-                    if self.cfg.enable_password.is_some() {
-                        self.emit("Password: ");
-                        self.state = State::Idle(LineKind::EnablePassword);
-                        return;
-                    }
-                    self.mode = Mode::Priv;
-                }
+        match trie.parse(toks) {
+            Parse::Match { cmd, args } => {
+                let mut run = Run {
+                    line,
+                    toks,
+                    args,
+                    answer: String::new(),
+                    filter,
+                    out: Vec::new(),
+                    waiting: false,
+                };
+                self.exec(&p.commands[cmd].act, &mut run);
+                self.finish(run);
+            }
+            Parse::Invalid(_) if self.mode_def(mode).accept_any => {
+                let mut run = Run {
+                    line,
+                    toks,
+                    args: Vec::new(),
+                    answer: String::new(),
+                    filter: None,
+                    out: Vec::new(),
+                    waiting: false,
+                };
+                self.exec(&p.accept_any, &mut run);
+                self.finish(run);
+            }
+            Parse::Invalid(i) => {
+                let tmpl = match (&p.errors.unknown, i) {
+                    (Some(u), 0) => u,
+                    _ => &p.errors.invalid,
+                };
+                self.error(tmpl, line, Some((i, toks[i].0, toks[i].1)));
                 self.show_prompt();
             }
-            "disable" => {
-                if self.mode == Mode::Priv {
-                    self.mode = Mode::User;
-                }
+            Parse::Incomplete => {
+                let end = line.trim_end().len() + 1;
+                self.error(&p.errors.incomplete, line, Some((toks.len(), end, "")));
                 self.show_prompt();
             }
-            "exit" | "logout" | "quit" => self.action = Some(Action::Exit),
-            "terminal" => {
-                self.terminal(args);
-                self.show_prompt();
-            }
-            "show" => self.show(line, args, privileged, filter),
-            "configure" => match args.first() {
-                None => {
-                    self.incomplete();
-                    self.show_prompt();
-                }
-                Some(&(off, w)) => {
-                    if abbrev(w, "terminal", 1) && args.len() == 1 {
-                        self.emit_line(
-                            "Enter configuration commands, one per line.  End with CNTL/Z.",
-                        );
-                        self.mode = Mode::Config("config");
-                    } else {
-                        let bad = if abbrev(w, "terminal", 1) {
-                            args[1].0
-                        } else {
-                            off
-                        };
-                        self.invalid_at(bad);
-                    }
-                    self.show_prompt();
-                }
-            },
-            "write" => match args.first() {
-                None => self.write_memory(),
-                Some(&(off, w)) => {
-                    if abbrev(w, "memory", 1) {
-                        self.write_memory();
-                    } else if abbrev(w, "terminal", 1) {
-                        let lines = self.running_config();
-                        self.start_lines(apply_filter(lines, filter.as_ref()));
-                    } else {
-                        self.invalid_at(off);
-                        self.show_prompt();
-                    }
-                }
-            },
-            "copy" => {
-                let ok = args.len() == 2
-                    && abbrev(args[0].1, "running-config", 3)
-                    && abbrev(args[1].1, "startup-config", 3);
-                if ok {
-                    self.emit("Destination filename [startup-config]? ");
-                    self.state = State::Idle(LineKind::ConfirmCopy);
-                } else if args.len() < 2 {
-                    self.incomplete();
-                    self.show_prompt();
-                } else {
-                    let bad = if abbrev(args[0].1, "running-config", 3) {
-                        args[1].0
-                    } else {
-                        args[0].0
-                    };
-                    self.invalid_at(bad);
-                    self.show_prompt();
-                }
-            }
-            "reload" => {
-                self.emit("Proceed with reload? [confirm]");
-                self.state = State::Idle(LineKind::ConfirmReload);
-            }
-            _ => {
-                self.invalid_at(off0);
+            Parse::Ambiguous(i) => {
+                self.error(&p.errors.ambiguous, line, Some((i, toks[i].0, toks[i].1)));
                 self.show_prompt();
             }
         }
     }
 
-    fn write_memory(&mut self) {
-        self.emit_line("Building configuration...");
-        self.emit_line("[OK]");
-        self.show_prompt();
-    }
-
-    fn terminal(&mut self, args: &[(usize, &str)]) {
-        let Some(&(off, w)) = args.first() else {
-            self.incomplete();
-            return;
-        };
-        match lookup(w, &["length", "width", "monitor", "no"]) {
-            Kw::Found("length") | Kw::Found("width") => {
-                let is_len = abbrev(w, "length", 1);
-                match args.get(1) {
-                    None => self.incomplete(),
-                    Some(&(off2, n)) => match n.parse::<usize>() {
-                        Ok(n) if args.len() == 2 && n <= 512 => {
-                            if is_len {
-                                self.page_len = n;
-                            }
-                        }
-                        _ => self.invalid_at(off2),
-                    },
-                }
-            }
-            Kw::Found(_) => {}
-            _ => self.invalid_at(off),
-        }
-    }
-
-    fn show(
+    /// Split `... | include X` off; Err(()) when an error was printed.
+    fn split_filter<'t>(
         &mut self,
         line: &str,
-        args: &[(usize, &str)],
-        privileged: bool,
-        filter: Option<Filter>,
-    ) {
-        let Some(&(off, w)) = args.first() else {
-            self.incomplete();
-            self.show_prompt();
-            return;
+        toks: &'t [(usize, &'t str)],
+        trie: &Trie,
+    ) -> Result<(Toks<'t>, Option<Filter>), ()> {
+        let p = self.p;
+        if p.filters.is_empty() {
+            return Ok((toks, None));
+        }
+        let Some(i) = toks.iter().position(|(_, t)| *t == "|") else {
+            return Ok((toks, None));
         };
-        let Some(what) = self.keyword(line, off, w, if privileged { SHOW_PRIV } else { SHOW_USER })
-        else {
-            return;
+        let Some(&(off, w)) = toks.get(i + 1) else {
+            self.error(&p.errors.incomplete, line, None);
+            return Err(());
         };
-        let rest = &args[1..];
-        // Optional / required numeric argument for the test commands.
-        let number = |rest: &[(usize, &str)]| -> Result<Option<u64>, usize> {
-            match rest {
-                [] => Ok(None),
-                [(o, n)] => n.parse::<u64>().map(Some).map_err(|_| *o),
-                [_, (o, _), ..] => Err(*o),
+        let wl = w.to_ascii_lowercase();
+        let kind = p.filters.get(&wl).or_else(|| {
+            let m: Vec<&String> = p
+                .filters
+                .iter()
+                .filter(|(k, _)| k.starts_with(&wl))
+                .map(|(_, v)| v)
+                .collect();
+            if m.len() == 1 {
+                Some(m[0])
+            } else {
+                None
+            }
+        });
+        let pat = toks[i + 2..]
+            .iter()
+            .map(|(_, t)| *t)
+            .collect::<Vec<_>>()
+            .join(" ");
+        let f = match kind.map(String::as_str) {
+            Some("include") => Filter::Include(pat),
+            Some("exclude") => Filter::Exclude(pat),
+            Some("begin") => Filter::Begin(pat),
+            Some("count") => Filter::Count,
+            Some("no-more") => Filter::NoMore,
+            _ => {
+                // Not a filter: maybe the grammar knows the whole line (`| display set`).
+                if matches!(trie.parse(toks), Parse::Match { .. }) {
+                    return Ok((toks, None));
+                }
+                self.error(&p.errors.invalid, line, Some((i + 1, off, w)));
+                return Err(());
             }
         };
-        let no_args = |rest: &[(usize, &str)]| rest.first().map(|(o, _)| *o);
-        match what {
-            "version" | "clock" | "privilege" | "running-config" | "startup-config" | "hang"
-            | "drop" => {
-                if let Some(o) = no_args(rest) {
-                    self.invalid_at(o);
-                    self.show_prompt();
-                    return;
+        Ok((&toks[..i], Some(f)))
+    }
+
+    /// Print an error template. `tok` = (token index, byte offset, text).
+    fn error(&mut self, tmpl: &[String], line: &str, tok: Option<(usize, usize, &str)>) {
+        for t in tmpl {
+            if t.contains("{marker}") {
+                let Some((_, off, _)) = tok else { continue };
+                let col = self.line_prompt_len
+                    + match line.get(..off) {
+                        Some(l) => l.chars().count(),
+                        None => line.chars().count() + off.saturating_sub(line.len()),
+                    };
+                let m = t.replace("{marker}", &format!("{}^", " ".repeat(col)));
+                self.emit_line(&m);
+                continue;
+            }
+            let (idx, word) = tok.map_or((0, ""), |(i, _, w)| (i, w));
+            let l = t
+                .replace("{token}", word)
+                .replace("{index}", &idx.to_string())
+                .replace("{line}", line.trim())
+                .replace("{hostname}", &self.hostname);
+            self.emit_line(&l);
+        }
+    }
+
+    /// After a command or an answer: write its output and the prompt, unless something else
+    /// (a question, a job, a close) takes over.
+    fn finish(&mut self, mut run: Run) {
+        if run.waiting || self.action.is_some() {
+            for l in std::mem::take(&mut run.out) {
+                self.emit_line(&l);
+            }
+            return;
+        }
+        if run.out.is_empty() && run.filter.is_none() {
+            self.show_prompt();
+            return;
+        }
+        let lines = std::mem::take(&mut run.out);
+        let lines = match &run.filter {
+            None => lines,
+            Some(Filter::Include(p)) => lines.into_iter().filter(|l| l.contains(p)).collect(),
+            Some(Filter::Exclude(p)) => lines.into_iter().filter(|l| !l.contains(p)).collect(),
+            Some(Filter::Begin(p)) => lines.into_iter().skip_while(|l| !l.contains(p)).collect(),
+            Some(Filter::Count) => vec![format!("Count: {} lines", lines.len())],
+            Some(Filter::NoMore) => {
+                self.job_paging = false;
+                lines
+            }
+        };
+        self.start_lines(lines);
+    }
+
+    fn cond(&self, c: &str) -> bool {
+        let (neg, c) = match c.strip_prefix('!') {
+            Some(x) => (true, x),
+            None => (false, c),
+        };
+        let v = match c {
+            "enable_password" => self.cfg.enable_password.is_some(),
+            "unsaved" => self.dirty,
+            "uncommitted" => !self.candidate.is_empty(),
+            "paging_locked" => self.cfg.paging_locked,
+            _ => false,
+        };
+        v != neg
+    }
+
+    /// Fill a template.
+    fn fill(&self, t: &str, args: &[String], answer: &str) -> String {
+        let mut s = t
+            .replace("{hostname}", &self.hostname)
+            .replace("{user}", &self.cfg.username)
+            .replace("{ctx}", &self.ctx)
+            .replace("{password}", &self.cfg.password)
+            .replace("{answer}", answer)
+            .replace("{clock}", &clock_line());
+        for (i, a) in args.iter().enumerate() {
+            s = s.replace(&format!("{{{}}}", i + 1), a);
+        }
+        s
+    }
+
+    /// Expand `say` lines: blocks, conditional lines, config.
+    fn expand(&self, l: &str, run: &Run, out: &mut Vec<String>, depth: usize) {
+        if depth > 8 {
+            return;
+        }
+        if let Some(b) = l.strip_prefix('@') {
+            if let Some(lines) = self.p.blocks.get(b) {
+                for x in lines {
+                    self.expand(x, run, out, depth + 1);
                 }
-                match what {
-                    "version" => {
-                        let lines = self.show_version();
-                        self.start_lines(apply_filter(lines, filter.as_ref()));
+            }
+            return;
+        }
+        if let Some(rest) = l.strip_prefix('?') {
+            if let Some((c, text)) = rest.split_once(':') {
+                if self.cond(c) {
+                    self.expand(text, run, out, depth + 1);
+                }
+                return;
+            }
+        }
+        match l {
+            "{config}" => out.extend(self.session_cfg.iter().cloned()),
+            "{candidate}" => out.extend(self.candidate.iter().cloned()),
+            _ => {
+                let s = self
+                    .fill(l, &run.args, &run.answer)
+                    .replace("{line}", run.line.trim());
+                out.push(s);
+            }
+        }
+    }
+
+    /// Carry out an action (see [`Action`]).
+    fn exec(&mut self, a: &'static Action, run: &mut Run) {
+        if let Some(c) = &a.cond {
+            let branch = if self.cond(c) { &a.then } else { &a.otherwise };
+            if let Some(b) = branch {
+                self.exec(b, run);
+            }
+            return;
+        }
+        if !a.record.is_empty() && self.rejected(run) {
+            return;
+        }
+        if let Some(pg) = &a.paging {
+            let v = self.fill(pg, &run.args, &run.answer);
+            let default = self.p.pager.as_ref().map_or(0, |x| x.length);
+            let n = match v.as_str() {
+                "off" => 0,
+                "on" => default,
+                x => x.parse().unwrap_or(default),
+            };
+            if n == 0 && self.cfg.paging_locked {
+                for l in &self.p.paging_locked_error {
+                    let l = self
+                        .fill(l, &run.args, "")
+                        .replace("{line}", run.line.trim());
+                    run.out.push(l);
+                }
+                return;
+            }
+            self.page_len = n;
+        }
+        for l in &a.say {
+            let mut v = Vec::new();
+            self.expand(l, run, &mut v, 0);
+            run.out.extend(v);
+        }
+        if let Some(h) = &a.hostname {
+            let h = self.fill(h, &run.args, &run.answer);
+            if self.p.commit_model {
+                self.pending_hostname = Some(h);
+            } else {
+                self.hostname = h;
+            }
+        }
+        if !a.record.is_empty() {
+            let indent = self.mode_def(&self.mode).indent.clone();
+            for r in &a.record {
+                let l = self
+                    .fill(r, &run.args, &run.answer)
+                    .replace("{line}", run.line.trim())
+                    .replace("{indent}", &indent);
+                if self.p.commit_model {
+                    self.candidate.push(l);
+                } else {
+                    self.session_cfg.push(l);
+                    self.dirty = true;
+                }
+            }
+        }
+        if let Some(m) = &a.mode {
+            let target = if m == "^" {
+                self.mode_def(&self.mode)
+                    .parent
+                    .clone()
+                    .unwrap_or_else(|| self.mode.clone())
+            } else {
+                m.clone()
+            };
+            self.mode = target;
+            self.ctx.clear();
+        }
+        if let Some(c) = &a.ctx {
+            let mut c = self.fill(c, &run.args, &run.answer);
+            for (re, rep) in &self.p.ctx_rewrite {
+                if let Ok(re) = Regex::new(re) {
+                    c = re.replace(&c, rep.as_str()).into_owned();
+                }
+            }
+            self.ctx = c;
+        }
+        if let Some(m) = &a.run_in {
+            for l in std::mem::take(&mut run.out) {
+                self.emit_line(&l);
+            }
+            run.waiting = true;
+            let line = run.line;
+            let toks = &run.toks[1.min(run.toks.len())..];
+            if toks.is_empty() {
+                self.error(&self.p.errors.incomplete, line, None);
+                self.show_prompt();
+            } else {
+                self.dispatch(line, toks, m);
+            }
+            return;
+        }
+        if let Some(b) = &a.builtin {
+            self.builtin(b, run);
+        }
+        if let Some(ask) = &a.ask {
+            for l in std::mem::take(&mut run.out) {
+                self.emit_line(&l);
+            }
+            let prompt = self.fill(&ask.prompt, &run.args, &run.answer);
+            self.emit(&prompt);
+            self.ask = Some((ask, run.args.clone(), prompt));
+            self.state = State::Idle(LineKind::Answer);
+            run.waiting = true;
+        }
+    }
+
+    /// Check a config line against the persona's reject rules; prints the error if rejected.
+    fn rejected(&mut self, run: &mut Run) -> bool {
+        let p = self.p;
+        let line = run.line.trim();
+        for r in &p.reject {
+            if Regex::new(&r.pattern).is_ok_and(|re| re.is_match(line)) {
+                let tok = run
+                    .toks
+                    .get(r.at)
+                    .or(run.toks.last())
+                    .map(|&(o, w)| (r.at, o, w));
+                let tmpl = p.errors.config_reject.as_ref().unwrap_or(&p.errors.invalid);
+                self.error(tmpl, run.line, tok);
+                return true;
+            }
+        }
+        false
+    }
+
+    fn builtin(&mut self, b: &str, run: &mut Run) {
+        let num = |run: &Run| run.args.first().and_then(|a| a.parse::<u64>().ok());
+        match b {
+            "exit" => self.action = Some(Action2::Exit),
+            "reload" => self.action = Some(Action2::Reload),
+            "drop" => self.action = Some(Action2::Drop),
+            "commit" => {
+                self.session_cfg.append(&mut self.candidate);
+                if let Some(h) = self.pending_hostname.take() {
+                    self.hostname = h;
+                }
+                self.dirty = false;
+            }
+            "discard" => {
+                self.candidate.clear();
+                self.pending_hostname = None;
+            }
+            "save" => self.dirty = false,
+            "clock" => run.out.push(clock_line()),
+            "long" | "flood" | "slow" | "hang" => {
+                for l in std::mem::take(&mut run.out) {
+                    self.emit_line(&l);
+                }
+                run.waiting = true;
+                match b {
+                    "long" => self.start_job(Job::Numbered {
+                        next: 1,
+                        last: num(run).unwrap_or(100),
+                    }),
+                    "flood" => self.start_job(Job::Flood {
+                        next: 1,
+                        last: num(run).unwrap_or(1).saturating_mul(FLOOD_LINES_PER_MIB),
+                    }),
+                    "slow" => {
+                        self.state = State::Slow {
+                            done: 0,
+                            total: num(run).unwrap_or(1),
+                            next: Instant::now(),
+                        }
                     }
-                    "clock" => {
-                        self.start_lines(vec![clock_line()]);
-                    }
-                    "privilege" => {
-                        let lvl = if self.mode == Mode::User { 1 } else { 15 };
-                        self.start_lines(vec![format!("Current privilege level is {lvl}")]);
-                    }
-                    "running-config" => {
-                        let lines = self.running_config();
-                        self.start_lines(apply_filter(lines, filter.as_ref()));
-                    }
-                    "startup-config" => {
-                        let mut lines = self.running_config();
-                        lines[0] = "Using 1651 out of 262144 bytes".to_string();
-                        self.start_lines(apply_filter(lines, filter.as_ref()));
-                    }
-                    "hang" => {
+                    _ => {
                         self.emit_line("working...");
                         self.state = State::Hang;
                     }
-                    _ => self.action = Some(Action::Drop),
                 }
             }
-            "ip" => {
-                // Only `show ip interface brief` exists.
-                let parsed: Result<bool, usize> = match rest {
-                    [] => Ok(false),
-                    [(o, w), ..] if !abbrev(w, "interface", 1) => Err(*o),
-                    [_] => Ok(false),
-                    [_, (o, w), ..] if !abbrev(w, "brief", 1) => Err(*o),
-                    [_, _] => Ok(true),
-                    [_, _, (o, _), ..] => Err(*o),
-                };
-                match parsed {
-                    Ok(true) => {
-                        let lines = ip_int_brief();
-                        self.start_lines(apply_filter(lines, filter.as_ref()));
-                    }
-                    Ok(false) => {
-                        self.incomplete();
-                        self.show_prompt();
-                    }
-                    Err(o) => {
-                        self.invalid_at(o);
-                        self.show_prompt();
-                    }
-                }
-            }
-            "long" => match number(rest) {
-                Ok(n) => self.start_job(Job::Numbered {
-                    next: 1,
-                    last: n.unwrap_or(100),
-                }),
-                Err(o) => {
-                    self.invalid_at(o);
-                    self.show_prompt();
-                }
-            },
-            "flood" => match number(rest) {
-                Ok(Some(mb)) => self.start_job(Job::Flood {
-                    next: 1,
-                    last: mb.saturating_mul(FLOOD_LINES_PER_MIB),
-                }),
-                Ok(None) => {
-                    self.incomplete();
-                    self.show_prompt();
-                }
-                Err(o) => {
-                    self.invalid_at(o);
-                    self.show_prompt();
-                }
-            },
-            "slow" => match number(rest) {
-                Ok(Some(s)) => {
-                    self.state = State::Slow {
-                        done: 0,
-                        total: s,
-                        next: Instant::now(),
-                    }
-                }
-                Ok(None) => {
-                    self.incomplete();
-                    self.show_prompt();
-                }
-                Err(o) => {
-                    self.invalid_at(o);
-                    self.show_prompt();
-                }
-            },
-            _ => {
-                self.invalid_at(off);
-                self.show_prompt();
-            }
+            _ => {}
         }
     }
-
-    fn config_command(&mut self, line: &str, toks: &[(usize, &str)]) {
-        let Mode::Config(sub) = self.mode else {
-            return;
-        };
-        let (off0, w0) = toks[0];
-        let w0l = w0.to_ascii_lowercase();
-        let trimmed = line.trim().to_string();
-        if w0l == "end" {
-            self.mode = Mode::Priv;
-        } else if w0l == "exit" {
-            self.mode = if sub == "config" {
-                Mode::Priv
-            } else {
-                Mode::Config("config")
-            };
-        } else if w0l == "do" {
-            if toks.len() == 1 {
-                self.incomplete();
-            } else {
-                // Runs an exec command; its output ends with the (config) prompt.
-                self.exec_command(line, &toks[1..], true);
-                return;
-            }
-        } else if w0l.starts_with("bogus") {
-            self.invalid_at(off0);
-        } else if abbrev(w0, "hostname", 4) {
-            match toks.get(1) {
-                None => self.incomplete(),
-                Some((_, name)) => self.hostname = name.to_string(),
-            }
-        } else if abbrev(w0, "interface", 3)
-            || abbrev(w0, "line", 4)
-            || abbrev(w0, "router", 3)
-            || abbrev(w0, "vlan", 4)
-        {
-            if toks.len() == 1 {
-                self.incomplete();
-            } else {
-                let new_sub = if abbrev(w0, "interface", 3) {
-                    "config-if"
-                } else if abbrev(w0, "line", 4) {
-                    "config-line"
-                } else if abbrev(w0, "router", 3) {
-                    "config-router"
-                } else {
-                    "config-vlan"
-                };
-                self.session_cfg.push("!".to_string());
-                self.session_cfg.push(trimmed);
-                self.mode = Mode::Config(new_sub);
-            }
-        } else if sub == "config" {
-            self.session_cfg.push(trimmed);
-        } else {
-            self.session_cfg.push(format!(" {trimmed}"));
-        }
-        self.show_prompt();
-    }
-
-    // ----- canned output -----------------------------------------------------------------
-
-    fn show_version(&self) -> Vec<String> {
-        let h = &self.hostname;
-        [
-            "Cisco IOS Software, IOSv Software (VIOS-ADVENTERPRISEK9-M), Version 15.6(2)T, RELEASE SOFTWARE (fc2)",
-            "Technical Support: http://www.cisco.com/techsupport",
-            "Copyright (c) 1986-2016 by Cisco Systems, Inc.",
-            "Compiled Tue 22-Mar-16 16:19 by prod_rel_team",
-            "",
-            "",
-            "ROM: Bootstrap program is IOSv",
-            "",
-            &format!("{h} uptime is 1 week, 2 days, 3 hours, 4 minutes"),
-            "System returned to ROM by reload",
-            "System image file is \"flash0:/vios-adventerprisek9-m\"",
-            "Last reload reason: Unknown reason",
-            "",
-            "Cisco IOSv (revision 1.0) with  with 460137K/62464K bytes of memory.",
-            "Processor board ID 9KIBQAQ3OPE0C6R2T4A5E",
-            "3 Gigabit Ethernet interfaces",
-            "DRAM configuration is 72 bits wide with parity disabled.",
-            "256K bytes of non-volatile configuration memory.",
-            "2097152K bytes of ATA System CompactFlash 0 (Read/Write)",
-            "",
-            "Configuration register is 0x0",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
-    }
-
-    fn running_config(&self) -> Vec<String> {
-        let mut v: Vec<String> = [
-            "Building configuration...",
-            "",
-            "Current configuration : 1651 bytes",
-            "!",
-            "! Last configuration change at 09:15:02 UTC Mon Mar 1 2024",
-            "!",
-            "version 15.6",
-            "service timestamps debug datetime msec",
-            "service timestamps log datetime msec",
-            "no service password-encryption",
-            "!",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        v.push(format!("hostname {}", self.hostname));
-        v.push("!".into());
-        v.push("boot-start-marker".into());
-        v.push("boot-end-marker".into());
-        v.push("!".into());
-        if self.cfg.enable_password.is_some() {
-            v.push("enable secret 5 $1$mERr$hx5rVt7rPNoS4wqbXKX7m0".into());
-            v.push("!".into());
-        }
-        v.push("no aaa new-model".into());
-        v.push("ip cef".into());
-        v.push("no ipv6 cef".into());
-        v.push("!".into());
-        v.push(format!(
-            "username {} privilege 15 password 0 {}",
-            self.cfg.username, self.cfg.password
-        ));
-        for l in [
-            "!",
-            "interface GigabitEthernet0/0",
-            " ip address 192.168.1.1 255.255.255.0",
-            " duplex auto",
-            " speed auto",
-            "!",
-            "interface GigabitEthernet0/1",
-            " no ip address",
-            " shutdown",
-            " duplex auto",
-            " speed auto",
-            "!",
-            "interface GigabitEthernet0/2",
-            " ip address 10.0.0.1 255.255.255.0",
-            "!",
-            "interface Loopback0",
-            " ip address 1.1.1.1 255.255.255.255",
-        ] {
-            v.push(l.into());
-        }
-        v.extend(self.session_cfg.iter().cloned());
-        for l in [
-            "!",
-            "ip forward-protocol nd",
-            "no ip http server",
-            "!",
-            "line con 0",
-            "line aux 0",
-            "line vty 0 4",
-            " login local",
-            " transport input ssh",
-            "!",
-            "end",
-        ] {
-            v.push(l.into());
-        }
-        v
-    }
-}
-
-fn apply_filter(lines: Vec<String>, filter: Option<&Filter>) -> Vec<String> {
-    match filter {
-        None => lines,
-        Some(Filter::Include(p)) => lines.into_iter().filter(|l| l.contains(p)).collect(),
-        Some(Filter::Exclude(p)) => lines.into_iter().filter(|l| !l.contains(p)).collect(),
-        Some(Filter::Begin(p)) => lines.into_iter().skip_while(|l| !l.contains(p)).collect(),
-    }
-}
-
-fn ip_int_brief() -> Vec<String> {
-    [
-        "Interface                  IP-Address      OK? Method Status                Protocol",
-        "GigabitEthernet0/0         192.168.1.1     YES NVRAM  up                    up      ",
-        "GigabitEthernet0/1         unassigned      YES NVRAM  administratively down down    ",
-        "GigabitEthernet0/2         10.0.0.1        YES manual up                    up      ",
-        "Loopback0                  1.1.1.1         YES NVRAM  up                    up      ",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
 }
 
 fn clock_line() -> String {

@@ -5,7 +5,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use crate::fake_ssh::{DeviceConfig, FakeDevice};
+use crate::fake_ssh::{persona_test, DeviceConfig, FakeDevice, Input, PersonaTest};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -704,3 +704,342 @@ fn fake_abrupt_client_disconnects_do_not_leak() {
     let mut sh = shell(&dev);
     sh.expect("R1>");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Personas: every fixture driven through its own `test:` section
+// ---------------------------------------------------------------------------------------------
+
+/// Log in and reach the first prompt (pressing a key where the platform asks for one).
+fn persona_login(dev: &FakeDevice, t: &PersonaTest) -> Shell {
+    let mut sh = shell(dev);
+    if let Some(key) = &t.press_any_key {
+        let before = sh.expect(key);
+        assert!(
+            !before.contains(&t.prompt),
+            "prompt before the key: {before:?}"
+        );
+        assert_eq!(sh.quiet_for(Duration::from_millis(150)), "");
+        sh.send("\r");
+    }
+    sh.expect(&t.prompt);
+    sh
+}
+
+/// Log in and reach the privileged prompt.
+fn persona_privileged(dev: &FakeDevice, t: &PersonaTest) -> Shell {
+    let mut sh = persona_login(dev, t);
+    if let Some(en) = &t.enable {
+        sh.send(&format!("{en}\r"));
+        for x in &t.enable_dialogue {
+            sh.expect(&x.question);
+            sh.send(&format!("{}\r", x.answer));
+        }
+        sh.expect(&t.privileged_prompt);
+    }
+    sh
+}
+
+/// The output of `cmd` between its echo line and the prompt, without trailing line ends.
+fn body<'a>(out: &'a str, cmd: &str, prompt: &str) -> &'a str {
+    let rest = out
+        .strip_prefix(&format!("{cmd}\r\n"))
+        .unwrap_or_else(|| panic!("no echo of {cmd:?}: {out:?}"));
+    rest.strip_suffix(prompt)
+        .unwrap_or_else(|| panic!("no prompt {prompt:?}: {out:?}"))
+        .trim_end_matches(['\r', '\n'])
+}
+
+fn persona_walkthrough(name: &str) {
+    let t = persona_test(name);
+    assert_eq!(t.persona, name);
+    assert!(!t.device_type.is_empty());
+    let dev = FakeDevice::start(DeviceConfig::persona(name));
+    let mut sh = persona_privileged(&dev, &t);
+    let pp = t.privileged_prompt.clone();
+
+    // Paging is on at login: the long command stops at the pager, whose answer is erased.
+    if let (Some(more), Some(erase)) = (&t.pager_prompt, &t.pager_erase) {
+        sh.send(&format!("{}\r", t.long_command));
+        let page = sh.expect(more);
+        assert!(!page.contains(&pp), "{page:?}");
+        assert!(page.matches("\r\n").count() >= 20, "{page:?}");
+        assert_eq!(sh.quiet_for(Duration::from_millis(100)), "");
+        sh.send(" ");
+        let next = sh.expect(&pp);
+        assert!(
+            next.starts_with(erase.as_str()),
+            "no erase {erase:?}: {next:?}"
+        );
+    }
+    for cmd in t.paging_off.iter().chain(t.width.iter()) {
+        let out = sh.cmd(cmd, &pp);
+        assert!(out.starts_with(&format!("{cmd}\r\n")), "{out:?}");
+        assert!(!out.contains(&t.error_line), "{cmd}: {out:?}");
+    }
+    let out = sh.cmd(&t.long_command, &pp);
+    if let Some(more) = &t.pager_prompt {
+        assert!(!out.contains(more.as_str()), "paging still on: {out:?}");
+    }
+
+    // The show command's exact output; the invalid command's error.
+    let out = sh.cmd(&t.show_command, &pp);
+    assert_eq!(
+        body(&out, &t.show_command, &pp),
+        t.show_output.replace('\n', "\r\n")
+    );
+    let out = sh.cmd(&t.invalid_command, &pp);
+    assert!(
+        out.contains(&format!("{}\r\n", t.error_line)),
+        "{:?} should print {:?}: {out:?}",
+        t.invalid_command,
+        t.error_line
+    );
+
+    // Config lines, a rejected one, save (in or out of config mode), running config.
+    let save = |sh: &mut Shell, prompt: &str| {
+        let Some(cmd) = &t.save_command else { return };
+        sh.send(&format!("{cmd}\r"));
+        for x in &t.save_dialogue {
+            sh.expect(&x.question);
+            sh.send(&format!("{}\r", x.answer));
+        }
+        let out = sh.expect(prompt);
+        if let Some(done) = &t.save_done {
+            assert!(out.contains(done.as_str()), "{out:?}");
+        }
+    };
+    if let (Some(enter), Some(cp)) = (&t.config_enter, &t.config_prompt) {
+        sh.cmd(enter, cp);
+        for l in &t.config_lines {
+            let out = sh.cmd(l, cp);
+            assert!(!out.contains(&t.error_line), "{l}: {out:?}");
+        }
+        if let (Some(bad), Some(err)) = (&t.config_rejected, &t.config_rejected_error) {
+            let out = sh.cmd(bad, cp);
+            assert!(out.contains(&format!("{err}\r\n")), "{out:?}");
+        }
+        if t.save_in_config {
+            save(&mut sh, cp);
+        }
+        if let Some(exit) = &t.config_exit {
+            sh.cmd(exit, &pp);
+        }
+    }
+    if !t.save_in_config {
+        save(&mut sh, &pp);
+    }
+    if let Some(cmd) = &t.running_config_command {
+        let out = sh.cmd(cmd, &pp);
+        for l in &t.running_config_contains {
+            assert!(out.contains(&format!("\r\n{l}\r\n")), "no {l:?} in {out:?}");
+        }
+    }
+    let answers = dev.answers();
+    for x in &t.save_dialogue {
+        assert!(
+            answers.contains(&(x.question.clone(), x.answer.clone())),
+            "{x:?} not in {answers:?}"
+        );
+    }
+    for l in &t.config_lines {
+        assert!(dev.inputs().contains(&Input::Command(l.clone())));
+    }
+
+    // Logout closes the session.
+    sh.send(&format!("{}\r", t.logout_command));
+    for _ in 0..2 {
+        // Some platforms ask before logging out; answer yes / no-save.
+        let mut probe = String::new();
+        let deadline = Instant::now() + Duration::from_millis(300);
+        while Instant::now() < deadline {
+            match sh.pump() {
+                Ok(0) => std::thread::sleep(Duration::from_millis(5)),
+                Ok(_) => probe = sh.text(),
+                Err(()) => break,
+            }
+        }
+        if probe.ends_with(&t.prompt) {
+            // Left a nested shell (`sudo -s`): log out of the login shell too.
+            sh.buf.clear();
+            sh.send(&format!("{}\r", t.logout_command));
+        } else if probe.contains("[y/n]") {
+            sh.buf.clear();
+            sh.send(if probe.contains("save") { "n\r" } else { "y\r" });
+        }
+    }
+    assert!(sh.closed_within(TIMEOUT), "{:?}", sh.text());
+}
+
+fn persona_interactive(name: &str) {
+    let t = persona_test(name);
+    let dev = FakeDevice::start(DeviceConfig::persona(name));
+    let mut sh = persona_privileged(&dev, &t);
+    let pp = t.privileged_prompt.clone();
+    for cmd in &t.paging_off {
+        sh.cmd(cmd, &pp);
+    }
+    assert!(
+        !t.interactive.is_empty(),
+        "{name} has no interactive commands"
+    );
+    for d in &t.interactive {
+        sh.send(&format!("{}\r", d.command));
+        for x in &d.dialogue {
+            let out = sh.expect(&x.question);
+            assert!(!out.contains(&pp), "{d:?}: prompt before {x:?}: {out:?}");
+            sh.send(&format!("{}\r", x.answer));
+            if x.hidden && !x.answer.is_empty() {
+                let echo = sh.expect("\r\n");
+                assert_eq!(echo, "\r\n", "hidden answer echoed");
+            }
+        }
+        let out = sh.expect(&pp);
+        if let Some(done) = &d.done {
+            assert!(out.contains(done.as_str()), "{d:?}: {out:?}");
+        }
+        let inputs = dev.inputs();
+        for x in &d.dialogue {
+            let want = if x.hidden {
+                Input::Hidden {
+                    question: x.question.clone(),
+                    text: x.answer.clone(),
+                }
+            } else {
+                Input::Answer {
+                    question: x.question.clone(),
+                    text: x.answer.clone(),
+                }
+            };
+            assert!(inputs.contains(&want), "{want:?} not in {inputs:?}");
+        }
+    }
+    let lines = dev.lines_received();
+    for d in &t.interactive {
+        for x in d
+            .dialogue
+            .iter()
+            .filter(|x| x.hidden && !x.answer.is_empty())
+        {
+            assert!(!lines.contains(&x.answer), "hidden answer in {lines:?}");
+        }
+    }
+}
+
+/// motd, split and coloured prompt, locked paging, idle timeout.
+fn persona_options(name: &str) {
+    let t = persona_test(name);
+    let motd = "R1# fake prompt > here #\n\x1b[1mbold\x1b[0m admin@srv1:~$ [edit]";
+    let dev = FakeDevice::start(DeviceConfig {
+        motd: Some(motd.into()),
+        ansi_prompt: true,
+        prompt_split: true,
+        paging_locked: true,
+        exec_timeout_secs: Some(2),
+        ..DeviceConfig::persona(name)
+    });
+    let mut sh = shell(&dev);
+    let crlf_motd = motd.replace('\n', "\r\n");
+    let got = sh.expect(&crlf_motd);
+    assert!(!got.contains("\x1b[1;32m"), "prompt before motd: {got:?}");
+    if let Some(key) = &t.press_any_key {
+        sh.expect(key);
+        sh.send("\r");
+    }
+    // The prompt's last line arrives coloured and in two writes.
+    let last = t.prompt.rsplit('\n').next().unwrap().to_string();
+    let cut = last.trim_end().char_indices().last().unwrap().0;
+    let (a, b) = last.split_at(cut);
+    sh.expect(&format!("\x1b[1;32m{a}"));
+    let t0 = Instant::now();
+    let rest = sh.expect(&format!("{b}\x1b[0m"));
+    assert_eq!(rest, format!("{b}\x1b[0m"));
+    assert!(
+        t0.elapsed() >= Duration::from_millis(30),
+        "prompt not split: {:?}",
+        t0.elapsed()
+    );
+    let coloured = |p: &str| {
+        let (head, last) = p.rsplit_once('\n').map_or(("", p), |(h, l)| (h, l));
+        let head = if head.is_empty() {
+            String::new()
+        } else {
+            format!("{head}\n")
+        };
+        format!("{head}\x1b[1;32m{last}\x1b[0m")
+    };
+    let pp = coloured(&t.privileged_prompt);
+    if let Some(en) = &t.enable {
+        sh.send(&format!("{en}\r"));
+        for x in &t.enable_dialogue {
+            sh.expect(&x.question);
+            sh.send(&format!("{}\r", x.answer));
+        }
+        sh.expect(&pp);
+    }
+    // Paging locked: the paging-off command is refused, the pager stays on.
+    if let Some(more) = &t.pager_prompt {
+        let cmd = &t.paging_off[0];
+        let out = sh.cmd(cmd, &pp);
+        assert!(
+            out.contains(&t.paging_locked_error[0]),
+            "{cmd} not refused: {out:?}"
+        );
+        sh.send(&format!("{}\r", t.long_command));
+        sh.expect(more);
+        sh.send("q");
+        sh.expect(&pp);
+    }
+    // Idle: the device closes the session.
+    let t0 = Instant::now();
+    assert!(sh.closed_within(Duration::from_secs(5)));
+    assert!(
+        t0.elapsed() >= Duration::from_millis(1500),
+        "{:?}",
+        t0.elapsed()
+    );
+}
+
+macro_rules! persona_tests {
+    ($($name:ident),* $(,)?) => {
+        mod personas {
+            $(
+                mod $name {
+                    #[test]
+                    fn fake_persona_walkthrough() {
+                        super::super::persona_walkthrough(stringify!($name));
+                    }
+                    #[test]
+                    fn fake_persona_interactive() {
+                        super::super::persona_interactive(stringify!($name));
+                    }
+                    #[test]
+                    fn fake_persona_options() {
+                        super::super::persona_options(stringify!($name));
+                    }
+                }
+            )*
+            #[test]
+            fn fake_every_persona_has_tests() {
+                let mut tested = vec![$(stringify!($name)),*];
+                tested.sort();
+                let mut all = crate::fake_ssh::FakeDevice::persona_names();
+                all.sort();
+                assert_eq!(tested, all);
+            }
+        }
+    };
+}
+
+persona_tests!(
+    cisco_ios,
+    cisco_nxos,
+    cisco_asa,
+    cisco_xr,
+    juniper_junos,
+    arista_eos,
+    nokia_sros,
+    hp_procurve,
+    hp_comware,
+    huawei_vrp,
+    linux,
+);
