@@ -5,5 +5,6 @@ mod api;
 mod exec_forms;
 mod fake_ssh;
 mod fake_ssh_tests;
+mod platforms;
 mod process;
 mod support;
