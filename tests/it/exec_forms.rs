@@ -351,3 +351,33 @@ fn keepalives_do_not_keep_a_session_from_the_reaper() {
         b.get(&format!("/session/{id}/status")).status == 404
     }));
 }
+
+#[test]
+fn enable_level_sends_the_platforms_level_command() {
+    let dev = FakeDevice::start(DeviceConfig {
+        password: PASSWORD.into(),
+        enable_password: Some(ENABLE.into()),
+        start_privileged: false,
+        ..Default::default()
+    });
+    let b = broker("");
+    let id = b.open(
+        dev.port(),
+        json!({"enable_password": ENABLE, "enable_level": "15"}),
+    );
+    assert_eq!(b.status(&id)["mode"], "enable");
+    assert!(
+        dev.lines_received().iter().any(|l| l == "enable 15"),
+        "{:?}",
+        dev.lines_received()
+    );
+    let r = b.post(
+        "/session",
+        &json!({"host": "127.0.0.1", "port": dev.port(), "username": "admin", "password": PASSWORD, "enable_level": 16}),
+    );
+    assert_eq!(r.status, 422);
+    assert_eq!(
+        r.json()["detail"][0]["loc"],
+        json!(["body", "enable_level"])
+    );
+}
