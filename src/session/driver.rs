@@ -111,6 +111,9 @@ const OPEN_OUTPUT_CAP: usize = 256 * 1024;
 const DRAIN_TIME: Duration = Duration::from_secs(2);
 /// Questions answered before the first prompt (a device asking forever cannot hold us).
 const MAX_LOGIN_ANSWERS: usize = 5;
+/// After a newline, how long a prompt without a line break before it may be followed by the
+/// real answer (the earlier prompt arriving late) before it is taken as the answer.
+const NO_BREAK_WAIT: Duration = Duration::from_millis(500);
 /// Newlines sent at open to make sure the prompt found is the device's, not a banner line.
 const PROMPT_CONFIRMATIONS: usize = 3;
 
@@ -256,13 +259,22 @@ impl Driver {
     ) -> Result<String, Error> {
         let mut acc = Acc::new(OPEN_OUTPUT_CAP);
         let pats = [Pat::Line(&self.platform.generic_prompt)];
-        let r = self.chan.send(data, deadline).and_then(|_| loop {
+        let r = self.chan.send(data, deadline).and_then(|_| {
             self.chan.read_until(&mut acc, &pats, deadline, None)?;
-            if matcher::clean(&acc.kept).contains('\n') {
-                return Ok(acc.waiting_line());
+            if !matcher::clean(&acc.kept).contains('\n') {
+                // Perhaps the prompt from before our line break, with the one after it still to
+                // come; a device that prints no line break before its prompt sends nothing more.
+                let line = acc.waiting_line();
+                acc.reset_tail();
+                let soon = deadline.min(Instant::now() + NO_BREAK_WAIT);
+                match self.chan.read_until(&mut acc, &pats, soon, None) {
+                    Err(ReadFail::Timeout) => return Ok(line),
+                    r => {
+                        r?;
+                    }
+                }
             }
-            // The prompt from before our line break: wait for the one after it.
-            acc.reset_tail();
+            Ok(acc.waiting_line())
         });
         r.map_err(|f| open_fail(what, host, f, &acc))
     }
@@ -602,14 +614,21 @@ impl Driver {
         let pats = [Pat::Line(&self.prompt)];
         let sent = self.chan.send("\n", deadline);
         let read = sent.and_then(|_| {
-            // The prompt after our line break, not one already on screen.
-            loop {
-                self.chan.read_until(&mut acc, &pats, deadline, None)?;
-                if acc.tail_bytes().contains(&b'\n') || acc.tail_bytes().contains(&b'\r') {
-                    return Ok(());
-                }
+            // The prompt after our line break, not one already on screen (a device that prints
+            // no line break before its prompt gets one more read).
+            self.chan.read_until(&mut acc, &pats, deadline, None)?;
+            let t = acc.tail_bytes();
+            if !t.contains(&b'\n') && !t.contains(&b'\r') {
                 acc.reset_tail();
+                let soon = deadline.min(Instant::now() + NO_BREAK_WAIT);
+                match self.chan.read_until(&mut acc, &pats, soon, None) {
+                    Err(ReadFail::Timeout) => return Ok(()),
+                    r => {
+                        r?;
+                    }
+                }
             }
+            Ok(())
         });
         match read {
             Ok(()) => Ok(Keepalive::Answered),

@@ -369,3 +369,19 @@ fn pagers_and_context_lines_per_platform() {
     let r = run(&mut d, "display interface brief");
     assert_eq!(r.output, "Interface   PHY   Protocol\nGE0/0/1     up    up");
 }
+
+#[test]
+fn a_device_that_prints_no_line_break_before_its_prompt_still_opens() {
+    let steps = vec![
+        step("\n", &[b"R1#"]),
+        step("terminal length 0\n", &[b"terminal length 0\r\nR1#"]),
+        step("terminal width 511\n", &[b"terminal width 511\r\nR1#"]),
+        step("\n", &[b"R1#"]),
+    ];
+    let mut d = driver("cisco_ios", &[b"R1#"], steps).unwrap();
+    assert_eq!(d.prompt_base(), "R1");
+    assert_eq!(
+        d.keepalive(true, Duration::from_secs(2)),
+        Ok(Keepalive::Answered)
+    );
+}

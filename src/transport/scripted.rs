@@ -39,9 +39,13 @@ impl Scripted {
 }
 
 impl Transport for Scripted {
-    fn read(&mut self, buf: &mut [u8], _deadline: Instant) -> Result<usize, TransportError> {
+    fn read(&mut self, buf: &mut [u8], deadline: Instant) -> Result<usize, TransportError> {
         match self.try_read(buf)? {
-            0 => Err(TransportError::Timeout),
+            0 => {
+                // Nothing more will come: block until the deadline, as a socket would.
+                std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
+                Err(TransportError::Timeout)
+            }
             n => Ok(n),
         }
     }
