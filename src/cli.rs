@@ -6,11 +6,17 @@ use crate::secret::Secret;
 
 pub const USAGE: &str = "\
 Usage: netdev-broker [serve] [OPTIONS]
+       netdev-broker telnet-debug <host> <username> <password> [enable_password] [port]
+                     [--device-type TYPE] [--timeout SECS]
 
-Holds long-lived SSH sessions to network devices behind a local HTTP API.
+Holds long-lived SSH and Telnet sessions to network devices behind a local HTTP API.
 
 Subcommands:
   serve              Run the broker (the default)
+  telnet-debug       Log in to a device over Telnet and print every stage: raw bytes
+                     received, the option negotiation, which prompt matched, what was
+                     sent (passwords masked), and where it stopped and why. A password
+                     of '-' is read from standard input (keeps it out of `ps`).
 
 Options:
   --config PATH      Config file (default: /etc/netdev-broker/config.yml if it exists)
@@ -26,8 +32,70 @@ Options:
 #[derive(Debug)]
 pub enum Command {
     Serve(Overrides),
+    TelnetDebug(TelnetDebug),
     Help,
     Version,
+}
+
+#[derive(Debug)]
+pub struct TelnetDebug {
+    pub host: String,
+    pub username: String,
+    /// "-" means: read it from standard input.
+    pub password: Secret,
+    pub enable_password: Option<Secret>,
+    pub port: u16,
+    pub device_type: String,
+    pub timeout: std::time::Duration,
+}
+
+fn telnet_debug(args: impl Iterator<Item = String>) -> Result<Command, String> {
+    let mut pos = Vec::new();
+    let mut device_type = "cisco_ios".to_string();
+    let mut timeout = 30.0f64;
+    let mut it = args.peekable();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "-h" | "--help" => return Ok(Command::Help),
+            "--device-type" => device_type = it.next().ok_or("--device-type needs a value")?,
+            "--timeout" => {
+                timeout = it
+                    .next()
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .filter(|t| *t > 0.0 && *t <= 3600.0)
+                    .ok_or("--timeout needs a number of seconds (0-3600)")?
+            }
+            _ if a.starts_with("--") => return Err(format!("unknown option '{a}'")),
+            _ => pos.push(a),
+        }
+    }
+    if !(3..=5).contains(&pos.len()) {
+        return Err(
+            "telnet-debug needs <host> <username> <password> [enable_password] [port]".into(),
+        );
+    }
+    let port = match pos.get(4) {
+        Some(p) => p
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| format!("bad port '{p}'"))?,
+        None => 23,
+    };
+    let mut pos = pos.into_iter();
+    let host = pos.next().unwrap_or_default();
+    let username = pos.next().unwrap_or_default();
+    let password = Secret::new(pos.next().unwrap_or_default());
+    let enable_password = pos.next().filter(|e| !e.is_empty()).map(Secret::new);
+    Ok(Command::TelnetDebug(TelnetDebug {
+        host,
+        username,
+        password,
+        enable_password,
+        port,
+        device_type,
+        timeout: std::time::Duration::from_secs_f64(timeout),
+    }))
 }
 
 /// Parse arguments (without the program name).
@@ -40,7 +108,12 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String>
             first = false;
             match arg.as_str() {
                 "serve" => continue,
-                other => return Err(format!("unknown subcommand '{other}' (available: serve)")),
+                "telnet-debug" => return telnet_debug(it),
+                other => {
+                    return Err(format!(
+                        "unknown subcommand '{other}' (available: serve, telnet-debug)"
+                    ))
+                }
             }
         }
         first = false;
@@ -101,5 +174,31 @@ mod tests {
         assert!(parse(args("frobnicate")).is_err());
         assert!(matches!(parse(args("--help")), Ok(Command::Help)));
         assert!(matches!(parse(args("serve -V")), Ok(Command::Version)));
+    }
+
+    #[test]
+    fn telnet_debug_arguments() {
+        let Ok(Command::TelnetDebug(t)) = parse(args("telnet-debug 10.0.0.1 admin pw")) else {
+            panic!()
+        };
+        assert_eq!(
+            (t.host.as_str(), t.username.as_str(), t.port),
+            ("10.0.0.1", "admin", 23)
+        );
+        assert_eq!(t.password.expose(), "pw");
+        assert!(t.enable_password.is_none());
+        assert!(!format!("{t:?}").contains("pw\""));
+        let Ok(Command::TelnetDebug(t)) = parse(args(
+            "telnet-debug sw1 u p en 2323 --device-type hp_procurve --timeout 5",
+        )) else {
+            panic!()
+        };
+        assert_eq!(t.port, 2323);
+        assert_eq!(t.enable_password.unwrap().expose(), "en");
+        assert_eq!(t.device_type, "hp_procurve");
+        assert!(parse(args("telnet-debug sw1 u")).is_err());
+        assert!(parse(args("telnet-debug sw1 u p en 0")).is_err());
+        assert!(parse(args("telnet-debug sw1 u p en 23 extra")).is_err());
+        assert!(parse(args("telnet-debug sw1 u p --timeout x")).is_err());
     }
 }

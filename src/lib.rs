@@ -9,6 +9,7 @@ pub mod channel;
 pub mod cli;
 pub mod cmdlog;
 pub mod config;
+pub mod debug;
 pub mod error;
 pub mod http;
 pub mod logging;

@@ -31,6 +31,10 @@ fn run() -> Result<(), Error> {
             println!("netdev-broker {}", env!("CARGO_PKG_VERSION"));
             return Ok(());
         }
+        Command::TelnetDebug(a) => {
+            let code = netdev_broker::debug::run(a);
+            std::process::exit(code);
+        }
         Command::Serve(ov) => ov,
     };
     let loaded = config::load(&ov, std::env::var(TOKEN_ENV).ok())?;

@@ -8,7 +8,7 @@ use crate::error::Error;
 use crate::http::{Handler, Request, Responder, Response};
 use crate::platform;
 use crate::secret::Secret;
-use crate::session::{ConfigJob, ExecJob, ExecReport, OpenRequest, Registry};
+use crate::session::{ConfigJob, ExecJob, ExecReport, OpenRequest, Protocol, Registry};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
@@ -71,6 +71,13 @@ impl Api {
         const DELETE: &[&str] = &["DELETE"];
         // Route first (unknown path 404, wrong method 405), then the token, then the body:
         // the order FastAPI answered in.
+        // `/session/...` and `/telnet-session/...` share ids: either prefix finds a session of
+        // either protocol; the prefix only picks the protocol of a new one.
+        let telnet = segs.first() == Some(&"telnet-session");
+        let mut segs = segs;
+        if telnet {
+            segs[0] = "session";
+        }
         let allowed: &[&str] = match segs.as_slice() {
             ["health"] | ["sessions"] | ["device-types"] => GET,
             ["session"] => POST,
@@ -100,7 +107,7 @@ impl Api {
                 ok_json(200, json!({"count": list.len(), "sessions": list}))
             }
             ["device-types"] => ok_json(200, device_types()),
-            ["session"] => self.open(req, slot),
+            ["session"] => self.open(req, slot, telnet),
             ["session", id, "status"] => match self.registry.get(id) {
                 Some(h) => ok_json(200, wire::status_json(&h)),
                 None => Err(Error::SessionNotFound),
@@ -114,8 +121,24 @@ impl Api {
         }
     }
 
-    fn open(&self, req: &Request, slot: &mut Option<Responder>) -> Result<Outcome, Error> {
+    fn open(
+        &self,
+        req: &Request,
+        slot: &mut Option<Responder>,
+        telnet_path: bool,
+    ) -> Result<Outcome, Error> {
         let b = wire::open_body(&req.body)?;
+        // Netmiko opens `*_telnet` device types over Telnet; so does POST /session.
+        let protocol = if telnet_path
+            || b.device_type
+                .trim()
+                .to_ascii_lowercase()
+                .ends_with("_telnet")
+        {
+            Protocol::Telnet
+        } else {
+            Protocol::Ssh
+        };
         let platform = platform::lookup(&b.device_type).ok_or_else(|| {
             Error::validation(
                 vec![json!("body"), json!("device_type")],
@@ -131,8 +154,12 @@ impl Api {
             .take()
             .ok_or_else(|| Error::Internal("responder already used".into()))?;
         let open = OpenRequest {
+            protocol,
             host: b.host,
-            port: b.port,
+            port: b.port.unwrap_or(match protocol {
+                Protocol::Ssh => 22,
+                Protocol::Telnet => 23,
+            }),
             username: b.username,
             password: b.password,
             enable_secret: b.enable_password,

@@ -235,7 +235,8 @@ pub struct OpenBody {
     pub username: String,
     pub password: crate::secret::Secret,
     pub device_type: String,
-    pub port: u16,
+    /// None: the protocol's default port.
+    pub port: Option<u16>,
     pub timeout: Duration,
     pub session_timeout: Option<Duration>,
     pub enable_password: Option<crate::secret::Secret>,
@@ -254,7 +255,7 @@ pub fn open_body(body: &[u8]) -> Result<OpenBody, Error> {
     let device_type = f
         .string("device_type", false)
         .unwrap_or_else(|| "cisco_ios".into());
-    let port = f.int("port", 1, 65_535).unwrap_or(22) as u16;
+    let port = f.int("port", 1, 65_535).map(|p| p as u16);
     let timeout = f
         .seconds("timeout", 0.1, 3600.0)
         .unwrap_or(Duration::from_secs(30));
@@ -531,12 +532,12 @@ mod tests {
     #[test]
     fn open_body_accepts_seed_and_ansible_shapes() {
         let b = open_body(br#"{"host":"10.0.0.1","username":"u","password":"p"}"#).unwrap();
-        assert_eq!(b.port, 22);
+        assert_eq!(b.port, None);
         assert_eq!(b.device_type, "cisco_ios");
         assert_eq!(b.timeout, Duration::from_secs(30));
         assert!(b.session_timeout.is_none());
         let b = open_body(br#"{"host":"h","username":"u","password":"p","port":"2222","session_timeout":"600","timeout":"5","secret":"en","extra":1}"#).unwrap();
-        assert_eq!(b.port, 2222);
+        assert_eq!(b.port, Some(2222));
         assert_eq!(b.session_timeout, Some(Duration::from_secs(600)));
         assert_eq!(b.timeout, Duration::from_secs(5));
         assert_eq!(b.enable_password.unwrap().expose(), "en");

@@ -3,7 +3,7 @@
 
 pub mod matcher;
 
-use crate::transport::{Transport, TransportError};
+use crate::transport::{escape_bytes, Trace, Transport, TransportError};
 use regex::Regex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -134,6 +134,8 @@ pub enum ReadFail {
 pub struct Channel {
     pub transport: Box<dyn Transport>,
     buf: Vec<u8>,
+    /// `telnet-debug`'s line sink: what was sent (secrets masked) and what matched.
+    pub trace: Option<Trace>,
 }
 
 impl Channel {
@@ -141,13 +143,39 @@ impl Channel {
         Channel {
             transport,
             buf: vec![0u8; 32 * 1024],
+            trace: None,
         }
     }
 
     pub fn send(&mut self, data: &str, deadline: Instant) -> Result<(), ReadFail> {
+        if let Some(t) = &self.trace {
+            t(&format!("[send] \"{}\"", escape_bytes(data.as_bytes())));
+        }
         self.transport
             .write_all(data.as_bytes(), deadline)
             .map_err(map_err)
+    }
+
+    /// Send a secret (a password line): traced as `********`, never logged.
+    pub fn send_hidden(
+        &mut self,
+        data: &str,
+        what: &str,
+        deadline: Instant,
+    ) -> Result<(), ReadFail> {
+        if let Some(t) = &self.trace {
+            t(&format!("[send] ******** ({what})"));
+        }
+        self.transport
+            .write_all(data.as_bytes(), deadline)
+            .map_err(map_err)
+    }
+
+    /// A line for the trace, if tracing.
+    pub fn note(&self, msg: &str) {
+        if let Some(t) = &self.trace {
+            t(msg);
+        }
     }
 
     /// Read what is already waiting, without blocking, into `acc` (which keeps a rolling tail,

@@ -140,9 +140,36 @@ pub enum Keepalive {
     NoPrompt,
 }
 
+/// Credentials typed at the device's own login prompts (Telnet).
+pub struct Login<'a> {
+    pub username: &'a str,
+    pub password: &'a Secret,
+}
+
+/// Login prompts and refusals, the forms devices use (matched on the last line / searched).
+struct LoginPatterns {
+    username: Regex,
+    password: Regex,
+    refused: Regex,
+}
+
+fn login_patterns() -> &'static LoginPatterns {
+    static P: std::sync::OnceLock<LoginPatterns> = std::sync::OnceLock::new();
+    P.get_or_init(|| LoginPatterns {
+        username: Regex::new(r"(?i)(?:user ?name|login|user)\s*: ?$").unwrap_or_else(|_| unreachable!()),
+        password: Regex::new(r"(?i)pass(?:word|code)\s*: ?$").unwrap_or_else(|_| unreachable!()),
+        refused: Regex::new(
+            r"(?im)^\s*(?:% ?Login invalid|% ?Authentication failed|Login incorrect|% ?Bad passwords|% ?Access denied|Authentication failed|Access denied|Login failed|Permission denied)",
+        )
+        .unwrap_or_else(|_| unreachable!()),
+    })
+}
+
 /// How a session is opened.
 pub struct OpenOptions<'a> {
     pub host: &'a str,
+    /// Log in on the CLI (Telnet): answer username and password prompts.
+    pub login: Option<Login<'a>>,
     pub enable_secret: Option<&'a Secret>,
     pub enable_level: Option<u8>,
     pub max_output: usize,
@@ -172,28 +199,85 @@ impl Driver {
         };
         let mut acc = Acc::new(OPEN_OUTPUT_CAP);
         let fail = |what, f, acc: &Acc| open_fail(what, host, f, acc);
+        let lp = login_patterns();
+        // [prompt, refused, username, password] (the last three only when logging in here),
+        // then the platform's login questions.
         let mut pats = vec![Pat::Line(&platform.generic_prompt)];
+        let first_answer = if o.login.is_some() {
+            pats.extend([
+                Pat::Search(&lp.refused),
+                Pat::Line(&lp.username),
+                Pat::Line(&lp.password),
+            ]);
+            4
+        } else {
+            1
+        };
         pats.extend(platform.login.iter().map(|a| Pat::Search(&a.expect)));
-        let mut answered = 0;
+        let (mut answered, mut users, mut passwords) = (0, 0, 0);
+        let refused = |why: String| Error::DeviceAuth(format!("{host} rejected the login: {why}"));
         loop {
             let hit = d
                 .chan
                 .read_until(&mut acc, &pats, deadline, None)
                 .map_err(|f| fail("waiting for the first prompt", f, &acc))?;
-            if hit == 0 {
-                break;
+            let line = acc.waiting_line();
+            match (hit, &o.login) {
+                (0, _) => break,
+                (1, Some(_)) => {
+                    let text = acc.search_text();
+                    let why = lp
+                        .refused
+                        .find(&text)
+                        .map(|m| {
+                            let from = text[m.start()..].trim_start();
+                            from.lines().next().unwrap_or("").trim().to_string()
+                        })
+                        .unwrap_or_default();
+                    d.chan.note(&format!("[match] login refused: {why:?}"));
+                    return Err(refused(why));
+                }
+                (2, Some(l)) => {
+                    d.chan.note(&format!("[match] username prompt {line:?}"));
+                    users += 1;
+                    if users > 1 {
+                        return Err(refused(format!("asked for the username again ({line:?})")));
+                    }
+                    acc.reset_tail();
+                    d.chan
+                        .send(&format!("{}\n", l.username), deadline)
+                        .map_err(|f| fail("sending the username", f, &acc))?;
+                }
+                (3, Some(l)) => {
+                    d.chan.note(&format!("[match] password prompt {line:?}"));
+                    passwords += 1;
+                    if passwords > 1 {
+                        return Err(refused(format!("asked for the password again ({line:?})")));
+                    }
+                    let mut pw = String::with_capacity(l.password.expose().len() + 1);
+                    pw.push_str(l.password.expose());
+                    pw.push('\n');
+                    acc.reset_tail();
+                    let sent = d.chan.send_hidden(&pw, "password", deadline);
+                    zeroize::Zeroize::zeroize(&mut pw);
+                    sent.map_err(|f| fail("sending the password", f, &acc))?;
+                }
+                (i, _) => {
+                    let a = &platform.login[i - first_answer];
+                    d.chan
+                        .note(&format!("[match] login question {:?}", a.expect.as_str()));
+                    answered += 1;
+                    if answered > MAX_LOGIN_ANSWERS {
+                        return Err(Error::Connect(format!(
+                            "{host}: still asking questions after {MAX_LOGIN_ANSWERS} answers (last line {line:?})"
+                        )));
+                    }
+                    acc.reset_tail();
+                    d.chan
+                        .send(&a.send, deadline)
+                        .map_err(|f| fail("answering a login question", f, &acc))?;
+                }
             }
-            answered += 1;
-            if answered > MAX_LOGIN_ANSWERS {
-                return Err(Error::Connect(format!(
-                    "{host}: still asking questions after {MAX_LOGIN_ANSWERS} answers (last line {:?})",
-                    acc.waiting_line()
-                )));
-            }
-            acc.reset_tail();
-            d.chan
-                .send(&platform.login[hit - 1].send, deadline)
-                .map_err(|f| fail("answering a login question", f, &acc))?;
         }
         let mut line = acc.waiting_line();
         if let Some(esc) = &platform.shell_escape {
@@ -217,6 +301,10 @@ impl Driver {
             line = again;
         }
         d.learn(&line)?;
+        d.chan.note(&format!(
+            "[match] prompt {line:?} (hostname {:?}, mode {})",
+            d.base, d.mode
+        ));
         d.at_prompt = true;
         if let Some(en) = &platform.enable {
             let asked = o.enable_secret.is_some_and(|s| !s.is_empty()) || o.enable_level.is_some();
@@ -299,6 +387,11 @@ impl Driver {
         &self.base
     }
 
+    /// What the transport negotiated ("kex / hostkey / cipher / mac", or the Telnet options).
+    pub fn negotiated(&self) -> String {
+        self.chan.transport.negotiated()
+    }
+
     pub fn platform(&self) -> &'static Platform {
         self.platform
     }
@@ -333,7 +426,7 @@ impl Driver {
                     line.push_str(s.expose());
                     line.push('\n');
                     acc.reset_tail();
-                    let sent = self.chan.send(&line, deadline);
+                    let sent = self.chan.send_hidden(&line, "enable secret", deadline);
                     zeroize::Zeroize::zeroize(&mut line);
                     sent.map_err(|f| fail(f, &acc))?;
                     asked = self
@@ -479,12 +572,12 @@ impl Driver {
                     return Err(fail_of(f, partial));
                 }
             };
-            let send = if hit == 0 {
+            let (send, hidden) = if hit == 0 {
                 break;
             } else if hit <= pagers {
                 acc.cut_pager_line();
                 cut_pagers.push(hit - 1);
-                self.platform.pagers[hit - 1].send.as_str()
+                (self.platform.pagers[hit - 1].send.as_str(), false)
             } else {
                 let i = open[hit - 1 - pagers];
                 let ia = &item.interactions[i];
@@ -493,12 +586,15 @@ impl Driver {
                 if ia.hidden {
                     log::debug!("answering {:?} (hidden)", ia.expect.as_str());
                 }
-                ia.send.expose()
+                (ia.send.expose(), ia.hidden)
             };
             acc.reset_tail();
-            self.chan
-                .send(send, deadline)
-                .map_err(|f| fail_of(f, String::new()))?;
+            let sent = if hidden {
+                self.chan.send_hidden(send, "hidden answer", deadline)
+            } else {
+                self.chan.send(send, deadline)
+            };
+            sent.map_err(|f| fail_of(f, String::new()))?;
         }
         let ended_by_expect = item.expect.is_some();
         if !ended_by_expect {

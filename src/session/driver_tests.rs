@@ -12,6 +12,7 @@ fn driver(platform: &str, greeting: &[&[u8]], steps: Vec<Step>) -> Result<Driver
         lookup(platform).unwrap(),
         &OpenOptions {
             host: "test",
+            login: None,
             enable_secret: None,
             enable_level: None,
             max_output: 1 << 20,
@@ -384,4 +385,80 @@ fn a_device_that_prints_no_line_break_before_its_prompt_still_opens() {
         d.keepalive(true, Duration::from_secs(2)),
         Ok(Keepalive::Answered)
     );
+}
+
+fn telnet_open(greeting: &[&[u8]], steps: Vec<Step>) -> Result<Driver, Error> {
+    let t = Scripted::new(greeting, steps);
+    let pw = Secret::new("s3cret");
+    Driver::open(
+        Channel::new(Box::new(t)),
+        lookup("cisco_ios").unwrap(),
+        &OpenOptions {
+            host: "test",
+            login: Some(Login {
+                username: "admin",
+                password: &pw,
+            }),
+            enable_secret: None,
+            enable_level: None,
+            max_output: 1 << 20,
+            deadline: Instant::now() + Duration::from_secs(2),
+        },
+    )
+}
+
+#[test]
+fn telnet_login_forms() {
+    // Username + password, a banner with a prompt-like line before it.
+    let mut steps = vec![
+        step("admin\n", &[b"admin\r\nPassword: "]),
+        step("s3cret\n", &[b"\r\n\r\nR1#"]),
+    ];
+    steps.extend(ios_open("R1#"));
+    let d = telnet_open(
+        &[b"\r\n*** R1# lab ***\r\n\r\nUser Access Verification\r\n\r\nUsername: "],
+        steps,
+    )
+    .unwrap();
+    assert_eq!(d.mode, "enable");
+    // A line password only; `login:` and `User Name:` forms.
+    for greeting in [&b"\r\nPassword: "[..], b"sw1 login: ", b"User Name:"] {
+        let mut steps = Vec::new();
+        if !greeting.ends_with(b"Password: ") {
+            steps.push(step("admin\n", &[b"\r\nPassword:"]));
+        }
+        steps.push(step("s3cret\n", &[b"\r\nR1#"]));
+        steps.extend(ios_open("R1#"));
+        assert!(telnet_open(&[greeting], steps).is_ok(), "{greeting:?}");
+    }
+}
+
+#[test]
+fn telnet_login_refusals_are_401() {
+    let cases: Vec<(&[u8], &str)> = vec![
+        (b"\r\n% Login invalid\r\n\r\nUsername: ", "% Login invalid"),
+        (
+            b"\r\n% Authentication failed\r\n\r\nUsername: ",
+            "% Authentication failed",
+        ),
+        (b"\r\nLogin incorrect\r\nlogin: ", "Login incorrect"),
+        (b"\r\nUsername: ", "asked for the username again"),
+        (b"\r\nPassword: ", "asked for the password again"),
+    ];
+    for (reply, want) in cases {
+        let steps = vec![
+            step("admin\n", &[b"\r\nPassword: "]),
+            step("s3cret\n", &[reply]),
+        ];
+        match telnet_open(&[b"Username: "], steps) {
+            Err(e @ Error::DeviceAuth(_)) => assert!(e.to_string().contains(want), "{e}"),
+            Err(e) => panic!("{want}: {e}"),
+            Ok(_) => panic!("{want}: logged in"),
+        }
+    }
+    // Nothing at all: 504.
+    assert!(matches!(
+        telnet_open(&[], vec![]),
+        Err(Error::OpenTimeout(_))
+    ));
 }

@@ -10,9 +10,11 @@ use crate::mask::Masker;
 use crate::platform::Platform;
 use crate::secret::Secret;
 use crate::transport::ssh::{SshParams, SshTransport};
+use crate::transport::telnet::TelnetTransport;
+use crate::transport::Transport;
 use crate::util::random_id;
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
-use driver::{CmdFail, CmdResult, Driver, ExecItem, Keepalive, OpenOptions};
+use driver::{CmdFail, CmdResult, Driver, ExecItem, Keepalive, Login, OpenOptions};
 use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -31,8 +33,24 @@ const SESSION_STACK: usize = 512 << 10;
 /// How long a dead session with session_timeout 0 stays listed before the reaper removes it.
 const DEAD_KEEP: Duration = Duration::from_secs(3600);
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Ssh,
+    Telnet,
+}
+
+impl Protocol {
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Ssh => "ssh",
+            Protocol::Telnet => "telnet",
+        }
+    }
+}
+
 /// Everything needed to open a session. Credentials are dropped as soon as the session is up.
 pub struct OpenRequest {
+    pub protocol: Protocol,
     pub host: String,
     pub port: u16,
     pub username: String,
@@ -425,27 +443,41 @@ fn session_main(reg: Arc<Registry>, id: String, req: OpenRequest, reply: OpenRep
     let started = Instant::now();
     let deadline = started + req.connect_timeout;
     let opened = (|| {
-        let params = SshParams {
-            host: &req.host,
-            port: req.port,
-            username: &req.username,
-            password: &req.password,
+        let (transport, login): (Box<dyn Transport>, _) = match req.protocol {
+            Protocol::Ssh => {
+                let params = SshParams {
+                    host: &req.host,
+                    port: req.port,
+                    username: &req.username,
+                    password: &req.password,
+                };
+                (Box::new(SshTransport::connect(&params, deadline)?), None)
+            }
+            Protocol::Telnet => {
+                let t = TelnetTransport::connect(&req.host, req.port, deadline, None)?;
+                let login = Login {
+                    username: &req.username,
+                    password: &req.password,
+                };
+                (Box::new(t), Some(login))
+            }
         };
-        let transport = SshTransport::connect(&params, deadline)?;
-        let negotiated = transport.negotiated.clone();
         let driver = Driver::open(
-            Channel::new(Box::new(transport)),
+            Channel::new(transport),
             req.platform,
             &OpenOptions {
                 host: &req.host,
+                login,
                 enable_secret: req.enable_secret.as_ref(),
                 enable_level: req.enable_level,
                 max_output: reg.settings.max_output_bytes,
                 deadline,
             },
         )?;
+        let negotiated = driver.negotiated();
         Ok::<_, Error>((driver, negotiated))
     })();
+    let req_protocol = req.protocol;
     let OpenRequest {
         host,
         port,
@@ -476,7 +508,7 @@ fn session_main(reg: Arc<Registry>, id: String, req: OpenRequest, reply: OpenRep
     let now = SystemTime::now();
     let info = SessionInfo {
         id: id.clone(),
-        protocol: "ssh",
+        protocol: req_protocol.name(),
         host,
         port,
         username,

@@ -4,8 +4,140 @@
 #[cfg(test)]
 pub mod scripted;
 pub mod ssh;
+pub mod telnet;
 
-use std::time::Instant;
+use crate::error::Error;
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Where `telnet-debug` (and nothing in normal operation) receives a line per event.
+pub type Trace = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// Bytes as printable text: printable ASCII as is, everything else escaped (`\r`, `\xff`).
+pub fn escape_bytes(b: &[u8]) -> String {
+    let mut s = String::with_capacity(b.len());
+    for &c in b {
+        match c {
+            b'\r' => s.push_str("\\r"),
+            b'\n' => s.push_str("\\n"),
+            b'\t' => s.push_str("\\t"),
+            b'\\' => s.push_str("\\\\"),
+            b'"' => s.push_str("\\\""),
+            0x20..=0x7e => s.push(c as char),
+            _ => s.push_str(&format!("\\x{c:02x}")),
+        }
+    }
+    s
+}
+
+pub(crate) fn remaining(deadline: Instant) -> Option<Duration> {
+    deadline
+        .checked_duration_since(Instant::now())
+        .filter(|d| !d.is_zero())
+}
+
+pub(crate) fn timed_out(what: &str, host: &str) -> Error {
+    Error::OpenTimeout(format!("{what} to {host} did not complete in time"))
+}
+
+/// Resolve with a deadline: getaddrinfo has none, so it runs on a short-lived helper thread.
+fn resolve(host: &str, port: u16, deadline: Instant) -> Result<Vec<SocketAddr>, Error> {
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    let h = host.to_string();
+    std::thread::Builder::new()
+        .name("dns".into())
+        .spawn(move || {
+            let _ = tx.send(
+                (h.as_str(), port)
+                    .to_socket_addrs()
+                    .map(|a| a.collect::<Vec<_>>()),
+            );
+        })
+        .map_err(|e| Error::Internal(format!("cannot start resolver thread: {e}")))?;
+    let wait = remaining(deadline).ok_or_else(|| timed_out("name resolution", host))?;
+    match rx.recv_timeout(wait) {
+        Ok(Ok(addrs)) if !addrs.is_empty() => Ok(addrs),
+        Ok(Ok(_)) => Err(Error::Connect(format!(
+            "{host}: name resolved to no address"
+        ))),
+        Ok(Err(e)) => Err(Error::Connect(format!("cannot resolve {host}: {e}"))),
+        Err(_) => Err(timed_out("name resolution", host)),
+    }
+}
+
+fn set_tcp_keepalive(fd: RawFd) {
+    // Finds a half-open peer: first probe after 60 s idle, then every 10 s, dead after 3 misses.
+    let set = |level: libc::c_int, name: libc::c_int, val: libc::c_int| unsafe {
+        // SAFETY: fd is a valid socket owned by the TcpStream we hold; the option value is a
+        // c_int on the stack whose size we pass.
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            &val as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    };
+    set(libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1);
+    set(libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, 60);
+    set(libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, 10);
+    set(libc::IPPROTO_TCP, libc::TCP_KEEPCNT, 3);
+}
+
+/// Resolve and connect by the deadline (each address in turn), with TCP keepalive and no Nagle.
+pub(crate) fn connect_tcp(host: &str, port: u16, deadline: Instant) -> Result<TcpStream, Error> {
+    let addrs = resolve(host, port, deadline)?;
+    let mut last_err = None;
+    for a in &addrs {
+        let Some(wait) = remaining(deadline) else {
+            break;
+        };
+        match TcpStream::connect_timeout(a, wait) {
+            Ok(s) => {
+                let _ = s.set_nodelay(true);
+                set_tcp_keepalive(s.as_raw_fd());
+                return Ok(s);
+            }
+            Err(e) => last_err = Some(e),
+        }
+    }
+    match last_err {
+        Some(e) if e.kind() == std::io::ErrorKind::TimedOut => Err(timed_out("TCP connect", host)),
+        Some(e) => Err(Error::Connect(format!(
+            "cannot connect to {host}:{port}: {e}"
+        ))),
+        None => Err(timed_out("TCP connect", host)),
+    }
+}
+
+/// Wait until `fd` is readable (or writable) or the deadline passes.
+pub(crate) fn poll_fd(fd: RawFd, write: bool, deadline: Instant) -> Result<(), TransportError> {
+    let left = remaining(deadline).ok_or(TransportError::Timeout)?;
+    let mut pfd = libc::pollfd {
+        fd,
+        events: if write { libc::POLLOUT } else { libc::POLLIN },
+        revents: 0,
+    };
+    let ms = left.as_millis().clamp(1, i32::MAX as u128) as libc::c_int;
+    // SAFETY: pfd is a valid pollfd on the stack and we pass a count of 1.
+    let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
+    if rc < 0 {
+        let e = std::io::Error::last_os_error();
+        if e.kind() == std::io::ErrorKind::Interrupted {
+            return Ok(());
+        }
+        return Err(TransportError::Closed(format!("poll failed: {e}")));
+    }
+    if rc == 0 {
+        return Err(TransportError::Timeout);
+    }
+    if pfd.revents & libc::POLLNVAL != 0 {
+        return Err(TransportError::Closed("socket error".into()));
+    }
+    Ok(())
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum TransportError {
@@ -26,6 +158,8 @@ pub trait Transport: Send {
     /// Close politely, giving up at the deadline.
     fn close(&mut self, deadline: Instant);
     fn protocol(&self) -> &'static str;
+    /// What was negotiated, for status and the log.
+    fn negotiated(&self) -> String;
 }
 
 /// Host strings go to getaddrinfo and libssh2 (a NUL byte panics the ssh2 crate): accept only

@@ -89,4 +89,7 @@ impl Transport for Scripted {
     fn protocol(&self) -> &'static str {
         "scripted"
     }
+    fn negotiated(&self) -> String {
+        "scripted".into()
+    }
 }

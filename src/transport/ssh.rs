@@ -3,11 +3,10 @@
 //! Set-up runs in blocking mode with libssh2's timeout set to what is left of the open deadline;
 //! afterwards the session is non-blocking and every wait is a poll() on the socket with a deadline.
 
-use super::{Transport, TransportError};
+use super::{connect_tcp, remaining, timed_out, Transport, TransportError};
 use crate::error::Error;
 use crate::secret::Secret;
 use std::io::{Read, Write as _};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, Instant};
 
@@ -36,60 +35,6 @@ impl Drop for SshTransport {
             self.close(Instant::now() + Duration::from_secs(1));
         }
     }
-}
-
-fn remaining(deadline: Instant) -> Option<Duration> {
-    deadline
-        .checked_duration_since(Instant::now())
-        .filter(|d| !d.is_zero())
-}
-
-fn timed_out(what: &str, host: &str) -> Error {
-    Error::OpenTimeout(format!("{what} to {host} did not complete in time"))
-}
-
-/// Resolve with a deadline: getaddrinfo has none, so it runs on a short-lived helper thread.
-fn resolve(host: &str, port: u16, deadline: Instant) -> Result<Vec<SocketAddr>, Error> {
-    let (tx, rx) = crossbeam_channel::bounded(1);
-    let h = host.to_string();
-    std::thread::Builder::new()
-        .name("dns".into())
-        .spawn(move || {
-            let _ = tx.send(
-                (h.as_str(), port)
-                    .to_socket_addrs()
-                    .map(|a| a.collect::<Vec<_>>()),
-            );
-        })
-        .map_err(|e| Error::Internal(format!("cannot start resolver thread: {e}")))?;
-    let wait = remaining(deadline).ok_or_else(|| timed_out("name resolution", host))?;
-    match rx.recv_timeout(wait) {
-        Ok(Ok(addrs)) if !addrs.is_empty() => Ok(addrs),
-        Ok(Ok(_)) => Err(Error::Connect(format!(
-            "{host}: name resolved to no address"
-        ))),
-        Ok(Err(e)) => Err(Error::Connect(format!("cannot resolve {host}: {e}"))),
-        Err(_) => Err(timed_out("name resolution", host)),
-    }
-}
-
-fn set_tcp_keepalive(fd: RawFd) {
-    // Finds a half-open peer: first probe after 60 s idle, then every 10 s, dead after 3 misses.
-    let set = |level: libc::c_int, name: libc::c_int, val: libc::c_int| unsafe {
-        // SAFETY: fd is a valid socket owned by the TcpStream we hold; the option value is a
-        // c_int on the stack whose size we pass.
-        libc::setsockopt(
-            fd,
-            level,
-            name,
-            &val as *const libc::c_int as *const libc::c_void,
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
-    };
-    set(libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1);
-    set(libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, 60);
-    set(libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, 10);
-    set(libc::IPPROTO_TCP, libc::TCP_KEEPCNT, 3);
 }
 
 fn is_auth_error(e: &ssh2::Error) -> bool {
@@ -149,37 +94,8 @@ impl ssh2::KeyboardInteractivePrompt for Answer<'_> {
 impl SshTransport {
     pub fn connect(p: &SshParams, deadline: Instant) -> Result<SshTransport, Error> {
         let host = p.host;
-        let addrs = resolve(host, p.port, deadline)?;
-        let mut last_err = None;
-        let mut stream = None;
-        for a in &addrs {
-            let Some(wait) = remaining(deadline) else {
-                break;
-            };
-            match TcpStream::connect_timeout(a, wait) {
-                Ok(s) => {
-                    stream = Some(s);
-                    break;
-                }
-                Err(e) => last_err = Some(e),
-            }
-        }
-        let stream = match (stream, last_err) {
-            (Some(s), _) => s,
-            (None, Some(e)) if e.kind() == std::io::ErrorKind::TimedOut => {
-                return Err(timed_out("TCP connect", host))
-            }
-            (None, Some(e)) => {
-                return Err(Error::Connect(format!(
-                    "cannot connect to {host}:{}: {e}",
-                    p.port
-                )))
-            }
-            (None, None) => return Err(timed_out("TCP connect", host)),
-        };
-        let _ = stream.set_nodelay(true);
+        let stream = connect_tcp(host, p.port, deadline)?;
         let fd = stream.as_raw_fd();
-        set_tcp_keepalive(fd);
 
         let mut session =
             ssh2::Session::new().map_err(|e| Error::Internal(format!("libssh2 init: {e}")))?;
@@ -401,5 +317,9 @@ impl Transport for SshTransport {
 
     fn protocol(&self) -> &'static str {
         "ssh"
+    }
+
+    fn negotiated(&self) -> String {
+        self.negotiated.clone()
     }
 }
