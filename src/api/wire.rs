@@ -324,6 +324,7 @@ fn exec_item(
         .seconds("read_timeout", 0.1, MAX_TIMEOUT)
         .or_else(|| g.seconds("timeout", 0.1, MAX_TIMEOUT));
     let mut interactions = Vec::new();
+    let answer_given = answer.is_some();
     if let Some(a) = answer {
         interactions.push(Interaction {
             expect: a,
@@ -386,6 +387,7 @@ fn exec_item(
         interactions,
         timeout,
         any_order: false,
+        seed_answer: answer_given,
     })
 }
 

@@ -55,6 +55,8 @@ struct Def {
     failures: Vec<String>,
     #[serde(default)]
     prompt_changes: Vec<String>,
+    #[serde(default)]
+    default_questions: Vec<String>,
     close: CloseDef,
 }
 
@@ -229,6 +231,9 @@ pub struct Platform {
     pub pagers: Vec<Pager>,
     pub failures: Vec<Regex>,
     pub prompt_changes: Vec<Regex>,
+    /// Questions whose default (shown in brackets) Enter accepts; the seed's interactive form
+    /// answers them as well as its own `answer`.
+    pub default_questions: Vec<Regex>,
     pub close: CloseDef,
 }
 
@@ -375,6 +380,7 @@ impl Platform {
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(ctx)?,
             prompt_changes: compile_all(&d.prompt_changes).map_err(ctx)?,
+            default_questions: compile_all(&d.default_questions).map_err(ctx)?,
             close: d.close,
             name: d.name,
             description: d.description,

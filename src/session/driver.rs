@@ -35,6 +35,9 @@ pub struct ExecItem {
     /// Any unanswered question may come next (platform answers are alternatives); otherwise
     /// they are answered in order (a dialogue).
     pub any_order: bool,
+    /// The seed's `answer` + `send_newlines` form: its newlines also answer the platform's
+    /// default-value questions.
+    pub seed_answer: bool,
 }
 
 impl ExecItem {
@@ -45,6 +48,7 @@ impl ExecItem {
             interactions: Vec::new(),
             timeout: None,
             any_order: false,
+            seed_answer: false,
         }
     }
     /// A command whose questions are answered from platform data.
@@ -552,10 +556,16 @@ impl Driver {
                     .into_iter()
                     .collect()
             };
-            pats.extend(
-                open.iter()
-                    .map(|i| Pat::Search(&item.interactions[*i].expect)),
-            );
+            let mut open_pats: Vec<(usize, &Regex)> = open
+                .iter()
+                .map(|i| (*i, &item.interactions[*i].expect))
+                .collect();
+            // The seed's form also answers the platform's default-value questions
+            // (`Destination filename [startup-config]?`) with the newlines it was given.
+            if item.seed_answer && !done.is_empty() && !done[0] {
+                open_pats.extend(self.platform.default_questions.iter().map(|r| (0, r)));
+            }
+            pats.extend(open_pats.iter().map(|(_, r)| Pat::Search(r)));
             let hit = match self.chan.read_until(&mut acc, &pats, deadline, cancel) {
                 Ok(i) => i,
                 Err(f) => {
@@ -579,7 +589,7 @@ impl Driver {
                 cut_pagers.push(hit - 1);
                 (self.platform.pagers[hit - 1].send.as_str(), false)
             } else {
-                let i = open[hit - 1 - pagers];
+                let i = open_pats[hit - 1 - pagers].0;
                 let ia = &item.interactions[i];
                 done[i] = true;
                 answered += 1;

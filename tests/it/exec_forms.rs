@@ -381,3 +381,32 @@ fn enable_level_sends_the_platforms_level_command() {
         json!(["body", "enable_level"])
     );
 }
+
+#[test]
+fn the_seeds_copy_run_start_example_works_as_written() {
+    // The seed waits for "[confirm]"; IOS asks "Destination filename [startup-config]?" instead.
+    // The seed's form answers the platform's default-value questions with its newlines.
+    let dev = device();
+    let b = broker("");
+    let id = b.open(dev.port(), json!({}));
+    let r = b.exec(
+        &id,
+        json!([{"cmd": "copy running-config startup-config", "answer": "\\[confirm\\]", "send_newlines": 1}]),
+    );
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    assert!(r.json()["outputs"]["copy running-config startup-config"]
+        .as_str()
+        .unwrap()
+        .contains("[OK]"));
+    // The explicit `interactions` form does not: only what was asked is answered.
+    let r = b.post(
+        &format!("/session/{id}/exec"),
+        &json!({"commands": [{"cmd": "copy running-config startup-config",
+                              "interactions": [{"expect": "\\[confirm\\]", "send": ""}]}], "timeout": 1}),
+    );
+    assert_eq!(r.status, 500, "{:?}", r.json());
+    assert!(r.json()["partial_output"]
+        .as_str()
+        .unwrap()
+        .contains("Destination filename"));
+}
