@@ -6,6 +6,7 @@ use crate::secret::Secret;
 
 pub const USAGE: &str = "\
 Usage: netdev-broker [serve] [OPTIONS]
+       netdev-broker demo [--port PORT]
        netdev-broker telnet-debug <host> <username> <password> [enable_password] [port]
                      [--device-type TYPE] [--timeout SECS]
 
@@ -13,6 +14,9 @@ Holds long-lived SSH and Telnet sessions to network devices behind a local HTTP 
 
 Subcommands:
   serve              Run the broker (the default)
+  demo               Run the broker on 127.0.0.1 (port 8765 unless --port) with a built-in
+                     fake Cisco IOS device that speaks Telnet and a random token, and print
+                     the curl commands to try. Nothing to configure, no device needed.
   telnet-debug       Log in to a device over Telnet and print every stage: raw bytes
                      received, the option negotiation, which prompt matched, what was
                      sent (passwords masked), and where it stopped and why. A password
@@ -32,6 +36,7 @@ Options:
 #[derive(Debug)]
 pub enum Command {
     Serve(Overrides),
+    Demo { port: u16 },
     TelnetDebug(TelnetDebug),
     Help,
     Version,
@@ -47,6 +52,23 @@ pub struct TelnetDebug {
     pub port: u16,
     pub device_type: String,
     pub timeout: std::time::Duration,
+}
+
+fn demo(mut args: impl Iterator<Item = String>) -> Result<Command, String> {
+    let mut port = 8765;
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "-h" | "--help" => return Ok(Command::Help),
+            "--port" => {
+                port = args
+                    .next()
+                    .and_then(|p| p.parse::<u16>().ok())
+                    .ok_or("--port needs a port number (0: any free one)")?
+            }
+            _ => return Err(format!("unknown demo option '{a}'")),
+        }
+    }
+    Ok(Command::Demo { port })
 }
 
 fn telnet_debug(args: impl Iterator<Item = String>) -> Result<Command, String> {
@@ -109,9 +131,10 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String>
             match arg.as_str() {
                 "serve" => continue,
                 "telnet-debug" => return telnet_debug(it),
+                "demo" => return demo(it),
                 other => {
                     return Err(format!(
-                        "unknown subcommand '{other}' (available: serve, telnet-debug)"
+                        "unknown subcommand '{other}' (available: serve, demo, telnet-debug)"
                     ))
                 }
             }
@@ -200,5 +223,14 @@ mod tests {
         assert!(parse(args("telnet-debug sw1 u p en 0")).is_err());
         assert!(parse(args("telnet-debug sw1 u p en 23 extra")).is_err());
         assert!(parse(args("telnet-debug sw1 u p --timeout x")).is_err());
+        assert!(matches!(
+            parse(args("demo")),
+            Ok(Command::Demo { port: 8765 })
+        ));
+        assert!(matches!(
+            parse(args("demo --port 0")),
+            Ok(Command::Demo { port: 0 })
+        ));
+        assert!(parse(args("demo --port x")).is_err());
     }
 }

@@ -7,9 +7,11 @@
 pub mod api;
 pub mod channel;
 pub mod cli;
+pub mod cmd_demo;
 pub mod cmdlog;
 pub mod config;
 pub mod debug;
+pub mod demo;
 pub mod error;
 pub mod http;
 pub mod logging;

@@ -31,6 +31,18 @@ fn run() -> Result<(), Error> {
             println!("netdev-broker {}", env!("CARGO_PKG_VERSION"));
             return Ok(());
         }
+        Command::Demo { port } => {
+            let c = netdev_broker::config::Config::default();
+            logging::init(&c).map_err(Error::Config)?;
+            let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
+                .map_err(|e| Error::Config(format!("cannot install signal handlers: {e}")))?;
+            return netdev_broker::cmd_demo::run(
+                &netdev_broker::cmd_demo::DemoArgs { port },
+                || {
+                    signals.forever().next();
+                },
+            );
+        }
         Command::TelnetDebug(a) => {
             let code = netdev_broker::debug::run(a);
             std::process::exit(code);

@@ -3,7 +3,7 @@
 //! deadline.
 //!
 //! We accept the server's ECHO and SUPPRESS-GO-AHEAD, offer TERMINAL-TYPE (`VT100`), NAWS
-//! (511 columns, 0 rows: "no paging") and SUPPRESS-GO-AHEAD when asked, and refuse everything
+//! (510 columns, 0 rows: "no paging") and SUPPRESS-GO-AHEAD when asked, and refuse everything
 //! else. Data: IAC IAC is a 255 byte, NUL after CR is dropped; outgoing 255 is doubled, and a
 //! line break is sent as CR LF (the NVT newline).
 
@@ -219,9 +219,11 @@ impl Codec {
                 if offered && !self.us[i] {
                     self.us[i] = true;
                     if answer(self, WILL) && o == NAWS {
-                        // 511 columns (no wrapping), 0 rows (no paging where honoured).
-                        reply.extend_from_slice(&[IAC, SB, NAWS, 1, 255, 255, 0, 0, IAC, SE]);
-                        self.events.push("sent NAWS 511x0".into());
+                        // 510 columns (no wrapping; 511 = 0x01FF would need its 255 doubled,
+                        // which naive servers such as BusyBox telnetd misread), 0 rows (no
+                        // paging where honoured).
+                        reply.extend_from_slice(&[IAC, SB, NAWS, 1, 254, 0, 0, IAC, SE]);
+                        self.events.push("sent NAWS 510x0".into());
                     }
                 } else if !offered {
                     answer(self, WONT);
@@ -485,7 +487,7 @@ mod tests {
             reply,
             [
                 IAC, DO, ECHO, IAC, DO, SGA, IAC, WILL, TTYPE, IAC, WILL, NAWS, IAC, SB, NAWS, 1,
-                255, 255, 0, 0, IAC, SE
+                254, 0, 0, IAC, SE
             ]
         );
         assert!(events.contains(&"server DO TERMINAL-TYPE -> WILL TERMINAL-TYPE".to_string()));

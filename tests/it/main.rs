@@ -8,3 +8,4 @@ mod fake_ssh_tests;
 mod platforms;
 mod process;
 mod support;
+mod telnet;

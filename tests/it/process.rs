@@ -241,3 +241,84 @@ fn sigterm_closes_sessions_and_no_secret_is_ever_logged() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// The README's first command: `netdev-broker demo` prints curl commands that work as printed.
+#[test]
+fn demo_prints_commands_that_work() {
+    use std::io::BufRead;
+    let child = Command::new(BIN)
+        .args(["demo", "--port", "0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Killed on drop if the test fails half-way.
+    let mut p = Proc {
+        child,
+        addr: "127.0.0.1:1".parse().unwrap(),
+    };
+    let stdout = p.child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut printed = Vec::new();
+    let end = Instant::now() + Duration::from_secs(20);
+    while !printed
+        .iter()
+        .any(|l: &String| l.contains("Ctrl-C stops both"))
+    {
+        let left = end.saturating_duration_since(Instant::now());
+        printed.push(rx.recv_timeout(left).expect("demo printed its commands"));
+    }
+    let start = printed
+        .iter()
+        .position(|l| l.trim_start().starts_with("HOST="))
+        .unwrap();
+    let stop = printed
+        .iter()
+        .position(|l| l.contains("http_code"))
+        .unwrap();
+    let script: String = printed[start..=stop]
+        .iter()
+        .map(|l| format!("{}\n", l.trim_start()))
+        .collect();
+    let have = |tool: &str| Command::new(tool).arg("--version").output().is_ok();
+    if have("curl") && have("jq") {
+        let out = Command::new("bash")
+            .args(["-c", &format!("set -e\n{script}")])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(text.contains("\"mode\": \"enable\""), "{text}");
+        assert!(text.contains("Cisco IOS XE Software"), "{text}");
+        assert!(text.contains("[OK]"), "{text}");
+        assert!(text.trim_end().ends_with("204"), "{text}");
+    } else {
+        panic!("curl and jq are needed (.ci/run installs them)");
+    }
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(p.child.id() as i32, libc::SIGTERM) };
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = p.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "demo did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0));
+}
