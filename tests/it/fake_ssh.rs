@@ -29,8 +29,10 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-use russh::keys::ssh_key::private::Ed25519Keypair;
-use russh::keys::{HashAlg, PrivateKey};
+use russh::keys::ssh_key::private::{Ed25519Keypair, RsaKeypair};
+use russh::keys::ssh_key::rand_core::OsRng;
+use russh::keys::ssh_key::LineEnding;
+use russh::keys::{Algorithm, EcdsaCurve, HashAlg, PrivateKey, PublicKey};
 use russh::server::{Auth, Handle, Handler, Msg, Response, Session};
 use russh::{
     Channel, ChannelId, ChannelMsg, ChannelWriteHalf, Disconnect, MethodKind, MethodSet, Pty, SshId,
@@ -52,7 +54,7 @@ pub struct DeviceConfig {
     /// Initial hostname, shown in the prompt (`R1>`). [`DeviceConfig::persona`] sets the
     /// fixture's own hostname.
     pub hostname: String,
-    /// The only user accepted (password and keyboard-interactive auth).
+    /// The only user accepted (every auth method).
     pub username: String,
     /// Password of `username`.
     pub password: String,
@@ -74,6 +76,55 @@ pub struct DeviceConfig {
     pub prompt_split: bool,
     /// Every prompt is wrapped in colour escape codes (`\x1b[1;32m` ... `\x1b[0m`).
     pub ansi_prompt: bool,
+    /// Host key: an unencrypted OpenSSH-format private key (`-----BEGIN OPENSSH PRIVATE
+    /// KEY-----`, e.g. from [`gen_host_key_openssh`]). `None` = a fresh ed25519 key per device.
+    /// Starting another device on the same port with another key is a host-key rotation.
+    /// [`FakeDevice::start_on`] panics if it can't be parsed.
+    pub host_key: Option<String>,
+    /// Which user-authentication methods are offered and accepted. Default
+    /// [`AuthMode::Password`].
+    pub auth: AuthMode,
+}
+
+/// The user-authentication methods a [`FakeDevice`] offers and accepts (for
+/// [`DeviceConfig::username`]). The others are refused, whatever the credentials, and not
+/// advertised.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum AuthMode {
+    /// `password`, plus `keyboard-interactive` with one hidden `Password: ` prompt (both take
+    /// [`DeviceConfig::password`]).
+    #[default]
+    Password,
+    /// Only `keyboard-interactive` (one hidden `Password: ` prompt); `password` is refused.
+    KeyboardInteractiveOnly,
+    /// Only `publickey`, with these authorized public keys (OpenSSH one-line format,
+    /// `ssh-ed25519 AAAA... comment`; the comment is ignored). russh checks the signature.
+    PublicKeyOnly(Vec<String>),
+    /// `publickey` (these keys) or `password`; `keyboard-interactive` is refused.
+    PasswordOrPublicKey(Vec<String>),
+}
+
+impl AuthMode {
+    fn methods(&self) -> MethodSet {
+        let m: &[MethodKind] = match self {
+            AuthMode::Password => &[MethodKind::Password, MethodKind::KeyboardInteractive],
+            AuthMode::KeyboardInteractiveOnly => &[MethodKind::KeyboardInteractive],
+            AuthMode::PublicKeyOnly(_) => &[MethodKind::PublicKey],
+            AuthMode::PasswordOrPublicKey(_) => &[MethodKind::PublicKey, MethodKind::Password],
+        };
+        MethodSet::from(m)
+    }
+
+    fn allows(&self, method: MethodKind) -> bool {
+        self.methods().contains(&method)
+    }
+
+    fn authorized_keys(&self) -> &[String] {
+        match self {
+            AuthMode::PublicKeyOnly(k) | AuthMode::PasswordOrPublicKey(k) => k,
+            _ => &[],
+        }
+    }
 }
 
 impl DeviceConfig {
@@ -104,6 +155,8 @@ impl Default for DeviceConfig {
             motd: None,
             prompt_split: false,
             ansi_prompt: false,
+            host_key: None,
+            auth: AuthMode::Password,
         }
     }
 }
@@ -120,6 +173,10 @@ struct Shared {
     /// Started shells: id -> queue for injected text.
     shells: Mutex<HashMap<u64, mpsc::UnboundedSender<String>>>,
     freeze: watch::Sender<bool>,
+    /// Parsed [`AuthMode`] keys.
+    authorized: Vec<PublicKey>,
+    /// Auth methods tried by clients, in order (see [`FakeDevice::auth_methods_tried`]).
+    auth_tried: Mutex<Vec<String>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -189,9 +246,29 @@ impl FakeDevice {
             .expect("fake device: local_addr")
             .port();
 
-        let key = gen_host_key();
-        let host_key_openssh = key.public_key().to_openssh().unwrap_or_default();
+        let key = match &cfg.host_key {
+            None => gen_host_key(),
+            // Not `PrivateKey::from_openssh`: its PEM decoder refuses about half of the valid
+            // ECDSA keys (apparently those whose private section needs no padding), which
+            // ssh-keygen and libssh2 read fine.
+            Some(pem) => russh::keys::decode_secret_key(pem, None)
+                .unwrap_or_else(|e| panic!("fake device: bad host_key: {e}")),
+        };
+        // Without the key's comment, like `ssh-keyscan` shows it.
+        let host_key_openssh = PublicKey::from(key.public_key().key_data().clone())
+            .to_openssh()
+            .expect("fake device: encode host key");
         let host_key_sha256 = key.public_key().fingerprint(HashAlg::Sha256).to_string();
+        let authorized = cfg
+            .auth
+            .authorized_keys()
+            .iter()
+            .map(|k| {
+                PublicKey::from_openssh(k.trim())
+                    .unwrap_or_else(|e| panic!("fake device: bad authorized key {k:?}: {e}"))
+            })
+            .collect();
+        let methods = cfg.auth.methods();
         let (freeze, _) = watch::channel(false);
         let persona = persona(&cfg.persona);
         let shared = Arc::new(Shared {
@@ -203,8 +280,10 @@ impl FakeDevice {
             conns: Mutex::new(HashMap::new()),
             shells: Mutex::new(HashMap::new()),
             freeze,
+            authorized,
+            auth_tried: Mutex::new(Vec::new()),
         });
-        let config = Arc::new(server_config(key, &persona.ssh_server_id));
+        let config = Arc::new(server_config(key, &persona.ssh_server_id, methods));
         let (stop, stop_rx) = watch::channel(false);
 
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -313,15 +392,23 @@ impl FakeDevice {
         self.rt.metrics().num_alive_tasks()
     }
 
-    /// Host public key in OpenSSH format (`ssh-ed25519 AAAA...`). A new key is generated for
-    /// every device.
+    /// Host public key actually used, in OpenSSH format without comment (`ssh-ed25519 AAAA...`):
+    /// [`DeviceConfig::host_key`]'s, or a new ed25519 key generated for this device.
     pub fn host_key_openssh(&self) -> String {
         self.host_key_openssh.clone()
     }
 
-    /// Host key fingerprint as `SHA256:<base64>` (OpenSSH style).
+    /// Host key fingerprint as `ssh-keygen -l` prints it: `SHA256:` + unpadded base64.
     pub fn host_key_sha256(&self) -> String {
         self.host_key_sha256.clone()
+    }
+
+    /// The user-authentication methods clients tried, in order, across connections:
+    /// `"password"`, `"keyboard-interactive"`, `"publickey"` (one entry per request, accepted or
+    /// refused, offered or not; a publickey probe and its signed request count once). The
+    /// `none` method (a client asking which methods exist) is not recorded.
+    pub fn auth_methods_tried(&self) -> Vec<String> {
+        lock(&self.shared.auth_tried).clone()
     }
 }
 
@@ -341,22 +428,82 @@ fn gen_host_key() -> PrivateKey {
     PrivateKey::from(Ed25519Keypair::from_seed(&seed))
 }
 
-fn auth_methods() -> MethodSet {
-    MethodSet::from(&[MethodKind::Password, MethodKind::KeyboardInteractive][..])
+/// A new key pair: `alg` is `ed25519`, `ecdsa` (nistp256) or `rsa` (2048 bits; slow-ish in
+/// debug builds). Panics on anything else.
+fn gen_key(alg: &str) -> PrivateKey {
+    let key = match alg {
+        "ed25519" | "ssh-ed25519" => PrivateKey::random(&mut OsRng, Algorithm::Ed25519),
+        "ecdsa" | "ecdsa-sha2-nistp256" => PrivateKey::random(
+            &mut OsRng,
+            Algorithm::Ecdsa {
+                curve: EcdsaCurve::NistP256,
+            },
+        ),
+        "rsa" | "ssh-rsa" => RsaKeypair::random(&mut OsRng, 2048).map(PrivateKey::from),
+        other => panic!("fake device: unknown key algorithm {other:?} (ed25519, ecdsa, rsa)"),
+    };
+    key.unwrap_or_else(|e| panic!("fake device: generate {alg} key: {e}"))
 }
 
-fn reject() -> Auth {
-    // Keep advertising both methods so a client may retry after a wrong password.
+/// `key` as OpenSSH PEM text, or `None` when ssh-key's own PEM decoder can't read it back
+/// (see [`FakeDevice::start_on`]); the generators then take another key, so that their output
+/// also works with `PrivateKey::from_openssh`.
+fn to_openssh_checked(key: &PrivateKey) -> Option<String> {
+    let pem = key
+        .to_openssh(LineEnding::LF)
+        .expect("fake device: encode private key")
+        .to_string();
+    PrivateKey::from_openssh(&pem).is_ok().then_some(pem)
+}
+
+/// A new host key for [`DeviceConfig::host_key`], as an OpenSSH-format private key (PEM text).
+/// `alg`: `ed25519`, `ecdsa` (nistp256) or `rsa` (2048 bits).
+pub fn gen_host_key_openssh(alg: &str) -> String {
+    for _ in 0..50 {
+        if let Some(pem) = to_openssh_checked(&gen_key(alg)) {
+            return pem;
+        }
+    }
+    panic!("fake device: no readable {alg} key")
+}
+
+/// A new client key pair for [`AuthMode::PublicKeyOnly`] / [`AuthMode::PasswordOrPublicKey`]:
+/// (OpenSSH-format private key (PEM text), public key as one OpenSSH line with the comment
+/// `fake-ssh-client`). With a non-empty `passphrase` the private key is encrypted the way
+/// `ssh-keygen` does it (bcrypt KDF, aes256-ctr); `Some("")` means unencrypted, as with
+/// `ssh-keygen -N ""`. `alg`: `ed25519`, `ecdsa` (nistp256) or `rsa` (2048 bits).
+pub fn gen_client_key_openssh(alg: &str, passphrase: Option<&str>) -> (String, String) {
+    for _ in 0..50 {
+        let mut key = gen_key(alg);
+        key.set_comment("fake-ssh-client");
+        let public = key
+            .public_key()
+            .to_openssh()
+            .expect("fake device: encode public key");
+        if let Some(p) = passphrase.filter(|p| !p.is_empty()) {
+            key = key
+                .encrypt(&mut OsRng, p)
+                .unwrap_or_else(|e| panic!("fake device: encrypt key: {e}"));
+        }
+        if let Some(private) = to_openssh_checked(&key) {
+            return (private, public);
+        }
+    }
+    panic!("fake device: no readable {alg} key")
+}
+
+fn reject(mode: &AuthMode) -> Auth {
+    // Keep advertising the mode's methods so a client may retry after a wrong password.
     Auth::Reject {
-        proceed_with_methods: Some(auth_methods()),
+        proceed_with_methods: Some(mode.methods()),
         partial_success: false,
     }
 }
 
-fn server_config(key: PrivateKey, server_id: &str) -> russh::server::Config {
+fn server_config(key: PrivateKey, server_id: &str, methods: MethodSet) -> russh::server::Config {
     russh::server::Config {
         server_id: SshId::Standard(server_id.to_string()),
-        methods: auth_methods(),
+        methods,
         auth_rejection_time: Duration::from_millis(50),
         auth_rejection_time_initial: Some(Duration::ZERO),
         keys: vec![key],
@@ -447,15 +594,38 @@ struct DeviceHandler {
     conn_id: u64,
 }
 
+impl DeviceHandler {
+    fn tried(&self, method: &str) {
+        lock(&self.shared.auth_tried).push(method.to_string());
+    }
+
+    /// `user` may log in with `key` (the mode allows publickey and lists the key).
+    fn key_ok(&self, user: &str, key: &PublicKey) -> bool {
+        let cfg = &self.shared.cfg;
+        cfg.auth.allows(MethodKind::PublicKey)
+            && user == cfg.username
+            && self
+                .shared
+                .authorized
+                .iter()
+                .any(|k| k.key_data() == key.key_data())
+    }
+}
+
 impl Handler for DeviceHandler {
     type Error = russh::Error;
 
+    // russh hands every request to the handler whatever `Config::methods` says, so each
+    // method checks the mode itself.
+
     async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
+        self.tried("password");
         let cfg = &self.shared.cfg;
-        if user == cfg.username && password == cfg.password {
+        if cfg.auth.allows(MethodKind::Password) && user == cfg.username && password == cfg.password
+        {
             Ok(Auth::Accept)
         } else {
-            Ok(reject())
+            Ok(reject(&cfg.auth))
         }
     }
 
@@ -465,21 +635,56 @@ impl Handler for DeviceHandler {
         _submethods: &str,
         response: Option<Response<'a>>,
     ) -> Result<Auth, Self::Error> {
+        let cfg = &self.shared.cfg;
         match response {
-            None => Ok(Auth::Partial {
-                name: Cow::Borrowed(""),
-                instructions: Cow::Borrowed(""),
-                prompts: Cow::Owned(vec![(Cow::Borrowed("Password: "), false)]),
-            }),
+            None => {
+                self.tried("keyboard-interactive");
+                if !cfg.auth.allows(MethodKind::KeyboardInteractive) {
+                    return Ok(reject(&cfg.auth));
+                }
+                Ok(Auth::Partial {
+                    name: Cow::Borrowed(""),
+                    instructions: Cow::Borrowed(""),
+                    prompts: Cow::Owned(vec![(Cow::Borrowed("Password: "), false)]),
+                })
+            }
             Some(mut response) => {
-                let cfg = &self.shared.cfg;
                 let answer = response.next();
-                let ok = user == cfg.username
+                let ok = cfg.auth.allows(MethodKind::KeyboardInteractive)
+                    && user == cfg.username
                     && answer.as_deref() == Some(cfg.password.as_bytes())
                     && response.next().is_none();
-                Ok(if ok { Auth::Accept } else { reject() })
+                Ok(if ok { Auth::Accept } else { reject(&cfg.auth) })
             }
         }
+    }
+
+    /// Called for a probe (no signature) and for a signed request that was not probed; russh
+    /// then verifies the signature and calls [`Handler::auth_publickey`].
+    async fn auth_publickey_offered(
+        &mut self,
+        user: &str,
+        public_key: &PublicKey,
+    ) -> Result<Auth, Self::Error> {
+        self.tried("publickey");
+        Ok(if self.key_ok(user, public_key) {
+            Auth::Accept
+        } else {
+            reject(&self.shared.cfg.auth)
+        })
+    }
+
+    /// Called only after russh verified the signature.
+    async fn auth_publickey(
+        &mut self,
+        user: &str,
+        public_key: &PublicKey,
+    ) -> Result<Auth, Self::Error> {
+        Ok(if self.key_ok(user, public_key) {
+            Auth::Accept
+        } else {
+            reject(&self.shared.cfg.auth)
+        })
     }
 
     async fn channel_open_session(

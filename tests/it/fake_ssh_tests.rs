@@ -5,7 +5,10 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use crate::fake_ssh::{persona_test, DeviceConfig, FakeDevice, Input, PersonaTest};
+use crate::fake_ssh::{
+    gen_client_key_openssh, gen_host_key_openssh, persona_test, AuthMode, DeviceConfig, FakeDevice,
+    Input, PersonaTest,
+};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -997,6 +1000,400 @@ fn persona_options(name: &str) {
         "{:?}",
         t0.elapsed()
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Host keys and authentication modes
+// ---------------------------------------------------------------------------------------------
+
+/// Standard base64; `pad` = with `=` padding (known_hosts / public-key lines) or without
+/// (fingerprints).
+fn base64(data: &[u8], pad: bool) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in data.chunks(3) {
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
+        for i in 0..=c.len() {
+            out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+        }
+        if pad {
+            out.push_str(&"=="[..3 - c.len()]);
+        }
+    }
+    out
+}
+
+#[test]
+fn fake_base64_helper() {
+    assert_eq!(base64(b"", true), "");
+    assert_eq!(base64(b"f", true), "Zg==");
+    assert_eq!(base64(b"fo", true), "Zm8=");
+    assert_eq!(base64(b"foo", true), "Zm9v");
+    assert_eq!(base64(b"foob", false), "Zm9vYg");
+    assert_eq!(base64(b"fooba", false), "Zm9vYmE");
+}
+
+/// What a client (libssh2) sees of the device's host key: (`SHA256:...` fingerprint computed
+/// from the raw hash, `<type> <base64>` public key line).
+fn seen_host_key(port: u16) -> (String, String) {
+    let sess = connect(port);
+    let hash = sess
+        .host_key_hash(ssh2::HashType::Sha256)
+        .expect("host key hash");
+    let fp = format!("SHA256:{}", base64(hash, false));
+    let (blob, _) = sess.host_key().expect("host key");
+    // The blob starts with its algorithm name (SSH string).
+    let n = u32::from_be_bytes(blob[..4].try_into().unwrap()) as usize;
+    let alg = std::str::from_utf8(&blob[4..4 + n]).unwrap();
+    (fp, format!("{alg} {}", base64(blob, true)))
+}
+
+fn login_works(port: u16) {
+    let sess = connect(port);
+    sess.userauth_password("admin", "cisco").expect("auth");
+    let mut sh = open_shell(sess);
+    sh.expect("R1>");
+}
+
+fn with_host_key(pem: &str) -> DeviceConfig {
+    DeviceConfig {
+        host_key: Some(pem.to_string()),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn fake_host_key_rotation_changes_fingerprint() {
+    let k1 = gen_host_key_openssh("ed25519");
+    let k2 = gen_host_key_openssh("ecdsa");
+    assert!(
+        k1.starts_with("-----BEGIN OPENSSH PRIVATE KEY-----\n"),
+        "{k1}"
+    );
+    assert_ne!(k1, gen_host_key_openssh("ed25519"));
+
+    let dev = FakeDevice::start(with_host_key(&k1));
+    let port = dev.port();
+    let (fp1, pub1) = seen_host_key(port);
+    assert_eq!(fp1, dev.host_key_sha256());
+    assert_eq!(pub1, dev.host_key_openssh());
+    assert!(pub1.starts_with("ssh-ed25519 AAAA"), "{pub1}");
+    assert_eq!(fp1.len(), "SHA256:".len() + 43, "{fp1}");
+    login_works(port);
+    drop(dev);
+
+    // Same port, another key: a rotation.
+    let dev = FakeDevice::start_on(with_host_key(&k2), port);
+    assert_eq!(dev.port(), port);
+    let (fp2, pub2) = seen_host_key(port);
+    assert_eq!(fp2, dev.host_key_sha256());
+    assert_eq!(pub2, dev.host_key_openssh());
+    assert!(pub2.starts_with("ecdsa-sha2-nistp256 AAAA"), "{pub2}");
+    assert_ne!(fp1, fp2);
+    login_works(port);
+    drop(dev);
+
+    // Back to the first key: the first fingerprint again (the configured key is the one used).
+    let dev = FakeDevice::start_on(with_host_key(&k1), port);
+    assert_eq!(seen_host_key(port), (fp1.clone(), pub1.clone()));
+    assert_eq!(dev.host_key_sha256(), fp1);
+    drop(dev);
+
+    // No key configured: a fresh one per device, as before.
+    let a = FakeDevice::start(DeviceConfig::default());
+    let b = FakeDevice::start(DeviceConfig::default());
+    assert_ne!(a.host_key_sha256(), b.host_key_sha256());
+    assert_ne!(a.host_key_sha256(), fp1);
+    assert_eq!(seen_host_key(a.port()).0, a.host_key_sha256());
+}
+
+/// Throwaway test keys written by OpenSSH's ssh-keygen; the fingerprints are what
+/// `ssh-keygen -l -f` prints for them. The ECDSA one is of the kind ssh-key's own PEM decoder
+/// refuses (private section without padding).
+const SSH_KEYGEN_ECDSA: &str = "-----BEGIN OPENSSH PRIVATE KEY-----
+b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAaAAAABNlY2RzYS
+1zaGEyLW5pc3RwMjU2AAAACG5pc3RwMjU2AAAAQQTMQ3EGfsgHsa6uAdApTT+gh4cYiHAH
+fPr7uf9BK6nXnaDNJLE3aWmoiq4bdJk6CJFa69Hqv+tbnnP6kHuT60vcAAAAmL05Wnm9OV
+p5AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBMxDcQZ+yAexrq4B
+0ClNP6CHhxiIcAd8+vu5/0ErqdedoM0ksTdpaaiKrht0mToIkVrr0eq/61uec/qQe5PrS9
+wAAAAgWmW1kF3Km1a5BpkqX67V/UNQ5h7rOOMHc1Tke4+wbHAAAAAA
+-----END OPENSSH PRIVATE KEY-----
+";
+const SSH_KEYGEN_ECDSA_SHA256: &str = "SHA256:gGCssEtHa24dBM3CQRPdL08bs0H1j1nX8owlDscyac0";
+const SSH_KEYGEN_ECDSA_PUB: &str = "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBMxDcQZ+yAexrq4B0ClNP6CHhxiIcAd8+vu5/0ErqdedoM0ksTdpaaiKrht0mToIkVrr0eq/61uec/qQe5PrS9w=";
+/// With the comment `fake-host@test`.
+const SSH_KEYGEN_ED25519: &str = "-----BEGIN OPENSSH PRIVATE KEY-----
+b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW
+QyNTUxOQAAACBK9WXgo6avL3ijhbOnX9GtS1wVqoACrzPR0xc5h4e4PwAAAJgK/9XECv/V
+xAAAAAtzc2gtZWQyNTUxOQAAACBK9WXgo6avL3ijhbOnX9GtS1wVqoACrzPR0xc5h4e4Pw
+AAAEDj5dOZvaO5oDSfHAEa1nlUzo/7CZyGXhnDLhJ2xBdcaEr1ZeCjpq8veKOFs6df0a1L
+XBWqgAKvM9HTFzmHh7g/AAAADmZha2UtaG9zdEB0ZXN0AQIDBAUGBw==
+-----END OPENSSH PRIVATE KEY-----
+";
+const SSH_KEYGEN_ED25519_SHA256: &str = "SHA256:JcOcD6D1BhYdncZ3AeEB48FdJrgeDryN/sGPOERQlrM";
+const SSH_KEYGEN_ED25519_PUB: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEr1ZeCjpq8veKOFs6df0a1LXBWqgAKvM9HTFzmHh7g/";
+
+#[test]
+fn fake_host_key_from_ssh_keygen() {
+    for (pem, fp, public) in [
+        (
+            SSH_KEYGEN_ECDSA,
+            SSH_KEYGEN_ECDSA_SHA256,
+            SSH_KEYGEN_ECDSA_PUB,
+        ),
+        (
+            SSH_KEYGEN_ED25519,
+            SSH_KEYGEN_ED25519_SHA256,
+            SSH_KEYGEN_ED25519_PUB,
+        ),
+    ] {
+        let dev = FakeDevice::start(with_host_key(pem));
+        assert_eq!(dev.host_key_sha256(), fp);
+        // Without the key's comment.
+        assert_eq!(dev.host_key_openssh(), public);
+        assert_eq!(
+            seen_host_key(dev.port()),
+            (fp.to_string(), public.to_string())
+        );
+        login_works(dev.port());
+    }
+}
+
+#[test]
+fn fake_rsa_host_key() {
+    let dev = FakeDevice::start(with_host_key(&gen_host_key_openssh("rsa")));
+    let (fp, public) = seen_host_key(dev.port());
+    assert_eq!(fp, dev.host_key_sha256());
+    assert_eq!(public, dev.host_key_openssh());
+    assert!(public.starts_with("ssh-rsa AAAA"), "{public}");
+    login_works(dev.port());
+}
+
+/// Keyboard-interactive client that records the prompts it was shown.
+struct KbdRec {
+    answer: &'static str,
+    prompts: Vec<(String, bool)>,
+}
+
+impl KbdRec {
+    fn new(answer: &'static str) -> KbdRec {
+        KbdRec {
+            answer,
+            prompts: Vec::new(),
+        }
+    }
+}
+
+impl ssh2::KeyboardInteractivePrompt for KbdRec {
+    fn prompt(
+        &mut self,
+        _username: &str,
+        _instructions: &str,
+        prompts: &[ssh2::Prompt<'_>],
+    ) -> Vec<String> {
+        self.prompts
+            .extend(prompts.iter().map(|p| (p.text.to_string(), p.echo)));
+        prompts.iter().map(|_| self.answer.to_string()).collect()
+    }
+}
+
+fn tried(dev: &FakeDevice) -> Vec<String> {
+    dev.auth_methods_tried()
+}
+
+fn shell_after_auth(sess: ssh2::Session) {
+    assert!(sess.authenticated());
+    let mut sh = open_shell(sess);
+    sh.expect("R1>");
+}
+
+#[test]
+fn fake_auth_mode_password_default() {
+    let dev = FakeDevice::start(DeviceConfig::default());
+    assert_eq!(DeviceConfig::default().auth, AuthMode::Password);
+    let (key, public) = gen_client_key_openssh("ed25519", None);
+    let sess = connect(dev.port());
+    assert_eq!(
+        sess.auth_methods("admin").unwrap(),
+        "password,keyboard-interactive"
+    );
+    assert!(sess
+        .userauth_pubkey_memory("admin", Some(&public), &key, None)
+        .is_err());
+    assert!(!sess.authenticated());
+    let mut kbd = KbdRec::new("cisco");
+    sess.userauth_keyboard_interactive("admin", &mut kbd)
+        .expect("kbd-int");
+    assert_eq!(kbd.prompts, vec![("Password: ".to_string(), false)]);
+    shell_after_auth(sess);
+    let sess = connect(dev.port());
+    sess.userauth_password("admin", "cisco").expect("password");
+    shell_after_auth(sess);
+    assert_eq!(
+        tried(&dev),
+        ["publickey", "keyboard-interactive", "password"]
+    );
+}
+
+#[test]
+fn fake_auth_mode_keyboard_interactive_only() {
+    let dev = FakeDevice::start(DeviceConfig {
+        auth: AuthMode::KeyboardInteractiveOnly,
+        ..Default::default()
+    });
+    let sess = connect(dev.port());
+    assert_eq!(sess.auth_methods("admin").unwrap(), "keyboard-interactive");
+    // The right password over the "password" method is refused.
+    assert!(sess.userauth_password("admin", "cisco").is_err());
+    let mut wrong = KbdRec::new("nope");
+    assert!(sess
+        .userauth_keyboard_interactive("admin", &mut wrong)
+        .is_err());
+    assert!(!sess.authenticated());
+    let mut kbd = KbdRec::new("cisco");
+    sess.userauth_keyboard_interactive("admin", &mut kbd)
+        .expect("kbd-int");
+    assert_eq!(kbd.prompts, vec![("Password: ".to_string(), false)]);
+    shell_after_auth(sess);
+    assert_eq!(
+        tried(&dev),
+        ["password", "keyboard-interactive", "keyboard-interactive"]
+    );
+}
+
+#[test]
+fn fake_auth_mode_public_key_only() {
+    let (key, public) = gen_client_key_openssh("ed25519", None);
+    let (other_key, other_public) = gen_client_key_openssh("ed25519", None);
+    assert!(public.starts_with("ssh-ed25519 AAAA"), "{public}");
+    assert!(public.ends_with(" fake-ssh-client"), "{public}");
+    assert!(
+        key.starts_with("-----BEGIN OPENSSH PRIVATE KEY-----\n"),
+        "{key}"
+    );
+    let dev = FakeDevice::start(DeviceConfig {
+        auth: AuthMode::PublicKeyOnly(vec![public.clone()]),
+        ..Default::default()
+    });
+    let sess = connect(dev.port());
+    assert_eq!(sess.auth_methods("admin").unwrap(), "publickey");
+    assert!(sess.userauth_password("admin", "cisco").is_err());
+    let mut kbd = KbdRec::new("cisco");
+    assert!(sess
+        .userauth_keyboard_interactive("admin", &mut kbd)
+        .is_err());
+    assert!(kbd.prompts.is_empty(), "{:?}", kbd.prompts);
+    // A key that is not authorized.
+    assert!(sess
+        .userauth_pubkey_memory("admin", Some(&other_public), &other_key, None)
+        .is_err());
+    // The authorized public key, signed with another private key: the signature is checked.
+    assert!(sess
+        .userauth_pubkey_memory("admin", Some(&public), &other_key, None)
+        .is_err());
+    // The right key for another user.
+    assert!(sess
+        .userauth_pubkey_memory("bob", Some(&public), &key, None)
+        .is_err());
+    assert!(!sess.authenticated());
+    sess.userauth_pubkey_memory("admin", Some(&public), &key, None)
+        .expect("publickey");
+    shell_after_auth(sess);
+    assert_eq!(
+        tried(&dev),
+        [
+            "password",
+            "keyboard-interactive",
+            "publickey",
+            "publickey",
+            "publickey",
+            "publickey"
+        ]
+    );
+}
+
+#[test]
+fn fake_auth_mode_password_or_public_key() {
+    let (ecdsa_key, ecdsa_public) = gen_client_key_openssh("ecdsa", None);
+    let (rsa_key, rsa_public) = gen_client_key_openssh("rsa", None);
+    let (other_key, _) = gen_client_key_openssh("ed25519", None);
+    assert!(ecdsa_public.starts_with("ecdsa-sha2-nistp256 AAAA"));
+    assert!(rsa_public.starts_with("ssh-rsa AAAA"));
+    let dev = FakeDevice::start(DeviceConfig {
+        auth: AuthMode::PasswordOrPublicKey(vec![ecdsa_public, rsa_public]),
+        ..Default::default()
+    });
+
+    let sess = connect(dev.port());
+    assert_eq!(sess.auth_methods("admin").unwrap(), "publickey,password");
+    let mut kbd = KbdRec::new("cisco");
+    assert!(sess
+        .userauth_keyboard_interactive("admin", &mut kbd)
+        .is_err());
+    assert!(kbd.prompts.is_empty(), "{:?}", kbd.prompts);
+    assert!(sess.userauth_password("admin", "wrong").is_err());
+    assert!(sess
+        .userauth_pubkey_memory("admin", None, &other_key, None)
+        .is_err());
+    assert!(!sess.authenticated());
+    sess.userauth_password("admin", "cisco").expect("password");
+    shell_after_auth(sess);
+
+    // Both listed keys work (the public half derived by the client from the private key).
+    for key in [&ecdsa_key, &rsa_key] {
+        let sess = connect(dev.port());
+        sess.userauth_pubkey_memory("admin", None, key, None)
+            .expect("publickey");
+        shell_after_auth(sess);
+    }
+    assert_eq!(
+        tried(&dev),
+        [
+            "keyboard-interactive",
+            "password",
+            "publickey",
+            "password",
+            "publickey",
+            "publickey"
+        ]
+    );
+}
+
+#[test]
+fn fake_auth_encrypted_client_key() {
+    let (key, public) = gen_client_key_openssh("ed25519", Some("s3cret phrase"));
+    let (plain, _) = gen_client_key_openssh("ed25519", None);
+    // "openssh-key-v1\0", cipher "aes256-ctr", KDF "bcrypt" (as ssh-keygen); unencrypted:
+    // cipher "none", KDF "none".
+    let body = |pem: &str| pem.lines().nth(1).unwrap_or_default().to_string();
+    assert!(
+        body(&key).starts_with("b3BlbnNzaC1rZXktdjEAAAAACmFlczI1Ni1jdHIAAAAGYmNyeXB0"),
+        "{key}"
+    );
+    assert!(
+        body(&plain).starts_with("b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ"),
+        "{plain}"
+    );
+    let dev = FakeDevice::start(DeviceConfig {
+        auth: AuthMode::PublicKeyOnly(vec![public.clone()]),
+        ..Default::default()
+    });
+    let sess = connect(dev.port());
+    assert!(sess
+        .userauth_pubkey_memory("admin", None, &key, None)
+        .is_err());
+    assert!(sess
+        .userauth_pubkey_memory("admin", None, &key, Some("wrong"))
+        .is_err());
+    assert!(!sess.authenticated());
+    sess.userauth_pubkey_memory("admin", None, &key, Some("s3cret phrase"))
+        .expect("publickey with an encrypted key");
+    shell_after_auth(sess);
+    // The failed passphrases never reached the server (libssh2 decrypts first).
+    assert_eq!(tried(&dev), ["publickey"]);
 }
 
 macro_rules! persona_tests {
