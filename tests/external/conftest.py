@@ -373,3 +373,81 @@ def normalise(text: str) -> str:
     trailing empty lines. Leading blank lines and inner blank lines are kept."""
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     return "\n".join(line.rstrip() for line in lines).rstrip("\n")
+
+
+# ---------------------------------------------------------------------------------------------
+# More brokers, each with a config of its own (test_26: host-key policy, key_dir, allow-lists)
+# ---------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def run_broker(workdir: Path, extra_config: Optional[dict] = None, deadline_s: float = 10) -> Iterator[Broker]:
+    """One more broker, started exactly as the ``broker`` fixture starts its own (DEBUG log to
+    stdout and a log file, command-log dir, state_dir, token from the environment), with
+    ``extra_config`` merged into its config file. Stopped with SIGTERM afterwards (unless the
+    test already stopped it)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    cmd_log_dir = workdir / "cmdlog"
+    cmd_log_dir.mkdir(exist_ok=True)
+    state_dir = workdir / "state"
+    state_dir.mkdir(exist_ok=True)
+    log_file = workdir / "broker.log"
+    config = {
+        "host": "127.0.0.1",
+        "port": port,
+        "log_level": "DEBUG",
+        "log_mode": "both",
+        "log_file": str(log_file),
+        "session_timeout": 300,
+        "stale_reaper": True,
+        "reaper_interval": 60,
+        "cmd_log_dir": str(cmd_log_dir),
+        "command_timeout": 60,
+        "state_dir": str(state_dir),
+    }
+    config.update(extra_config or {})
+    config_path = workdir / "config.yml"
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NETDEV_BROKER_")}
+    env["NETDEV_BROKER_API_TOKEN"] = CANARY_TOKEN
+    env.setdefault("RUST_BACKTRACE", "1")
+    argv = [str(broker_binary()), "serve", "--config", str(config_path), "--host", "127.0.0.1", "--port", str(port)]
+    stdout_path, stderr_path = workdir / "stdout.txt", workdir / "stderr.txt"
+    with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err:
+        proc = subprocess.Popen(argv, cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+    base_url = f"http://127.0.0.1:{port}"
+    b = Broker(
+        base_url, port, workdir, config_path, log_file, cmd_log_dir, stdout_path, stderr_path, proc,
+        Api(base_url, CANARY_TOKEN),
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + deadline_s
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"broker exited with {proc.returncode} during start-up\n{b.diagnostics()}")
+            try:
+                if b.api.get("/health", token=None, timeout=2).status == 200:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"broker did not answer GET /health within {deadline_s} s\n{b.diagnostics()}")
+            time.sleep(0.1)
+        yield b
+    finally:
+        b.stop()
+
+
+@pytest.fixture(scope="module")
+def broker_factory(tmp_path_factory):
+    """``start(name, **config)`` -> a running :class:`Broker` with those config keys added to the
+    standard ones; ``start.started`` lists every broker started. All are stopped (SIGTERM) when
+    the module ends; their work dirs stay for a canary scan."""
+    with contextlib.ExitStack() as stack:
+
+        def start(name: str, **extra) -> Broker:
+            b = stack.enter_context(run_broker(tmp_path_factory.mktemp(f"broker-{name}"), extra))
+            start.started.append(b)
+            return b
+
+        start.started = []
+        yield start

@@ -12,7 +12,9 @@ Behaviour:
 * banner (motd), ``User Access Verification``, ``Username: ``, ``Password: `` (not echoed);
   a wrong login answers ``% Login invalid`` and asks ``Username: `` again; the connection is
   closed after 3 failures. Line-password variant (``--login line``): ``Password: `` only, a
-  wrong one asks again, ``% Bad passwords`` and close after 3.
+  wrong one asks again, ``% Bad passwords`` and close after 3. No-login variant (``--login
+  none``): the transport already authenticated the user (an sshd runs this program as its
+  ForceCommand), so the banner is followed by the prompt; no password is needed.
 * ``R1>``; ``enable`` -> ``Password: `` -> ``R1#`` (``% Access denied`` when wrong);
   ``disable``; ``terminal length N`` / ``terminal width N``; ``show version``, ``show clock``,
   ``show ip interface brief``, ``show running-config``, ``show startup-config``.
@@ -31,7 +33,7 @@ Behaviour:
 
 Configuration (environment, set by the test; passwords never on a command line):
   TELNET_DEVICE_USERNAME, TELNET_DEVICE_PASSWORD, TELNET_DEVICE_ENABLE_SECRET (empty: "% No
-  password set"), TELNET_DEVICE_LOGIN (``local`` | ``line``, or ``--login`` in argv),
+  password set"), TELNET_DEVICE_LOGIN (``local`` | ``line`` | ``none``, or ``--login`` in argv),
   TELNET_DEVICE_HOSTNAME (R1), TELNET_DEVICE_LOG (a file for an event log, optional),
   TELNET_DEVICE_AUTHZ_DENY (comma-separated commands refused with "Command authorization
   failed.", e.g. ``terminal length`` as under AAA command authorization),
@@ -488,6 +490,9 @@ class Device:
     # -- login -----------------------------------------------------------------------------
     def login(self) -> None:
         self.out(BANNER)
+        if self.cfg["login"] == "none":
+            self.log("login skipped (authenticated by the transport)")
+            return
         self.out("\nUser Access Verification\n\n")
         if self.cfg["login"] == "line":
             for attempt in range(3):
@@ -781,7 +786,7 @@ class Device:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--login", choices=["local", "line"], default=os.environ.get("TELNET_DEVICE_LOGIN", "local"))
+    ap.add_argument("--login", choices=["local", "line", "none"], default=os.environ.get("TELNET_DEVICE_LOGIN", "local"))
     ap.add_argument("--hostname", default=os.environ.get("TELNET_DEVICE_HOSTNAME", "R1"))
     opts = ap.parse_args(argv)
     cfg = {
@@ -793,7 +798,7 @@ def main(argv=None) -> int:
         "authz_deny": os.environ.get("TELNET_DEVICE_AUTHZ_DENY", ""),
     }
     log = EventLog(os.environ.get("TELNET_DEVICE_LOG"), [cfg["password"], cfg["enable_secret"]])
-    if not cfg["password"]:
+    if not cfg["password"] and cfg["login"] != "none":
         log("refusing to run without TELNET_DEVICE_PASSWORD")
         sys.stdout.write("% No password configured on this line\r\n")
         return 2
