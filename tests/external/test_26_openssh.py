@@ -34,6 +34,7 @@ import json
 import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -165,6 +166,16 @@ class Witness:
 
     def text(self) -> str:
         return self.d.log_text()[self.start :]
+
+    def wait_for(self, pattern: str, timeout: float = 5) -> str:
+        """The text once ``pattern`` is in it (sshd may log a connection's end a moment after
+        the broker has answered), or the text at the deadline."""
+        deadline = time.monotonic() + timeout
+        while True:
+            t = self.text()
+            if re.search(pattern, t) or time.monotonic() > deadline:
+                return t
+            time.sleep(0.05)
 
     def negotiated(self) -> dict:
         t = self.text()
@@ -318,8 +329,10 @@ def test_default_session_vs_legacy_only_is_502_naming_the_mismatch(trust, legacy
     assert "algorithm" in d.lower(), d
     assert "legacy_algorithms" in d, f"no hint about legacy_algorithms: {d}"
     # The server really was asked and refused the offer (not a connect failure).
-    assert "Connection from 127.0.0.1" in w.text(), w.text()
-    assert re.search(r"no matching (key exchange method|host key type|cipher|MAC) found", w.text()), w.text()
+    refused = r"no matching (key exchange method|host key type|cipher|MAC) found"
+    t = w.wait_for(refused)
+    assert "Connection from 127.0.0.1" in t, t
+    assert re.search(refused, t), t
     assert "Accepted" not in w.text()  # no login happened
 
 
@@ -336,7 +349,7 @@ def test_legacy_session_connects_and_runs_show_version(trust, legacy_sshd):
         assert n["cipher"] == ["3des-cbc"] and n["mac"] == ["hmac-sha1"], (n, st)
         assert st.get("host_key_type") == "ssh-rsa", st
         assert st.get("host_key_fingerprint") == fp, (st, fp)
-        assert "Accepted password for nbtest" in w.text(), w.text()
+        assert "Accepted password for nbtest" in w.wait_for("Accepted password"), w.text()
         j = exec_ok(trust, sid, ["show version"])
         assert normalise(j["outputs"]["show version"]) == normalise(dev.show_version("R1")), j
     finally:
@@ -440,7 +453,8 @@ def test_per_session_off_is_422_when_config_does_not_allow_it(trust, modern_sshd
     r, w = open_session(trust, modern_sshd, host_key_policy="off")
     assert r.status == 422, r
     assert "host_key_policy" in detail(r), r
-    assert not modern_sshd.connections(w.text()), "refused in validation, yet connected"
+    t = w.wait_for("Connection from", timeout=1.5)
+    assert not modern_sshd.connections(t), f"refused in validation, yet connected:\n{t}"
 
 
 def test_strict_with_empty_known_hosts_is_502_unknown_key(strict_empty, modern_sshd):
@@ -502,7 +516,8 @@ def test_key_auth_with_passphrase(trust, modern_sshd, broker_key):
     _, key_fp = S.fingerprint(broker_key.with_name(broker_key.name + ".pub"))
     sid, w = open_ok(trust, modern_sshd, password=None, key_file=str(broker_key), passphrase=CANARY_KEY_PASSPHRASE)
     try:
-        assert re.search(rf"Accepted publickey for nbtest from 127\.0\.0\.1 port \d+ ssh2: ED25519 {re.escape(key_fp)}", w.text()), w.text()
+        accepted = rf"Accepted publickey for nbtest from 127\.0\.0\.1 port \d+ ssh2: ED25519 {re.escape(key_fp)}"
+        assert re.search(accepted, w.wait_for(accepted)), w.text()
         assert "Accepted password" not in w.text()
         j = exec_ok(trust, sid, ["show version"])
         assert normalise(j["outputs"]["show version"]) == normalise(dev.show_version("R1")), j
@@ -531,12 +546,13 @@ def test_allowed_hosts_refuses_before_any_packet(trust, default_broker, modern_s
     r = trust.api.post("/session", body(modern_sshd, host="127.0.0.2"), timeout=HTTP_TIMEOUT)
     assert r.status == 403, r
     assert "127.0.0.2" in detail(r), r
-    assert modern_sshd.connections(w.text()) == [], f"the refused target saw a connection:\n{w.text()}"
+    t = w.wait_for("Connection from", timeout=1.5)  # give a stray connection time to be logged
+    assert modern_sshd.connections(t) == [], f"the refused target saw a connection:\n{t}"
     # the same target is reachable: a broker without an allow-list gets in
     w = Witness(modern_sshd)
     sid, _ = open_ok(default_broker, modern_sshd, host="127.0.0.2")
     delete(default_broker, sid)
-    assert any(" on 127.0.0.2 port " in c for c in modern_sshd.connections(w.text())), w.text()
+    assert any(" on 127.0.0.2 port " in c for c in modern_sshd.connections(w.wait_for(" on 127\\.0\\.0\\.2 port "))), w.text()
 
 
 def test_denied_commands_refuse_the_whole_request(trust, modern_sshd):
@@ -561,7 +577,7 @@ def test_denied_commands_refuse_the_whole_request(trust, modern_sshd):
 def test_wrong_password_is_401(trust, modern_sshd):
     r, w = open_session(trust, modern_sshd, password=CANARY_WRONG_PASSWORD)
     assert r.status == 401, r
-    assert "Failed password for nbtest" in w.text(), w.text()
+    assert "Failed password for nbtest" in w.wait_for("Failed password"), w.text()
 
 
 # ---------------------------------------------------------------------------------------------
