@@ -511,7 +511,33 @@ fn server_config(key: PrivateKey, server_id: &str, methods: MethodSet) -> russh:
         inactivity_timeout: None,
         keepalive_interval: None,
         nodelay: true,
+        preferred: server_preferred(),
         ..Default::default()
+    }
+}
+
+/// russh 0.54 keeps the *client* markers `ext-info-c` and `kex-strict-c-v00@openssh.com` in its
+/// server-side kex preferences and picks one of them as "the" kex when a client lists it first,
+/// which libssh2 does whenever an application sets kex preferences; the handshake then fails.
+/// A real sshd never does that, so the fake device leaves them out of its own list.
+fn server_preferred() -> russh::Preferred {
+    use russh::kex::{EXTENSION_OPENSSH_STRICT_KEX_AS_CLIENT, EXTENSION_SUPPORT_AS_CLIENT};
+    let default = russh::Preferred::default();
+    let kex: Vec<russh::kex::Name> = default
+        .kex
+        .iter()
+        .filter(|k| {
+            ![
+                EXTENSION_SUPPORT_AS_CLIENT,
+                EXTENSION_OPENSSH_STRICT_KEX_AS_CLIENT,
+            ]
+            .contains(k)
+        })
+        .copied()
+        .collect();
+    russh::Preferred {
+        kex: kex.into(),
+        ..default
     }
 }
 
