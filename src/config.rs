@@ -4,6 +4,7 @@
 use crate::error::Error;
 use crate::mask::Masker;
 use crate::secret::Secret;
+use crate::trust::{CommandRules, HostKeyPolicy, HostList};
 use serde_norway::Value;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -51,6 +52,17 @@ pub struct Config {
     pub max_output_bytes: usize,
     pub state_dir: PathBuf,
     pub masker: Masker,
+    /// The broker's known_hosts file (None: `state_dir/known_hosts`).
+    pub known_hosts: Option<PathBuf>,
+    pub host_key_policy: HostKeyPolicy,
+    /// May a session ask for a weaker host-key policy than the config's?
+    pub host_key_policy_override_any: bool,
+    /// Key files for key auth must lie inside this directory (None: key auth off).
+    pub key_dir: Option<PathBuf>,
+    pub allowed_hosts: HostList,
+    /// Hosts whose sessions offer the legacy SHA-1 algorithms by default.
+    pub legacy_hosts: HostList,
+    pub commands: CommandRules,
     /// Where the config came from (None: defaults and flags only).
     pub source: Option<PathBuf>,
 }
@@ -80,6 +92,13 @@ impl Default for Config {
             max_output_bytes: 16 << 20,
             state_dir: "/var/lib/netdev-broker".into(),
             masker: Masker::default(),
+            known_hosts: None,
+            host_key_policy: HostKeyPolicy::AcceptNew,
+            host_key_policy_override_any: false,
+            key_dir: None,
+            allowed_hosts: HostList::default(),
+            legacy_hosts: HostList::default(),
+            commands: CommandRules::default(),
             source: None,
         }
     }
@@ -126,6 +145,14 @@ const KNOWN_KEYS: &[&str] = &[
     "max_output_bytes",
     "state_dir",
     "mask_patterns",
+    "known_hosts",
+    "host_key_policy",
+    "host_key_policy_override",
+    "key_dir",
+    "allowed_hosts",
+    "legacy_hosts",
+    "denied_commands",
+    "allowed_commands",
 ];
 
 /// The result of loading: the config plus warnings to log once logging is up.
@@ -177,6 +204,7 @@ pub fn load(ov: &Overrides, env_token: Option<String>) -> Result<Loaded, Error> 
 pub fn from_yaml(text: &str) -> Result<Loaded, Error> {
     let mut c = Config::default();
     let mut warnings = Vec::new();
+    let (mut denied, mut allowed): (Vec<String>, Vec<String>) = (Vec::new(), Vec::new());
     let doc: Value = if text.trim().is_empty() {
         Value::Null
     } else {
@@ -248,6 +276,42 @@ pub fn from_yaml(text: &str) -> Result<Loaded, Error> {
                 c.max_output_bytes = int_in(&v, 1024, 1 << 32).map_err(bad)? as usize
             }
             "state_dir" => c.state_dir = PathBuf::from(string(&v).map_err(bad)?),
+            "known_hosts" => {
+                let s = string(&v).map_err(bad)?;
+                c.known_hosts = (!s.trim().is_empty()).then(|| PathBuf::from(s));
+            }
+            "host_key_policy" => {
+                c.host_key_policy = HostKeyPolicy::parse(&string(&v).map_err(bad)?).map_err(bad)?
+            }
+            "host_key_policy_override" => {
+                c.host_key_policy_override_any = match string(&v).map_err(bad)?.as_str() {
+                    "stricter" => false,
+                    "any" => true,
+                    o => return Err(bad(format!("expected 'stricter' or 'any', got '{o}'"))),
+                }
+            }
+            "key_dir" => {
+                let s = string(&v).map_err(bad)?;
+                c.key_dir = (!s.trim().is_empty()).then(|| PathBuf::from(s));
+            }
+            "allowed_hosts" => {
+                c.allowed_hosts = HostList::parse(&list(&v).map_err(bad)?).map_err(bad)?
+            }
+            "legacy_hosts" => {
+                c.legacy_hosts = HostList::parse(&list(&v).map_err(bad)?).map_err(bad)?
+            }
+            "denied_commands" | "allowed_commands" => {
+                let l = list(&v).map_err(bad)?;
+                for p in &l {
+                    crate::platform::compile(p).map_err(bad)?;
+                }
+                if key.as_str() == "denied_commands" {
+                    denied = l;
+                } else {
+                    allowed = l;
+                }
+                c.commands = CommandRules::new(&denied, &allowed).map_err(bad)?;
+            }
             "mask_patterns" => {
                 let list = match &v {
                     Value::Sequence(s) => s
@@ -288,6 +352,14 @@ fn validate(c: &Config) -> Result<(), Error> {
         ));
     }
     Ok(())
+}
+
+fn list(v: &Value) -> Result<Vec<String>, String> {
+    match v {
+        Value::Null => Ok(Vec::new()),
+        Value::Sequence(s) => s.iter().map(string).collect(),
+        other => Err(format!("expected a list, got {}", kind(other))),
+    }
 }
 
 fn string(v: &Value) -> Result<String, String> {

@@ -48,7 +48,13 @@ pub fn run(mut a: TelnetDebug) -> i32 {
         platform.name,
         a.timeout.as_secs_f64()
     ));
-    let t = match TelnetTransport::connect(&a.host, a.port, deadline, Some(trace.clone())) {
+    let t = match TelnetTransport::connect(
+        &a.host,
+        a.port,
+        &crate::trust::HostList::default(),
+        deadline,
+        Some(trace.clone()),
+    ) {
         Ok(t) => t,
         Err(e) => {
             say(&format!("[stop] connecting failed ({}): {e}", e.status()));

@@ -27,6 +27,8 @@ pub enum Error {
     Unauthorized,
     /// The device rejected our credentials (login or enable).
     DeviceAuth(String),
+    /// The target or a command is outside what the configuration allows (403).
+    Forbidden(String),
     /// Connect, handshake, login or first prompt did not finish in time.
     OpenTimeout(String),
     /// Any other failure to reach or talk to the device while opening.
@@ -67,6 +69,7 @@ impl Error {
     pub fn status(&self) -> u16 {
         match self {
             Error::Unauthorized | Error::DeviceAuth(_) => 401,
+            Error::Forbidden(_) => 403,
             Error::OpenTimeout(_) => 504,
             Error::Connect(_) => 502,
             Error::SessionNotFound | Error::RouteNotFound => 404,
@@ -112,6 +115,7 @@ impl fmt::Display for Error {
         match self {
             Error::Unauthorized => f.write_str("Invalid or missing API token"),
             Error::DeviceAuth(m) => write!(f, "Authentication failed: {m}"),
+            Error::Forbidden(m) => write!(f, "Forbidden: {m}"),
             Error::OpenTimeout(m) => write!(f, "Connection timed out: {m}"),
             Error::Connect(m) => write!(f, "Connection error: {m}"),
             Error::SessionNotFound => f.write_str("Session not found"),

@@ -21,4 +21,5 @@ pub mod secret;
 pub mod server;
 pub mod session;
 pub mod transport;
+pub mod trust;
 pub mod util;

@@ -41,7 +41,13 @@ impl Broker {
             None => None,
         };
         crate::platform::all().map_err(Error::Config)?;
+        let known_hosts = c
+            .known_hosts
+            .clone()
+            .unwrap_or_else(|| c.state_dir.join("known_hosts"));
         let registry = Registry::new(Settings {
+            known_hosts: crate::trust::KnownHosts::new(known_hosts),
+            allowed_hosts: c.allowed_hosts.clone(),
             max_sessions: c.max_sessions,
             max_output_bytes: c.max_output_bytes,
             keepalive_interval: c.keepalive_interval,
@@ -54,6 +60,13 @@ impl Broker {
             token: c.api_token.clone(),
             command_timeout: c.command_timeout,
             default_session_timeout: c.session_timeout,
+            trust: crate::api::ApiTrust {
+                key_dir: c.key_dir.clone(),
+                host_key_policy: c.host_key_policy,
+                host_key_policy_override_any: c.host_key_policy_override_any,
+                legacy_hosts: c.legacy_hosts.clone(),
+                commands: c.commands.clone(),
+            },
         });
         let limits = Limits {
             max_connections: c.max_connections,

@@ -9,6 +9,7 @@ use crate::http::{Handler, Request, Responder, Response};
 use crate::platform;
 use crate::secret::Secret;
 use crate::session::{ConfigJob, ExecJob, ExecReport, OpenRequest, Protocol, Registry};
+use crate::trust::{Algorithms, CommandRules, HostKeyPolicy, HostList};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +19,81 @@ pub struct Api {
     pub token: Secret,
     pub command_timeout: Duration,
     pub default_session_timeout: Duration,
+    pub trust: ApiTrust,
+}
+
+/// What the API checks before anything reaches a device.
+#[derive(Debug, Clone, Default)]
+pub struct ApiTrust {
+    pub key_dir: Option<std::path::PathBuf>,
+    pub host_key_policy: HostKeyPolicy,
+    pub host_key_policy_override_any: bool,
+    pub legacy_hosts: HostList,
+    pub commands: CommandRules,
+}
+
+impl ApiTrust {
+    /// A key file must be a regular file inside key_dir (after resolving links and `..`).
+    fn key_file(&self, k: &str) -> Result<std::path::PathBuf, Error> {
+        let bad =
+            |m: String| Error::validation(vec![json!("body"), json!("key_file")], m, "value_error");
+        let dir = self
+            .key_dir
+            .as_ref()
+            .ok_or_else(|| bad("key authentication needs key_dir in the broker's config".into()))?;
+        let dir = dir
+            .canonicalize()
+            .map_err(|e| bad(format!("key_dir {}: {e}", dir.display())))?;
+        let p = std::path::Path::new(k);
+        let p = if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            dir.join(p)
+        };
+        let real = p
+            .canonicalize()
+            .map_err(|_| bad(format!("no key file {k:?} in key_dir")))?;
+        if !real.starts_with(&dir) || !real.is_file() {
+            return Err(bad(format!(
+                "key_file must be a file inside key_dir ({})",
+                dir.display()
+            )));
+        }
+        Ok(real)
+    }
+
+    fn policy(&self, asked: Option<HostKeyPolicy>) -> Result<HostKeyPolicy, Error> {
+        match asked {
+            None => Ok(self.host_key_policy),
+            Some(p) if p >= self.host_key_policy || self.host_key_policy_override_any => Ok(p),
+            Some(p) => Err(Error::validation(
+                vec![json!("body"), json!("host_key_policy")],
+                format!(
+                    "{} is weaker than the broker's host_key_policy {} (allowed only with host_key_policy_override: any)",
+                    p.name(),
+                    self.host_key_policy.name()
+                ),
+                "value_error",
+            )),
+        }
+    }
+
+    fn legacy_default(&self, host: &str) -> bool {
+        self.legacy_hosts.matches_name(host)
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| self.legacy_hosts.matches_addr(ip))
+    }
+
+    /// Every command of a request is checked before the first is sent.
+    fn check_commands<'a>(&self, cmds: impl Iterator<Item = &'a str>) -> Result<(), Error> {
+        for c in cmds {
+            if let Some(why) = self.commands.refuses(c) {
+                return Err(Error::Forbidden(why));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// What a route does with the request.
@@ -48,8 +124,17 @@ impl Handler for Api {
             Ok(Outcome::Now(r)) => r,
             Err(e) => error_response(&e),
         };
-        if let Some(r) = slot.take() {
-            r.send(resp);
+        match slot.take() {
+            Some(r) => r.send(resp),
+            // A route handed its responder on and then failed: the client gets a 500 from the
+            // dropped responder, and the cause must at least be in the log.
+            None => log::error!(
+                "{} {}: answer {} lost: {}",
+                req.method,
+                req.path(),
+                resp.status,
+                String::from_utf8_lossy(&resp.body)
+            ),
         }
     }
 }
@@ -150,10 +235,25 @@ impl Api {
                 "value_error",
             )
         })?;
-        let responder = slot
-            .take()
-            .ok_or_else(|| Error::Internal("responder already used".into()))?;
+        let key_file = match &b.key_file {
+            Some(k) => Some(self.trust.key_file(k)?),
+            None => None,
+        };
+        let host_key_policy = self.trust.policy(b.host_key_policy)?;
+        let algorithms = Algorithms {
+            legacy: b
+                .legacy_algorithms
+                .unwrap_or_else(|| self.trust.legacy_default(&b.host)),
+            kex: b.kex,
+            host_key: b.host_key_algorithms,
+            ciphers: b.ciphers,
+            macs: b.macs,
+        };
         let open = OpenRequest {
+            key_file,
+            passphrase: b.passphrase,
+            algorithms,
+            host_key_policy,
             protocol,
             host: b.host,
             port: b.port.unwrap_or(match protocol {
@@ -170,6 +270,10 @@ impl Api {
             enable_level: b.enable_level,
             keepalive_interval: b.keepalive_interval,
         };
+        // Taken only after every check above: an error there is answered by the caller.
+        let responder = slot
+            .take()
+            .ok_or_else(|| Error::Internal("responder already used".into()))?;
         self.registry.open(
             open,
             Box::new(move |r| {
@@ -190,6 +294,12 @@ impl Api {
     ) -> Result<Outcome, Error> {
         // Body first (422), then the session (404): the order FastAPI answered in.
         let b = wire::exec_body(&req.body)?;
+        self.trust.check_commands(
+            b.items
+                .iter()
+                .map(|i| i.cmd.as_str())
+                .chain(b.config.iter().flatten().map(|l| l.as_str())),
+        )?;
         if b.config.is_some() || b.save {
             if let Some(h) = self.registry.get(id) {
                 check_config_support(h.info.platform, b.config.is_some(), b.save)?;

@@ -154,6 +154,43 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// Algorithm names: a list, or one comma-separated string (as ssh_config writes them).
+    pub fn names(&mut self, name: &str) -> Option<Vec<String>> {
+        let v = self.present(name)?;
+        let list: Vec<String> = match v {
+            Value::String(s) => s.split(',').map(|x| x.trim().to_string()).collect(),
+            Value::Array(a) if a.iter().all(|x| x.is_string()) => a
+                .iter()
+                .filter_map(|x| x.as_str())
+                .map(|x| x.trim().to_string())
+                .collect(),
+            _ => {
+                self.err(
+                    name,
+                    "Input should be a list of algorithm names",
+                    "list_type",
+                );
+                return None;
+            }
+        };
+        let list: Vec<String> = list.into_iter().filter(|x| !x.is_empty()).collect();
+        if list.is_empty()
+            || !list.iter().all(|x| {
+                x.len() <= 64
+                    && x.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-@._".contains(&b))
+            })
+        {
+            self.err(
+                name,
+                "Input should be a non-empty list of algorithm names",
+                "value_error",
+            );
+            return None;
+        }
+        Some(list)
+    }
+
     /// A list of single-line strings (config lines).
     pub fn lines(&mut self, name: &str) -> Option<Vec<String>> {
         let v = self.present(name)?;
@@ -244,6 +281,15 @@ pub struct OpenBody {
     pub enable_level: Option<u8>,
     /// Seconds of idleness between CLI keepalives for this session (0 = off).
     pub keepalive_interval: Option<Duration>,
+    /// None: the config's default for this host.
+    pub legacy_algorithms: Option<bool>,
+    pub kex: Option<Vec<String>>,
+    pub host_key_algorithms: Option<Vec<String>>,
+    pub ciphers: Option<Vec<String>>,
+    pub macs: Option<Vec<String>>,
+    pub key_file: Option<String>,
+    pub passphrase: Option<crate::secret::Secret>,
+    pub host_key_policy: Option<crate::trust::HostKeyPolicy>,
 }
 
 pub fn open_body(body: &[u8]) -> Result<OpenBody, Error> {
@@ -251,7 +297,25 @@ pub fn open_body(body: &[u8]) -> Result<OpenBody, Error> {
     let mut f = Fields::new(&map, vec![json!("body")]);
     let host = f.string("host", true);
     let username = f.string("username", true);
-    let password = f.string("password", true);
+    let key_file = f.string("key_file", false).filter(|k| !k.trim().is_empty());
+    // With a key file the password may be left out.
+    let password = f.string("password", key_file.is_none());
+    let passphrase = f.string("passphrase", false);
+    let legacy_algorithms = f.boolean("legacy_algorithms");
+    let kex = f.names("kex");
+    let host_key_algorithms = f.names("host_key_algorithms");
+    let ciphers = f.names("ciphers");
+    let macs = f.names("macs");
+    let host_key_policy = match f.string("host_key_policy", false) {
+        Some(p) => match crate::trust::HostKeyPolicy::parse(&p) {
+            Ok(p) => Some(p),
+            Err(m) => {
+                f.err("host_key_policy", m, "value_error");
+                None
+            }
+        },
+        None => None,
+    };
     let device_type = f
         .string("device_type", false)
         .unwrap_or_else(|| "cisco_ios".into());
@@ -275,8 +339,15 @@ pub fn open_body(body: &[u8]) -> Result<OpenBody, Error> {
             f.err("host", m, "value_error");
         }
     }
-    if username.as_deref().is_some_and(|u| u.contains('\0')) {
-        f.err("username", "must not contain NUL bytes", "value_error");
+    for (name, v) in [
+        ("username", &username),
+        ("password", &password),
+        ("passphrase", &passphrase),
+        ("key_file", &key_file),
+    ] {
+        if v.as_deref().is_some_and(|u| u.contains('\0')) {
+            f.err(name, "must not contain NUL bytes", "value_error");
+        }
     }
     f.finish()?;
     Ok(OpenBody {
@@ -289,6 +360,14 @@ pub fn open_body(body: &[u8]) -> Result<OpenBody, Error> {
         session_timeout,
         enable_level,
         keepalive_interval,
+        legacy_algorithms,
+        kex,
+        host_key_algorithms,
+        ciphers,
+        macs,
+        key_file,
+        passphrase: passphrase.map(crate::secret::Secret::new),
+        host_key_policy,
         enable_password: enable
             .filter(|s| !s.is_empty())
             .map(crate::secret::Secret::new),
@@ -505,6 +584,9 @@ pub fn status_json(h: &SessionHandle) -> Value {
         "commands_run": s.commands_run,
         "algorithms": i.negotiated,
         "keepalive_interval": i.keepalive_interval.as_secs(),
+        "host_key_type": i.host_key.as_ref().map(|k| k.key_type.as_str()),
+        "host_key_fingerprint": i.host_key.as_ref().map(|k| k.fingerprint.as_str()),
+        "host_key_check": i.host_key.as_ref().map(|k| k.verdict),
         "keepalives": s.keepalives,
         "last_keepalive": s.last_keepalive_at.map(iso8601),
     });

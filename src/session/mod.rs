@@ -12,6 +12,7 @@ use crate::secret::Secret;
 use crate::transport::ssh::{SshParams, SshTransport};
 use crate::transport::telnet::TelnetTransport;
 use crate::transport::Transport;
+use crate::trust::{Algorithms, HostKeyPolicy, HostKeySeen, HostList, KnownHosts};
 use crate::util::random_id;
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
 use driver::{CmdFail, CmdResult, Driver, ExecItem, Keepalive, Login, OpenOptions};
@@ -63,6 +64,12 @@ pub struct OpenRequest {
     pub enable_level: Option<u8>,
     /// None: the broker's default.
     pub keepalive_interval: Option<Duration>,
+    /// SSH only: a key file inside key_dir, its passphrase, the algorithms to offer, and the
+    /// host-key policy of this session.
+    pub key_file: Option<std::path::PathBuf>,
+    pub passphrase: Option<Secret>,
+    pub algorithms: Algorithms,
+    pub host_key_policy: HostKeyPolicy,
 }
 
 #[derive(Debug, Clone)]
@@ -81,6 +88,8 @@ pub struct SessionInfo {
     pub negotiated: String,
     /// Zero: no CLI keepalives.
     pub keepalive_interval: Duration,
+    /// SSH: the device's host key (type, SHA256 fingerprint, verdict).
+    pub host_key: Option<HostKeySeen>,
 }
 
 #[derive(Debug, Clone)]
@@ -160,6 +169,8 @@ enum Job {
 
 /// Shared settings the session threads need.
 pub struct Settings {
+    pub known_hosts: KnownHosts,
+    pub allowed_hosts: HostList,
     pub max_sessions: usize,
     pub max_output_bytes: usize,
     pub keepalive_interval: Duration,
@@ -443,6 +454,7 @@ fn session_main(reg: Arc<Registry>, id: String, req: OpenRequest, reply: OpenRep
     let started = Instant::now();
     let deadline = started + req.connect_timeout;
     let opened = (|| {
+        let mut host_key = None;
         let (transport, login): (Box<dyn Transport>, _) = match req.protocol {
             Protocol::Ssh => {
                 let params = SshParams {
@@ -450,11 +462,25 @@ fn session_main(reg: Arc<Registry>, id: String, req: OpenRequest, reply: OpenRep
                     port: req.port,
                     username: &req.username,
                     password: &req.password,
+                    key_file: req.key_file.as_deref(),
+                    passphrase: req.passphrase.as_ref(),
+                    algorithms: &req.algorithms,
+                    known_hosts: &reg.settings.known_hosts,
+                    policy: req.host_key_policy,
+                    allowed: &reg.settings.allowed_hosts,
                 };
-                (Box::new(SshTransport::connect(&params, deadline)?), None)
+                let t = SshTransport::connect(&params, deadline)?;
+                host_key = t.host_key.clone();
+                (Box::new(t), None)
             }
             Protocol::Telnet => {
-                let t = TelnetTransport::connect(&req.host, req.port, deadline, None)?;
+                let t = TelnetTransport::connect(
+                    &req.host,
+                    req.port,
+                    &reg.settings.allowed_hosts,
+                    deadline,
+                    None,
+                )?;
                 let login = Login {
                     username: &req.username,
                     password: &req.password,
@@ -475,7 +501,7 @@ fn session_main(reg: Arc<Registry>, id: String, req: OpenRequest, reply: OpenRep
             },
         )?;
         let negotiated = driver.negotiated();
-        Ok::<_, Error>((driver, negotiated))
+        Ok::<_, Error>((driver, negotiated, host_key))
     })();
     let req_protocol = req.protocol;
     let OpenRequest {
@@ -484,6 +510,7 @@ fn session_main(reg: Arc<Registry>, id: String, req: OpenRequest, reply: OpenRep
         username,
         password,
         enable_secret,
+        passphrase,
         device_type,
         platform,
         session_timeout,
@@ -493,7 +520,8 @@ fn session_main(reg: Arc<Registry>, id: String, req: OpenRequest, reply: OpenRep
     // Credentials are not needed any more (Secret zeroes its memory on drop).
     drop(password);
     drop(enable_secret);
-    let (driver, negotiated) = match opened {
+    drop(passphrase);
+    let (driver, negotiated, host_key) = match opened {
         Ok(x) => x,
         Err(e) => {
             slot.release();
@@ -519,6 +547,7 @@ fn session_main(reg: Arc<Registry>, id: String, req: OpenRequest, reply: OpenRep
         session_timeout,
         negotiated,
         keepalive_interval: keepalive_interval.unwrap_or(reg.settings.keepalive_interval),
+        host_key,
     };
     let handle = Arc::new(SessionHandle {
         info: info.clone(),
@@ -547,13 +576,17 @@ fn session_main(reg: Arc<Registry>, id: String, req: OpenRequest, reply: OpenRep
         sd
     };
     log::info!(
-        "session {id} host {}: opened {}@{}:{} ({}, {}) in {} ms; prompt {:?}, mode {}",
+        "session {id} host {}: opened {}@{}:{} ({}, {}{}) in {} ms; prompt {:?}, mode {}",
         info.host,
         info.username,
         info.host,
         info.port,
         info.device_type,
         info.negotiated,
+        info.host_key
+            .as_ref()
+            .map(|k| format!(", host key {} {} {}", k.key_type, k.fingerprint, k.verdict))
+            .unwrap_or_default(),
         started.elapsed().as_millis(),
         driver.prompt_base(),
         driver.mode

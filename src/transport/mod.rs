@@ -7,6 +7,7 @@ pub mod ssh;
 pub mod telnet;
 
 use crate::error::Error;
+use crate::trust::HostList;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
@@ -86,9 +87,28 @@ fn set_tcp_keepalive(fd: RawFd) {
     set(libc::IPPROTO_TCP, libc::TCP_KEEPCNT, 3);
 }
 
-/// Resolve and connect by the deadline (each address in turn), with TCP keepalive and no Nagle.
-pub(crate) fn connect_tcp(host: &str, port: u16, deadline: Instant) -> Result<TcpStream, Error> {
-    let addrs = resolve(host, port, deadline)?;
+/// Resolve once, keep only the addresses the allow-list permits (403 if none: nothing is sent to
+/// the device), and connect to those same addresses by the deadline, with TCP keepalive and no
+/// Nagle.
+pub(crate) fn connect_tcp(
+    host: &str,
+    port: u16,
+    allowed: &HostList,
+    deadline: Instant,
+) -> Result<TcpStream, Error> {
+    let resolved = resolve(host, port, deadline)?;
+    let addrs: Vec<SocketAddr> = resolved
+        .iter()
+        .copied()
+        .filter(|a| allowed.allows(host, a.ip()))
+        .collect();
+    if addrs.is_empty() {
+        let list: Vec<String> = resolved.iter().map(|a| a.ip().to_string()).collect();
+        return Err(Error::Forbidden(format!(
+            "{host} ({}) is not in allowed_hosts",
+            list.join(", ")
+        )));
+    }
     let mut last_err = None;
     for a in &addrs {
         let Some(wait) = remaining(deadline) else {

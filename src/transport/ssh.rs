@@ -6,6 +6,9 @@
 use super::{connect_tcp, remaining, timed_out, Transport, TransportError};
 use crate::error::Error;
 use crate::secret::Secret;
+use crate::trust::{
+    algorithms_for_key_type, Algorithms, HostKeyPolicy, HostKeySeen, HostList, KnownHosts,
+};
 use std::io::{Read, Write as _};
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, Instant};
@@ -14,7 +17,15 @@ pub struct SshParams<'a> {
     pub host: &'a str,
     pub port: u16,
     pub username: &'a str,
+    /// May be empty with key auth.
     pub password: &'a Secret,
+    /// A private key file (already checked to lie inside key_dir) and its passphrase.
+    pub key_file: Option<&'a std::path::Path>,
+    pub passphrase: Option<&'a Secret>,
+    pub algorithms: &'a Algorithms,
+    pub known_hosts: &'a KnownHosts,
+    pub policy: HostKeyPolicy,
+    pub allowed: &'a HostList,
 }
 
 pub struct SshTransport {
@@ -23,6 +34,8 @@ pub struct SshTransport {
     fd: RawFd,
     /// "kex / hostkey / cipher / mac" as negotiated, for the log and status.
     pub negotiated: String,
+    /// The device's host key and what the policy made of it.
+    pub host_key: Option<HostKeySeen>,
     closed: bool,
 }
 
@@ -40,9 +53,8 @@ impl Drop for SshTransport {
 fn is_auth_error(e: &ssh2::Error) -> bool {
     matches!(
         e.code(),
-        ssh2::ErrorCode::Session(-18) // LIBSSH2_ERROR_AUTHENTICATION_FAILED
-            | ssh2::ErrorCode::Session(-19) // LIBSSH2_ERROR_PUBLICKEY_UNVERIFIED
-            | ssh2::ErrorCode::Session(-16) // LIBSSH2_ERROR_PUBLICKEY_UNRECOGNIZED
+        // LIBSSH2_ERROR_AUTHENTICATION_FAILED (= PUBLICKEY_UNRECOGNIZED), PUBLICKEY_UNVERIFIED
+        ssh2::ErrorCode::Session(-18) | ssh2::ErrorCode::Session(-19)
     )
 }
 
@@ -67,6 +79,79 @@ fn ssh_err(stage: &str, host: &str, e: ssh2::Error) -> Error {
         ));
     }
     Error::Connect(format!("{stage} with {host} failed: {}", e.message()))
+}
+
+/// Set the algorithm preferences: the session's lists, limited to what this libssh2 build
+/// supports; host key types already known for the host go first (as OpenSSH orders them).
+/// Returns a one-line summary of what is offered, for error messages.
+fn set_algorithms(session: &ssh2::Session, p: &SshParams) -> Result<String, Error> {
+    use ssh2::MethodType as M;
+    let [kex, mut hostkey, ciphers, macs] = p.algorithms.lists();
+    let known = p.known_hosts.known_types(p.host, p.port);
+    if !known.is_empty() {
+        let mut first: Vec<String> = known
+            .iter()
+            .flat_map(|t| algorithms_for_key_type(t).iter().map(|a| a.to_string()))
+            .filter(|a| hostkey.contains(a))
+            .collect();
+        hostkey.retain(|a| !first.contains(a));
+        first.append(&mut hostkey);
+        hostkey = first;
+    }
+    let explicit = |field: &str| match field {
+        "kex" => p.algorithms.kex.is_some(),
+        "host_key_algorithms" => p.algorithms.host_key.is_some(),
+        "ciphers" => p.algorithms.ciphers.is_some(),
+        _ => p.algorithms.macs.is_some(),
+    };
+    let mut summary = Vec::new();
+    for (field, list, types) in [
+        ("kex", &kex, &[M::Kex][..]),
+        ("host_key_algorithms", &hostkey, &[M::HostKey][..]),
+        ("ciphers", &ciphers, &[M::CryptCs, M::CryptSc][..]),
+        ("macs", &macs, &[M::MacCs, M::MacSc][..]),
+    ] {
+        let supported: Vec<String> = session
+            .supported_algs(types[0])
+            .map(|v| v.iter().map(|s| s.to_string()).collect())
+            .unwrap_or_default();
+        let unknown: Vec<&String> = list.iter().filter(|a| !supported.contains(a)).collect();
+        if explicit(field) && !unknown.is_empty() {
+            return Err(Error::validation(
+                vec![serde_json::json!("body"), serde_json::json!(field)],
+                format!(
+                    "not supported by this build: {}; supported: {}",
+                    unknown
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    supported.join(", ")
+                ),
+                "value_error",
+            ));
+        }
+        let usable: Vec<&str> = list
+            .iter()
+            .filter(|a| supported.contains(a))
+            .map(|s| s.as_str())
+            .collect();
+        if usable.is_empty() {
+            return Err(Error::validation(
+                vec![serde_json::json!("body"), serde_json::json!(field)],
+                "no usable algorithm in the list",
+                "value_error",
+            ));
+        }
+        let joined = usable.join(",");
+        for t in types {
+            session
+                .method_pref(*t, &joined)
+                .map_err(|e| Error::Internal(format!("libssh2 rejected {field} {joined}: {e}")))?;
+        }
+        summary.push(format!("{field} [{joined}]"));
+    }
+    Ok(summary.join("; "))
 }
 
 struct Answer<'a> {
@@ -94,11 +179,12 @@ impl ssh2::KeyboardInteractivePrompt for Answer<'_> {
 impl SshTransport {
     pub fn connect(p: &SshParams, deadline: Instant) -> Result<SshTransport, Error> {
         let host = p.host;
-        let stream = connect_tcp(host, p.port, deadline)?;
-        let fd = stream.as_raw_fd();
-
+        // Algorithm lists are checked before anything connects: a bad name is a 422.
         let mut session =
             ssh2::Session::new().map_err(|e| Error::Internal(format!("libssh2 init: {e}")))?;
+        let offered = set_algorithms(&session, p)?;
+        let stream = connect_tcp(host, p.port, p.allowed, deadline)?;
+        let fd = stream.as_raw_fd();
         session.set_tcp_stream(stream);
         session.set_blocking(true);
         let step = |s: &ssh2::Session, what: &str| -> Result<(), Error> {
@@ -108,17 +194,50 @@ impl SshTransport {
         };
 
         step(&session, "SSH handshake")?;
-        session
-            .handshake()
-            .map_err(|e| ssh_err("SSH handshake", host, e))?;
+        session.handshake().map_err(|e| match e.code() {
+            ssh2::ErrorCode::Session(-5) | ssh2::ErrorCode::Session(-8) => Error::Connect(format!(
+                "SSH handshake with {host} failed in key exchange ({}), most often because no algorithm is common. Offered {offered}. \
+                 Old devices often speak only SHA-1 algorithms: open the session with \
+                 \"legacy_algorithms\": true (or list them in kex / host_key_algorithms / ciphers / macs)",
+                e.message()
+            )),
+            _ => ssh_err("SSH handshake", host, e),
+        })?;
+        let host_key = match session.host_key() {
+            Some((blob, _)) => Some(p.known_hosts.verify(host, p.port, blob, p.policy)?),
+            None => return Err(Error::Connect(format!("{host} presented no host key"))),
+        };
 
         step(&session, "authentication")?;
         let methods = session
             .auth_methods(p.username)
             .map_err(|e| ssh_err("authentication", host, e))?
             .to_string();
+        let offers = |m: &str| methods.split(',').any(|x| x == m);
         let mut auth_err = None;
-        if methods.split(',').any(|m| m == "password") {
+        if let Some(key) = p.key_file {
+            if offers("publickey") {
+                step(&session, "authentication")?;
+                if let Err(e) = session.userauth_pubkey_file(
+                    p.username,
+                    None,
+                    key,
+                    p.passphrase.map(|s| s.expose()),
+                ) {
+                    // A wrong passphrase or an unreadable key is our side's problem: say so.
+                    if !is_auth_error(&e) {
+                        return Err(Error::DeviceAuth(format!(
+                            "key authentication to {host} failed: {} (libssh2 error {}; wrong passphrase or unusable key file?)",
+                            e.message(),
+                            e.code()
+                        )));
+                    }
+                    auth_err = Some(e);
+                }
+            }
+        }
+        let password = !p.password.is_empty();
+        if !session.authenticated() && password && offers("password") {
             step(&session, "authentication")?;
             if let Err(e) = session.userauth_password(p.username, p.password.expose()) {
                 if !is_auth_error(&e) {
@@ -127,7 +246,7 @@ impl SshTransport {
                 auth_err = Some(e);
             }
         }
-        if !session.authenticated() && methods.split(',').any(|m| m == "keyboard-interactive") {
+        if !session.authenticated() && password && offers("keyboard-interactive") {
             step(&session, "authentication")?;
             if let Err(e) = session.userauth_keyboard_interactive(
                 p.username,
@@ -149,7 +268,7 @@ impl SshTransport {
                     p.username
                 )),
                 None => Error::DeviceAuth(format!(
-                    "{host} offers no password authentication (methods: {methods})"
+                    "{host} offers no authentication method we can use with the credentials given (methods: {methods})"
                 )),
             });
         }
@@ -187,6 +306,7 @@ impl SshTransport {
             channel,
             fd,
             negotiated,
+            host_key,
             closed: false,
         })
     }

@@ -9,6 +9,7 @@
 
 use super::{connect_tcp, escape_bytes, poll_fd, Trace, Transport, TransportError};
 use crate::error::Error;
+use crate::trust::HostList;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::fd::AsRawFd;
@@ -320,10 +321,11 @@ impl TelnetTransport {
     pub fn connect(
         host: &str,
         port: u16,
+        allowed: &HostList,
         deadline: Instant,
         trace: Option<Trace>,
     ) -> Result<TelnetTransport, Error> {
-        let stream = connect_tcp(host, port, deadline)?;
+        let stream = connect_tcp(host, port, allowed, deadline)?;
         stream
             .set_nonblocking(true)
             .map_err(|e| Error::Connect(format!("{host}:{port}: {e}")))?;

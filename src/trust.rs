@@ -1,0 +1,730 @@
+//! What the broker trusts and where it may reach: the host-key policy and its known_hosts file,
+//! the SSH algorithm lists (modern by default, legacy SHA-1 only on request), the device
+//! allow-list, and the command allow/deny rules. Pure logic plus one file; no sockets.
+
+use crate::error::Error;
+use parking_lot::Mutex;
+use regex::Regex;
+use sha2::{Digest, Sha256};
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub enum HostKeyPolicy {
+    /// Warn on every connect; accept any key. Weakest.
+    Off = 0,
+    /// Record unknown keys, refuse changed ones (the default).
+    #[default]
+    AcceptNew = 1,
+    /// Refuse unknown and changed keys.
+    Strict = 2,
+}
+
+impl HostKeyPolicy {
+    pub fn parse(s: &str) -> Result<HostKeyPolicy, String> {
+        match s.trim().to_ascii_lowercase().replace('_', "-").as_str() {
+            "strict" | "yes" => Ok(HostKeyPolicy::Strict),
+            "accept-new" => Ok(HostKeyPolicy::AcceptNew),
+            "off" | "no" => Ok(HostKeyPolicy::Off),
+            _ => Err(format!(
+                "unknown host key policy '{s}' (strict, accept-new or off)"
+            )),
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            HostKeyPolicy::Strict => "strict",
+            HostKeyPolicy::AcceptNew => "accept-new",
+            HostKeyPolicy::Off => "off",
+        }
+    }
+}
+
+/// `SHA256:` + unpadded base64 of the SHA-256 of the key blob, as `ssh-keygen -l` prints.
+pub fn fingerprint(blob: &[u8]) -> String {
+    format!("SHA256:{}", base64(&Sha256::digest(blob), false))
+}
+
+const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+pub fn base64(data: &[u8], pad: bool) -> String {
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..=chunk.len() {
+            out.push(B64[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+        if pad {
+            for _ in chunk.len()..3 {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+pub fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    let s = s.trim_end_matches('=');
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in s.bytes() {
+        let v = B64.iter().position(|x| *x == c)? as u32;
+        acc = (acc << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
+}
+
+/// The key type named inside an SSH public key blob (`ssh-ed25519`, `ssh-rsa`, ...).
+pub fn blob_type(blob: &[u8]) -> Option<String> {
+    let len = u32::from_be_bytes(blob.get(..4)?.try_into().ok()?) as usize;
+    let name = blob.get(4..4 + len)?;
+    std::str::from_utf8(name).ok().map(str::to_string)
+}
+
+/// The host key algorithms that produce keys of a key type (RSA keys sign with SHA-2 first).
+pub fn algorithms_for_key_type(t: &str) -> &'static [&'static str] {
+    match t {
+        "ssh-ed25519" => &["ssh-ed25519"],
+        "ecdsa-sha2-nistp256" => &["ecdsa-sha2-nistp256"],
+        "ecdsa-sha2-nistp384" => &["ecdsa-sha2-nistp384"],
+        "ecdsa-sha2-nistp521" => &["ecdsa-sha2-nistp521"],
+        "ssh-rsa" => &["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"],
+        "ssh-dss" => &["ssh-dss"],
+        _ => &[],
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Algorithms
+// ---------------------------------------------------------------------------------------------
+
+pub const MODERN_KEX: &[&str] = &[
+    "curve25519-sha256",
+    "curve25519-sha256@libssh.org",
+    "ecdh-sha2-nistp256",
+    "ecdh-sha2-nistp384",
+    "ecdh-sha2-nistp521",
+    "diffie-hellman-group-exchange-sha256",
+    "diffie-hellman-group16-sha512",
+    "diffie-hellman-group18-sha512",
+    "diffie-hellman-group14-sha256",
+];
+pub const LEGACY_KEX: &[&str] = &[
+    "diffie-hellman-group14-sha1",
+    "diffie-hellman-group-exchange-sha1",
+    "diffie-hellman-group1-sha1",
+];
+pub const MODERN_HOST_KEY: &[&str] = &[
+    "ssh-ed25519",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "rsa-sha2-512",
+    "rsa-sha2-256",
+];
+pub const LEGACY_HOST_KEY: &[&str] = &["ssh-rsa", "ssh-dss"];
+pub const MODERN_CIPHERS: &[&str] = &[
+    "aes256-gcm@openssh.com",
+    "aes128-gcm@openssh.com",
+    "chacha20-poly1305@openssh.com",
+    "aes256-ctr",
+    "aes192-ctr",
+    "aes128-ctr",
+];
+pub const LEGACY_CIPHERS: &[&str] = &["aes256-cbc", "aes192-cbc", "aes128-cbc", "3des-cbc"];
+pub const MODERN_MACS: &[&str] = &[
+    "hmac-sha2-256-etm@openssh.com",
+    "hmac-sha2-512-etm@openssh.com",
+    "hmac-sha2-256",
+    "hmac-sha2-512",
+];
+pub const LEGACY_MACS: &[&str] = &["hmac-sha1", "hmac-sha1-96"];
+
+/// The algorithm lists one connection offers. `None` in a field: the default for `legacy`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Algorithms {
+    pub legacy: bool,
+    pub kex: Option<Vec<String>>,
+    pub host_key: Option<Vec<String>>,
+    pub ciphers: Option<Vec<String>>,
+    pub macs: Option<Vec<String>>,
+}
+
+impl Algorithms {
+    /// (kex, host key, ciphers, macs) in preference order.
+    pub fn lists(&self) -> [Vec<String>; 4] {
+        let pick = |given: &Option<Vec<String>>, modern: &[&str], legacy: &[&str]| match given {
+            Some(v) => v.clone(),
+            None => {
+                let mut v: Vec<String> = modern.iter().map(|s| s.to_string()).collect();
+                if self.legacy {
+                    v.extend(legacy.iter().map(|s| s.to_string()));
+                }
+                v
+            }
+        };
+        [
+            pick(&self.kex, MODERN_KEX, LEGACY_KEX),
+            pick(&self.host_key, MODERN_HOST_KEY, LEGACY_HOST_KEY),
+            pick(&self.ciphers, MODERN_CIPHERS, LEGACY_CIPHERS),
+            pick(&self.macs, MODERN_MACS, LEGACY_MACS),
+        ]
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Allow-list of devices
+// ---------------------------------------------------------------------------------------------
+
+/// CIDRs and hostname globs. Empty: anything.
+#[derive(Debug, Clone, Default)]
+pub struct HostList {
+    cidrs: Vec<(IpAddr, u8)>,
+    globs: Vec<String>,
+}
+
+impl HostList {
+    pub fn parse<S: AsRef<str>>(items: &[S]) -> Result<HostList, String> {
+        let mut l = HostList::default();
+        for it in items {
+            let s = it.as_ref().trim();
+            if s.is_empty() {
+                continue;
+            }
+            let (addr, len) = match s.split_once('/') {
+                Some((a, n)) => (a, Some(n)),
+                None => (s, None),
+            };
+            match addr.parse::<IpAddr>() {
+                Ok(ip) => {
+                    let max = if ip.is_ipv4() { 32 } else { 128 };
+                    let len = match len {
+                        Some(n) => n
+                            .parse::<u8>()
+                            .ok()
+                            .filter(|n| *n <= max)
+                            .ok_or_else(|| format!("bad prefix length in '{s}'"))?,
+                        None => max,
+                    };
+                    l.cidrs.push((ip, len));
+                }
+                Err(_) if len.is_none() => {
+                    let g = s.to_ascii_lowercase();
+                    if !g
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-._*?".contains(&b))
+                    {
+                        return Err(format!("'{s}' is neither a CIDR nor a hostname glob"));
+                    }
+                    l.globs.push(g);
+                }
+                Err(_) => return Err(format!("'{s}' is not a valid CIDR")),
+            }
+        }
+        Ok(l)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.cidrs.is_empty() && self.globs.is_empty()
+    }
+
+    pub fn matches_name(&self, name: &str) -> bool {
+        let n = name.trim().to_ascii_lowercase();
+        self.globs.iter().any(|g| glob(g.as_bytes(), n.as_bytes()))
+    }
+
+    pub fn matches_addr(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        self.cidrs.iter().any(|(net, len)| in_cidr(ip, *net, *len))
+    }
+
+    /// Is a target allowed: by its name (glob), or by its address (CIDR)?
+    pub fn allows(&self, name: &str, ip: IpAddr) -> bool {
+        self.is_empty() || self.matches_name(name) || self.matches_addr(ip)
+    }
+}
+
+fn in_cidr(ip: IpAddr, net: IpAddr, len: u8) -> bool {
+    match (ip, net) {
+        (IpAddr::V4(a), IpAddr::V4(n)) => {
+            let mask = if len == 0 {
+                0
+            } else {
+                u32::MAX << (32 - u32::from(len))
+            };
+            u32::from(a) & mask == u32::from(n) & mask
+        }
+        (IpAddr::V6(a), IpAddr::V6(n)) => {
+            let mask = if len == 0 {
+                0
+            } else {
+                u128::MAX << (128 - u32::from(len))
+            };
+            u128::from(a) & mask == u128::from(n) & mask
+        }
+        _ => false,
+    }
+}
+
+/// `*` any run, `?` one character.
+fn glob(p: &[u8], s: &[u8]) -> bool {
+    let (mut pi, mut si, mut star, mut mark) = (0, 0, None, 0);
+    while si < s.len() {
+        if pi < p.len() && (p[pi] == b'?' || p[pi] == s[si]) {
+            pi += 1;
+            si += 1;
+        } else if pi < p.len() && p[pi] == b'*' {
+            star = Some(pi);
+            mark = si;
+            pi += 1;
+        } else if let Some(st) = star {
+            pi = st + 1;
+            mark += 1;
+            si = mark;
+        } else {
+            return false;
+        }
+    }
+    while pi < p.len() && p[pi] == b'*' {
+        pi += 1;
+    }
+    pi == p.len()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Command rules
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Default)]
+pub struct CommandRules {
+    denied: Vec<Regex>,
+    allowed: Vec<Regex>,
+}
+
+impl CommandRules {
+    pub fn new<S: AsRef<str>>(denied: &[S], allowed: &[S]) -> Result<CommandRules, String> {
+        // Device CLIs ignore case and repeated blanks, so the rules do too.
+        let c = |v: &[S]| -> Result<Vec<Regex>, String> {
+            v.iter()
+                .map(|p| {
+                    regex::RegexBuilder::new(p.as_ref())
+                        .case_insensitive(true)
+                        .size_limit(1 << 20)
+                        .build()
+                        .map_err(|e| format!("bad pattern {:?}: {e}", p.as_ref()))
+                })
+                .collect()
+        };
+        Ok(CommandRules {
+            denied: c(denied)?,
+            allowed: c(allowed)?,
+        })
+    }
+
+    /// None: the command may run; Some(why): refused, naming the rule.
+    pub fn refuses(&self, cmd: &str) -> Option<String> {
+        let c = cmd.split_whitespace().collect::<Vec<_>>().join(" ");
+        let c = c.as_str();
+        if let Some(r) = self.denied.iter().find(|r| r.is_match(c)) {
+            return Some(format!(
+                "command {c:?} matches denied_commands rule {:?}",
+                r.as_str()
+            ));
+        }
+        if !self.allowed.is_empty() && !self.allowed.iter().any(|r| r.is_match(c)) {
+            return Some(format!("command {c:?} matches no allowed_commands rule"));
+        }
+        None
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// known_hosts
+// ---------------------------------------------------------------------------------------------
+
+/// The host key a device presented, and what the policy made of it.
+#[derive(Debug, Clone)]
+pub struct HostKeySeen {
+    pub key_type: String,
+    pub fingerprint: String,
+    /// "known", "recorded", "unchecked".
+    pub verdict: &'static str,
+}
+
+/// The broker's own known_hosts file (OpenSSH format). Reads and appends are serialised.
+#[derive(Debug)]
+pub struct KnownHosts {
+    pub path: PathBuf,
+    lock: Mutex<()>,
+}
+
+struct Entry {
+    patterns: Vec<String>,
+    key_type: String,
+    blob: Vec<u8>,
+}
+
+/// The host name as known_hosts writes it: `host` on port 22, `[host]:port` otherwise.
+pub fn host_entry_name(host: &str, port: u16) -> String {
+    let h = host.trim().to_ascii_lowercase();
+    if port == 22 {
+        h
+    } else {
+        format!("[{h}]:{port}")
+    }
+}
+
+fn pattern_matches(patterns: &[String], name: &str) -> bool {
+    let mut hit = false;
+    for p in patterns {
+        if let Some(neg) = p.strip_prefix('!') {
+            if glob(neg.as_bytes(), name.as_bytes()) {
+                return false;
+            }
+        } else if glob(p.as_bytes(), name.as_bytes()) {
+            hit = true;
+        }
+    }
+    hit
+}
+
+impl KnownHosts {
+    pub fn new(path: PathBuf) -> KnownHosts {
+        KnownHosts {
+            path,
+            lock: Mutex::new(()),
+        }
+    }
+
+    fn entries(path: &Path) -> Result<Vec<Entry>, String> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        };
+        let mut out = Vec::new();
+        for line in text.lines() {
+            let line = line.trim();
+            // Comments, markers (@cert-authority, @revoked) and hashed names (|1|...) are not
+            // used: the broker writes plain entries of its own.
+            if line.is_empty()
+                || line.starts_with('#')
+                || line.starts_with('@')
+                || line.starts_with('|')
+            {
+                continue;
+            }
+            let mut f = line.split_whitespace();
+            let (Some(hosts), Some(kt), Some(b64)) = (f.next(), f.next(), f.next()) else {
+                continue;
+            };
+            let Some(blob) = base64_decode(b64) else {
+                continue;
+            };
+            out.push(Entry {
+                patterns: hosts.split(',').map(|h| h.to_ascii_lowercase()).collect(),
+                key_type: kt.to_string(),
+                blob,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Key types already known for this host (to prefer them in the key exchange, as OpenSSH
+    /// does, so a host known by its ECDSA key is asked for that key).
+    pub fn known_types(&self, host: &str, port: u16) -> Vec<String> {
+        let name = host_entry_name(host, port);
+        let _g = self.lock.lock();
+        let mut v: Vec<String> = Self::entries(&self.path)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|e| pattern_matches(&e.patterns, &name))
+            .map(|e| e.key_type)
+            .collect();
+        v.dedup();
+        v
+    }
+
+    /// Check the presented key under `policy`; record it if the policy says so.
+    pub fn verify(
+        &self,
+        host: &str,
+        port: u16,
+        blob: &[u8],
+        policy: HostKeyPolicy,
+    ) -> Result<HostKeySeen, Error> {
+        let name = host_entry_name(host, port);
+        let key_type = blob_type(blob).unwrap_or_else(|| "unknown".into());
+        let fp = fingerprint(blob);
+        let seen = |verdict| HostKeySeen {
+            key_type: key_type.clone(),
+            fingerprint: fp.clone(),
+            verdict,
+        };
+        if policy == HostKeyPolicy::Off {
+            log::warn!("{name}: host key NOT checked (host_key_policy off): {key_type} {fp}");
+            return Ok(seen("unchecked"));
+        }
+        let _g = self.lock.lock();
+        let entries = Self::entries(&self.path).map_err(Error::Internal)?;
+        let mine: Vec<&Entry> = entries
+            .iter()
+            .filter(|e| pattern_matches(&e.patterns, &name))
+            .collect();
+        if mine
+            .iter()
+            .any(|e| e.key_type == key_type && e.blob == blob)
+        {
+            return Ok(seen("known"));
+        }
+        // Only an entry of the same key type can be contradicted; an entry of another type
+        // (the host also has an ECDSA key) is not a mismatch.
+        if let Some(old) = mine.iter().find(|e| e.key_type == key_type) {
+            return Err(Error::Connect(format!(
+                "host key mismatch for {name}: known_hosts ({}) has {key_type} {}, the device presented {key_type} {fp}. \
+                 The key was not replaced; if the device was really re-keyed, remove the old line \
+                 (ssh-keygen -R '{name}' -f {}) and connect again",
+                self.path.display(),
+                fingerprint(&old.blob),
+                self.path.display()
+            )));
+        }
+        let other_types: Vec<&str> = mine.iter().map(|e| e.key_type.as_str()).collect();
+        if !other_types.is_empty() {
+            // Known types are offered first, so a device that still had its known key would
+            // have shown it. Only another type now: re-keyed, or not the same device. Never
+            // learn that silently.
+            return Err(Error::Connect(format!(
+                "host key mismatch for {name}: known_hosts ({}) has {} for it, the device presented only {key_type} {fp}. \
+                 The key was not recorded; if the device was really re-keyed, remove the old line \
+                 (ssh-keygen -R '{name}' -f {}) and connect again",
+                self.path.display(),
+                other_types.join(", "),
+                self.path.display()
+            )));
+        }
+        if policy == HostKeyPolicy::Strict {
+            return Err(Error::Connect(format!(
+                "host key for {name} is not known (host_key_policy strict): {key_type} {fp}"
+            )));
+        }
+        let line = format!("{name} {key_type} {}\n", base64(blob, true));
+        self.append(&line).map_err(|e| {
+            Error::Internal(format!(
+                "cannot record the host key in {}: {e}",
+                self.path.display()
+            ))
+        })?;
+        log::info!("{name}: new host key recorded: {key_type} {fp}");
+        Ok(seen("recorded"))
+    }
+
+    fn append(&self, line: &str) -> std::io::Result<()> {
+        use std::os::unix::fs::OpenOptionsExt;
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&self.path)?;
+        f.write_all(line.as_bytes())?;
+        f.sync_data()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn blob(kt: &str, payload: &[u8]) -> Vec<u8> {
+        let mut b = (kt.len() as u32).to_be_bytes().to_vec();
+        b.extend_from_slice(kt.as_bytes());
+        b.extend_from_slice(payload);
+        b
+    }
+
+    #[test]
+    fn base64_and_fingerprints_match_openssh() {
+        assert_eq!(base64(b"", true), "");
+        assert_eq!(base64(b"f", true), "Zg==");
+        assert_eq!(base64(b"fo", false), "Zm8");
+        assert_eq!(base64(b"foobar", true), "Zm9vYmFy");
+        assert_eq!(base64_decode("Zm9vYg==").unwrap(), b"foob");
+        // ssh-keygen -lf of this ed25519 public key prints this fingerprint.
+        let b =
+            base64_decode("AAAAC3NzaC1lZDI1NTE5AAAAIFNkdBVPFDHbe8TLSuvHK0xVZJTVEWMpEDYpw/Hjowew")
+                .unwrap();
+        assert_eq!(blob_type(&b).as_deref(), Some("ssh-ed25519"));
+        assert_eq!(
+            fingerprint(&b),
+            "SHA256:Wd9wVYY9oVf3m4O9dp1Nll5Cqed4bgqI27svl9tfaUI"
+        );
+    }
+
+    #[test]
+    fn known_hosts_policies() {
+        let dir = std::env::temp_dir().join(format!("nb-kh-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let kh = KnownHosts::new(dir.join("known_hosts"));
+        let a = blob("ssh-ed25519", b"key-a");
+        let b = blob("ssh-ed25519", b"key-b");
+        let e = blob("ecdsa-sha2-nistp256", b"key-e");
+        // strict: unknown refused, nothing written.
+        let err = kh
+            .verify("10.0.0.1", 2222, &a, HostKeyPolicy::Strict)
+            .unwrap_err();
+        assert!(err.to_string().contains("not known"), "{err}");
+        assert!(!kh.path.exists());
+        // accept-new records; then known; a changed key of the same type is a mismatch.
+        assert_eq!(
+            kh.verify("10.0.0.1", 2222, &a, HostKeyPolicy::AcceptNew)
+                .unwrap()
+                .verdict,
+            "recorded"
+        );
+        assert_eq!(
+            kh.verify("10.0.0.1", 2222, &a, HostKeyPolicy::Strict)
+                .unwrap()
+                .verdict,
+            "known"
+        );
+        let err = kh
+            .verify("10.0.0.1", 2222, &b, HostKeyPolicy::AcceptNew)
+            .unwrap_err();
+        let m = err.to_string();
+        assert!(
+            m.contains("host key mismatch")
+                && m.contains(&fingerprint(&a))
+                && m.contains(&fingerprint(&b)),
+            "{m}"
+        );
+        assert_eq!(err.status(), 502);
+        // Another port is another host.
+        assert_eq!(
+            kh.verify("10.0.0.1", 22, &b, HostKeyPolicy::AcceptNew)
+                .unwrap()
+                .verdict,
+            "recorded"
+        );
+        // Only another key type where one is known: refused as well, and not recorded.
+        let m = kh
+            .verify("10.0.0.1", 2222, &e, HostKeyPolicy::AcceptNew)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            m.contains("host key mismatch") && m.contains("presented only ecdsa-sha2-nistp256"),
+            "{m}"
+        );
+        // A second type listed by the operator is known, and both are offered first.
+        kh.append(&format!(
+            "[10.0.0.1]:2222 ecdsa-sha2-nistp256 {}\n",
+            base64(&e, true)
+        ))
+        .unwrap();
+        assert_eq!(
+            kh.known_types("10.0.0.1", 2222),
+            ["ssh-ed25519", "ecdsa-sha2-nistp256"]
+        );
+        for k in [&a, &e] {
+            assert_eq!(
+                kh.verify("10.0.0.1", 2222, k, HostKeyPolicy::Strict)
+                    .unwrap()
+                    .verdict,
+                "known"
+            );
+        }
+        let text = std::fs::read_to_string(&kh.path).unwrap();
+        assert!(
+            text.starts_with("[10.0.0.1]:2222 ssh-ed25519 AAAA"),
+            "{text}"
+        );
+        assert!(text.contains("\n10.0.0.1 ssh-ed25519 "));
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&kh.path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        // off: anything goes, nothing written.
+        let before = std::fs::read_to_string(&kh.path).unwrap();
+        assert_eq!(
+            kh.verify("10.9.9.9", 22, &b, HostKeyPolicy::Off)
+                .unwrap()
+                .verdict,
+            "unchecked"
+        );
+        assert_eq!(std::fs::read_to_string(&kh.path).unwrap(), before);
+        std::fs::remove_dir_all(&dir).ok();
+        assert!(HostKeyPolicy::Strict > HostKeyPolicy::AcceptNew);
+        assert_eq!(
+            HostKeyPolicy::parse("accept_new").unwrap(),
+            HostKeyPolicy::AcceptNew
+        );
+        assert!(HostKeyPolicy::parse("maybe").is_err());
+    }
+
+    #[test]
+    fn host_lists_and_command_rules() {
+        let l = HostList::parse(&[
+            "10.0.0.0/8",
+            "192.168.1.5",
+            "*.lab.example.net",
+            "sw?-core",
+            "2001:db8::/32",
+        ])
+        .unwrap();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(l.allows("x", ip("10.20.30.40")));
+        assert!(!l.allows("x", ip("11.0.0.1")));
+        assert!(l.allows("x", ip("192.168.1.5")));
+        assert!(!l.allows("x", ip("192.168.1.6")));
+        assert!(l.allows("SW1.LAB.example.net", ip("8.8.8.8")));
+        assert!(l.allows("sw1-core", ip("8.8.8.8")));
+        assert!(!l.allows("sw12-core", ip("8.8.8.8")));
+        assert!(l.allows("x", ip("2001:db8::1")));
+        assert!(l.allows("x", ip("::ffff:10.1.1.1")));
+        assert!(HostList::parse(&["10.0.0.0/33"]).is_err());
+        assert!(HostList::parse(&["a b"]).is_err());
+        assert!(HostList::parse::<&str>(&[])
+            .unwrap()
+            .allows("anything", ip("1.1.1.1")));
+        let r = CommandRules::new(&["^reload", "^erase\\b"], &[]).unwrap();
+        assert!(r.refuses("reload in 5").unwrap().contains("^reload"));
+        assert!(r.refuses("show reload").is_none());
+        assert!(r.refuses("  RELOAD\t at 10:00").is_some());
+        assert!(r.refuses("erase  startup-config").is_some());
+        let r = CommandRules::new(&[], &["^show ", "^ping "]).unwrap();
+        assert!(r.refuses("show version").is_none());
+        assert!(r
+            .refuses("configure terminal")
+            .unwrap()
+            .contains("no allowed_commands rule"));
+        let algs = Algorithms::default().lists();
+        assert!(!algs[0].iter().any(|k| k.ends_with("sha1")));
+        let legacy = Algorithms {
+            legacy: true,
+            ..Default::default()
+        }
+        .lists();
+        assert!(legacy[0].contains(&"diffie-hellman-group1-sha1".to_string()));
+        assert!(legacy[1].contains(&"ssh-rsa".to_string()));
+        assert!(legacy[2].contains(&"3des-cbc".to_string()));
+        assert!(legacy[3].contains(&"hmac-sha1".to_string()));
+    }
+}
