@@ -32,7 +32,7 @@ fn seed_walkthrough() {
     assert!(h.json()["version"].is_string());
 
     let r = b.post("/session", &json!({"host": "127.0.0.1", "port": dev.port(), "username": "admin", "password": PASSWORD}));
-    assert_eq!(r.status, 201);
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
     let j = r.json();
     assert_eq!(j["host"], "127.0.0.1");
     let id = j["session_id"].as_str().unwrap().to_string();

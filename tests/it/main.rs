@@ -9,3 +9,4 @@ mod platforms;
 mod process;
 mod support;
 mod telnet;
+mod trust;

@@ -112,7 +112,7 @@ fn sigterm_closes_sessions_and_no_secret_is_ever_logged() {
     let cfg = dir.join("config.yml");
     std::fs::write(
         &cfg,
-        format!("log_level: DEBUG\nlog_mode: both\nlog_file: {}\ncmd_log_dir: {}\nfavourite_colour: blue\n", log.display(), cmdlog.display()),
+        format!("log_level: DEBUG\nlog_mode: both\nlog_file: {}\ncmd_log_dir: {}\nstate_dir: {}\nfavourite_colour: blue\n", log.display(), cmdlog.display(), dir.display()),
     )
     .unwrap();
     let mut p = spawn(&cfg, free_port());

@@ -45,8 +45,13 @@ pub fn broker(extra_yaml: &str) -> TestBroker {
     start(c)
 }
 
-pub fn start(c: Config) -> TestBroker {
+pub fn start(mut c: Config) -> TestBroker {
     let dir = tmpdir("broker");
+    // Each broker keeps its own state (known_hosts): fake devices get new host keys on every
+    // start, and ports are reused across tests.
+    if c.state_dir == Config::default().state_dir {
+        c.state_dir = dir.clone();
+    }
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let broker = Broker::start_on(&c, listener).unwrap();
     let addr = broker.addr();
