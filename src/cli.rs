@@ -9,6 +9,7 @@ Usage: netdev-broker [serve] [OPTIONS]
        netdev-broker demo [--port PORT]
        netdev-broker telnet-debug <host> <username> <password> [enable_password] [port]
                      [--device-type TYPE] [--timeout SECS]
+       netdev-broker hash-password [--cost N]
 
 Holds long-lived SSH and Telnet sessions to network devices behind a local HTTP API.
 
@@ -21,6 +22,9 @@ Subcommands:
                      received, the option negotiation, which prompt matched, what was
                      sent (passwords masked), and where it stopped and why. A password
                      of '-' is read from standard input (keeps it out of `ps`).
+  hash-password      Read a password (asked twice without echo on a terminal, else the
+                     first line of standard input) and print its bcrypt hash (cost 12
+                     unless --cost, 4-31) for web_users' password_hash.
 
 Options:
   --config PATH      Config file (default: /etc/netdev-broker/config.yml if it exists)
@@ -38,6 +42,7 @@ pub enum Command {
     Serve(Overrides),
     Demo { port: u16 },
     TelnetDebug(TelnetDebug),
+    HashPassword { cost: u32 },
     Help,
     Version,
 }
@@ -69,6 +74,24 @@ fn demo(mut args: impl Iterator<Item = String>) -> Result<Command, String> {
         }
     }
     Ok(Command::Demo { port })
+}
+
+fn hash_password(mut args: impl Iterator<Item = String>) -> Result<Command, String> {
+    let mut cost = crate::cmd_hash::DEFAULT_COST;
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "-h" | "--help" => return Ok(Command::Help),
+            "--cost" => {
+                cost = args
+                    .next()
+                    .and_then(|c| c.parse::<u32>().ok())
+                    .filter(|c| (4..=31).contains(c))
+                    .ok_or("--cost needs a number from 4 to 31")?
+            }
+            _ => return Err(format!("unknown hash-password option '{a}'")),
+        }
+    }
+    Ok(Command::HashPassword { cost })
 }
 
 fn telnet_debug(args: impl Iterator<Item = String>) -> Result<Command, String> {
@@ -132,9 +155,10 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String>
                 "serve" => continue,
                 "telnet-debug" => return telnet_debug(it),
                 "demo" => return demo(it),
+                "hash-password" => return hash_password(it),
                 other => {
                     return Err(format!(
-                        "unknown subcommand '{other}' (available: serve, demo, telnet-debug)"
+                        "unknown subcommand '{other}' (available: serve, demo, telnet-debug, hash-password)"
                     ))
                 }
             }

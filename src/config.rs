@@ -62,6 +62,8 @@ pub struct Config {
     pub allowed_hosts: HostList,
     /// Hosts whose sessions offer the legacy SHA-1 algorithms by default.
     pub legacy_hosts: HostList,
+    /// Reverse proxies whose `X-Forwarded-For` names the dashboard's client (rate limit).
+    pub trusted_proxies: HostList,
     pub commands: CommandRules,
     /// Where the config came from (None: defaults and flags only).
     pub source: Option<PathBuf>,
@@ -98,6 +100,7 @@ impl Default for Config {
             key_dir: None,
             allowed_hosts: HostList::default(),
             legacy_hosts: HostList::default(),
+            trusted_proxies: HostList::default(),
             commands: CommandRules::default(),
             source: None,
         }
@@ -151,6 +154,7 @@ const KNOWN_KEYS: &[&str] = &[
     "key_dir",
     "allowed_hosts",
     "legacy_hosts",
+    "trusted_proxies",
     "denied_commands",
     "allowed_commands",
 ];
@@ -299,6 +303,13 @@ pub fn from_yaml(text: &str) -> Result<Loaded, Error> {
             }
             "legacy_hosts" => {
                 c.legacy_hosts = HostList::parse(&list(&v).map_err(bad)?).map_err(bad)?
+            }
+            "trusted_proxies" => {
+                let l = HostList::parse(&list(&v).map_err(bad)?).map_err(bad)?;
+                if l.has_globs() {
+                    return Err(bad("expected addresses or CIDRs, not names".into()));
+                }
+                c.trusted_proxies = l;
             }
             "denied_commands" | "allowed_commands" => {
                 let l = list(&v).map_err(bad)?;
@@ -455,10 +466,15 @@ fn web_users(v: &Value) -> Result<Vec<WebUser>, String> {
         let hash = get("password_hash")?
             .filter(|s| !s.is_empty())
             .ok_or(format!("entry {i} ({username}): password_hash is required"))?;
-        if !(hash.starts_with("$2b$") || hash.starts_with("$2a$") || hash.starts_with("$2y$")) {
+        if !(hash.starts_with("$2b$") || hash.starts_with("$2a$") || hash.starts_with("$2y$"))
+            || hash.parse::<bcrypt::HashParts>().is_err()
+        {
             return Err(format!(
-                "entry {i} ({username}): password_hash must be a bcrypt hash ($2b$...)"
+                "entry {i} ({username}): password_hash must be a bcrypt hash ($2b$12$ + 53 characters; make one with `netdev-broker hash-password`)"
             ));
+        }
+        if out.iter().any(|u: &WebUser| u.username == username) {
+            return Err(format!("entry {i}: username {username:?} is listed twice"));
         }
         out.push(WebUser {
             username,

@@ -47,6 +47,11 @@ fn run() -> Result<(), Error> {
             let code = netdev_broker::debug::run(a);
             std::process::exit(code);
         }
+        Command::HashPassword { cost } => {
+            let hash = netdev_broker::cmd_hash::run(cost).map_err(Error::Config)?;
+            println!("{hash}");
+            return Ok(());
+        }
         Command::Serve(ov) => ov,
     };
     let loaded = config::load(&ov, std::env::var(TOKEN_ENV).ok())?;

@@ -55,7 +55,9 @@ impl Broker {
             cmdlog,
             masker: c.masker.clone(),
         });
+        let web = crate::web::Web::from_config(c, registry.clone());
         let api = Arc::new(Api {
+            web,
             registry: registry.clone(),
             token: c.api_token.clone(),
             command_timeout: c.command_timeout,

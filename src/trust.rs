@@ -236,6 +236,9 @@ impl HostList {
         Ok(l)
     }
 
+    pub fn has_globs(&self) -> bool {
+        !self.globs.is_empty()
+    }
     pub fn is_empty(&self) -> bool {
         self.cidrs.is_empty() && self.globs.is_empty()
     }

@@ -20,6 +20,8 @@ pub struct Api {
     pub command_timeout: Duration,
     pub default_session_timeout: Duration,
     pub trust: ApiTrust,
+    /// The dashboard, when `web_users` is configured.
+    pub web: Option<crate::web::Web>,
 }
 
 /// What the API checks before anything reaches a device.
@@ -162,6 +164,11 @@ impl Api {
         let mut segs = segs;
         if telnet {
             segs[0] = "session";
+        }
+        if let Some(web) = &self.web {
+            if let Some(r) = web.route(req, &segs) {
+                return r.map(Outcome::Now);
+            }
         }
         let allowed: &[&str] = match segs.as_slice() {
             ["health"] | ["sessions"] | ["device-types"] => GET,

@@ -105,6 +105,21 @@ pub struct SessionState {
     pub last_keepalive_at: Option<SystemTime>,
     /// Set while the prompt has not come back after a keepalive newline.
     pub keepalive_problem: Option<String>,
+    /// The last few commands (newest last), masked as in the command log.
+    pub recent: std::collections::VecDeque<RecentCommand>,
+}
+
+/// How many commands [`SessionState::recent`] keeps.
+pub const RECENT_COMMANDS: usize = 5;
+
+/// One command as the dashboard shows it: masked, without output.
+#[derive(Debug, Clone)]
+pub struct RecentCommand {
+    pub at: SystemTime,
+    pub command: String,
+    /// ok | failed | timeout | error
+    pub status: String,
+    pub elapsed_ms: u64,
 }
 
 pub struct SessionHandle {
@@ -561,6 +576,7 @@ fn session_main(reg: Arc<Registry>, id: String, req: OpenRequest, reply: OpenRep
             keepalives: 0,
             last_keepalive_at: None,
             keepalive_problem: None,
+            recent: Default::default(),
         }),
         busy: AtomicBool::new(false),
         cancel: AtomicBool::new(false),
@@ -910,6 +926,18 @@ fn log_cmd(
     status: &str,
     truncated: bool,
 ) {
+    {
+        let mut s = h.state.lock();
+        if s.recent.len() >= RECENT_COMMANDS {
+            s.recent.pop_front();
+        }
+        s.recent.push_back(RecentCommand {
+            at: SystemTime::now(),
+            command: reg.settings.masker.mask(cmd),
+            status: status.to_string(),
+            elapsed_ms: ms,
+        });
+    }
     if let Some(cl) = &reg.settings.cmdlog {
         cl.append(&Entry {
             session_id: &h.info.id,

@@ -10,3 +10,4 @@ mod process;
 mod support;
 mod telnet;
 mod trust;
+mod web;

@@ -1,0 +1,449 @@
+//! The operators' dashboard: server-rendered HTML (maud escapes every value), a signed login
+//! cookie, CSRF tokens bound to the login, a per-client login rate limit. It exists only when
+//! `web_users` is configured. It knows HTTP and the registry, nothing about devices.
+
+mod pages;
+
+use crate::config::{Config, WebUser};
+use crate::error::Error;
+use crate::http::{Request, Response};
+use crate::secret::Secret;
+use crate::session::Registry;
+use crate::trust::HostList;
+use hmac::{Hmac, Mac};
+use parking_lot::Mutex;
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+type HmacSha256 = Hmac<sha2::Sha256>;
+
+const COOKIE: &str = "ndb_web";
+/// Failed logins per client address within [`FAIL_WINDOW`] before 429.
+pub const MAX_FAILURES: usize = 5;
+pub const FAIL_WINDOW: Duration = Duration::from_secs(60);
+/// Clients tracked at most by the rate limiter (memory bound under a flood of addresses).
+const MAX_TRACKED: usize = 10_000;
+
+pub struct Web {
+    users: Vec<WebUser>,
+    key: Secret,
+    ttl: Duration,
+    trusted_proxies: HostList,
+    registry: Arc<Registry>,
+    /// Failed login times per client address.
+    failures: Mutex<HashMap<IpAddr, VecDeque<Instant>>>,
+    /// Logged-out logins (nonce → expiry, unix seconds) until they would have expired anyway.
+    revoked: Mutex<HashMap<String, u64>>,
+}
+
+/// A valid login, from its cookie.
+pub struct Login {
+    pub user: String,
+    nonce: String,
+    pub csrf: String,
+}
+
+impl Web {
+    /// `None` when the dashboard is off (no `web_users`).
+    pub fn from_config(c: &Config, registry: Arc<Registry>) -> Option<Web> {
+        if c.web_users.is_empty() {
+            return None;
+        }
+        Some(Web {
+            users: c.web_users.clone(),
+            key: c.web_secret_key.clone(),
+            ttl: c.web_session_ttl,
+            trusted_proxies: c.trusted_proxies.clone(),
+            registry,
+            failures: Mutex::new(HashMap::new()),
+            revoked: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The dashboard's routes; `None` for any other path.
+    pub fn route(&self, req: &Request, segs: &[&str]) -> Option<Result<Response, Error>> {
+        const GET: &[&str] = &["GET"];
+        const POST: &[&str] = &["POST"];
+        const BOTH: &[&str] = &["GET", "POST"];
+        let m = req.method.as_str();
+        let allowed: &[&str] = match segs {
+            [""] | ["ui", "style.css"] => GET,
+            ["login"] | ["ui", "close-all"] => BOTH,
+            ["logout"] | ["ui", "close", _] => POST,
+            _ => return None,
+        };
+        if !allowed.contains(&m) {
+            return Some(Err(Error::MethodNotAllowed(allowed)));
+        }
+        Some(Ok(match segs {
+            ["ui", "style.css"] => Response {
+                status: 200,
+                headers: vec![
+                    ("Content-Type".into(), "text/css; charset=utf-8".into()),
+                    ("Cache-Control".into(), "max-age=3600".into()),
+                    ("X-Content-Type-Options".into(), "nosniff".into()),
+                ],
+                body: pages::STYLE.as_bytes().to_vec(),
+            },
+            ["login"] if m == "GET" => redirect("/"),
+            ["login"] => self.login(req),
+            _ => match self.logged_in(req) {
+                None if m == "GET" => html(200, pages::login(None)),
+                None => redirect("/"),
+                Some(login) => self.with_login(req, segs, &login),
+            },
+        }))
+    }
+
+    fn with_login(&self, req: &Request, segs: &[&str], login: &Login) -> Response {
+        if req.method == "POST" {
+            let form = parse_form(&req.body);
+            let sent = form.get("csrf").map(String::as_str).unwrap_or("");
+            if !self.csrf_ok(login, sent) {
+                log::warn!(
+                    "dashboard: {} {} from {} refused: bad or missing CSRF token",
+                    req.method,
+                    req.path(),
+                    self.client(req)
+                );
+                return html(403, pages::message("Refused", "The form was stale or not sent by this dashboard. Reload the page and try again.", login));
+            }
+            return match segs {
+                ["logout"] => {
+                    self.revoke(login);
+                    log::info!("dashboard: {} logged out", login.user);
+                    redirect("/").with_header("Set-Cookie", &clear_cookie())
+                }
+                ["ui", "close", id] => {
+                    if self.registry.remove(id, "closed from the dashboard") {
+                        log::info!("dashboard: {} closed session {id}", login.user);
+                    }
+                    redirect("/")
+                }
+                ["ui", "close-all"] if form.get("confirm").map(String::as_str) == Some("yes") => {
+                    let ids: Vec<String> = self
+                        .registry
+                        .list()
+                        .iter()
+                        .map(|h| h.info.id.clone())
+                        .collect();
+                    for id in &ids {
+                        self.registry
+                            .remove(id, "closed from the dashboard (close all)");
+                    }
+                    log::info!(
+                        "dashboard: {} closed all sessions ({})",
+                        login.user,
+                        ids.len()
+                    );
+                    redirect("/")
+                }
+                _ => redirect("/"),
+            };
+        }
+        match segs {
+            ["ui", "close-all"] => html(200, pages::confirm_close_all(&self.registry, login)),
+            _ => html(200, pages::dashboard(&self.registry, login)),
+        }
+    }
+
+    fn login(&self, req: &Request) -> Response {
+        let client = self.client(req);
+        if let Some(wait) = self.blocked_for(client) {
+            log::warn!("dashboard: login from {client} refused: too many failed logins");
+            return html(
+                429,
+                pages::login(Some(&format!(
+                    "Too many failed logins from your address. Try again in {} s.",
+                    wait.as_secs().max(1)
+                ))),
+            )
+            .with_header("Retry-After", &wait.as_secs().max(1).to_string());
+        }
+        let form = parse_form(&req.body);
+        let name = form.get("username").map(String::as_str).unwrap_or("");
+        let password = Secret::new(form.get("password").cloned().unwrap_or_default());
+        let user = self.users.iter().find(|u| u.username == name);
+        // An unknown user costs one bcrypt check too (against a configured hash), so the answer
+        // time does not tell which usernames exist.
+        let ok = user.or(self.users.first()).is_some_and(|u| {
+            bcrypt::verify(password.expose(), u.password_hash.expose()).unwrap_or(false)
+        }) && user.is_some();
+        drop(password);
+        let Some(user) = user.filter(|_| ok) else {
+            self.record_failure(client);
+            log::warn!(
+                "dashboard: failed login from {client} ({})",
+                if user.is_some() {
+                    format!("user {name:?}")
+                } else {
+                    "unknown user".to_string()
+                }
+            );
+            return html(401, pages::login(Some("Invalid username or password.")));
+        };
+        self.failures.lock().remove(&client);
+        let cookie = match self.issue(&user.username) {
+            Some(c) => c,
+            None => return html(500, pages::login(Some("Could not create a login session."))),
+        };
+        log::info!("dashboard: {} logged in from {client}", user.username);
+        redirect("/").with_header(
+            "Set-Cookie",
+            &format!(
+                "{COOKIE}={cookie}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
+                self.ttl.as_secs()
+            ),
+        )
+    }
+
+    // --- login cookie ----------------------------------------------------------------------
+
+    fn mac(&self, parts: &[&str]) -> Option<HmacSha256> {
+        let mut m = HmacSha256::new_from_slice(self.key.expose().as_bytes()).ok()?;
+        for p in parts {
+            m.update(p.as_bytes());
+            m.update(b"\n");
+        }
+        Some(m)
+    }
+
+    fn sign(&self, parts: &[&str]) -> Option<String> {
+        Some(hex(&self.mac(parts)?.finalize().into_bytes()))
+    }
+
+    /// `v1.<hex username>.<expiry unix s>.<nonce>.<hex HMAC-SHA256>`
+    fn issue(&self, user: &str) -> Option<String> {
+        let exp = (unix_now() + self.ttl.as_secs()).to_string();
+        let nonce = crate::util::random_id().ok()?;
+        let u = hex(user.as_bytes());
+        let sig = self.sign(&["login", &u, &exp, &nonce])?;
+        Some(format!("v1.{u}.{exp}.{nonce}.{sig}"))
+    }
+
+    /// The login of a request: signature valid (checked in constant time), not expired, not
+    /// logged out, and the user still configured.
+    pub fn logged_in(&self, req: &Request) -> Option<Login> {
+        let value = cookie(req, COOKIE)?;
+        let mut it = value.split('.');
+        let (v, u, exp, nonce, sig) = (it.next()?, it.next()?, it.next()?, it.next()?, it.next()?);
+        if v != "v1" || it.next().is_some() {
+            return None;
+        }
+        let sig = unhex(sig)?;
+        self.mac(&["login", u, exp, nonce])?
+            .verify_slice(&sig)
+            .ok()?;
+        let exp_n: u64 = exp.parse().ok()?;
+        if exp_n <= unix_now() || self.revoked.lock().contains_key(nonce) {
+            return None;
+        }
+        let user = String::from_utf8(unhex(u)?).ok()?;
+        if !self.users.iter().any(|x| x.username == user) {
+            return None;
+        }
+        let csrf = self.sign(&["csrf", nonce])?;
+        Some(Login {
+            user,
+            nonce: format!("{nonce}.{exp_n}"),
+            csrf,
+        })
+    }
+
+    fn csrf_ok(&self, login: &Login, sent: &str) -> bool {
+        let Some(nonce) = login.nonce.split('.').next() else {
+            return false;
+        };
+        match (unhex(sent), self.mac(&["csrf", nonce])) {
+            (Some(s), Some(m)) => m.verify_slice(&s).is_ok(),
+            _ => false,
+        }
+    }
+
+    fn revoke(&self, login: &Login) {
+        let (nonce, exp) = login.nonce.split_once('.').unwrap_or((&login.nonce, "0"));
+        let now = unix_now();
+        let mut r = self.revoked.lock();
+        r.retain(|_, e| *e > now);
+        r.insert(
+            nonce.to_string(),
+            exp.parse().unwrap_or(now + self.ttl.as_secs()),
+        );
+    }
+
+    // --- rate limit ------------------------------------------------------------------------
+
+    /// The client's address: the peer, or, when the peer is a trusted proxy, the last address
+    /// in `X-Forwarded-For` that is not itself a trusted proxy.
+    pub fn client(&self, req: &Request) -> IpAddr {
+        let peer = canonical(req.remote.ip());
+        if self.trusted_proxies.is_empty() || !self.trusted_proxies.matches_addr(peer) {
+            return peer;
+        }
+        let Some(xff) = req.header("X-Forwarded-For") else {
+            return peer;
+        };
+        for part in xff.rsplit(',') {
+            match part.trim().parse::<IpAddr>() {
+                Ok(ip) if self.trusted_proxies.matches_addr(canonical(ip)) => continue,
+                Ok(ip) => return canonical(ip),
+                Err(_) => return peer,
+            }
+        }
+        peer
+    }
+
+    fn blocked_for(&self, client: IpAddr) -> Option<Duration> {
+        let mut f = self.failures.lock();
+        let q = f.get_mut(&client)?;
+        let now = Instant::now();
+        while q
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= FAIL_WINDOW)
+        {
+            q.pop_front();
+        }
+        if q.len() >= MAX_FAILURES {
+            q.front()
+                .map(|t| FAIL_WINDOW.saturating_sub(now.duration_since(*t)))
+        } else {
+            None
+        }
+    }
+
+    fn record_failure(&self, client: IpAddr) {
+        let mut f = self.failures.lock();
+        let now = Instant::now();
+        if f.len() >= MAX_TRACKED {
+            f.retain(|_, q| {
+                q.back()
+                    .is_some_and(|t| now.duration_since(*t) < FAIL_WINDOW)
+            });
+        }
+        if f.len() < MAX_TRACKED || f.contains_key(&client) {
+            let q = f.entry(client).or_default();
+            q.push_back(now);
+            while q.len() > MAX_FAILURES {
+                q.pop_front();
+            }
+        }
+    }
+}
+
+/// `::ffff:a.b.c.d` is `a.b.c.d`.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map(IpAddr::V4)
+            .unwrap_or(IpAddr::V6(v6)),
+        v4 => v4,
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn clear_cookie() -> String {
+    format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0")
+}
+
+fn cookie<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
+    req.headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("Cookie"))
+        .flat_map(|(_, v)| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+fn html(status: u16, markup: maud::Markup) -> Response {
+    Response {
+        status,
+        headers: vec![("Content-Type".into(), "text/html; charset=utf-8".into())],
+        body: markup.into_string().into_bytes(),
+    }
+    .with_header(
+        "Content-Security-Policy",
+        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    )
+    .with_header("X-Frame-Options", "DENY")
+    .with_header("X-Content-Type-Options", "nosniff")
+    .with_header("Referrer-Policy", "no-referrer")
+    .with_header("Cache-Control", "no-store")
+}
+
+fn redirect(to: &str) -> Response {
+    Response::empty(303)
+        .with_header("Location", to)
+        .with_header("Cache-Control", "no-store")
+}
+
+pub fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 || s.len() > 512 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// `application/x-www-form-urlencoded`.
+fn parse_form(body: &[u8]) -> HashMap<String, String> {
+    let text = String::from_utf8_lossy(body);
+    text.split('&')
+        .filter_map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            Some((percent_decode(k)?, percent_decode(v)?))
+        })
+        .collect()
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let h = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(h, 16).ok()?);
+                i += 2;
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forms_and_hex() {
+        let f = parse_form(b"username=ad%3Cmin&password=a+b%26c&csrf=");
+        assert_eq!(f["username"], "ad<min");
+        assert_eq!(f["password"], "a b&c");
+        assert_eq!(f["csrf"], "");
+        assert!(percent_decode("%zz").is_none());
+        assert!(percent_decode("%4").is_none());
+        assert_eq!(unhex(&hex(b"\x00\xffab")).unwrap(), b"\x00\xffab");
+        assert!(unhex("abc").is_none());
+        assert!(unhex("zz").is_none());
+    }
+}

@@ -1,0 +1,211 @@
+//! The dashboard's pages. maud escapes every interpolated value, so a hostname, a command or a
+//! device's answer containing `<script>` is shown as text.
+
+use super::Login;
+use crate::session::Registry;
+use crate::util::iso8601;
+use maud::{html, Markup, DOCTYPE};
+
+pub const STYLE: &str = include_str!("style.css");
+
+fn page(title: &str, refresh: bool, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                @if refresh {
+                    meta http-equiv="refresh" content="5";
+                }
+                title { (title) " · netdev-broker" }
+                link rel="stylesheet" href="/ui/style.css";
+            }
+            body { (body) }
+        }
+    }
+}
+
+fn header(login: &Login, sessions: usize) -> Markup {
+    html! {
+        header {
+            h1 { a href="/" { "netdev-broker" } }
+            span.meta { "v" (env!("CARGO_PKG_VERSION")) " · " (sessions) " session" @if sessions != 1 { "s" } }
+            form.logout method="post" action="/logout" {
+                span.user { (login.user) }
+                input type="hidden" name="csrf" value=(login.csrf);
+                button type="submit" { "Log out" }
+            }
+        }
+    }
+}
+
+pub fn login(message: Option<&str>) -> Markup {
+    page(
+        "Log in",
+        false,
+        html! {
+            main.login {
+                h1 { "netdev-broker" }
+                @if let Some(m) = message {
+                    p.error role="alert" { (m) }
+                }
+                form method="post" action="/login" {
+                    label for="username" { "Username" }
+                    input #username name="username" type="text" autocomplete="username" required autofocus;
+                    label for="password" { "Password" }
+                    input #password name="password" type="password" autocomplete="current-password" required;
+                    button type="submit" { "Log in" }
+                }
+            }
+        },
+    )
+}
+
+pub fn message(title: &str, text: &str, login: &Login) -> Markup {
+    page(
+        title,
+        false,
+        html! {
+            (header(login, 0))
+            main {
+                h2 { (title) }
+                p { (text) }
+                p { a href="/" { "Back to the sessions" } }
+            }
+        },
+    )
+}
+
+/// "45 s", "12 min 03 s", "3 h 04 min", "2 d 03 h".
+pub fn duration(secs: u64) -> String {
+    let (d, h, m, s) = (secs / 86_400, secs / 3_600 % 24, secs / 60 % 60, secs % 60);
+    if d > 0 {
+        format!("{d} d {h:02} h")
+    } else if h > 0 {
+        format!("{h} h {m:02} min")
+    } else if m > 0 {
+        format!("{m} min {s:02} s")
+    } else {
+        format!("{s} s")
+    }
+}
+
+pub fn dashboard(reg: &Registry, login: &Login) -> Markup {
+    let mut list = reg.list();
+    list.sort_by_key(|h| h.info.created);
+    page(
+        "Sessions",
+        true,
+        html! {
+            (header(login, list.len()))
+            main {
+                div.toolbar {
+                    h2 { "Sessions" }
+                    @if !list.is_empty() {
+                        a.button.danger href="/ui/close-all" { "Close all…" }
+                    }
+                }
+                @if list.is_empty() {
+                    p.empty { "No open sessions." }
+                } @else {
+                    table.sessions {
+                        thead {
+                            tr {
+                                th { "Session" } th { "Protocol" } th { "Host" } th { "Device type" }
+                                th { "Mode" } th { "Age" } th { "Idle" } th { "State" }
+                                th { "Last commands" } th {}
+                            }
+                        }
+                        tbody {
+                            @for h in &list {
+                                @let st = h.state();
+                                @let id = &h.info.id;
+                                @let short = id.get(..8).unwrap_or(id);
+                                tr.session id=(format!("s-{short}")) data-session-id=(id) {
+                                    td.id title=(id) { code { (short) } }
+                                    td { (h.info.protocol) }
+                                    td.host { (h.info.host) ":" (h.info.port) br; small { (h.info.username) } }
+                                    td {
+                                        (h.info.device_type)
+                                        @if h.info.platform != h.info.device_type {
+                                            br; small { "profile " (h.info.platform) }
+                                        }
+                                    }
+                                    td { (st.mode) }
+                                    td { (duration(h.info.created.elapsed().as_secs())) }
+                                    td { (duration(st.last_used.elapsed().as_secs())) }
+                                    td.state {
+                                        @if !st.alive {
+                                            span.dead { "dead" }
+                                            @if let Some(r) = &st.dead_reason { br; small { (r) } }
+                                        } @else if h.busy() {
+                                            span.busy { "busy" }
+                                        } @else {
+                                            span.alive { "alive" }
+                                        }
+                                        @if h.info.session_timeout.is_zero() {
+                                            br; small { "never reaped" }
+                                        }
+                                    }
+                                    td.recent {
+                                        @if st.recent.is_empty() {
+                                            small { "none yet" }
+                                        } @else {
+                                            ol {
+                                                @for c in st.recent.iter().rev() {
+                                                    li class=(format!("cmd {}", c.status)) {
+                                                        time { (iso8601(c.at).get(11..19).unwrap_or("")) }
+                                                        " " code { (c.command) }
+                                                        " " span.outcome { (c.status) " · " (c.elapsed_ms) " ms" }
+                                                    }
+                                                }
+                                            }
+                                        }
+                                    }
+                                    td {
+                                        form method="post" action=(format!("/ui/close/{id}")) {
+                                            input type="hidden" name="csrf" value=(login.csrf);
+                                            button.danger type="submit" { "Close" }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                p.note { "Refreshes every 5 seconds. Times are UTC." }
+            }
+        },
+    )
+}
+
+pub fn confirm_close_all(reg: &Registry, login: &Login) -> Markup {
+    let list = reg.list();
+    page(
+        "Close all sessions",
+        false,
+        html! {
+            (header(login, list.len()))
+            main.confirm {
+                h2 { "Close all " (list.len()) " sessions?" }
+                p {
+                    "Every session is logged out and closed, safety sessions (never reaped) too. "
+                    "Playbooks that hold one of them get 404 on their next request."
+                }
+                ul {
+                    @for h in &list {
+                        li { code { (h.info.id.get(..8).unwrap_or(&h.info.id)) } " " (h.info.host) " (" (h.info.device_type) ")" }
+                    }
+                }
+                form method="post" action="/ui/close-all" {
+                    input type="hidden" name="csrf" value=(login.csrf);
+                    input type="hidden" name="confirm" value="yes";
+                    button.danger type="submit" { "Close all sessions" }
+                    " "
+                    a.button href="/" { "Cancel" }
+                }
+            }
+        },
+    )
+}

@@ -1,0 +1,428 @@
+//! The dashboard over HTTP (issue 6): login, signed cookie (tampered, expired, logged out),
+//! CSRF, the login rate limit (and X-Forwarded-For only from trusted proxies), escaping, close
+//! one and close all. The browser test is tests/browser.
+
+use crate::fake_ssh::{DeviceConfig, FakeDevice};
+use crate::support::*;
+use serde_json::json;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+const WEB_PW: &str = "CANARY-web-5d1e";
+
+/// A bcrypt hash of WEB_PW at `cost`, made by the broker's own hash-password code path
+/// (`bcrypt` crate), so the test does not depend on another implementation.
+fn hash(cost: u32) -> String {
+    bcrypt::hash(WEB_PW, cost).unwrap()
+}
+
+fn web_broker(extra: &str) -> TestBroker {
+    broker(&format!(
+        "web_secret_key: CANARY-key-77aa\nweb_users:\n  - username: ops\n    password_hash: '{}'\n  - username: noc\n    password_hash: '{}'\n{extra}",
+        hash(4),
+        hash(4)
+    ))
+}
+
+fn req(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> Resp {
+    let mut r = format!("{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        r.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if let Some(b) = body {
+        r.push_str(&format!(
+            "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n",
+            b.len()
+        ));
+    }
+    r.push_str("\r\n");
+    r.push_str(body.unwrap_or(""));
+    raw(addr, r.as_bytes())
+}
+
+fn text(r: &Resp) -> String {
+    String::from_utf8_lossy(&r.body).into_owned()
+}
+
+fn login(b: &TestBroker, user: &str, pw: &str) -> Resp {
+    req(
+        b.addr,
+        "POST",
+        "/login",
+        &[],
+        Some(&format!("username={user}&password={pw}")),
+    )
+}
+
+/// Log in; the `Cookie` header value.
+fn cookie(b: &TestBroker) -> String {
+    let r = login(b, "ops", WEB_PW);
+    assert_eq!(r.status, 303, "{}", text(&r));
+    let sc = r.header("Set-Cookie").expect("Set-Cookie").to_string();
+    for attr in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age="] {
+        assert!(sc.contains(attr), "{sc}");
+    }
+    sc.split(';').next().unwrap().to_string()
+}
+
+fn page(b: &TestBroker, c: &str) -> String {
+    let r = req(b.addr, "GET", "/", &[("Cookie", c)], None);
+    assert_eq!(r.status, 200);
+    text(&r)
+}
+
+fn csrf(html: &str) -> String {
+    let i = html.find("name=\"csrf\" value=\"").expect("a csrf field") + 19;
+    html[i..i + 64].to_string()
+}
+
+fn is_dashboard(html: &str) -> bool {
+    html.contains("<h2>Sessions</h2>")
+}
+
+#[test]
+fn dashboard_is_off_without_web_users() {
+    let b = broker("");
+    let r = req(b.addr, "GET", "/", &[], None);
+    assert_eq!(r.status, 404);
+    assert_eq!(r.json()["detail"], "Not Found");
+    assert_eq!(login(&b, "ops", "x").status, 404);
+}
+
+#[test]
+fn login_cookie_and_logout() {
+    let b = web_broker("");
+    // Not logged in: the login page, and nothing else.
+    let r = req(b.addr, "GET", "/", &[], None);
+    assert_eq!(r.status, 200);
+    assert!(text(&r).contains("action=\"/login\"") && !is_dashboard(&text(&r)));
+    assert!(r
+        .header("Content-Security-Policy")
+        .unwrap()
+        .contains("default-src 'none'"));
+    assert_eq!(r.header("X-Frame-Options"), Some("DENY"));
+    // The API token is no login, and the API still wants it.
+    let r = req(b.addr, "GET", "/", &[("X-API-Token", TOKEN)], None);
+    assert!(!is_dashboard(&text(&r)));
+    let r = req(b.addr, "GET", "/sessions", &[("Cookie", "ndb_web=x")], None);
+    assert_eq!(r.status, 401);
+
+    let r = login(&b, "ops", "wrong");
+    assert_eq!(r.status, 401);
+    assert!(text(&r).contains("Invalid username or password"));
+    assert!(r.header("Set-Cookie").is_none());
+
+    let c = cookie(&b);
+    let html = page(&b, &c);
+    assert!(is_dashboard(&html) && html.contains(">ops<"), "{html}");
+    assert!(html.contains("http-equiv=\"refresh\" content=\"5\""));
+    assert!(
+        !html.contains(TOKEN) && !html.contains("CANARY-key"),
+        "a secret in the page"
+    );
+    // The stylesheet is the only other resource, served by the broker.
+    let css = req(b.addr, "GET", "/ui/style.css", &[], None);
+    assert_eq!(css.status, 200);
+    assert!(css.header("Content-Type").unwrap().starts_with("text/css"));
+    assert!(!html.contains("http://") && !html.contains("https://") && !html.contains("<script"));
+
+    // Tampering: any change to user, expiry, nonce or signature is no login.
+    let v = c.trim_start_matches("ndb_web=");
+    let parts: Vec<&str> = v.split('.').collect();
+    assert_eq!(parts.len(), 5);
+    let forged_user = format!(
+        "ndb_web=v1.{}.{}.{}.{}",
+        "6e6f63", parts[2], parts[3], parts[4]
+    );
+    let later = format!(
+        "ndb_web=v1.{}.{}.{}.{}",
+        parts[1], "9999999999", parts[3], parts[4]
+    );
+    let mut sig = parts[4].to_string();
+    sig.replace_range(0..1, if sig.starts_with('0') { "1" } else { "0" });
+    let bad_sig = format!("ndb_web=v1.{}.{}.{}.{sig}", parts[1], parts[2], parts[3]);
+    for bad in [
+        forged_user,
+        later,
+        bad_sig,
+        "ndb_web=v1....".into(),
+        format!("{c}.x"),
+    ] {
+        assert!(!is_dashboard(&page(&b, &bad)), "{bad} was accepted");
+    }
+
+    // Logout needs the CSRF token, then the same cookie is dead even if replayed.
+    let token = csrf(&html);
+    let r = req(
+        b.addr,
+        "POST",
+        "/logout",
+        &[("Cookie", &c)],
+        Some("csrf=00"),
+    );
+    assert_eq!(r.status, 403);
+    assert!(is_dashboard(&page(&b, &c)));
+    let r = req(
+        b.addr,
+        "POST",
+        "/logout",
+        &[("Cookie", &c)],
+        Some(&format!("csrf={token}")),
+    );
+    assert_eq!(r.status, 303);
+    assert!(r.header("Set-Cookie").unwrap().contains("Max-Age=0"));
+    assert!(
+        !is_dashboard(&page(&b, &c)),
+        "a logged-out cookie still works"
+    );
+    // Another login of the same user is unaffected by that logout.
+    let c2 = cookie(&b);
+    assert!(is_dashboard(&page(&b, &c2)));
+}
+
+#[test]
+fn logins_expire_after_the_ttl() {
+    let b = web_broker("web_session_ttl: 1\n");
+    let c = cookie(&b);
+    assert!(is_dashboard(&page(&b, &c)));
+    std::thread::sleep(Duration::from_millis(2100));
+    assert!(!is_dashboard(&page(&b, &c)));
+}
+
+#[test]
+fn failed_logins_are_rate_limited_per_client() {
+    let b = web_broker("trusted_proxies: ['127.0.0.1']\n");
+    let xff = |ip: &str, pw: &str| {
+        req(
+            b.addr,
+            "POST",
+            "/login",
+            &[("X-Forwarded-For", ip)],
+            Some(&format!("username=ops&password={pw}")),
+        )
+    };
+    for i in 0..5 {
+        assert_eq!(xff("198.51.100.7", "wrong").status, 401, "attempt {i}");
+    }
+    // The sixth, even with the right password: 429 with Retry-After.
+    let r = xff("198.51.100.7", WEB_PW);
+    assert_eq!(r.status, 429, "{}", text(&r));
+    let wait: u64 = r.header("Retry-After").unwrap().parse().unwrap();
+    assert!((1..=60).contains(&wait));
+    // Another client behind the same proxy is not affected; a spoofed chain is read from the
+    // right, so the address the proxy saw counts.
+    assert_eq!(xff("198.51.100.8", WEB_PW).status, 303);
+    assert_eq!(xff("203.0.113.9, 198.51.100.7", WEB_PW).status, 429);
+
+    // Without trusted_proxies, X-Forwarded-For is ignored: the peer is the client.
+    let b = web_broker("");
+    for i in 0..5 {
+        let r = req(
+            b.addr,
+            "POST",
+            "/login",
+            &[("X-Forwarded-For", &format!("192.0.2.{i}"))],
+            Some("username=nobody&password=x"),
+        );
+        assert_eq!(r.status, 401);
+    }
+    assert_eq!(login(&b, "ops", WEB_PW).status, 429);
+}
+
+#[test]
+fn unknown_users_cost_a_bcrypt_check_too() {
+    // Cost 10: a bcrypt check is clearly longer than the rest of a login.
+    let b = broker(&format!(
+        "web_secret_key: k\nweb_users: [{{username: ops, password_hash: '{}'}}]\n",
+        hash(10)
+    ));
+    let time = |user: &str| {
+        let t = Instant::now();
+        assert_eq!(login(&b, user, "wrong").status, 401);
+        t.elapsed()
+    };
+    let known: Vec<Duration> = (0..2).map(|_| time("ops")).collect();
+    let unknown: Vec<Duration> = (0..2).map(|_| time("nosuchuser")).collect();
+    let (k, u) = (known.iter().min().unwrap(), unknown.iter().min().unwrap());
+    assert!(
+        u.as_secs_f64() > k.as_secs_f64() * 0.5,
+        "unknown user answered in {u:?}, known user with a wrong password in {k:?}"
+    );
+}
+
+#[test]
+fn sessions_are_shown_escaped_and_closed_with_csrf() {
+    let dev = FakeDevice::start(DeviceConfig {
+        password: PASSWORD.into(),
+        username: "<script>alert(1)</script>".into(),
+        ..Default::default()
+    });
+    let b = web_broker("");
+    let open = |extra: serde_json::Value| {
+        let mut body = json!({"host": "127.0.0.1", "port": dev.port(), "username": "<script>alert(1)</script>", "password": PASSWORD, "timeout": 10});
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let r = b.post("/session", &body);
+        assert_eq!(r.status, 201, "{}", text(&r));
+        r.json()["session_id"].as_str().unwrap().to_string()
+    };
+    let s1 = open(json!({}));
+    let s2 = open(json!({"session_timeout": 0}));
+    let r = b.post(
+        &format!("/session/{s1}/exec"),
+        &json!({"commands": ["show clock", "show <b>bold</b>", "username x secret CANARY-sec-1"]}),
+    );
+    assert_eq!(r.status, 200);
+
+    let c = cookie(&b);
+    let html = page(&b, &c);
+    assert!(
+        html.contains(&s1) && html.contains(&s2),
+        "both sessions listed"
+    );
+    assert!(
+        !html.contains("<script>alert"),
+        "unescaped value in the page"
+    );
+    assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+    assert!(html.contains("show &lt;b&gt;bold&lt;/b&gt;"));
+    assert!(html.contains("show clock") && html.contains("never reaped"));
+    assert!(
+        !html.contains("CANARY-sec-1"),
+        "a secret from a command shown unmasked"
+    );
+    let token = csrf(&html);
+
+    // Close one: without or with a wrong token nothing happens.
+    for body in [
+        String::new(),
+        "csrf=".into(),
+        format!("csrf={}", "ab".repeat(32)),
+    ] {
+        let r = req(
+            b.addr,
+            "POST",
+            &format!("/ui/close/{s1}"),
+            &[("Cookie", &c)],
+            Some(&body),
+        );
+        assert_eq!(r.status, 403, "{body}");
+    }
+    // Not logged in: back to the login page, nothing closed.
+    let r = req(
+        b.addr,
+        "POST",
+        &format!("/ui/close/{s1}"),
+        &[],
+        Some(&format!("csrf={token}")),
+    );
+    assert_eq!(r.status, 303);
+    assert_eq!(b.get(&format!("/session/{s1}/status")).status, 200);
+    let r = req(
+        b.addr,
+        "POST",
+        &format!("/ui/close/{s1}"),
+        &[("Cookie", &c)],
+        Some(&format!("csrf={token}")),
+    );
+    assert_eq!(r.status, 303);
+    assert_eq!(r.header("Location"), Some("/"));
+    assert_eq!(b.get(&format!("/session/{s1}/status")).status, 404);
+    let html = page(&b, &c);
+    assert!(!html.contains(&s1) && html.contains(&s2));
+
+    // Close all: a confirmation page first (GET changes nothing), then the POST.
+    let s3 = open(json!({}));
+    let r = req(b.addr, "GET", "/ui/close-all", &[("Cookie", &c)], None);
+    assert_eq!(r.status, 200);
+    assert!(text(&r).contains("Close all 2 sessions?"), "{}", text(&r));
+    assert_eq!(b.get("/sessions").json()["count"], 2);
+    let r = req(
+        b.addr,
+        "POST",
+        "/ui/close-all",
+        &[("Cookie", &c)],
+        Some(&format!("csrf={token}")),
+    );
+    assert_eq!(r.status, 303, "no confirm field: nothing closed");
+    assert_eq!(b.get("/sessions").json()["count"], 2);
+    let r = req(
+        b.addr,
+        "POST",
+        "/ui/close-all",
+        &[("Cookie", &c)],
+        Some(&format!("csrf={token}&confirm=yes")),
+    );
+    assert_eq!(r.status, 303);
+    assert_eq!(b.get("/sessions").json()["count"], 0);
+    assert_eq!(b.get(&format!("/session/{s3}/status")).status, 404);
+    assert!(page(&b, &c).contains("No open sessions."));
+
+    // The CSRF token of another login does not work for this one.
+    let c2 = cookie(&b);
+    let other = csrf(&page(&b, &c2));
+    assert_ne!(other, token);
+    let s4 = open(json!({}));
+    let r = req(
+        b.addr,
+        "POST",
+        &format!("/ui/close/{s4}"),
+        &[("Cookie", &c)],
+        Some(&format!("csrf={other}")),
+    );
+    assert_eq!(r.status, 403);
+    assert_eq!(b.get(&format!("/session/{s4}/status")).status, 200);
+}
+
+#[test]
+fn hash_password_prints_a_hash_that_logs_in() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let bin = env!("CARGO_BIN_EXE_netdev-broker");
+    let mut child = Command::new(bin)
+        .args(["hash-password", "--cost", "5"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{WEB_PW}\n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let h = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert!(h.starts_with("$2b$05$") && h.len() == 60, "{h}");
+    assert!(!String::from_utf8_lossy(&out.stderr).contains(WEB_PW));
+    let b = broker(&format!(
+        "web_secret_key: k\nweb_users: [{{username: ops, password_hash: '{h}'}}]\n"
+    ));
+    assert_eq!(login(&b, "ops", WEB_PW).status, 303);
+    // Hashes from other tools' prefixes ($2a$, $2y$) log in as well.
+    let y = h.replacen("$2b$", "$2y$", 1);
+    let b = broker(&format!(
+        "web_secret_key: k\nweb_users: [{{username: ops, password_hash: '{y}'}}]\n"
+    ));
+    assert_eq!(login(&b, "ops", WEB_PW).status, 303);
+    // Empty input: an error, no hash.
+    let out = Command::new(bin)
+        .args(["hash-password"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success() && out.stdout.is_empty());
+}
