@@ -90,7 +90,7 @@ impl Web {
             ["login"] if m == "GET" => redirect("/"),
             ["login"] => self.login(req),
             _ => match self.logged_in(req) {
-                None if m == "GET" => html(200, pages::login(None)),
+                None if m == "GET" => html(200, pages::login(None, "")),
                 None => redirect("/"),
                 Some(login) => self.with_login(req, segs, &login),
             },
@@ -108,7 +108,7 @@ impl Web {
                     req.path(),
                     self.client(req)
                 );
-                return html(403, pages::message("Refused", "The form was stale or not sent by this dashboard. Reload the page and try again.", login));
+                return html(403, pages::message("Refused", "The form was stale or not sent by this dashboard. Reload the page and try again.", login, self.registry.len()));
             }
             return match segs {
                 ["logout"] => {
@@ -123,21 +123,18 @@ impl Web {
                     redirect("/")
                 }
                 ["ui", "close-all"] if form.get("confirm").map(String::as_str) == Some("yes") => {
-                    let ids: Vec<String> = self
-                        .registry
-                        .list()
-                        .iter()
-                        .map(|h| h.info.id.clone())
-                        .collect();
-                    for id in &ids {
-                        self.registry
-                            .remove(id, "closed from the dashboard (close all)");
+                    // Only the sessions the confirmation page listed.
+                    let listed = form.get("ids").map(String::as_str).unwrap_or("");
+                    let mut closed = 0;
+                    for id in listed.split(',').filter(|s| !s.is_empty()) {
+                        if self
+                            .registry
+                            .remove(id, "closed from the dashboard (close all)")
+                        {
+                            closed += 1;
+                        }
                     }
-                    log::info!(
-                        "dashboard: {} closed all sessions ({})",
-                        login.user,
-                        ids.len()
-                    );
+                    log::info!("dashboard: {} closed all sessions ({closed})", login.user);
                     redirect("/")
                 }
                 _ => redirect("/"),
@@ -155,10 +152,13 @@ impl Web {
             log::warn!("dashboard: login from {client} refused: too many failed logins");
             return html(
                 429,
-                pages::login(Some(&format!(
-                    "Too many failed logins from your address. Try again in {} s.",
-                    wait.as_secs().max(1)
-                ))),
+                pages::login(
+                    Some(&format!(
+                        "Too many failed logins from your address. Try again in {} s.",
+                        wait.as_secs().max(1)
+                    )),
+                    "",
+                ),
             )
             .with_header("Retry-After", &wait.as_secs().max(1).to_string());
         }
@@ -182,12 +182,20 @@ impl Web {
                     "unknown user".to_string()
                 }
             );
-            return html(401, pages::login(Some("Invalid username or password.")));
+            return html(
+                401,
+                pages::login(Some("Invalid username or password."), name),
+            );
         };
         self.failures.lock().remove(&client);
         let cookie = match self.issue(&user.username) {
             Some(c) => c,
-            None => return html(500, pages::login(Some("Could not create a login session."))),
+            None => {
+                return html(
+                    500,
+                    pages::login(Some("Could not create a login session."), ""),
+                )
+            }
         };
         log::info!("dashboard: {} logged in from {client}", user.username);
         redirect("/").with_header(

@@ -30,7 +30,7 @@ fn header(login: &Login, sessions: usize) -> Markup {
     html! {
         header {
             h1 { a href="/" { "netdev-broker" } }
-            span.meta { "v" (env!("CARGO_PKG_VERSION")) " · " (sessions) " session" @if sessions != 1 { "s" } }
+            span.meta { "v" (env!("CARGO_PKG_VERSION")) " · " (plural(sessions, "session")) }
             form.logout method="post" action="/logout" {
                 span.user { (login.user) }
                 input type="hidden" name="csrf" value=(login.csrf);
@@ -40,7 +40,7 @@ fn header(login: &Login, sessions: usize) -> Markup {
     }
 }
 
-pub fn login(message: Option<&str>) -> Markup {
+pub fn login(message: Option<&str>, username: &str) -> Markup {
     page(
         "Log in",
         false,
@@ -52,9 +52,17 @@ pub fn login(message: Option<&str>) -> Markup {
                 }
                 form method="post" action="/login" {
                     label for="username" { "Username" }
-                    input #username name="username" type="text" autocomplete="username" required autofocus;
+                    @if username.is_empty() {
+                        input #username name="username" type="text" autocomplete="username" required autofocus;
+                    } @else {
+                        input #username name="username" type="text" autocomplete="username" required value=(username);
+                    }
                     label for="password" { "Password" }
-                    input #password name="password" type="password" autocomplete="current-password" required;
+                    @if username.is_empty() {
+                        input #password name="password" type="password" autocomplete="current-password" required;
+                    } @else {
+                        input #password name="password" type="password" autocomplete="current-password" required autofocus;
+                    }
                     button type="submit" { "Log in" }
                 }
             }
@@ -62,12 +70,12 @@ pub fn login(message: Option<&str>) -> Markup {
     )
 }
 
-pub fn message(title: &str, text: &str, login: &Login) -> Markup {
+pub fn message(title: &str, text: &str, login: &Login, sessions: usize) -> Markup {
     page(
         title,
         false,
         html! {
-            (header(login, 0))
+            (header(login, sessions))
             main {
                 h2 { (title) }
                 p { (text) }
@@ -91,9 +99,19 @@ pub fn duration(secs: u64) -> String {
     }
 }
 
-pub fn dashboard(reg: &Registry, login: &Login) -> Markup {
+fn plural(n: usize, word: &str) -> String {
+    format!("{n} {word}{}", if n == 1 { "" } else { "s" })
+}
+
+/// Sessions in the order the dashboard shows them: oldest first.
+fn sessions(reg: &Registry) -> Vec<std::sync::Arc<crate::session::SessionHandle>> {
     let mut list = reg.list();
     list.sort_by_key(|h| h.info.created);
+    list
+}
+
+pub fn dashboard(reg: &Registry, login: &Login) -> Markup {
+    let list = sessions(reg);
     page(
         "Sessions",
         true,
@@ -109,7 +127,7 @@ pub fn dashboard(reg: &Registry, login: &Login) -> Markup {
                 @if list.is_empty() {
                     p.empty { "No open sessions." }
                 } @else {
-                    table.sessions {
+                    div.scroll { table.sessions {
                         thead {
                             tr {
                                 th { "Session" } th { "Protocol" } th { "Host" } th { "Device type" }
@@ -154,10 +172,10 @@ pub fn dashboard(reg: &Registry, login: &Login) -> Markup {
                                         } @else {
                                             ol {
                                                 @for c in st.recent.iter().rev() {
-                                                    li class=(format!("cmd {}", c.status)) {
+                                                    li class=(format!("cmd {}", c.status)) title=(c.command) {
                                                         time { (iso8601(c.at).get(11..19).unwrap_or("")) }
-                                                        " " code { (c.command) }
                                                         " " span.outcome { (c.status) " · " (c.elapsed_ms) " ms" }
+                                                        " " code { (c.command) }
                                                     }
                                                 }
                                             }
@@ -172,7 +190,7 @@ pub fn dashboard(reg: &Registry, login: &Login) -> Markup {
                                 }
                             }
                         }
-                    }
+                    } }
                 }
                 p.note { "Refreshes every 5 seconds. Times are UTC." }
             }
@@ -180,27 +198,35 @@ pub fn dashboard(reg: &Registry, login: &Login) -> Markup {
     )
 }
 
+/// The confirmation lists the sessions and posts exactly their ids: a session opened after the
+/// operator looked is not closed by this form.
 pub fn confirm_close_all(reg: &Registry, login: &Login) -> Markup {
-    let list = reg.list();
+    let list = sessions(reg);
+    let ids: Vec<&str> = list.iter().map(|h| h.info.id.as_str()).collect();
     page(
         "Close all sessions",
         false,
         html! {
             (header(login, list.len()))
             main.confirm {
-                h2 { "Close all " (list.len()) " sessions?" }
+                h2 { "Close " (if list.len() == 1 { "this session".to_string() } else { format!("all {} sessions", list.len()) }) "?" }
                 p {
                     "Every session is logged out and closed, safety sessions (never reaped) too. "
                     "Playbooks that hold one of them get 404 on their next request."
                 }
                 ul {
                     @for h in &list {
-                        li { code { (h.info.id.get(..8).unwrap_or(&h.info.id)) } " " (h.info.host) " (" (h.info.device_type) ")" }
+                        li {
+                            code { (h.info.id.get(..8).unwrap_or(&h.info.id)) } " "
+                            (h.info.username) "@" (h.info.host) ":" (h.info.port) " (" (h.info.protocol) ", " (h.info.device_type) ")"
+                            @if h.info.session_timeout.is_zero() { " " strong.safety { "safety session (never reaped)" } }
+                        }
                     }
                 }
                 form method="post" action="/ui/close-all" {
                     input type="hidden" name="csrf" value=(login.csrf);
                     input type="hidden" name="confirm" value="yes";
+                    input type="hidden" name="ids" value=(ids.join(","));
                     button.danger type="submit" { "Close all sessions" }
                     " "
                     a.button href="/" { "Cancel" }

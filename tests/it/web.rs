@@ -117,6 +117,9 @@ fn login_cookie_and_logout() {
     assert_eq!(r.status, 401);
     assert!(text(&r).contains("Invalid username or password"));
     assert!(r.header("Set-Cookie").is_none());
+    assert!(text(&r).contains("value=\"ops\""), "the username is kept");
+    let r = login(&b, "%3Cb%3Ex", "wrong");
+    assert!(text(&r).contains("value=\"&lt;b&gt;x\""), "{}", text(&r));
 
     let c = cookie(&b);
     let html = page(&b, &c);
@@ -342,7 +345,15 @@ fn sessions_are_shown_escaped_and_closed_with_csrf() {
     let s3 = open(json!({}));
     let r = req(b.addr, "GET", "/ui/close-all", &[("Cookie", &c)], None);
     assert_eq!(r.status, 200);
-    assert!(text(&r).contains("Close all 2 sessions?"), "{}", text(&r));
+    let confirm = text(&r);
+    assert!(confirm.contains("Close all 2 sessions?"), "{confirm}");
+    assert!(
+        confirm.contains("safety session (never reaped)"),
+        "{confirm}"
+    );
+    let i = confirm.find("name=\"ids\" value=\"").unwrap() + 18;
+    let ids = &confirm[i..i + confirm[i..].find('"').unwrap()];
+    assert_eq!(ids, format!("{s2},{s3}"), "oldest first");
     assert_eq!(b.get("/sessions").json()["count"], 2);
     let r = req(
         b.addr,
@@ -353,17 +364,32 @@ fn sessions_are_shown_escaped_and_closed_with_csrf() {
     );
     assert_eq!(r.status, 303, "no confirm field: nothing closed");
     assert_eq!(b.get("/sessions").json()["count"], 2);
+    // A session opened after the operator looked is not closed by that confirmation.
+    let late = open(json!({}));
     let r = req(
         b.addr,
         "POST",
         "/ui/close-all",
         &[("Cookie", &c)],
-        Some(&format!("csrf={token}&confirm=yes")),
+        Some(&format!(
+            "csrf={token}&confirm=yes&ids={}",
+            ids.replace(',', "%2C")
+        )),
     );
     assert_eq!(r.status, 303);
-    assert_eq!(b.get("/sessions").json()["count"], 0);
+    assert_eq!(
+        b.get("/sessions").json()["count"],
+        1,
+        "only the listed ones"
+    );
     assert_eq!(b.get(&format!("/session/{s3}/status")).status, 404);
+    assert_eq!(b.get(&format!("/session/{late}/status")).status, 200);
+    b.delete(&format!("/session/{late}"));
     assert!(page(&b, &c).contains("No open sessions."));
+    let one = open(json!({}));
+    let r = req(b.addr, "GET", "/ui/close-all", &[("Cookie", &c)], None);
+    assert!(text(&r).contains("Close this session?"), "{}", text(&r));
+    b.delete(&format!("/session/{one}"));
 
     // The CSRF token of another login does not work for this one.
     let c2 = cookie(&b);
