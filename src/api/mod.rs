@@ -2,6 +2,7 @@
 //! domain results and errors into responses. Handlers never wait on a device: opens and execs
 //! are handed to the session thread together with the way back to the client.
 
+mod docs;
 pub mod wire;
 
 use crate::error::Error;
@@ -150,6 +151,10 @@ impl Api {
     }
 
     fn route(&self, req: &Request, slot: &mut Option<Responder>) -> Result<Outcome, Error> {
+        // /openapi.json and /docs[/...]: public, like FastAPI's.
+        if let Some(r) = docs::route(req) {
+            return r.map(Outcome::Now);
+        }
         let path = req.path();
         let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
         let m = req.method.as_str();

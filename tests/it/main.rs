@@ -2,6 +2,7 @@
 //! the tests that run the real broker binary as a process.
 
 mod api;
+mod docs;
 mod exec_forms;
 mod fake_ssh;
 mod fake_ssh_tests;

@@ -1,0 +1,447 @@
+//! `GET /openapi.json` and `GET /docs`: public, self-contained, and the document describes exactly
+//! the routes the router has (walked over the real HTTP API), each with the error statuses it can
+//! answer.
+
+use crate::support::*;
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+
+const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+
+fn document(b: &TestBroker) -> Value {
+    let r = call(b.addr, "GET", "/openapi.json", None, None);
+    assert_eq!(r.status, 200);
+    r.json()
+}
+
+/// Documented operations: (METHOD, path template) -> operation.
+fn operations(doc: &Value) -> BTreeMap<(String, String), Value> {
+    let mut ops = BTreeMap::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (m, op) in item.as_object().unwrap() {
+            if ["get", "post", "put", "patch", "delete", "options", "head"].contains(&m.as_str()) {
+                ops.insert((m.to_ascii_uppercase(), path.clone()), op.clone());
+            }
+        }
+    }
+    ops
+}
+
+/// Does `path` (concrete) match `template`? `{name}` matches one segment, also an empty one as
+/// the router's does (`DELETE /session/` is a 204 for the session id ""; the document's
+/// `session_id` is any string).
+fn matches(template: &str, path: &str) -> bool {
+    let t: Vec<&str> = template.split('/').collect();
+    let p: Vec<&str> = path.split('/').collect();
+    t.len() == p.len() && t.iter().zip(&p).all(|(t, p)| t.starts_with('{') || t == p)
+}
+
+fn concrete(template: &str) -> String {
+    template.replace("{session_id}", "0123456789abcdef0123456789abcdef")
+}
+
+fn detail(r: &Resp) -> Value {
+    serde_json::from_slice::<Value>(&r.body)
+        .map(|v| v["detail"].clone())
+        .unwrap_or(Value::Null)
+}
+
+/// The router's own "no such route" (as opposed to an operation's 404 such as an unknown session).
+fn router_refused(r: &Resp) -> bool {
+    r.status == 405 || (r.status == 404 && detail(r) == "Not Found")
+}
+
+fn send(b: &TestBroker, method: &str, path: &str, token: Option<&str>) -> Resp {
+    let body = (method == "POST").then_some("{}");
+    call(b.addr, method, path, token, body)
+}
+
+fn documented_codes(op: &Value) -> BTreeSet<String> {
+    op["responses"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn docs_and_document_are_public_self_contained_and_typed() {
+    let b = broker("");
+    for token in [None, Some("wrong-token")] {
+        let r = call(b.addr, "GET", "/openapi.json", token, None);
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("Content-Type"), Some("application/json"));
+        let doc = r.json();
+        assert_eq!(doc["openapi"], "3.1.0");
+        assert_eq!(doc["info"]["version"], env!("CARGO_PKG_VERSION"));
+        let scheme = &doc["components"]["securitySchemes"]["APIKeyHeader"];
+        assert_eq!(scheme["type"], "apiKey");
+        assert_eq!(scheme["in"], "header");
+        assert_eq!(scheme["name"], "X-API-Token");
+        assert_eq!(doc["security"][0]["APIKeyHeader"], serde_json::json!([]));
+
+        let page = call(b.addr, "GET", "/docs", token, None);
+        assert_eq!(page.status, 200);
+        assert_eq!(
+            page.header("Content-Type"),
+            Some("text/html; charset=utf-8")
+        );
+        let csp = page.header("Content-Security-Policy").unwrap();
+        assert!(csp.starts_with("default-src 'self'"), "{csp}");
+        assert!(!csp.contains("unsafe"), "{csp}");
+        assert_eq!(page.header("X-Content-Type-Options"), Some("nosniff"));
+        let html = String::from_utf8(page.body.clone()).unwrap();
+        // Everything the page refers to is served by the broker itself.
+        let refs: Vec<&str> = html
+            .split(['"', '\''])
+            .collect::<Vec<_>>()
+            .windows(2)
+            .filter(|w| w[0].ends_with("src=") || w[0].ends_with("href="))
+            .map(|w| w[1])
+            .collect();
+        assert!(refs.len() >= 3, "{refs:?}");
+        assert!(!html.contains("http://") && !html.contains("https://"));
+        for href in &refs {
+            assert!(!href.contains(':') && !href.starts_with('/'), "{href}");
+            let r = call(b.addr, "GET", &format!("/{href}"), token, None);
+            assert_eq!(r.status, 200, "{href}");
+            let body = String::from_utf8_lossy(&r.body);
+            assert!(
+                !body.contains("http://") && !body.contains("https://"),
+                "{href} names an outside URL"
+            );
+            let want = match href.rsplit('.').next() {
+                Some("js") => "text/javascript; charset=utf-8",
+                Some("css") => "text/css; charset=utf-8",
+                _ => "application/json",
+            };
+            assert_eq!(r.header("Content-Type"), Some(want), "{href}");
+        }
+    }
+    // The rest of the API still wants the token.
+    assert_eq!(call(b.addr, "GET", "/sessions", None, None).status, 401);
+    assert_eq!(b.get("/sessions").status, 200);
+    // Wrong method: 405 with Allow, as elsewhere; unknown file under /docs: 404.
+    for p in ["/docs", "/openapi.json", "/docs/docs.js"] {
+        let r = call(b.addr, "POST", p, None, Some("{}"));
+        assert_eq!(r.status, 405, "{p}");
+        assert_eq!(r.header("Allow"), Some("GET"));
+        assert_eq!(r.json()["detail"], "Method Not Allowed");
+    }
+    for p in [
+        "/docs/",
+        "/docs/nope.js",
+        "/docs/docs.js/x",
+        "/openapi.json/x",
+    ] {
+        let r = call(b.addr, "GET", p, None, None);
+        assert_eq!(r.status, 404, "{p}");
+        assert_eq!(r.json()["detail"], "Not Found");
+    }
+}
+
+/// For every documented operation a request reaches a real route; for every other (method, path)
+/// built from the document's own words (and a few more) the router says 404 or 405, and a 405's
+/// `Allow` lists exactly the documented methods of that path.
+#[test]
+fn document_and_router_agree() {
+    let b = broker("");
+    let doc = document(&b);
+    let ops = operations(&doc);
+    assert_eq!(ops.len(), 15, "{:?}", ops.keys());
+
+    for ((method, template), op) in &ops {
+        let path = concrete(template);
+        let secured = op
+            .get("security")
+            .unwrap_or(&doc["security"])
+            .as_array()
+            .is_some_and(|s| !s.is_empty());
+        let r = send(&b, method, &path, Some(TOKEN));
+        assert!(
+            !router_refused(&r),
+            "{method} {path}: {} {:?}",
+            r.status,
+            detail(&r)
+        );
+        assert!(
+            documented_codes(op).contains(&r.status.to_string()),
+            "{method} {path} answered {} which is not documented",
+            r.status
+        );
+        let anon = send(&b, method, &path, None);
+        if secured {
+            assert_eq!(anon.status, 401, "{method} {path} without a token");
+        } else {
+            assert_eq!(anon.status, r.status, "{method} {path} is public");
+        }
+    }
+
+    // Candidate paths from the document's segments, a stranger, and deeper paths under the
+    // prefixes that have them.
+    let mut words: BTreeSet<String> = ops
+        .keys()
+        .flat_map(|(_, t)| t.split('/').map(str::to_string).collect::<Vec<_>>())
+        .filter(|s| !s.is_empty() && !s.starts_with('{'))
+        .collect();
+    words.insert("x".into());
+    let mut paths: Vec<String> = Vec::new();
+    for a in &words {
+        paths.push(format!("/{a}"));
+        for c in &words {
+            paths.push(format!("/{a}/{c}"));
+            if ["session", "telnet-session", "docs"].contains(&a.as_str()) {
+                for d in &words {
+                    paths.push(format!("/{a}/{c}/{d}"));
+                }
+            }
+        }
+    }
+    for extra in [
+        "/nope",
+        "/openapi.yaml",
+        "/redoc",
+        "/docs/",
+        "/session/",
+        "/sessions/",
+        "/health/",
+        "/session/x/status/extra",
+        "/telnet-session/x/exec/x",
+    ] {
+        paths.push(extra.into());
+    }
+    let mut checked = 0;
+    for path in &paths {
+        let templates: Vec<&String> = ops
+            .keys()
+            .filter(|(_, t)| matches(t, path))
+            .map(|(_, t)| t)
+            .collect();
+        let allowed: BTreeSet<&str> = ops
+            .keys()
+            .filter(|(_, t)| templates.contains(&t))
+            .map(|(m, _)| m.as_str())
+            .collect();
+        for method in METHODS.iter().chain(&["HEAD"]) {
+            let r = send(&b, method, path, Some(TOKEN));
+            if allowed.contains(method) {
+                assert!(
+                    !router_refused(&r),
+                    "{method} {path} is documented but the router refused it: {}",
+                    r.status
+                );
+            } else if !allowed.is_empty() {
+                assert_eq!(r.status, 405, "{method} {path} is not documented");
+                let allow: BTreeSet<&str> = r.header("Allow").unwrap().split(", ").collect();
+                assert_eq!(allow, allowed, "Allow of {path}");
+            } else {
+                assert!(
+                    r.status == 404 && detail(&r) == "Not Found",
+                    "{method} {path} is not documented but answered {} {:?}",
+                    r.status,
+                    detail(&r)
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 3000, "{checked}");
+}
+
+/// Every operation lists the statuses it can answer (the single mapping in src/error.rs, the
+/// README's tables), each with a JSON body schema, and its examples are accepted by the broker's
+/// own request parser.
+#[test]
+fn every_operation_documents_its_statuses() {
+    let b = broker("");
+    let doc = document(&b);
+    let ops = operations(&doc);
+    let mut ids = BTreeSet::new();
+    for ((method, path), op) in &ops {
+        let id = op["operationId"].as_str().unwrap();
+        assert!(ids.insert(id.to_string()), "duplicate operationId {id}");
+        assert!(
+            op["summary"].is_string() && op["description"].is_string(),
+            "{id}"
+        );
+        let secured = op.get("security").is_none();
+        let codes = documented_codes(op);
+        let want: &[&str] = match (method.as_str(), path.as_str()) {
+            ("POST", "/session" | "/telnet-session") => &[
+                "201", "401", "403", "413", "422", "500", "502", "503", "504",
+            ],
+            ("POST", p) if p.ends_with("/exec") => &[
+                "200", "401", "403", "404", "409", "410", "413", "422", "500", "503",
+            ],
+            ("GET", p) if p.ends_with("/status") => &["200", "401", "404", "503"],
+            ("DELETE", _) => &["204", "401", "503"],
+            ("GET", "/sessions" | "/device-types") => &["200", "401", "503"],
+            ("GET", _) => &["200", "503"],
+            other => panic!("no expectation for {other:?}"),
+        };
+        let want: BTreeSet<String> = want.iter().map(|s| s.to_string()).collect();
+        assert_eq!(codes, want, "{method} {path}");
+        assert_eq!(codes.contains("401"), secured, "{method} {path}");
+        assert_eq!(
+            op.get("requestBody").is_some(),
+            codes.contains("413"),
+            "{method} {path}"
+        );
+        for (code, resp) in op["responses"].as_object().unwrap() {
+            let resp = resolve(&doc, resp);
+            assert!(resp["description"].is_string(), "{id} {code}");
+            if code == "204" {
+                assert!(resp.get("content").is_none());
+                continue;
+            }
+            let content = resp["content"].as_object().unwrap();
+            assert_eq!(content.len(), 1, "{id} {code}");
+            let (media, body) = content.iter().next().unwrap();
+            if code.starts_with('2') && path.starts_with("/docs") {
+                assert!(media.starts_with("text/"), "{id}");
+            } else {
+                assert_eq!(media, "application/json", "{id} {code}");
+            }
+            assert!(body["schema"].is_object(), "{id} {code}");
+            if code != "200" && code != "201" {
+                let schema = resolve(&doc, &body["schema"]);
+                assert_eq!(
+                    schema["required"],
+                    serde_json::json!(["detail"]),
+                    "{id} {code}: errors carry detail"
+                );
+            }
+        }
+        // Request examples parse as the broker parses bodies.
+        if let Some(rb) = op.get("requestBody") {
+            let examples = rb["content"]["application/json"]["examples"]
+                .as_object()
+                .unwrap();
+            assert!(!examples.is_empty(), "{id}");
+            for (name, ex) in examples {
+                let value = resolve(&doc, ex)["value"].to_string();
+                let parsed = if path.ends_with("/exec") {
+                    netdev_broker::api::wire::exec_body(value.as_bytes()).map(|_| ())
+                } else {
+                    netdev_broker::api::wire::open_body(value.as_bytes()).map(|b| {
+                        assert!(
+                            netdev_broker::platform::lookup(&b.device_type).is_some(),
+                            "{id} {name}"
+                        )
+                    })
+                };
+                assert!(parsed.is_ok(), "{id} example {name}: {:?}", parsed.err());
+            }
+        }
+    }
+}
+
+fn resolve<'a>(doc: &'a Value, v: &'a Value) -> &'a Value {
+    match v.get("$ref").and_then(Value::as_str) {
+        Some(r) => resolve(doc, doc.pointer(r.trim_start_matches('#')).unwrap()),
+        None => v,
+    }
+}
+
+/// The documented request fields are the ones the parser reads (src/api/wire.rs): a field the
+/// parser validates is rejected with its name in `loc` when given a value of the wrong type.
+#[test]
+fn documented_body_fields_are_the_parsed_ones() {
+    let b = broker("");
+    let doc = document(&b);
+    let schemas = &doc["components"]["schemas"];
+    let fields = |name: &str| -> Vec<String> {
+        schemas[name]["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect()
+    };
+    let open = fields("SessionRequest");
+    assert_eq!(
+        open,
+        [
+            "host",
+            "username",
+            "password",
+            "device_type",
+            "port",
+            "timeout",
+            "session_timeout",
+            "enable_password",
+            "secret",
+            "enable_level",
+            "keepalive_interval",
+            "key_file",
+            "passphrase",
+            "host_key_policy",
+            "legacy_algorithms",
+            "kex",
+            "host_key_algorithms",
+            "ciphers",
+            "macs"
+        ]
+    );
+    for f in &open {
+        let mut body = serde_json::json!({"host": "127.0.0.1", "username": "u", "password": "p"});
+        body[f.as_str()] = serde_json::json!({"wrong": "type"});
+        let r = b.post("/session", &body);
+        assert_eq!(r.status, 422, "{f}");
+        assert_eq!(r.json()["detail"][0]["loc"], serde_json::json!(["body", f]));
+    }
+    let exec = fields("ExecRequest");
+    assert_eq!(
+        exec,
+        ["commands", "config", "save", "stop_on_error", "timeout"]
+    );
+    for f in &exec {
+        let mut body = serde_json::json!({"commands": ["show version"]});
+        body[f.as_str()] = serde_json::json!({"wrong": "type"});
+        let r = b.post("/session/0123/exec", &body);
+        assert_eq!(r.status, 422, "{f}");
+        assert_eq!(r.json()["detail"][0]["loc"], serde_json::json!(["body", f]));
+    }
+    let item = fields("ExecItem");
+    assert_eq!(
+        item,
+        [
+            "cmd",
+            "expect",
+            "answer",
+            "send_newlines",
+            "interactions",
+            "read_timeout",
+            "timeout"
+        ]
+    );
+    for f in &item {
+        let mut cmd = serde_json::json!({"cmd": "show version"});
+        cmd[f.as_str()] = serde_json::json!({"wrong": "type"});
+        let r = b.post(
+            "/session/0123/exec",
+            &serde_json::json!({ "commands": [cmd] }),
+        );
+        assert_eq!(r.status, 422, "{f}");
+        assert_eq!(
+            r.json()["detail"][0]["loc"],
+            serde_json::json!(["body", "commands", 0, f])
+        );
+    }
+    let inter = fields("Interaction");
+    assert_eq!(inter, ["expect", "send", "hidden", "newline"]);
+    for f in &inter {
+        let mut i = serde_json::json!({"expect": "x"});
+        i[f.as_str()] = serde_json::json!({"wrong": "type"});
+        let r = b.post(
+            "/session/0123/exec",
+            &serde_json::json!({"commands": [{"cmd": "x", "interactions": [i]}]}),
+        );
+        assert_eq!(r.status, 422, "{f}");
+        assert_eq!(
+            r.json()["detail"][0]["loc"],
+            serde_json::json!(["body", "commands", 0, "interactions", 0, f])
+        );
+    }
+}
