@@ -111,9 +111,16 @@ fn set_algorithms(session: &ssh2::Session, p: &SshParams) -> Result<String, Erro
         ("ciphers", &ciphers, &[M::CryptCs, M::CryptSc][..]),
         ("macs", &macs, &[M::MacCs, M::MacSc][..]),
     ] {
+        // libssh2 lists its extension markers (ext-info-c, kex-strict-c-v00@openssh.com) as kex
+        // methods; they are not algorithms, and libssh2 adds them to every kex list itself.
         let supported: Vec<String> = session
             .supported_algs(types[0])
-            .map(|v| v.iter().map(|s| s.to_string()).collect())
+            .map(|v| {
+                v.iter()
+                    .filter(|s| !s.starts_with("ext-info-") && !s.starts_with("kex-strict-"))
+                    .map(|s| s.to_string())
+                    .collect()
+            })
             .unwrap_or_default();
         let unknown: Vec<&String> = list.iter().filter(|a| !supported.contains(a)).collect();
         if explicit(field) && !unknown.is_empty() {

@@ -315,6 +315,8 @@ fn algorithm_lists_are_offered_as_given() {
 
     // A name this build does not have: 422 listing what it has; nothing connects.
     let before = dev.total_connections();
+    let r = b.post("/session", &body(dev.port(), json!({"kex": "ext-info-c"})));
+    assert_eq!(r.status, 422, "a marker is no kex: {}", detail(&r));
     let r = b.post(
         "/session",
         &body(dev.port(), json!({"ciphers": ["rot13-cbc"]})),
