@@ -20,7 +20,8 @@ unit starts it: as the service user's numeric uid/gid (``setpriv``) with umask 0
 4. The life cycle in another root: install (``systemctl --root`` enable), hand edits, refused
    upgrades, upgrade (binary replaced, old one kept, config byte for byte), configure (users,
    port, command log off, writable paths in step, hand edits kept), uninstall (config, logs,
-   state and user kept), uninstall --purge (all gone, nginx site too).
+   state and user kept), uninstall --purge (all gone, nginx site too). Then the real paths
+   (no --root: plain useradd, /opt, /etc, /var) in a private mount namespace over copies.
 5. An interactive install through a pseudo-terminal: defaults, a refused answer asked again, the
    generated token shown, a web user whose password the binary asks twice without echo; the
    management script's menu.
@@ -624,6 +625,56 @@ def test_upgrade_configure_uninstall_purge(tmp_path):
         assert ids(root) is None and group_line(root) is None, (root / "etc/passwd").read_text()
         for rel in ("var/log", "var/lib", "etc"):
             assert (root / rel).is_dir(), f"{rel} itself stays"
+
+
+# ---------------------------------------------------------------------------------------------
+# 4b. the real paths (no --root) in a private mount namespace
+# ---------------------------------------------------------------------------------------------
+def test_real_paths_without_root_in_a_private_mount_namespace(tmp_path):
+    """install.sh without --root: host paths, plain groupadd/useradd, getent. It runs in a private
+    mount namespace (``unshare -m``) over copies of /etc, /opt, /var/log and /var/lib, so the host
+    is untouched; the copies are inspected afterwards."""
+    if not shutil.which("unshare"):
+        pytest.skip("unshare (util-linux) is missing")
+    host_files = {p: sha256(Path(p)) for p in ("/etc/passwd", "/etc/group")}
+    with scratch_root("realpaths") as d:
+        shutil.copytree("/etc", d / "etc", symlinks=True)
+        for sub in ("opt", "varlog", "varlib"):
+            (d / sub).mkdir(mode=0o755)
+        binds = f"mount --bind {d}/etc /etc && mount --bind {d}/opt /opt && " \
+                f"mount --bind {d}/varlog /var/log && mount --bind {d}/varlib /var/lib"  # fmt: skip
+
+        def in_ns(cmd: str) -> subprocess.CompletedProcess:
+            return run(["unshare", "-m", "--propagation", "private", "bash", "-c", f"set -e; {binds}; {cmd}"])
+
+        port = free_port()
+        r = in_ns(f"bash {INSTALL_SH} install --non-interactive --no-systemd --binary {broker_binary()} --port {port}"
+                  " && getent passwd netdev-broker")  # fmt: skip
+        passwd = r.stdout.strip().splitlines()[-1].split(":")
+        assert passwd[0] == "netdev-broker" and passwd[6] == "/usr/sbin/nologin", r.stdout
+        uid, gid = int(passwd[2]), int(passwd[3])
+        c = yaml.safe_load((d / "etc/netdev-broker/config.yml").read_text())
+        assert (c["port"], c["log_file"], c["state_dir"], c["cmd_log_dir"]) == (
+            port, "/var/log/netdev-broker/netdev-broker.log", "/var/lib/netdev-broker", "/var/log/netdev-broker/commands")
+        unit = unit_directives(d / "etc/systemd/system/netdev-broker.service")
+        assert unit["ExecStart"] == ["/opt/netdev-broker/netdev-broker serve --config /etc/netdev-broker/config.yml"]
+        assert unit["ReadWritePaths"] == ["/var/log/netdev-broker /var/lib/netdev-broker /var/log/netdev-broker/commands"]
+        for rel, (mode, u, g) in {
+            "etc/netdev-broker/config.yml": (0o640, 0, gid),
+            "opt/netdev-broker/netdev-broker": (0o755, 0, 0),
+            "varlog/netdev-broker": (0o750, uid, gid),
+            "varlib/netdev-broker": (0o700, uid, gid),
+        }.items():
+            st = (d / rel).stat()
+            assert (oct(st.st_mode & 0o7777), st.st_uid, st.st_gid) == (oct(mode), u, g), rel
+        if shutil.which("systemd-analyze"):
+            in_ns("systemd-analyze verify --man=no /etc/systemd/system/netdev-broker.service")
+        in_ns(f"bash {INSTALL_SH} uninstall --purge --non-interactive --no-systemd")
+        assert "netdev-broker:" not in (d / "etc/passwd").read_text()
+        assert not (d / "etc/netdev-broker").exists() and not (d / "opt/netdev-broker").exists()
+        assert not (d / "varlog/netdev-broker").exists() and not (d / "varlib/netdev-broker").exists()
+    for p, digest in host_files.items():
+        assert sha256(Path(p)) == digest, p
 
 
 # ---------------------------------------------------------------------------------------------
