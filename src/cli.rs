@@ -34,7 +34,7 @@ Options:
                      visible to local users in `ps`: prefer the file or the variable)
   --log-level LEVEL  DEBUG, INFO, WARNING or ERROR
   -h, --help         Print this help
-  -V, --version      Print the version
+  -V, --version      Print the version and the libssh2 and OpenSSL versions linked in
 ";
 
 #[derive(Debug)]

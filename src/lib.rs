@@ -24,4 +24,5 @@ pub mod session;
 pub mod transport;
 pub mod trust;
 pub mod util;
+pub mod version;
 pub mod web;

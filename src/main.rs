@@ -28,7 +28,7 @@ fn run() -> Result<(), Error> {
             return Ok(());
         }
         Command::Version => {
-            println!("netdev-broker {}", env!("CARGO_PKG_VERSION"));
+            print!("{}", netdev_broker::version::long());
             return Ok(());
         }
         Command::Demo { port } => {

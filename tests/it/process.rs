@@ -39,6 +39,12 @@ fn cli_help_version_and_config_errors() {
     let (code, out, _) = run_to_end(&["--version"], None);
     assert_eq!(code, 0);
     assert!(out.starts_with("netdev-broker "));
+    // The native libraries inside, as they report themselves.
+    assert!(
+        out.contains("\nlibssh2 1.11.") && out.contains("(crypto: OpenSSL)"),
+        "{out}"
+    );
+    assert!(out.contains("\nOpenSSL 3."), "{out}");
     let (code, out, _) = run_to_end(&["--help"], None);
     assert_eq!(code, 0);
     assert!(out.contains("--api-token") && out.contains("ps"));
