@@ -37,6 +37,8 @@ pub struct Config {
     /// Default idle limit for sessions; zero means never reaped.
     pub session_timeout: Duration,
     pub stale_reaper: bool,
+    /// `GET /metrics` answers without the API token.
+    pub metrics_public: bool,
     pub reaper_interval: Duration,
     pub cmd_log_dir: Option<PathBuf>,
     pub web_secret_key: Secret,
@@ -80,6 +82,7 @@ impl Default for Config {
             log_file: "/var/log/netdev-broker/netdev-broker.log".into(),
             session_timeout: Duration::from_secs(300),
             stale_reaper: true,
+            metrics_public: false,
             reaper_interval: Duration::from_secs(60),
             cmd_log_dir: None,
             web_secret_key: Secret::default(),
@@ -134,6 +137,7 @@ const KNOWN_KEYS: &[&str] = &[
     "log_file",
     "session_timeout",
     "stale_reaper",
+    "metrics_public",
     "reaper_interval",
     "cmd_log_dir",
     "web_secret_key",
@@ -254,6 +258,7 @@ pub fn from_yaml(text: &str) -> Result<Loaded, Error> {
             "log_file" => c.log_file = PathBuf::from(string(&v).map_err(bad)?),
             "session_timeout" => c.session_timeout = secs(&v, 0).map_err(bad)?,
             "stale_reaper" => c.stale_reaper = boolean(&v).map_err(bad)?,
+            "metrics_public" => c.metrics_public = boolean(&v).map_err(bad)?,
             "reaper_interval" => c.reaper_interval = secs(&v, 1).map_err(bad)?,
             "cmd_log_dir" => {
                 let s = if v.is_null() {
