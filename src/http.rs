@@ -113,6 +113,8 @@ impl Responder {
 
 pub trait Handler: Send + Sync + 'static {
     fn handle(&self, req: Request, responder: Responder);
+    /// Called once per answered request, after the answer was written (metrics).
+    fn observe(&self, _method: &str, _path: &str, _status: u16) {}
 }
 
 struct Shared {
@@ -125,6 +127,7 @@ struct Shared {
     /// Clones of live connection sockets, to unblock them at shutdown.
     conns: Mutex<HashMap<u64, TcpStream>>,
     conn_threads: Mutex<Vec<JoinHandle<()>>>,
+    handler: Arc<dyn Handler>,
 }
 
 pub struct HttpServer {
@@ -155,6 +158,7 @@ impl HttpServer {
             next_conn: AtomicU64::new(0),
             conns: Mutex::new(HashMap::new()),
             conn_threads: Mutex::new(Vec::new()),
+            handler: handler.clone(),
         });
         let (work_tx, work_rx) = bounded::<(Request, Responder)>(workers.max(1) * 64);
         let mut worker_handles = Vec::new();
@@ -645,6 +649,7 @@ fn serve_connection(
         };
         let keep = keep_alive && !shared.shutdown.load(Ordering::SeqCst);
         let ok = write_response(&mut conn.stream, &resp, keep).is_ok();
+        shared.handler.observe(&method, &path, resp.status);
         log::debug!(
             "{peer} {method} {path} -> {} in {} us",
             resp.status,

@@ -17,6 +17,7 @@ pub mod error;
 pub mod http;
 pub mod logging;
 pub mod mask;
+pub mod metrics;
 pub mod platform;
 pub mod secret;
 pub mod server;

@@ -54,12 +54,14 @@ impl Broker {
             command_timeout: c.command_timeout,
             cmdlog,
             masker: c.masker.clone(),
+            metrics: Arc::new(crate::metrics::Metrics::new()),
         });
         let web = crate::web::Web::from_config(c, registry.clone());
         let api = Arc::new(Api {
             web,
             registry: registry.clone(),
             token: c.api_token.clone(),
+            metrics_public: c.metrics_public,
             command_timeout: c.command_timeout,
             default_session_timeout: c.session_timeout,
             trust: crate::api::ApiTrust {

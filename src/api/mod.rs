@@ -13,7 +13,7 @@ use crate::session::{ConfigJob, ExecJob, ExecReport, OpenRequest, Protocol, Regi
 use crate::trust::{Algorithms, CommandRules, HostKeyPolicy, HostList};
 use serde_json::{json, Value};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub struct Api {
     pub registry: Arc<Registry>,
@@ -23,6 +23,8 @@ pub struct Api {
     pub trust: ApiTrust,
     /// The dashboard, when `web_users` is configured.
     pub web: Option<crate::web::Web>,
+    /// `GET /metrics` without a token (config `metrics_public`).
+    pub metrics_public: bool,
 }
 
 /// What the API checks before anything reaches a device.
@@ -140,9 +142,47 @@ impl Handler for Api {
             ),
         }
     }
+
+    fn observe(&self, method: &str, path: &str, status: u16) {
+        self.registry.metrics().http_request(
+            self.route_template(path),
+            crate::metrics::method_label(method),
+            status,
+        );
+    }
 }
 
 impl Api {
+    /// The route a path belongs to, as a fixed template (ids never reach a metric label).
+    fn route_template(&self, path: &str) -> &'static str {
+        let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        let web = self.web.is_some();
+        match segs.as_slice() {
+            ["health"] => "/health",
+            ["sessions"] => "/sessions",
+            ["device-types"] => "/device-types",
+            ["metrics"] => "/metrics",
+            ["openapi.json"] => "/openapi.json",
+            ["docs"] => "/docs",
+            ["docs", "docs.js" | "docs.css"] => "/docs/{asset}",
+            ["session"] => "/session",
+            ["session", _] => "/session/{id}",
+            ["session", _, "status"] => "/session/{id}/status",
+            ["session", _, "exec"] => "/session/{id}/exec",
+            ["telnet-session"] => "/telnet-session",
+            ["telnet-session", _] => "/telnet-session/{id}",
+            ["telnet-session", _, "status"] => "/telnet-session/{id}/status",
+            ["telnet-session", _, "exec"] => "/telnet-session/{id}/exec",
+            [""] if web => "/",
+            ["login"] if web => "/login",
+            ["logout"] if web => "/logout",
+            ["ui", "style.css"] if web => "/ui/style.css",
+            ["ui", "close", _] if web => "/ui/close/{id}",
+            ["ui", "close-all"] if web => "/ui/close-all",
+            _ => "other",
+        }
+    }
+
     fn authorized(&self, req: &Request) -> Result<(), Error> {
         match req.header("X-API-Token") {
             Some(t) if self.token.ct_eq(t.as_bytes()) => Ok(()),
@@ -176,7 +216,7 @@ impl Api {
             }
         }
         let allowed: &[&str] = match segs.as_slice() {
-            ["health"] | ["sessions"] | ["device-types"] => GET,
+            ["health"] | ["sessions"] | ["device-types"] | ["metrics"] => GET,
             ["session"] => POST,
             ["session", _, "status"] => GET,
             ["session", _, "exec"] => POST,
@@ -191,6 +231,16 @@ impl Api {
                 200,
                 json!({"status": "ok", "version": env!("CARGO_PKG_VERSION"), "sessions": self.registry.len()}),
             );
+        }
+        if segs.as_slice() == ["metrics"] {
+            if !self.metrics_public {
+                self.authorized(req)?;
+            }
+            return Ok(Outcome::Now(Response {
+                status: 200,
+                headers: vec![("Content-Type".into(), crate::metrics::CONTENT_TYPE.into())],
+                body: self.registry.metrics().render(&self.registry).into_bytes(),
+            }));
         }
         self.authorized(req)?;
         match segs.as_slice() {
@@ -211,14 +261,37 @@ impl Api {
             },
             ["session", id, "exec"] => self.exec(id, req, slot),
             ["session", id] => {
-                self.registry.remove(id, "DELETE");
+                self.registry
+                    .remove(id, crate::metrics::CloseReason::Delete);
                 Ok(Outcome::Now(Response::empty(204)))
             }
             _ => Err(Error::RouteNotFound),
         }
     }
 
+    /// An open refused before it reaches the registry is counted here; the registry counts
+    /// every other answer.
     fn open(
+        &self,
+        req: &Request,
+        slot: &mut Option<Responder>,
+        telnet_path: bool,
+    ) -> Result<Outcome, Error> {
+        let r = self.open_checked(req, slot, telnet_path);
+        if let Err(e) = &r {
+            let protocol = if telnet_path {
+                Protocol::Telnet
+            } else {
+                Protocol::Ssh
+            };
+            self.registry
+                .metrics()
+                .session_opened(protocol.name(), Err(e));
+        }
+        r
+    }
+
+    fn open_checked(
         &self,
         req: &Request,
         slot: &mut Option<Responder>,
@@ -298,11 +371,28 @@ impl Api {
         Ok(Outcome::Later)
     }
 
+    /// Every exec request that reached the route is counted and timed: one refused here now,
+    /// the others when the session answers.
     fn exec(
         &self,
         id: &str,
         req: &Request,
         slot: &mut Option<Responder>,
+    ) -> Result<Outcome, Error> {
+        let started = Instant::now();
+        let r = self.exec_checked(id, req, slot, started);
+        if let Err(e) = &r {
+            self.registry.metrics().exec_done(Err(e), started.elapsed());
+        }
+        r
+    }
+
+    fn exec_checked(
+        &self,
+        id: &str,
+        req: &Request,
+        slot: &mut Option<Responder>,
+        started: Instant,
     ) -> Result<Outcome, Error> {
         // Body first (422), then the session (404): the order FastAPI answered in.
         let b = wire::exec_body(&req.body)?;
@@ -320,6 +410,7 @@ impl Api {
         let responder = slot
             .take()
             .ok_or_else(|| Error::Internal("responder already used".into()))?;
+        let metrics = self.registry.metrics().clone();
         let job = ExecJob {
             items: b.items,
             timeout: b.timeout.unwrap_or(self.command_timeout),
@@ -328,7 +419,17 @@ impl Api {
                 lines: b.config.unwrap_or_default(),
                 save: b.save,
             }),
-            reply: Box::new(move |r: Result<ExecReport, Error>| responder.send(exec_response(r))),
+            reply: Box::new(move |r: Result<ExecReport, Error>| {
+                let result = match &r {
+                    Ok(ExecReport { failure: None, .. }) => Ok(()),
+                    Ok(ExecReport {
+                        failure: Some(f), ..
+                    }) => Err(&f.error),
+                    Err(e) => Err(e),
+                };
+                metrics.exec_done(result, started.elapsed());
+                responder.send(exec_response(r))
+            }),
         };
         self.registry.exec(id, job);
         Ok(Outcome::Later)

@@ -7,6 +7,7 @@ use crate::channel::Channel;
 use crate::cmdlog::{CmdLog, Entry};
 use crate::error::Error;
 use crate::mask::Masker;
+use crate::metrics::{CloseReason, Metrics};
 use crate::platform::Platform;
 use crate::secret::Secret;
 use crate::transport::ssh::{SshParams, SshTransport};
@@ -192,6 +193,8 @@ pub struct Settings {
     pub command_timeout: Duration,
     pub cmdlog: Option<CmdLog>,
     pub masker: Masker,
+    /// Where opens, closes, keepalive failures and lost connections are counted.
+    pub metrics: Arc<Metrics>,
 }
 
 pub struct Registry {
@@ -217,6 +220,10 @@ impl Registry {
         self.sessions.read().len()
     }
 
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.settings.metrics
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -235,6 +242,13 @@ impl Registry {
     /// Start opening a session on its own thread; `reply` is called from that thread when the
     /// session is up (after it is registered) or failed. Capacity errors are returned at once.
     pub fn open(self: &Arc<Self>, req: OpenRequest, reply: OpenReply) {
+        // Every answer of an open is counted here, whichever path gives it.
+        let metrics = self.settings.metrics.clone();
+        let protocol = req.protocol.name();
+        let reply: OpenReply = Box::new(move |r| {
+            metrics.session_opened(protocol, r.as_ref().map(|_| ()));
+            reply(r)
+        });
         if self.shutting_down.load(Ordering::SeqCst) {
             return reply(Err(Error::Capacity("The broker is shutting down".into())));
         }
@@ -333,15 +347,17 @@ impl Registry {
     }
 
     /// Remove a session and tell its thread to close. Returns whether it existed.
-    pub fn remove(&self, id: &str, reason: &str) -> bool {
+    pub fn remove(&self, id: &str, reason: CloseReason) -> bool {
         let h = self.sessions.write().remove(id);
         match h {
             Some(h) => {
                 log::info!(
-                    "session {} host {}: closing ({reason})",
+                    "session {} host {}: closing ({})",
                     h.info.id,
-                    h.info.host
+                    h.info.host,
+                    reason.describe()
                 );
+                self.settings.metrics.session_closed(reason);
                 h.cancel.store(true, Ordering::SeqCst);
                 let _ = h.inbox.try_send(Job::Close);
                 true
@@ -373,7 +389,7 @@ impl Registry {
                     idle.as_secs(),
                     t.as_secs()
                 );
-                if self.remove(&h.info.id, "reaped") {
+                if self.remove(&h.info.id, CloseReason::Reaped) {
                     n += 1;
                 }
             }
@@ -400,7 +416,7 @@ impl Registry {
         self.shutting_down.store(true, Ordering::SeqCst);
         let ids: Vec<String> = self.sessions.read().keys().cloned().collect();
         for id in ids {
-            self.remove(&id, "broker shutting down");
+            self.remove(&id, CloseReason::Shutdown);
         }
     }
 
@@ -657,7 +673,7 @@ fn serve(reg: &Registry, h: &Arc<SessionHandle>, mut driver: Driver, rx: Receive
                         if cli {
                             last_io = Instant::now();
                         }
-                        note_keepalive(h, k, wait);
+                        note_keepalive(reg, h, k, wait);
                     }
                 }
             }
@@ -668,6 +684,8 @@ fn serve(reg: &Registry, h: &Arc<SessionHandle>, mut driver: Driver, rx: Receive
     // connection (exec answers 410) until DELETE or the reaper removes it.
     if polite {
         h.mark_dead("the session was closed");
+    } else {
+        reg.settings.metrics.connection_lost();
     }
     while let Ok(job) = rx.try_recv() {
         if let Job::Exec(job) = job {
@@ -884,7 +902,7 @@ fn run_exec(reg: &Registry, h: &Arc<SessionHandle>, driver: &mut Driver, mut job
 }
 
 /// Record a keepalive in the session's status (never as use: the reaper ignores keepalives).
-fn note_keepalive(h: &SessionHandle, k: Keepalive, wait: Duration) {
+fn note_keepalive(reg: &Registry, h: &SessionHandle, k: Keepalive, wait: Duration) {
     let mut s = h.state.lock();
     match k {
         Keepalive::Checked => {}
@@ -901,6 +919,7 @@ fn note_keepalive(h: &SessionHandle, k: Keepalive, wait: Duration) {
         }
         Keepalive::NoPrompt => {
             s.keepalives += 1;
+            reg.settings.metrics.keepalive_failed();
             let m = format!(
                 "no prompt within {} s after a keepalive newline",
                 wait.as_secs_f64()

@@ -117,7 +117,10 @@ impl Web {
                     redirect("/").with_header("Set-Cookie", &clear_cookie())
                 }
                 ["ui", "close", id] => {
-                    if self.registry.remove(id, "closed from the dashboard") {
+                    if self
+                        .registry
+                        .remove(id, crate::metrics::CloseReason::Dashboard)
+                    {
                         log::info!("dashboard: {} closed session {id}", login.user);
                     }
                     redirect("/")
@@ -129,7 +132,7 @@ impl Web {
                     for id in listed.split(',').filter(|s| !s.is_empty()) {
                         if self
                             .registry
-                            .remove(id, "closed from the dashboard (close all)")
+                            .remove(id, crate::metrics::CloseReason::Dashboard)
                         {
                             closed += 1;
                         }

@@ -149,7 +149,7 @@ fn document_and_router_agree() {
     let b = broker("");
     let doc = document(&b);
     let ops = operations(&doc);
-    assert_eq!(ops.len(), 15, "{:?}", ops.keys());
+    assert_eq!(ops.len(), 16, "{:?}", ops.keys());
 
     for ((method, template), op) in &ops {
         let path = concrete(template);
@@ -276,7 +276,7 @@ fn every_operation_documents_its_statuses() {
             ],
             ("GET", p) if p.ends_with("/status") => &["200", "401", "404", "503"],
             ("DELETE", _) => &["204", "401", "503"],
-            ("GET", "/sessions" | "/device-types") => &["200", "401", "503"],
+            ("GET", "/sessions" | "/device-types" | "/metrics") => &["200", "401", "503"],
             ("GET", _) => &["200", "503"],
             other => panic!("no expectation for {other:?}"),
         };
@@ -300,6 +300,8 @@ fn every_operation_documents_its_statuses() {
             let (media, body) = content.iter().next().unwrap();
             if code.starts_with('2') && path.starts_with("/docs") {
                 assert!(media.starts_with("text/"), "{id}");
+            } else if code.starts_with('2') && path == "/metrics" {
+                assert_eq!(media, "text/plain; version=0.0.4; charset=utf-8", "{id}");
             } else {
                 assert_eq!(media, "application/json", "{id} {code}");
             }
