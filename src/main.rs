@@ -52,6 +52,11 @@ fn run() -> Result<(), Error> {
             println!("{hash}");
             return Ok(());
         }
+        Command::CheckConfig(ov) => {
+            let report = netdev_broker::cmd_check::run(&ov, std::env::var(TOKEN_ENV).ok())?;
+            print!("{report}");
+            return Ok(());
+        }
         Command::Serve(ov) => ov,
     };
     let loaded = config::load(&ov, std::env::var(TOKEN_ENV).ok())?;

@@ -328,3 +328,65 @@ fn demo_prints_commands_that_work() {
     };
     assert_eq!(status.code(), Some(0));
 }
+
+/// `check-config`: the same loader as `serve`, the file's permissions, secrets never printed.
+#[test]
+fn check_config_validates_masks_and_checks_permissions() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tmpdir("check");
+    let cfg = dir.join("config.yml");
+    let path = cfg.to_str().unwrap();
+    std::fs::write(
+        &cfg,
+        format!("api_token: {TOKEN}\nport: 9123\nweb_secret_key: {PASSWORD}\ndenied_commands: ['^reload']\nfavourite_colour: blue\n"),
+    )
+    .unwrap();
+    std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let (code, out, err) = run_to_end(&["check-config", "--config", path], None);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("port: 9123\n"), "{out}");
+    assert!(out.contains("api_token: ********\n"), "{out}");
+    assert!(out.contains("web_secret_key: ********\n"), "{out}");
+    assert!(out.contains("denied_commands: [\"^reload\"]\n"), "{out}");
+    assert!(
+        out.contains("favourite_colour"),
+        "unknown keys are warned about: {out}"
+    );
+    for canary in [TOKEN, PASSWORD] {
+        assert!(!out.contains(canary) && !err.contains(canary), "{out}{err}");
+    }
+    // Group-writable: a warning, still fine.
+    std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o660)).unwrap();
+    let (code, out, _) = run_to_end(&["check-config", "--config", path], None);
+    assert_eq!(code, 0);
+    assert!(out.contains("group-writable"), "{out}");
+    // Readable by others while it holds the token: refused, naming the mode.
+    std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (code, out, err) = run_to_end(&["check-config", "--config", path], None);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("0644") && err.contains("api_token"), "{err}");
+    assert!(!err.contains(TOKEN), "{err}");
+    // Without secrets in the file (the token from the environment, as serve takes it) the
+    // same mode is fine.
+    std::fs::write(&cfg, "port: 9124\n").unwrap();
+    let (code, out, _) = run_to_end(&["check-config", "--config", path], None);
+    assert_eq!(code, 2, "no token anywhere: {out}");
+    let (code, out, err) = run_to_end(&["check-config", "--config", path], Some(TOKEN));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("port: 9124\n") && !out.contains(TOKEN),
+        "{out}"
+    );
+    // A bad value: exit 2 naming the key.
+    std::fs::write(&cfg, "api_token: x\nreaper_interval: often\n").unwrap();
+    std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (code, _, err) = run_to_end(&["check-config", "--config", path], None);
+    assert_eq!(code, 2);
+    assert!(err.contains("'reaper_interval'"), "{err}");
+    let (code, _, err) = run_to_end(&["check-config", "--config", "/nonexistent/c.yml"], None);
+    assert_eq!(code, 2);
+    assert!(err.contains("/nonexistent/c.yml"), "{err}");
+    let (_, out, _) = run_to_end(&["--help"], None);
+    assert!(out.contains("check-config"));
+    std::fs::remove_dir_all(&dir).ok();
+}
