@@ -752,6 +752,24 @@ web_session_ttl: 3600
     }
 
     #[test]
+    fn changes_split_live_and_restart_keys() {
+        let a = from_yaml("api_token: a\nport: 1\ndenied_commands: [x]")
+            .unwrap()
+            .config;
+        let b = from_yaml("api_token: b\nport: 2\ndenied_commands: [y]\nlog_level: debug")
+            .unwrap()
+            .config;
+        let (live, restart) = changes(&a, &b);
+        assert_eq!(live, ["api_token", "log_level", "denied_commands"]);
+        assert_eq!(restart, ["port"]);
+        assert_eq!(changes(&a, &a.clone()), (vec![], vec![]));
+        assert!(a
+            .describe()
+            .iter()
+            .all(|(_, v)| !v.contains('a') || v != "a"));
+    }
+
+    #[test]
     fn unknown_keys_warn() {
         let l = from_yaml("colour: blue").unwrap();
         assert_eq!(l.warnings.len(), 1);

@@ -390,3 +390,174 @@ fn check_config_validates_masks_and_checks_permissions() {
     assert!(out.contains("check-config"));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+fn spawn_without_env_token(cfg: &std::path::Path, port: u16) -> Proc {
+    let child = Command::new(BIN)
+        .args(["serve", "--config", cfg.to_str().unwrap()])
+        .args(["--port", &port.to_string()])
+        .env_remove("NETDEV_BROKER_API_TOKEN")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), || std::net::TcpStream::connect(
+            addr
+        )
+        .is_ok()),
+        "broker did not start"
+    );
+    Proc { child, addr }
+}
+
+fn hup(p: &Proc) {
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(p.child.id() as i32, libc::SIGHUP) };
+}
+
+/// SIGHUP with a session open: new token, level and denied commands apply, the session stays;
+/// the log file is reopened at its path (logrotate); a broken config changes nothing.
+#[test]
+fn sighup_reloads_live_settings_keeps_sessions_and_reopens_the_log() {
+    let dev = FakeDevice::start(DeviceConfig {
+        password: PASSWORD.into(),
+        ..Default::default()
+    });
+    let dir = tmpdir("hup");
+    let log = dir.join("broker.log");
+    let cfg = dir.join("config.yml");
+    let base = format!(
+        "log_mode: file\nlog_file: {}\nstate_dir: {}\n",
+        log.display(),
+        dir.display()
+    );
+    std::fs::write(&cfg, format!("{base}api_token: {TOKEN}\nlog_level: INFO\n")).unwrap();
+    let mut p = spawn_without_env_token(&cfg, free_port());
+    let exec = |token: &str, id: &str, cmd: &str| {
+        call(
+            p.addr,
+            "POST",
+            &format!("/session/{id}/exec"),
+            Some(token),
+            Some(&json!({"commands": [cmd]}).to_string()),
+        )
+    };
+    let body = json!({"host": "127.0.0.1", "port": dev.port(), "username": "admin", "password": PASSWORD, "timeout": 10});
+    let r = call(
+        p.addr,
+        "POST",
+        "/session",
+        Some(TOKEN),
+        Some(&body.to_string()),
+    );
+    assert_eq!(r.status, 201, "{:?}", r.json());
+    let id = r.json()["session_id"].as_str().unwrap().to_string();
+    assert_eq!(exec(TOKEN, &id, "show version").status, 200);
+    assert_eq!(exec(TOKEN, &id, "show running-config").status, 200);
+
+    // logrotate: move the file away, then HUP.
+    let rotated = dir.join("broker.log.1");
+    std::fs::rename(&log, &rotated).unwrap();
+    let new_token = "CANARY-tok-new-77ab";
+    std::fs::write(
+        &cfg,
+        format!("{base}api_token: {new_token}\nlog_level: DEBUG\ndenied_commands: ['^show run']\nmax_sessions: 7\n"),
+    )
+    .unwrap();
+    hup(&p);
+    assert!(
+        wait_until(Duration::from_secs(5), || call(
+            p.addr,
+            "GET",
+            "/sessions",
+            Some(TOKEN),
+            None
+        )
+        .status
+            == 401),
+        "the old token still works after SIGHUP"
+    );
+    let r = call(p.addr, "GET", "/sessions", Some(new_token), None);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["count"], 1, "the session survived: {:?}", r.json());
+    let r = exec(new_token, &id, "show version");
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    assert!(r.json()["outputs"]["show version"].as_str().is_some());
+    let r = exec(new_token, &id, "show running-config");
+    assert_eq!(r.status, 403, "newly denied: {:?}", r.json());
+    assert!(
+        wait_until(Duration::from_secs(5), || log.exists()),
+        "a new log file at the configured path"
+    );
+    let new_log = std::fs::read_to_string(&log).unwrap();
+    assert!(new_log.contains("reload: configuration from"), "{new_log}");
+    assert!(
+        new_log.contains("api_token") && new_log.contains("denied_commands"),
+        "{new_log}"
+    );
+    assert!(
+        new_log.contains("'max_sessions' changed but needs a restart"),
+        "{new_log}"
+    );
+    assert!(
+        new_log.contains(" DEBUG "),
+        "log_level DEBUG applies: {new_log}"
+    );
+    let old_log = std::fs::read_to_string(&rotated).unwrap();
+    assert!(old_log.contains("listening on") && !old_log.contains("reload: configuration"));
+
+    // A broken config: refused with an ERROR, everything stays as it was.
+    std::fs::write(
+        &cfg,
+        format!("{base}api_token: third\nreaper_interval: often\n"),
+    )
+    .unwrap();
+    hup(&p);
+    assert!(
+        wait_until(Duration::from_secs(5), || std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("reload refused")),
+        "a refused reload is logged"
+    );
+    let new_log = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        new_log
+            .lines()
+            .any(|l| l.contains(" ERROR ") && l.contains("'reaper_interval'")),
+        "{new_log}"
+    );
+    assert_eq!(
+        call(p.addr, "GET", "/sessions", Some("third"), None).status,
+        401
+    );
+    assert_eq!(
+        call(p.addr, "GET", "/sessions", Some(new_token), None).status,
+        200
+    );
+    assert_eq!(exec(new_token, &id, "show version").status, 200);
+    assert_eq!(exec(new_token, &id, "show running-config").status, 403);
+
+    // SIGTERM still ends it cleanly.
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(p.child.id() as i32, libc::SIGTERM) };
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = p.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "no exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0));
+    for text in [std::fs::read_to_string(&log).unwrap(), old_log] {
+        for canary in [TOKEN, new_token, PASSWORD] {
+            assert!(!text.contains(canary), "{canary} leaked into the log");
+        }
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
