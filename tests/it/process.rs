@@ -561,3 +561,77 @@ fn sighup_reloads_live_settings_keeps_sessions_and_reopens_the_log() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// SIGHUP turns the reaper on (an idle session is then reaped) and the dashboard on (first web
+/// user), and a changed restart-only key is reported, not applied.
+#[test]
+fn sighup_turns_the_reaper_and_the_dashboard_on() {
+    let dev = FakeDevice::start(DeviceConfig {
+        password: PASSWORD.into(),
+        ..Default::default()
+    });
+    let dir = tmpdir("hup2");
+    let log = dir.join("broker.log");
+    let cfg = dir.join("config.yml");
+    let base = format!(
+        "log_mode: file\nlog_file: {}\nstate_dir: {}\napi_token: {TOKEN}\n",
+        log.display(),
+        dir.display()
+    );
+    std::fs::write(
+        &cfg,
+        format!("{base}stale_reaper: false\nreaper_interval: 1\n"),
+    )
+    .unwrap();
+    let p = spawn_without_env_token(&cfg, free_port());
+    let body = json!({"host": "127.0.0.1", "port": dev.port(), "username": "admin", "password": PASSWORD, "timeout": 10, "session_timeout": 1});
+    let r = call(
+        p.addr,
+        "POST",
+        "/session",
+        Some(TOKEN),
+        Some(&body.to_string()),
+    );
+    assert_eq!(r.status, 201, "{:?}", r.json());
+    let id = r.json()["session_id"].as_str().unwrap().to_string();
+    assert_eq!(
+        call(p.addr, "GET", "/", None, None).status,
+        404,
+        "dashboard off"
+    );
+    std::thread::sleep(Duration::from_millis(2500));
+    let status = |id: &str| {
+        call(
+            p.addr,
+            "GET",
+            &format!("/session/{id}/status"),
+            Some(TOKEN),
+            None,
+        )
+        .status
+    };
+    assert_eq!(status(&id), 200, "reaper off: the idle session stays");
+
+    let hash = bcrypt::hash("CANARY-web-pw-1", 4).unwrap();
+    std::fs::write(
+        &cfg,
+        format!("{base}stale_reaper: true\nreaper_interval: 1\nworkers: 5\nweb_secret_key: CANARY-key-31\nweb_users:\n  - username: ops\n    password_hash: '{hash}'\n"),
+    )
+    .unwrap();
+    hup(&p);
+    assert!(
+        wait_until(Duration::from_secs(8), || status(&id) == 404),
+        "the reaper, turned on by the reload, reaps the idle session"
+    );
+    let r = call(p.addr, "GET", "/", None, None);
+    assert_eq!(r.status, 200, "the dashboard is on");
+    assert!(String::from_utf8_lossy(&r.body).contains("password"));
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("'workers' changed but needs a restart"),
+        "{text}"
+    );
+    assert!(text.contains("reaper every 1 s"), "{text}");
+    assert!(!text.contains("CANARY-key-31") && !text.contains(TOKEN));
+    std::fs::remove_dir_all(&dir).ok();
+}
