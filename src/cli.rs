@@ -10,6 +10,7 @@ Usage: netdev-broker [serve] [OPTIONS]
        netdev-broker telnet-debug <host> <username> <password> [enable_password] [port]
                      [--device-type TYPE] [--timeout SECS]
        netdev-broker hash-password [--cost N]
+       netdev-broker check-config [--config PATH]
 
 Holds long-lived SSH and Telnet sessions to network devices behind a local HTTP API.
 
@@ -25,6 +26,11 @@ Subcommands:
   hash-password      Read a password (asked twice without echo on a terminal, else the
                      first line of standard input) and print its bcrypt hash (cost 12
                      unless --cost, 4-31) for web_users' password_hash.
+  check-config       Validate the config file exactly as serve would (default
+                     /etc/netdev-broker/config.yml; $NETDEV_BROKER_API_TOKEN counts too),
+                     refuse a file holding secrets that other users can read or write,
+                     and print what the broker would run with (secrets masked).
+                     Exit 0 when fine, 2 when not.
 
 Options:
   --config PATH      Config file (default: /etc/netdev-broker/config.yml if it exists)
@@ -43,6 +49,7 @@ pub enum Command {
     Demo { port: u16 },
     TelnetDebug(TelnetDebug),
     HashPassword { cost: u32 },
+    CheckConfig(Overrides),
     Help,
     Version,
 }
@@ -92,6 +99,21 @@ fn hash_password(mut args: impl Iterator<Item = String>) -> Result<Command, Stri
         }
     }
     Ok(Command::HashPassword { cost })
+}
+
+fn check_config(mut args: impl Iterator<Item = String>) -> Result<Command, String> {
+    let mut ov = Overrides::default();
+    while let Some(a) = args.next() {
+        match a.split_once('=') {
+            Some(("--config", p)) => ov.config = Some(p.into()),
+            _ => match a.as_str() {
+                "-h" | "--help" => return Ok(Command::Help),
+                "--config" => ov.config = Some(args.next().ok_or("--config needs a path")?.into()),
+                _ => return Err(format!("unknown check-config option '{a}'")),
+            },
+        }
+    }
+    Ok(Command::CheckConfig(ov))
 }
 
 fn telnet_debug(args: impl Iterator<Item = String>) -> Result<Command, String> {
@@ -156,9 +178,10 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String>
                 "telnet-debug" => return telnet_debug(it),
                 "demo" => return demo(it),
                 "hash-password" => return hash_password(it),
+                "check-config" => return check_config(it),
                 other => {
                     return Err(format!(
-                        "unknown subcommand '{other}' (available: serve, demo, telnet-debug, hash-password)"
+                        "unknown subcommand '{other}' (available: serve, demo, telnet-debug, hash-password, check-config)"
                     ))
                 }
             }
@@ -256,5 +279,14 @@ mod tests {
             Ok(Command::Demo { port: 0 })
         ));
         assert!(parse(args("demo --port x")).is_err());
+        let Ok(Command::CheckConfig(ov)) = parse(args("check-config --config /x.yml")) else {
+            panic!()
+        };
+        assert_eq!(ov.config.unwrap().to_str(), Some("/x.yml"));
+        assert!(matches!(
+            parse(args("check-config")),
+            Ok(Command::CheckConfig(Overrides { config: None, .. }))
+        ));
+        assert!(parse(args("check-config --port 1")).is_err());
     }
 }

@@ -69,6 +69,9 @@ pub struct Config {
     pub commands: CommandRules,
     /// Where the config came from (None: defaults and flags only).
     pub source: Option<PathBuf>,
+    /// The list-valued keys as written (allowed_hosts, denied_commands, mask_patterns...), for
+    /// `check-config` and for what a reload changed.
+    pub lists: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 impl Default for Config {
@@ -106,6 +109,7 @@ impl Default for Config {
             trusted_proxies: HostList::default(),
             commands: CommandRules::default(),
             source: None,
+            lists: Default::default(),
         }
     }
 }
@@ -161,6 +165,7 @@ const KNOWN_KEYS: &[&str] = &[
     "trusted_proxies",
     "denied_commands",
     "allowed_commands",
+    "metrics_public",
 ];
 
 /// The result of loading: the config plus warnings to log once logging is up.
@@ -168,6 +173,8 @@ const KNOWN_KEYS: &[&str] = &[
 pub struct Loaded {
     pub config: Config,
     pub warnings: Vec<String>,
+    /// Keys of the file that hold secrets (api_token, web_secret_key, web_users).
+    pub secret_keys: Vec<String>,
 }
 
 /// Load the file (explicit path, else the default path if it exists, else none), apply the
@@ -208,10 +215,177 @@ pub fn load(ov: &Overrides, env_token: Option<String>) -> Result<Loaded, Error> 
     Ok(loaded)
 }
 
+/// Keys whose values are secrets: masked by `check-config`, and a file holding any of them must
+/// not be readable by other users.
+pub const SECRET_KEYS: &[&str] = &["api_token", "web_secret_key", "web_users"];
+
+/// Keys a reload (SIGHUP) applies to the running broker; every other key needs a restart.
+pub const LIVE_KEYS: &[&str] = &[
+    "api_token",
+    "log_level",
+    "session_timeout",
+    "stale_reaper",
+    "reaper_interval",
+    "web_secret_key",
+    "web_session_ttl",
+    "web_users",
+    "command_timeout",
+    "host_key_policy",
+    "host_key_policy_override",
+    "key_dir",
+    "allowed_hosts",
+    "legacy_hosts",
+    "trusted_proxies",
+    "denied_commands",
+    "allowed_commands",
+];
+
+impl Config {
+    /// What the broker runs with, one `(key, value)` per known key, secrets masked.
+    pub fn describe(&self) -> Vec<(&'static str, String)> {
+        let path = |p: &Option<PathBuf>, none: &str| match p {
+            Some(p) => p.display().to_string(),
+            None => none.to_string(),
+        };
+        let secret = |s: &Secret| {
+            if s.is_empty() {
+                "(not set)"
+            } else {
+                "********"
+            }
+            .to_string()
+        };
+        let level = match self.log_level {
+            log::LevelFilter::Debug | log::LevelFilter::Trace => "DEBUG",
+            log::LevelFilter::Info => "INFO",
+            log::LevelFilter::Warn => "WARNING",
+            _ => "ERROR",
+        };
+        KNOWN_KEYS
+            .iter()
+            .map(|&k| {
+                let v = match k {
+                    "host" => self.host.clone(),
+                    "port" => self.port.to_string(),
+                    "api_token" => secret(&self.api_token),
+                    "log_level" => level.to_string(),
+                    "log_mode" => format!("{:?}", self.log_mode).to_ascii_lowercase(),
+                    "log_file" => self.log_file.display().to_string(),
+                    "session_timeout" => self.session_timeout.as_secs().to_string(),
+                    "stale_reaper" => self.stale_reaper.to_string(),
+                    "metrics_public" => self.metrics_public.to_string(),
+                    "reaper_interval" => self.reaper_interval.as_secs().to_string(),
+                    "cmd_log_dir" => path(&self.cmd_log_dir, "(off)"),
+                    "web_secret_key" => secret(&self.web_secret_key),
+                    "web_session_ttl" => self.web_session_ttl.as_secs().to_string(),
+                    "web_users" => match self.web_users.len() {
+                        0 => "(none: dashboard off)".to_string(),
+                        _ => format!(
+                            "{} (password hashes ********)",
+                            self.web_users
+                                .iter()
+                                .map(|u| u.username.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    },
+                    "command_timeout" => self.command_timeout.as_secs().to_string(),
+                    "keepalive_interval" => self.keepalive_interval.as_secs().to_string(),
+                    "workers" => self.workers.to_string(),
+                    "max_sessions" => self.max_sessions.to_string(),
+                    "max_connections" => self.max_connections.to_string(),
+                    "max_body_bytes" => self.max_body_bytes.to_string(),
+                    "max_output_bytes" => self.max_output_bytes.to_string(),
+                    "state_dir" => self.state_dir.display().to_string(),
+                    "known_hosts" => path(
+                        &self.known_hosts,
+                        &self.state_dir.join("known_hosts").display().to_string(),
+                    ),
+                    "host_key_policy" => self.host_key_policy.name().to_string(),
+                    "host_key_policy_override" => if self.host_key_policy_override_any {
+                        "any"
+                    } else {
+                        "stricter"
+                    }
+                    .to_string(),
+                    "key_dir" => path(&self.key_dir, "(off: no key authentication)"),
+                    _ => match self.lists.get(k) {
+                        Some(l) if !l.is_empty() => format!("{l:?}"),
+                        _ if k == "mask_patterns" => "(built-in)".to_string(),
+                        _ => "[]".to_string(),
+                    },
+                };
+                (k, v)
+            })
+            .collect()
+    }
+}
+
+/// Keys that differ between two configs, split into (applied live, needing a restart).
+pub fn changes(old: &Config, new: &Config) -> (Vec<&'static str>, Vec<&'static str>) {
+    let (a, b) = (old.describe(), new.describe());
+    let mut live = Vec::new();
+    let mut restart = Vec::new();
+    for ((k, v1), (_, v2)) in a.iter().zip(b.iter()) {
+        // Secrets show masked: compare them themselves.
+        let differs = match *k {
+            "api_token" => old.api_token.expose() != new.api_token.expose(),
+            "web_secret_key" => old.web_secret_key.expose() != new.web_secret_key.expose(),
+            "web_users" => {
+                old.web_users.len() != new.web_users.len()
+                    || old.web_users.iter().zip(&new.web_users).any(|(x, y)| {
+                        x.username != y.username
+                            || x.password_hash.expose() != y.password_hash.expose()
+                    })
+            }
+            _ => v1 != v2,
+        };
+        if differs {
+            if LIVE_KEYS.contains(k) {
+                live.push(*k);
+            } else {
+                restart.push(*k);
+            }
+        }
+    }
+    (live, restart)
+}
+
+/// The permission check of `check-config`: a file holding secrets must not be readable or
+/// writable by other users (an error); group-writable is a warning.
+pub fn check_permissions(path: &Path, secret_keys: &[String]) -> Result<Vec<String>, Error> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path)
+        .map_err(|e| Error::Config(format!("cannot stat {}: {e}", path.display())))?;
+    let mode = meta.permissions().mode() & 0o7777;
+    let mut warnings = Vec::new();
+    if mode & 0o007 != 0 && !secret_keys.is_empty() {
+        return Err(Error::Config(format!(
+            "{} has mode {mode:04o}: it holds {} and must not be readable or writable by other users (chmod 0640, owner root, group netdev-broker)",
+            path.display(),
+            secret_keys.join(", ")
+        )));
+    }
+    if mode & 0o020 != 0 {
+        warnings.push(format!(
+            "{} has mode {mode:04o}: group-writable (0640 is enough: the broker only reads it)",
+            path.display()
+        ));
+    }
+    if mode & 0o002 != 0 {
+        warnings.push(format!(
+            "{} has mode {mode:04o}: anyone can change the broker's configuration",
+            path.display()
+        ));
+    }
+    Ok(warnings)
+}
+
 /// Parse a YAML document into a Config (no file, env or flags involved). Empty text = defaults.
 pub fn from_yaml(text: &str) -> Result<Loaded, Error> {
     let mut c = Config::default();
     let mut warnings = Vec::new();
+    let mut secret_keys = Vec::new();
     let (mut denied, mut allowed): (Vec<String>, Vec<String>) = (Vec::new(), Vec::new());
     let doc: Value = if text.trim().is_empty() {
         Value::Null
@@ -239,6 +413,11 @@ pub fn from_yaml(text: &str) -> Result<Loaded, Error> {
         let bad = |m: String| Error::Config(format!("config key '{key}': {m}"));
         if v.is_null() && key != "web_users" && key != "cmd_log_dir" {
             continue; // `key:` with no value keeps the default
+        }
+        let empty = matches!(&v, Value::String(s) if s.is_empty())
+            || matches!(&v, Value::Sequence(s) if s.is_empty());
+        if SECRET_KEYS.contains(&key.as_str()) && !v.is_null() && !empty {
+            secret_keys.push(key.clone());
         }
         match key.as_str() {
             "host" => c.host = string(&v).map_err(bad)?,
@@ -304,17 +483,23 @@ pub fn from_yaml(text: &str) -> Result<Loaded, Error> {
                 c.key_dir = (!s.trim().is_empty()).then(|| PathBuf::from(s));
             }
             "allowed_hosts" => {
-                c.allowed_hosts = HostList::parse(&list(&v).map_err(bad)?).map_err(bad)?
+                let l = list(&v).map_err(bad)?;
+                c.allowed_hosts = HostList::parse(&l).map_err(bad)?;
+                c.lists.insert(key.clone(), l);
             }
             "legacy_hosts" => {
-                c.legacy_hosts = HostList::parse(&list(&v).map_err(bad)?).map_err(bad)?
+                let l = list(&v).map_err(bad)?;
+                c.legacy_hosts = HostList::parse(&l).map_err(bad)?;
+                c.lists.insert(key.clone(), l);
             }
             "trusted_proxies" => {
-                let l = HostList::parse(&list(&v).map_err(bad)?).map_err(bad)?;
+                let raw = list(&v).map_err(bad)?;
+                let l = HostList::parse(&raw).map_err(bad)?;
                 if l.has_globs() {
                     return Err(bad("expected addresses or CIDRs, not names".into()));
                 }
                 c.trusted_proxies = l;
+                c.lists.insert(key.clone(), raw);
             }
             "denied_commands" | "allowed_commands" => {
                 let l = list(&v).map_err(bad)?;
@@ -327,6 +512,8 @@ pub fn from_yaml(text: &str) -> Result<Loaded, Error> {
                     allowed = l;
                 }
                 c.commands = CommandRules::new(&denied, &allowed).map_err(bad)?;
+                c.lists.insert("denied_commands".into(), denied.clone());
+                c.lists.insert("allowed_commands".into(), allowed.clone());
             }
             "mask_patterns" => {
                 let list = match &v {
@@ -338,6 +525,7 @@ pub fn from_yaml(text: &str) -> Result<Loaded, Error> {
                     _ => return Err(bad("expected a list of regular expressions".into())),
                 };
                 c.masker = Masker::new(&list).map_err(bad)?;
+                c.lists.insert(key.clone(), list);
             }
             _ => {
                 warnings.push(format!(
@@ -350,6 +538,7 @@ pub fn from_yaml(text: &str) -> Result<Loaded, Error> {
     Ok(Loaded {
         config: c,
         warnings,
+        secret_keys,
     })
 }
 
@@ -567,6 +756,23 @@ web_session_ttl: 3600
         let l = from_yaml(include_str!("../config.example.yml")).unwrap();
         assert!(l.warnings.is_empty(), "{:?}", l.warnings);
         assert_eq!(l.config.port, 8765);
+    }
+
+    #[test]
+    fn changes_split_live_and_restart_keys() {
+        let a = from_yaml("api_token: a\nport: 1\ndenied_commands: [x]")
+            .unwrap()
+            .config;
+        let b = from_yaml("api_token: b\nport: 2\ndenied_commands: [y]\nlog_level: debug")
+            .unwrap()
+            .config;
+        let (live, restart) = changes(&a, &b);
+        assert_eq!(live, ["api_token", "log_level", "denied_commands"]);
+        assert_eq!(restart, ["port"]);
+        assert_eq!(changes(&a, &a.clone()), (vec![], vec![]));
+        assert!(a
+            .describe()
+            .contains(&("api_token", "********".to_string())));
     }
 
     #[test]

@@ -7,6 +7,7 @@
 pub mod api;
 pub mod channel;
 pub mod cli;
+pub mod cmd_check;
 pub mod cmd_demo;
 pub mod cmd_hash;
 pub mod cmdlog;

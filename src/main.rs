@@ -2,7 +2,7 @@ use netdev_broker::cli::{self, Command};
 use netdev_broker::config::{self, TOKEN_ENV};
 use netdev_broker::error::Error;
 use netdev_broker::{logging, server::Broker};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 fn main() {
     let code = match run() {
@@ -52,6 +52,11 @@ fn run() -> Result<(), Error> {
             println!("{hash}");
             return Ok(());
         }
+        Command::CheckConfig(ov) => {
+            let report = netdev_broker::cmd_check::run(&ov, std::env::var(TOKEN_ENV).ok())?;
+            print!("{report}");
+            return Ok(());
+        }
         Command::Serve(ov) => ov,
     };
     let loaded = config::load(&ov, std::env::var(TOKEN_ENV).ok())?;
@@ -63,12 +68,20 @@ fn run() -> Result<(), Error> {
     if let Some(src) = &c.source {
         log::info!("configuration from {}", src.display());
     }
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
         .map_err(|e| Error::Config(format!("cannot install signal handlers: {e}")))?;
-    let broker = Broker::start(&c)?;
+    let mut broker = Broker::start(&c)?;
     drop(c);
-    if let Some(sig) = signals.forever().next() {
+    for sig in signals.forever() {
+        if sig == SIGHUP {
+            // logrotate's move-then-HUP, or `systemctl reload`: same overrides and variable
+            // as at start.
+            log::info!("SIGHUP received: reopening the log file and reloading the configuration");
+            broker.reload(&ov, std::env::var(TOKEN_ENV).ok());
+            continue;
+        }
         log::info!("signal {sig} received, shutting down");
+        break;
     }
     broker.shutdown();
     log::info!("bye");

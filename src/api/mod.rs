@@ -11,18 +11,26 @@ use crate::platform;
 use crate::secret::Secret;
 use crate::session::{ConfigJob, ExecJob, ExecReport, OpenRequest, Protocol, Registry};
 use crate::trust::{Algorithms, CommandRules, HostKeyPolicy, HostList};
+use parking_lot::RwLock;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub struct Api {
     pub registry: Arc<Registry>,
+    /// Swapped whole by a reload (SIGHUP); a request reads it once, when it starts.
+    live: RwLock<Arc<ApiLive>>,
+    /// The dashboard (it answers only while `web_users` is configured).
+    pub web: crate::web::Web,
+}
+
+/// The API's settings that a reload may change.
+#[derive(Debug, Clone, Default)]
+pub struct ApiLive {
     pub token: Secret,
     pub command_timeout: Duration,
     pub default_session_timeout: Duration,
     pub trust: ApiTrust,
-    /// The dashboard, when `web_users` is configured.
-    pub web: Option<crate::web::Web>,
     /// `GET /metrics` without a token (config `metrics_public`).
     pub metrics_public: bool,
 }
@@ -156,7 +164,6 @@ impl Api {
     /// The route a path belongs to, as a fixed template (ids never reach a metric label).
     fn route_template(&self, path: &str) -> &'static str {
         let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-        let web = self.web.is_some();
         match segs.as_slice() {
             ["health"] => "/health",
             ["sessions"] => "/sessions",
@@ -173,19 +180,37 @@ impl Api {
             ["telnet-session", _] => "/telnet-session/{id}",
             ["telnet-session", _, "status"] => "/telnet-session/{id}/status",
             ["telnet-session", _, "exec"] => "/telnet-session/{id}/exec",
-            [""] if web => "/",
-            ["login"] if web => "/login",
-            ["logout"] if web => "/logout",
-            ["ui", "style.css"] if web => "/ui/style.css",
-            ["ui", "close", _] if web => "/ui/close/{id}",
-            ["ui", "close-all"] if web => "/ui/close-all",
+            [""] => "/",
+            ["login"] => "/login",
+            ["logout"] => "/logout",
+            ["ui", "style.css"] => "/ui/style.css",
+            ["ui", "close", _] => "/ui/close/{id}",
+            ["ui", "close-all"] => "/ui/close-all",
             _ => "other",
         }
     }
 
-    fn authorized(&self, req: &Request) -> Result<(), Error> {
+    pub fn new(registry: Arc<Registry>, live: ApiLive, web: crate::web::Web) -> Api {
+        Api {
+            registry,
+            live: RwLock::new(Arc::new(live)),
+            web,
+        }
+    }
+
+    /// The settings in effect now.
+    pub fn live(&self) -> Arc<ApiLive> {
+        self.live.read().clone()
+    }
+
+    /// Requests that start from now on use `live`; those under way finish with the old.
+    pub fn set_live(&self, live: ApiLive) {
+        *self.live.write() = Arc::new(live);
+    }
+
+    fn authorized(&self, req: &Request, live: &ApiLive) -> Result<(), Error> {
         match req.header("X-API-Token") {
-            Some(t) if self.token.ct_eq(t.as_bytes()) => Ok(()),
+            Some(t) if live.token.ct_eq(t.as_bytes()) => Ok(()),
             _ => Err(Error::Unauthorized),
         }
     }
@@ -210,10 +235,8 @@ impl Api {
         if telnet {
             segs[0] = "session";
         }
-        if let Some(web) = &self.web {
-            if let Some(r) = web.route(req, &segs) {
-                return r.map(Outcome::Now);
-            }
+        if let Some(r) = self.web.route(req, &segs) {
+            return r.map(Outcome::Now);
         }
         let allowed: &[&str] = match segs.as_slice() {
             ["health"] | ["sessions"] | ["device-types"] | ["metrics"] => GET,
@@ -232,9 +255,10 @@ impl Api {
                 json!({"status": "ok", "version": env!("CARGO_PKG_VERSION"), "sessions": self.registry.len()}),
             );
         }
+        let live = self.live();
         if segs.as_slice() == ["metrics"] {
-            if !self.metrics_public {
-                self.authorized(req)?;
+            if !live.metrics_public {
+                self.authorized(req, &live)?;
             }
             return Ok(Outcome::Now(Response {
                 status: 200,
@@ -242,7 +266,7 @@ impl Api {
                 body: self.registry.metrics().render(&self.registry).into_bytes(),
             }));
         }
-        self.authorized(req)?;
+        self.authorized(req, &live)?;
         match segs.as_slice() {
             ["sessions"] => {
                 let list: Vec<Value> = self
@@ -254,12 +278,12 @@ impl Api {
                 ok_json(200, json!({"count": list.len(), "sessions": list}))
             }
             ["device-types"] => ok_json(200, device_types()),
-            ["session"] => self.open(req, slot, telnet),
+            ["session"] => self.open(req, slot, telnet, &live),
             ["session", id, "status"] => match self.registry.get(id) {
                 Some(h) => ok_json(200, wire::status_json(&h)),
                 None => Err(Error::SessionNotFound),
             },
-            ["session", id, "exec"] => self.exec(id, req, slot),
+            ["session", id, "exec"] => self.exec(id, req, slot, &live),
             ["session", id] => {
                 self.registry
                     .remove(id, crate::metrics::CloseReason::Delete);
@@ -276,8 +300,9 @@ impl Api {
         req: &Request,
         slot: &mut Option<Responder>,
         telnet_path: bool,
+        live: &ApiLive,
     ) -> Result<Outcome, Error> {
-        let r = self.open_checked(req, slot, telnet_path);
+        let r = self.open_checked(req, slot, telnet_path, live);
         if let Err(e) = &r {
             let protocol = if telnet_path {
                 Protocol::Telnet
@@ -296,6 +321,7 @@ impl Api {
         req: &Request,
         slot: &mut Option<Responder>,
         telnet_path: bool,
+        live: &ApiLive,
     ) -> Result<Outcome, Error> {
         let b = wire::open_body(&req.body)?;
         // Netmiko opens `*_telnet` device types over Telnet; so does POST /session.
@@ -321,14 +347,14 @@ impl Api {
             )
         })?;
         let key_file = match &b.key_file {
-            Some(k) => Some(self.trust.key_file(k)?),
+            Some(k) => Some(live.trust.key_file(k)?),
             None => None,
         };
-        let host_key_policy = self.trust.policy(b.host_key_policy)?;
+        let host_key_policy = live.trust.policy(b.host_key_policy)?;
         let algorithms = Algorithms {
             legacy: b
                 .legacy_algorithms
-                .unwrap_or_else(|| self.trust.legacy_default(&b.host)),
+                .unwrap_or_else(|| live.trust.legacy_default(&b.host)),
             kex: b.kex,
             host_key: b.host_key_algorithms,
             ciphers: b.ciphers,
@@ -351,7 +377,7 @@ impl Api {
             device_type: b.device_type,
             platform,
             connect_timeout: b.timeout,
-            session_timeout: b.session_timeout.unwrap_or(self.default_session_timeout),
+            session_timeout: b.session_timeout.unwrap_or(live.default_session_timeout),
             enable_level: b.enable_level,
             keepalive_interval: b.keepalive_interval,
         };
@@ -378,9 +404,10 @@ impl Api {
         id: &str,
         req: &Request,
         slot: &mut Option<Responder>,
+        live: &ApiLive,
     ) -> Result<Outcome, Error> {
         let started = Instant::now();
-        let r = self.exec_checked(id, req, slot, started);
+        let r = self.exec_checked(id, req, slot, started, live);
         if let Err(e) = &r {
             self.registry.metrics().exec_done(Err(e), started.elapsed());
         }
@@ -393,10 +420,11 @@ impl Api {
         req: &Request,
         slot: &mut Option<Responder>,
         started: Instant,
+        live: &ApiLive,
     ) -> Result<Outcome, Error> {
         // Body first (422), then the session (404): the order FastAPI answered in.
         let b = wire::exec_body(&req.body)?;
-        self.trust.check_commands(
+        live.trust.check_commands(
             b.items
                 .iter()
                 .map(|i| i.cmd.as_str())
@@ -413,7 +441,7 @@ impl Api {
         let metrics = self.registry.metrics().clone();
         let job = ExecJob {
             items: b.items,
-            timeout: b.timeout.unwrap_or(self.command_timeout),
+            timeout: b.timeout.unwrap_or(live.command_timeout),
             stop_on_error: b.stop_on_error,
             config: (b.config.is_some() || b.save).then(|| ConfigJob {
                 lines: b.config.unwrap_or_default(),

@@ -186,7 +186,8 @@ enum Job {
 /// Shared settings the session threads need.
 pub struct Settings {
     pub known_hosts: KnownHosts,
-    pub allowed_hosts: HostList,
+    /// Changed by a reload: each open reads it once.
+    pub allowed_hosts: RwLock<HostList>,
     pub max_sessions: usize,
     pub max_output_bytes: usize,
     pub keepalive_interval: Duration,
@@ -214,6 +215,12 @@ impl Registry {
             settings,
             shutting_down: AtomicBool::new(false),
         })
+    }
+
+    /// A reload's allow-list: sessions opened from now on are checked against it; open
+    /// sessions stay.
+    pub fn set_allowed_hosts(&self, l: HostList) {
+        *self.settings.allowed_hosts.write() = l;
     }
 
     pub fn len(&self) -> usize {
@@ -484,6 +491,7 @@ fn session_main(reg: Arc<Registry>, id: String, req: OpenRequest, reply: OpenRep
     };
     let started = Instant::now();
     let deadline = started + req.connect_timeout;
+    let allowed_hosts = reg.settings.allowed_hosts.read().clone();
     let opened = (|| {
         let mut host_key = None;
         let (transport, login): (Box<dyn Transport>, _) = match req.protocol {
@@ -498,20 +506,15 @@ fn session_main(reg: Arc<Registry>, id: String, req: OpenRequest, reply: OpenRep
                     algorithms: &req.algorithms,
                     known_hosts: &reg.settings.known_hosts,
                     policy: req.host_key_policy,
-                    allowed: &reg.settings.allowed_hosts,
+                    allowed: &allowed_hosts,
                 };
                 let t = SshTransport::connect(&params, deadline)?;
                 host_key = t.host_key.clone();
                 (Box::new(t), None)
             }
             Protocol::Telnet => {
-                let t = TelnetTransport::connect(
-                    &req.host,
-                    req.port,
-                    &reg.settings.allowed_hosts,
-                    deadline,
-                    None,
-                )?;
+                let t =
+                    TelnetTransport::connect(&req.host, req.port, &allowed_hosts, deadline, None)?;
                 let login = Login {
                     username: &req.username,
                     password: &req.password,

@@ -11,7 +11,7 @@ use crate::secret::Secret;
 use crate::session::Registry;
 use crate::trust::HostList;
 use hmac::{Hmac, Mac};
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -27,15 +27,33 @@ pub const FAIL_WINDOW: Duration = Duration::from_secs(60);
 const MAX_TRACKED: usize = 10_000;
 
 pub struct Web {
-    users: Vec<WebUser>,
-    key: Secret,
-    ttl: Duration,
-    trusted_proxies: HostList,
+    /// Swapped whole by a reload (SIGHUP).
+    auth: RwLock<Arc<WebAuth>>,
     registry: Arc<Registry>,
     /// Failed login times per client address.
     failures: Mutex<HashMap<IpAddr, VecDeque<Instant>>>,
     /// Logged-out logins (nonce → expiry, unix seconds) until they would have expired anyway.
     revoked: Mutex<HashMap<String, u64>>,
+}
+
+/// The dashboard's settings that a reload may change. No users: the dashboard is off.
+#[derive(Debug, Clone, Default)]
+pub struct WebAuth {
+    pub users: Vec<WebUser>,
+    pub key: Secret,
+    pub ttl: Duration,
+    pub trusted_proxies: HostList,
+}
+
+impl WebAuth {
+    pub fn from_config(c: &Config) -> WebAuth {
+        WebAuth {
+            users: c.web_users.clone(),
+            key: c.web_secret_key.clone(),
+            ttl: c.web_session_ttl,
+            trusted_proxies: c.trusted_proxies.clone(),
+        }
+    }
 }
 
 /// A valid login, from its cookie.
@@ -46,24 +64,31 @@ pub struct Login {
 }
 
 impl Web {
-    /// `None` when the dashboard is off (no `web_users`).
-    pub fn from_config(c: &Config, registry: Arc<Registry>) -> Option<Web> {
-        if c.web_users.is_empty() {
-            return None;
-        }
-        Some(Web {
-            users: c.web_users.clone(),
-            key: c.web_secret_key.clone(),
-            ttl: c.web_session_ttl,
-            trusted_proxies: c.trusted_proxies.clone(),
+    /// The dashboard answers only while `web_users` is configured.
+    pub fn from_config(c: &Config, registry: Arc<Registry>) -> Web {
+        Web {
+            auth: RwLock::new(Arc::new(WebAuth::from_config(c))),
             registry,
             failures: Mutex::new(HashMap::new()),
             revoked: Mutex::new(HashMap::new()),
-        })
+        }
     }
 
-    /// The dashboard's routes; `None` for any other path.
+    fn auth(&self) -> Arc<WebAuth> {
+        self.auth.read().clone()
+    }
+
+    /// New users, key, login lifetime and proxies. Logins of users still listed stay valid
+    /// while the key is unchanged; a new key logs everyone out.
+    pub fn set_auth(&self, auth: WebAuth) {
+        *self.auth.write() = Arc::new(auth);
+    }
+
+    /// The dashboard's routes; `None` for any other path, and for every path while it is off.
     pub fn route(&self, req: &Request, segs: &[&str]) -> Option<Result<Response, Error>> {
+        if self.auth().users.is_empty() {
+            return None;
+        }
         const GET: &[&str] = &["GET"];
         const POST: &[&str] = &["POST"];
         const BOTH: &[&str] = &["GET", "POST"];
@@ -168,10 +193,11 @@ impl Web {
         let form = parse_form(&req.body);
         let name = form.get("username").map(String::as_str).unwrap_or("");
         let password = Secret::new(form.get("password").cloned().unwrap_or_default());
-        let user = self.users.iter().find(|u| u.username == name);
+        let auth = self.auth();
+        let user = auth.users.iter().find(|u| u.username == name);
         // An unknown user costs one bcrypt check too (against a configured hash), so the answer
         // time does not tell which usernames exist.
-        let ok = user.or(self.users.first()).is_some_and(|u| {
+        let ok = user.or(auth.users.first()).is_some_and(|u| {
             bcrypt::verify(password.expose(), u.password_hash.expose()).unwrap_or(false)
         }) && user.is_some();
         drop(password);
@@ -205,7 +231,7 @@ impl Web {
             "Set-Cookie",
             &format!(
                 "{COOKIE}={cookie}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
-                self.ttl.as_secs()
+                auth.ttl.as_secs()
             ),
         )
     }
@@ -213,7 +239,7 @@ impl Web {
     // --- login cookie ----------------------------------------------------------------------
 
     fn mac(&self, parts: &[&str]) -> Option<HmacSha256> {
-        let mut m = HmacSha256::new_from_slice(self.key.expose().as_bytes()).ok()?;
+        let mut m = HmacSha256::new_from_slice(self.auth().key.expose().as_bytes()).ok()?;
         for p in parts {
             m.update(p.as_bytes());
             m.update(b"\n");
@@ -227,7 +253,7 @@ impl Web {
 
     /// `v1.<hex username>.<expiry unix s>.<nonce>.<hex HMAC-SHA256>`
     fn issue(&self, user: &str) -> Option<String> {
-        let exp = (unix_now() + self.ttl.as_secs()).to_string();
+        let exp = (unix_now() + self.auth().ttl.as_secs()).to_string();
         let nonce = crate::util::random_id().ok()?;
         let u = hex(user.as_bytes());
         let sig = self.sign(&["login", &u, &exp, &nonce])?;
@@ -252,7 +278,7 @@ impl Web {
             return None;
         }
         let user = String::from_utf8(unhex(u)?).ok()?;
-        if !self.users.iter().any(|x| x.username == user) {
+        if !self.auth().users.iter().any(|x| x.username == user) {
             return None;
         }
         let csrf = self.sign(&["csrf", nonce])?;
@@ -280,7 +306,7 @@ impl Web {
         r.retain(|_, e| *e > now);
         r.insert(
             nonce.to_string(),
-            exp.parse().unwrap_or(now + self.ttl.as_secs()),
+            exp.parse().unwrap_or(now + self.auth().ttl.as_secs()),
         );
     }
 
@@ -290,7 +316,9 @@ impl Web {
     /// in `X-Forwarded-For` that is not itself a trusted proxy.
     pub fn client(&self, req: &Request) -> IpAddr {
         let peer = canonical(req.remote.ip());
-        if self.trusted_proxies.is_empty() || !self.trusted_proxies.matches_addr(peer) {
+        let auth = self.auth();
+        let proxies = &auth.trusted_proxies;
+        if proxies.is_empty() || !proxies.matches_addr(peer) {
             return peer;
         }
         let Some(xff) = req.header("X-Forwarded-For") else {
@@ -298,7 +326,7 @@ impl Web {
         };
         for part in xff.rsplit(',') {
             match part.trim().parse::<IpAddr>() {
-                Ok(ip) if self.trusted_proxies.matches_addr(canonical(ip)) => continue,
+                Ok(ip) if proxies.matches_addr(canonical(ip)) => continue,
                 Ok(ip) => return canonical(ip),
                 Err(_) => return peer,
             }

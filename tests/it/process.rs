@@ -328,3 +328,310 @@ fn demo_prints_commands_that_work() {
     };
     assert_eq!(status.code(), Some(0));
 }
+
+/// `check-config`: the same loader as `serve`, the file's permissions, secrets never printed.
+#[test]
+fn check_config_validates_masks_and_checks_permissions() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tmpdir("check");
+    let cfg = dir.join("config.yml");
+    let path = cfg.to_str().unwrap();
+    std::fs::write(
+        &cfg,
+        format!("api_token: {TOKEN}\nport: 9123\nweb_secret_key: {PASSWORD}\ndenied_commands: ['^reload']\nfavourite_colour: blue\n"),
+    )
+    .unwrap();
+    std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let (code, out, err) = run_to_end(&["check-config", "--config", path], None);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("port: 9123\n"), "{out}");
+    assert!(out.contains("api_token: ********\n"), "{out}");
+    assert!(out.contains("web_secret_key: ********\n"), "{out}");
+    assert!(out.contains("denied_commands: [\"^reload\"]\n"), "{out}");
+    assert!(
+        out.contains("favourite_colour"),
+        "unknown keys are warned about: {out}"
+    );
+    for canary in [TOKEN, PASSWORD] {
+        assert!(!out.contains(canary) && !err.contains(canary), "{out}{err}");
+    }
+    // Group-writable: a warning, still fine.
+    std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o660)).unwrap();
+    let (code, out, _) = run_to_end(&["check-config", "--config", path], None);
+    assert_eq!(code, 0);
+    assert!(out.contains("group-writable"), "{out}");
+    // Readable by others while it holds the token: refused, naming the mode.
+    std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (code, out, err) = run_to_end(&["check-config", "--config", path], None);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("0644") && err.contains("api_token"), "{err}");
+    assert!(!err.contains(TOKEN), "{err}");
+    // Without secrets in the file (the token from the environment, as serve takes it) the
+    // same mode is fine.
+    std::fs::write(&cfg, "port: 9124\n").unwrap();
+    let (code, out, _) = run_to_end(&["check-config", "--config", path], None);
+    assert_eq!(code, 2, "no token anywhere: {out}");
+    let (code, out, err) = run_to_end(&["check-config", "--config", path], Some(TOKEN));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("port: 9124\n") && !out.contains(TOKEN),
+        "{out}"
+    );
+    // A bad value: exit 2 naming the key.
+    std::fs::write(&cfg, "api_token: x\nreaper_interval: often\n").unwrap();
+    std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (code, _, err) = run_to_end(&["check-config", "--config", path], None);
+    assert_eq!(code, 2);
+    assert!(err.contains("'reaper_interval'"), "{err}");
+    let (code, _, err) = run_to_end(&["check-config", "--config", "/nonexistent/c.yml"], None);
+    assert_eq!(code, 2);
+    assert!(err.contains("/nonexistent/c.yml"), "{err}");
+    let (_, out, _) = run_to_end(&["--help"], None);
+    assert!(out.contains("check-config"));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+fn spawn_without_env_token(cfg: &std::path::Path, port: u16) -> Proc {
+    let child = Command::new(BIN)
+        .args(["serve", "--config", cfg.to_str().unwrap()])
+        .args(["--port", &port.to_string()])
+        .env_remove("NETDEV_BROKER_API_TOKEN")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), || std::net::TcpStream::connect(
+            addr
+        )
+        .is_ok()),
+        "broker did not start"
+    );
+    Proc { child, addr }
+}
+
+fn hup(p: &Proc) {
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(p.child.id() as i32, libc::SIGHUP) };
+}
+
+/// SIGHUP with a session open: new token, level and denied commands apply, the session stays;
+/// the log file is reopened at its path (logrotate); a broken config changes nothing.
+#[test]
+fn sighup_reloads_live_settings_keeps_sessions_and_reopens_the_log() {
+    let dev = FakeDevice::start(DeviceConfig {
+        password: PASSWORD.into(),
+        ..Default::default()
+    });
+    let dir = tmpdir("hup");
+    let log = dir.join("broker.log");
+    let cfg = dir.join("config.yml");
+    let base = format!(
+        "log_mode: file\nlog_file: {}\nstate_dir: {}\n",
+        log.display(),
+        dir.display()
+    );
+    std::fs::write(&cfg, format!("{base}api_token: {TOKEN}\nlog_level: INFO\n")).unwrap();
+    let mut p = spawn_without_env_token(&cfg, free_port());
+    let exec = |token: &str, id: &str, cmd: &str| {
+        call(
+            p.addr,
+            "POST",
+            &format!("/session/{id}/exec"),
+            Some(token),
+            Some(&json!({"commands": [cmd]}).to_string()),
+        )
+    };
+    let body = json!({"host": "127.0.0.1", "port": dev.port(), "username": "admin", "password": PASSWORD, "timeout": 10});
+    let r = call(
+        p.addr,
+        "POST",
+        "/session",
+        Some(TOKEN),
+        Some(&body.to_string()),
+    );
+    assert_eq!(r.status, 201, "{:?}", r.json());
+    let id = r.json()["session_id"].as_str().unwrap().to_string();
+    assert_eq!(exec(TOKEN, &id, "show version").status, 200);
+    assert_eq!(exec(TOKEN, &id, "show running-config").status, 200);
+
+    // logrotate: move the file away, then HUP.
+    let rotated = dir.join("broker.log.1");
+    std::fs::rename(&log, &rotated).unwrap();
+    let new_token = "CANARY-tok-new-77ab";
+    std::fs::write(
+        &cfg,
+        format!("{base}api_token: {new_token}\nlog_level: DEBUG\ndenied_commands: ['^show run']\nmax_sessions: 7\n"),
+    )
+    .unwrap();
+    hup(&p);
+    assert!(
+        wait_until(Duration::from_secs(5), || call(
+            p.addr,
+            "GET",
+            "/sessions",
+            Some(TOKEN),
+            None
+        )
+        .status
+            == 401),
+        "the old token still works after SIGHUP"
+    );
+    let r = call(p.addr, "GET", "/sessions", Some(new_token), None);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["count"], 1, "the session survived: {:?}", r.json());
+    let r = exec(new_token, &id, "show version");
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    assert!(r.json()["outputs"]["show version"].as_str().is_some());
+    let r = exec(new_token, &id, "show running-config");
+    assert_eq!(r.status, 403, "newly denied: {:?}", r.json());
+    assert!(
+        wait_until(Duration::from_secs(5), || log.exists()),
+        "a new log file at the configured path"
+    );
+    let new_log = std::fs::read_to_string(&log).unwrap();
+    assert!(new_log.contains("reload: configuration from"), "{new_log}");
+    assert!(
+        new_log.contains("api_token") && new_log.contains("denied_commands"),
+        "{new_log}"
+    );
+    assert!(
+        new_log.contains("'max_sessions' changed but needs a restart"),
+        "{new_log}"
+    );
+    assert!(
+        new_log.contains(" DEBUG "),
+        "log_level DEBUG applies: {new_log}"
+    );
+    let old_log = std::fs::read_to_string(&rotated).unwrap();
+    assert!(old_log.contains("listening on") && !old_log.contains("reload: configuration"));
+
+    // A broken config: refused with an ERROR, everything stays as it was.
+    std::fs::write(
+        &cfg,
+        format!("{base}api_token: third\nreaper_interval: often\n"),
+    )
+    .unwrap();
+    hup(&p);
+    assert!(
+        wait_until(Duration::from_secs(5), || std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("reload refused")),
+        "a refused reload is logged"
+    );
+    let new_log = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        new_log
+            .lines()
+            .any(|l| l.contains(" ERROR ") && l.contains("'reaper_interval'")),
+        "{new_log}"
+    );
+    assert_eq!(
+        call(p.addr, "GET", "/sessions", Some("third"), None).status,
+        401
+    );
+    assert_eq!(
+        call(p.addr, "GET", "/sessions", Some(new_token), None).status,
+        200
+    );
+    assert_eq!(exec(new_token, &id, "show version").status, 200);
+    assert_eq!(exec(new_token, &id, "show running-config").status, 403);
+
+    // SIGTERM still ends it cleanly.
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(p.child.id() as i32, libc::SIGTERM) };
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = p.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "no exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0));
+    for text in [std::fs::read_to_string(&log).unwrap(), old_log] {
+        for canary in [TOKEN, new_token, PASSWORD] {
+            assert!(!text.contains(canary), "{canary} leaked into the log");
+        }
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// SIGHUP turns the reaper on (an idle session is then reaped) and the dashboard on (first web
+/// user), and a changed restart-only key is reported, not applied.
+#[test]
+fn sighup_turns_the_reaper_and_the_dashboard_on() {
+    let dev = FakeDevice::start(DeviceConfig {
+        password: PASSWORD.into(),
+        ..Default::default()
+    });
+    let dir = tmpdir("hup2");
+    let log = dir.join("broker.log");
+    let cfg = dir.join("config.yml");
+    let base = format!(
+        "log_mode: file\nlog_file: {}\nstate_dir: {}\napi_token: {TOKEN}\n",
+        log.display(),
+        dir.display()
+    );
+    std::fs::write(
+        &cfg,
+        format!("{base}stale_reaper: false\nreaper_interval: 1\n"),
+    )
+    .unwrap();
+    let p = spawn_without_env_token(&cfg, free_port());
+    let body = json!({"host": "127.0.0.1", "port": dev.port(), "username": "admin", "password": PASSWORD, "timeout": 10, "session_timeout": 1});
+    let r = call(
+        p.addr,
+        "POST",
+        "/session",
+        Some(TOKEN),
+        Some(&body.to_string()),
+    );
+    assert_eq!(r.status, 201, "{:?}", r.json());
+    let id = r.json()["session_id"].as_str().unwrap().to_string();
+    assert_eq!(
+        call(p.addr, "GET", "/", None, None).status,
+        404,
+        "dashboard off"
+    );
+    std::thread::sleep(Duration::from_millis(2500));
+    let status = |id: &str| {
+        call(
+            p.addr,
+            "GET",
+            &format!("/session/{id}/status"),
+            Some(TOKEN),
+            None,
+        )
+        .status
+    };
+    assert_eq!(status(&id), 200, "reaper off: the idle session stays");
+
+    let hash = bcrypt::hash("CANARY-web-pw-1", 4).unwrap();
+    std::fs::write(
+        &cfg,
+        format!("{base}stale_reaper: true\nreaper_interval: 1\nworkers: 5\nweb_secret_key: CANARY-key-31\nweb_users:\n  - username: ops\n    password_hash: '{hash}'\n"),
+    )
+    .unwrap();
+    hup(&p);
+    assert!(
+        wait_until(Duration::from_secs(8), || status(&id) == 404),
+        "the reaper, turned on by the reload, reaps the idle session"
+    );
+    let r = call(p.addr, "GET", "/", None, None);
+    assert_eq!(r.status, 200, "the dashboard is on");
+    assert!(String::from_utf8_lossy(&r.body).contains("password"));
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("'workers' changed but needs a restart"),
+        "{text}"
+    );
+    assert!(text.contains("reaper every 1 s"), "{text}");
+    assert!(!text.contains("CANARY-key-31") && !text.contains(TOKEN));
+    std::fs::remove_dir_all(&dir).ok();
+}
