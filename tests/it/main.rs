@@ -6,6 +6,7 @@ mod docs;
 mod exec_forms;
 mod fake_ssh;
 mod fake_ssh_tests;
+mod faults;
 mod metrics;
 mod platforms;
 mod process;
