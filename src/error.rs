@@ -105,9 +105,29 @@ impl Error {
         }
     }
 
+    /// A local I/O failure while serving a request: out of descriptors or memory is a capacity
+    /// problem (503, try again), anything else is internal (500).
+    pub fn local_io(context: &str, e: &std::io::Error) -> Error {
+        if is_resource_exhaustion(e) {
+            Error::Capacity(format!(
+                "{context}: {e}; the broker is out of resources, try again shortly"
+            ))
+        } else {
+            Error::Internal(format!("{context}: {e}"))
+        }
+    }
+
     pub fn validation(loc: Vec<Value>, msg: impl Into<String>, kind: &'static str) -> Error {
         Error::Validation(vec![FieldError::new(loc, msg, kind)])
     }
+}
+
+/// Out of descriptors (EMFILE, ENFILE), memory or threads (ENOMEM, EAGAIN from clone).
+pub fn is_resource_exhaustion(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOMEM) | Some(libc::ENOBUFS)
+    ) || e.kind() == std::io::ErrorKind::OutOfMemory
 }
 
 impl fmt::Display for Error {

@@ -268,8 +268,21 @@ fn worker_loop(rx: Receiver<(Request, Responder)>, handler: Arc<dyn Handler>) {
     }
 }
 
+/// A descriptor held in reserve: when accept() fails for want of descriptors, it is closed so
+/// that one waiting connection can be accepted and answered 503 (instead of piling up in the
+/// backlog unanswered), then taken again.
+fn spare_fd() -> Option<std::fs::File> {
+    std::fs::File::open("/dev/null").ok()
+}
+
+fn is_fd_exhaustion(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE))
+}
+
 fn accept_loop(listener: TcpListener, shared: Arc<Shared>, work_tx: Sender<(Request, Responder)>) {
     let mut backoff = Duration::from_millis(10);
+    let mut spare = spare_fd();
+    let mut last_exhaustion_log: Option<Instant> = None;
     loop {
         let accepted = listener.accept();
         if shared.shutdown.load(Ordering::SeqCst) {
@@ -314,8 +327,30 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>, work_tx: Sender<(Requ
                     }
                 }
             }
+            Err(e) if is_fd_exhaustion(&e) && spare.is_some() => {
+                // Out of descriptors: free the spare, answer one waiting client 503, retake it.
+                // Logged at most once a second (a flood would otherwise flood the log).
+                if last_exhaustion_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                    log::error!(
+                        "accept failed: {e}; answering waiting connections 503 until \
+                         descriptors are free ({} HTTP connections open)",
+                        shared.active.load(Ordering::SeqCst)
+                    );
+                    last_exhaustion_log = Some(Instant::now());
+                }
+                drop(spare.take());
+                if let Ok((stream, _)) = listener.accept() {
+                    reject(stream, 503, "Too many open files: try again shortly");
+                }
+                spare = spare_fd();
+                if spare.is_none() {
+                    std::thread::park_timeout(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+            }
             Err(e) => {
                 // EMFILE/ENFILE/ENOMEM and friends: keep the listener, back off, retry.
+                spare = spare.or_else(spare_fd);
                 if !matches!(
                     e.kind(),
                     io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
@@ -333,6 +368,18 @@ fn reject(mut stream: TcpStream, status: u16, detail: &str) {
     let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
     let resp = Response::json(status, &serde_json::json!({ "detail": detail }));
     let _ = write_response(&mut stream, &resp, false);
+    // Closing with the request unread would send a reset, which can destroy the answer before
+    // the client reads it: read what has already arrived (without waiting), then close.
+    let _ = stream.shutdown(Shutdown::Write);
+    if stream.set_nonblocking(true).is_ok() {
+        let mut sink = [0u8; 4096];
+        for _ in 0..16 {
+            match stream.read(&mut sink) {
+                Ok(n) if n > 0 => continue,
+                _ => break,
+            }
+        }
+    }
 }
 
 /// Why a request could not be read.

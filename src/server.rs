@@ -90,8 +90,17 @@ impl Broker {
         });
         let web = crate::web::Web::from_config(c, registry.clone());
         let api = Arc::new(Api::new(registry.clone(), api_live(c), web));
+        let nofile = crate::util::raise_nofile_limit();
+        let max_connections = crate::util::connection_cap(c.max_connections, nofile);
+        if max_connections < c.max_connections {
+            log::warn!(
+                "max_connections lowered from {} to {max_connections}: the open-file limit is \
+                 {nofile} (raise LimitNOFILE or ulimit -n)",
+                c.max_connections
+            );
+        }
         let limits = Limits {
-            max_connections: c.max_connections,
+            max_connections,
             max_body_bytes: c.max_body_bytes,
             ..Limits::default()
         };

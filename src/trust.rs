@@ -414,11 +414,16 @@ impl KnownHosts {
         }
     }
 
-    fn entries(path: &Path) -> Result<Vec<Entry>, String> {
+    fn entries(path: &Path) -> Result<Vec<Entry>, Error> {
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+            Err(e) => {
+                return Err(Error::local_io(
+                    &format!("cannot read {}", path.display()),
+                    &e,
+                ))
+            }
         };
         let mut out = Vec::new();
         for line in text.lines() {
@@ -484,7 +489,7 @@ impl KnownHosts {
             return Ok(seen("unchecked"));
         }
         let _g = self.lock.lock();
-        let entries = Self::entries(&self.path).map_err(Error::Internal)?;
+        let entries = Self::entries(&self.path)?;
         let mine: Vec<&Entry> = entries
             .iter()
             .filter(|e| pattern_matches(&e.patterns, &name))
@@ -528,10 +533,10 @@ impl KnownHosts {
         }
         let line = format!("{name} {key_type} {}\n", base64(blob, true));
         self.append(&line).map_err(|e| {
-            Error::Internal(format!(
-                "cannot record the host key in {}: {e}",
-                self.path.display()
-            ))
+            Error::local_io(
+                &format!("cannot record the host key in {}", self.path.display()),
+                &e,
+            )
         })?;
         log::info!("{name}: new host key recorded: {key_type} {fp}");
         Ok(seen("recorded"))

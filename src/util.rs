@@ -46,9 +46,58 @@ pub fn secs_since(earlier: std::time::Instant) -> u64 {
     earlier.elapsed().as_secs()
 }
 
+/// Open-file limit handling: raise the soft RLIMIT_NOFILE to the hard limit (systemd's default
+/// soft limit is 1024, hard 524288) and return the soft limit now in force.
+pub fn raise_nofile_limit() -> u64 {
+    let mut l = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read/write the rlimit struct we pass by pointer.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) != 0 {
+            return 1024;
+        }
+        // Capped: a huge limit buys nothing and makes select()-style code elsewhere misbehave.
+        let want = l.rlim_max.min(1 << 20);
+        if want > l.rlim_cur {
+            let raised = libc::rlimit {
+                rlim_cur: want,
+                rlim_max: l.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                return want;
+            }
+        }
+    }
+    l.rlim_cur
+}
+
+/// File descriptors kept free of HTTP connections: stdio, the listener, log files, the command
+/// log, resolver sockets, and a margin for device sockets.
+pub const FD_RESERVE: u64 = 64;
+
+/// The HTTP connection cap the open-file limit allows. Each connection holds two descriptors
+/// (the socket and the clone used to unblock it at shutdown); half of what is left after the
+/// reserve goes to connections, the other half stays for device sessions. So with `ulimit -n
+/// 256` at most 48 connections are served and the rest are answered 503 at once, instead of
+/// the acceptor running out of descriptors.
+pub fn connection_cap(configured: usize, nofile: u64) -> usize {
+    let allowed = (nofile.saturating_sub(FD_RESERVE) / 4).max(8);
+    configured.min(usize::try_from(allowed).unwrap_or(usize::MAX))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connection_cap_leaves_descriptors_for_sessions() {
+        assert_eq!(connection_cap(512, 256), 48);
+        assert_eq!(connection_cap(512, 1024), 240);
+        assert_eq!(connection_cap(512, 524_288), 512);
+        assert_eq!(connection_cap(512, 10), 8);
+    }
 
     #[test]
     fn iso8601_formats_known_instants() {

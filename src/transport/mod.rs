@@ -56,7 +56,7 @@ fn resolve(host: &str, port: u16, deadline: Instant) -> Result<Vec<SocketAddr>, 
                     .map(|a| a.collect::<Vec<_>>()),
             );
         })
-        .map_err(|e| Error::Internal(format!("cannot start resolver thread: {e}")))?;
+        .map_err(|e| Error::local_io("cannot start a resolver thread", &e))?;
     let wait = remaining(deadline).ok_or_else(|| timed_out("name resolution", host))?;
     match rx.recv_timeout(wait) {
         Ok(Ok(addrs)) if !addrs.is_empty() => Ok(addrs),
@@ -125,6 +125,11 @@ pub(crate) fn connect_tcp(
     }
     match last_err {
         Some(e) if e.kind() == std::io::ErrorKind::TimedOut => Err(timed_out("TCP connect", host)),
+        // socket() itself failed here, not the device.
+        Some(e) if crate::error::is_resource_exhaustion(&e) => Err(Error::local_io(
+            &format!("cannot connect to {host}:{port}"),
+            &e,
+        )),
         Some(e) => Err(Error::Connect(format!(
             "cannot connect to {host}:{port}: {e}"
         ))),

@@ -408,53 +408,170 @@ fn command_log_past_the_file_size_limit_keeps_exec_working() {
 // ---------------------------------------------------------------------------------------------
 // 12. ulimit -n 256 with 300 HTTP connections.
 
+/// Read what the server sent on `s` within `wait` (the 503 of a refused connection).
+fn read_answer(s: &mut TcpStream, wait: Duration) -> Vec<u8> {
+    use std::io::Read;
+    s.set_read_timeout(Some(wait)).unwrap();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    buf
+}
+
 #[test]
 fn fd_limit_256_with_300_connections_keeps_the_listener() {
+    use std::io::Write;
     let dir = tmpdir("faults12");
     let port = free_port();
-    let mut p = spawn_with(&config(&dir, ""), port, Some((libc::RLIMIT_NOFILE, 256)));
+    let log = dir.join("broker.log");
+    let cfg = config(
+        &dir,
+        &format!("log_file: {}\nlog_mode: file\n", log.display()),
+    );
+    let mut p = spawn_with(&cfg, port, Some((libc::RLIMIT_NOFILE, 256)));
     let addr = p.addr;
+    let fds_idle = p.fds();
+    // 300 clients connect and send nothing: the broker serves as many as its descriptors allow
+    // (48 with 256: half of what is left after a reserve, two descriptors each) and answers
+    // the rest 503 at once instead of leaving them in the backlog.
+    let t = Instant::now();
     let mut held = Vec::new();
     for _ in 0..300 {
-        match TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
-            Ok(s) => held.push(s),
-            Err(e) => {
-                eprintln!("item 12: connect failed after {}: {e}", held.len());
-                break;
-            }
+        held.push(TcpStream::connect_timeout(&addr, Duration::from_secs(2)).unwrap());
+    }
+    // The refusals are written at accept time; give the acceptor a moment to reach the last.
+    std::thread::sleep(Duration::from_millis(500));
+    let mut refused = 0;
+    let mut kept = Vec::new();
+    for mut s in held {
+        let a = read_answer(&mut s, Duration::from_millis(20));
+        if a.starts_with(b"HTTP/1.1 503") {
+            assert!(
+                String::from_utf8_lossy(&a).contains(r#"{"detail":"#),
+                "{a:?}"
+            );
+            refused += 1;
+        } else {
+            assert!(
+                a.is_empty(),
+                "unexpected answer {:?}",
+                String::from_utf8_lossy(&a)
+            );
+            kept.push(s);
         }
     }
-    std::thread::sleep(Duration::from_secs(1));
+    let sorted = t.elapsed();
     let fds_full = p.fds();
-    // While full, does /health get through?
-    let during = std::thread::spawn(move || {
-        let t = Instant::now();
-        let r = std::panic::catch_unwind(|| call(addr, "GET", "/health", None, None).status);
-        (r.ok(), t.elapsed())
-    });
-    std::thread::sleep(Duration::from_secs(2));
-    drop(held);
+    // /health while full: a quick 503, never a stall.
+    let t = Instant::now();
+    let during = call(addr, "GET", "/health", None, None);
+    let during_took = t.elapsed();
+    drop(kept);
     let t = Instant::now();
     let ok = wait_until(Duration::from_secs(10), || {
-        let mut s = match TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
-            Ok(s) => s,
-            Err(_) => return false,
+        let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_secs(1)) else {
+            return false;
         };
-        use std::io::{Read, Write};
-        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
         let _ = s.write_all(b"GET /health HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
-        let mut buf = Vec::new();
-        let _ = s.read_to_end(&mut buf);
-        buf.starts_with(b"HTTP/1.1 200")
+        read_answer(&mut s, Duration::from_secs(2)).starts_with(b"HTTP/1.1 200")
     });
     let recovered = t.elapsed();
-    let (dstatus, dtook) = during.join().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
     eprintln!(
-        "item 12: broker fds with 300 conns: {fds_full}; /health during: {dstatus:?} after {dtook:?}; \
-         after release: ok={ok} in {recovered:?}; fds now {}",
+        "item 12: fds idle {fds_idle}, with 300 conns {fds_full}; {refused} answered 503, {} \
+         held, sorted in {sorted:?}; /health while full: {} in {during_took:?}; after release: \
+         ok={ok} in {recovered:?}; fds now {}",
+        300 - refused,
+        during.status,
         p.fds()
     );
     assert!(p.alive(), "broker exited");
+    assert_eq!(300 - refused, 48, "connection cap from the fd limit");
+    assert!(fds_full < 240, "descriptors near the limit: {fds_full}");
+    assert_eq!(during.status, 503);
+    assert!(during_took < Duration::from_secs(1), "{during_took:?}");
     assert!(ok, "listener not regained");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("max_connections lowered from 512 to 48: the open-file limit is 256"),
+        "{text}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn descriptors_used_up_by_sessions_answer_503_and_recover() {
+    let dev = device();
+    let dir = tmpdir("faults12b");
+    let port = free_port();
+    let mut p = spawn_with(&config(&dir, ""), port, Some((libc::RLIMIT_NOFILE, 256)));
+    // Sessions take the descriptors (one socket each) until an open fails.
+    let mut ids = Vec::new();
+    let mut failure = None;
+    for _ in 0..300 {
+        let body = json!({"host": "127.0.0.1", "port": dev.port(), "username": "admin",
+                          "password": PASSWORD, "timeout": 10});
+        let r = p.call("POST", "/session", Some(&body));
+        if r.status == 201 {
+            ids.push(r.json()["session_id"].as_str().unwrap().to_string());
+        } else {
+            failure = Some((r.status, String::from_utf8_lossy(&r.body).to_string()));
+            break;
+        }
+    }
+    let (status, detail) = failure.expect("300 sessions fit in 256 descriptors?");
+    assert_eq!(status, 503, "{detail}");
+    assert!(detail.contains("Too many open files"), "{detail}");
+    // Idle clients take the last descriptors: the acceptor, out of descriptors, answers 503
+    // with its spare one instead of leaving them unanswered.
+    let mut idle = Vec::new();
+    let mut out_of_fds = 0;
+    for _ in 0..12 {
+        let mut s = TcpStream::connect_timeout(&p.addr, Duration::from_secs(2)).unwrap();
+        let a = read_answer(&mut s, Duration::from_millis(200));
+        if a.starts_with(b"HTTP/1.1 503")
+            && String::from_utf8_lossy(&a).contains("Too many open files")
+        {
+            out_of_fds += 1;
+        }
+        idle.push(s);
+    }
+    let fds = p.fds();
+    let t = Instant::now();
+    let health = call(p.addr, "GET", "/health", None, None);
+    let took = t.elapsed();
+    eprintln!(
+        "item 12b: {} sessions open, then {status} {detail}; fds {fds}; {out_of_fds} of 12 idle \
+         clients answered 503 at accept; /health {} in {took:?}",
+        ids.len(),
+        health.status,
+    );
+    assert!(p.alive());
+    assert!(
+        out_of_fds >= 1,
+        "no accept-time 503 while out of descriptors"
+    );
+    assert_eq!(health.status, 503);
+    assert!(took < Duration::from_secs(1));
+    drop(idle);
+    // The idle clients gone, the broker answers again, and closing sessions frees the rest.
+    assert!(wait_until(Duration::from_secs(5), || call(
+        p.addr, "GET", "/health", None, None
+    )
+    .status
+        == 200));
+    for id in ids.drain(..ids.len() / 2) {
+        assert_eq!(
+            p.call("DELETE", &format!("/session/{id}"), None).status,
+            204
+        );
+    }
+    assert!(wait_until(Duration::from_secs(10), || call(
+        p.addr, "GET", "/health", None, None
+    )
+    .status
+        == 200));
+    let id = p.open(dev.port());
+    let r = p.exec(&id, json!(["show clock"]), 10.0);
+    assert_eq!(r.status, 200);
     std::fs::remove_dir_all(&dir).ok();
 }
