@@ -20,6 +20,10 @@ fn main() {
 }
 
 fn run() -> Result<(), Error> {
+    // Before any thread exists: keep the token from the environment for start and reloads, and
+    // wipe it from /proc/PID/environ.
+    let env_token = netdev_broker::secret::take_env_secret(TOKEN_ENV);
+    let env_token = || env_token.as_ref().map(|t| t.expose().to_string());
     let cmd = cli::parse(std::env::args().skip(1))
         .map_err(|m| Error::Config(format!("{m}\n\n{}", cli::USAGE)))?;
     let ov = match cmd {
@@ -53,13 +57,13 @@ fn run() -> Result<(), Error> {
             return Ok(());
         }
         Command::CheckConfig(ov) => {
-            let report = netdev_broker::cmd_check::run(&ov, std::env::var(TOKEN_ENV).ok())?;
+            let report = netdev_broker::cmd_check::run(&ov, env_token())?;
             print!("{report}");
             return Ok(());
         }
         Command::Serve(ov) => ov,
     };
-    let loaded = config::load(&ov, std::env::var(TOKEN_ENV).ok())?;
+    let loaded = config::load(&ov, env_token())?;
     let c = loaded.config;
     logging::init(&c).map_err(Error::Config)?;
     for w in &loaded.warnings {
@@ -77,7 +81,7 @@ fn run() -> Result<(), Error> {
             // logrotate's move-then-HUP, or `systemctl reload`: same overrides and variable
             // as at start.
             log::info!("SIGHUP received: reopening the log file and reloading the configuration");
-            broker.reload(&ov, std::env::var(TOKEN_ENV).ok());
+            broker.reload(&ov, env_token());
             continue;
         }
         log::info!("signal {sig} received, shutting down");

@@ -41,6 +41,42 @@ impl fmt::Display for Secret {
     }
 }
 
+extern "C" {
+    /// The C library's environment block (POSIX); its strings are, at start-up, the very bytes
+    /// the kernel shows in /proc/PID/environ.
+    static mut environ: *mut *mut libc::c_char;
+}
+
+/// Read the environment variable `name` as a secret, then wipe its value from the process's
+/// environment block (so /proc/PID/environ no longer shows it) and remove the variable.
+///
+/// Must be called at start-up, before any thread is spawned (the environment is not
+/// thread-safe). `remove_var` alone is not enough: it only unlinks the entry and leaves the
+/// original bytes where the kernel reads them.
+pub fn take_env_secret(name: &str) -> Option<Secret> {
+    let value = std::env::var(name).ok().map(Secret::new);
+    let key = name.as_bytes();
+    // SAFETY: single-threaded at start-up (documented contract). `environ` is a NULL-terminated
+    // array of pointers to NUL-terminated strings owned by the process; we only overwrite bytes
+    // inside such a string, between its `=` and its terminating NUL, never its length.
+    unsafe {
+        let mut p = *std::ptr::addr_of!(environ);
+        while !p.is_null() && !(*p).is_null() {
+            let entry = (*p).cast::<u8>();
+            let len = libc::strlen(*p);
+            let bytes = std::slice::from_raw_parts_mut(entry, len);
+            if len > key.len() && bytes.starts_with(key) && bytes[key.len()] == b'=' {
+                for b in &mut bytes[key.len() + 1..] {
+                    std::ptr::write_volatile(b, 0);
+                }
+            }
+            p = p.add(1);
+        }
+    }
+    std::env::remove_var(name);
+    value
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -85,6 +85,19 @@ def test_command_log(broker, traffic):
         assert CANARY_CMD_SECRET not in e["command"], e
 
 
+def test_no_canary_in_proc_environ_or_cmdline(broker, traffic):
+    """The token came through NETDEV_BROKER_API_TOKEN; the broker wipes it from its environment
+    block at start, so another process of the same user can't read it in /proc/PID/environ."""
+    assert broker.proc.poll() is None, "broker not running"
+    environ = Path(f"/proc/{broker.proc.pid}/environ").read_bytes()
+    cmdline = Path(f"/proc/{broker.proc.pid}/cmdline").read_bytes()
+    assert b"NETDEV_BROKER_API_TOKEN=" in environ, "the scan must see the variable's (wiped) slot"
+    leaks = [c for c in ALL_CANARIES for where in (environ, cmdline) if c.encode() in where]
+    assert not leaks, f"canary readable in /proc/{broker.proc.pid}: {leaks}"
+    # The wiped token still authenticates.
+    assert broker.api.get("/sessions").status == 200
+
+
 def test_sigterm_exits_zero_within_10s(api, broker, traffic):
     health = api.get("/health", token=None)
     assert health.status == 200 and health.json["sessions"] >= 1, health  # one still open

@@ -575,3 +575,38 @@ fn descriptors_used_up_by_sessions_answer_503_and_recover() {
     assert_eq!(r.status, 200);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+// ---------------------------------------------------------------------------------------------
+// 10. The API token given by environment is not left in /proc/PID/environ.
+
+#[test]
+fn environment_token_is_wiped_from_proc_environ_and_survives_reload() {
+    let dir = tmpdir("faults10");
+    let p = spawn_with(&config(&dir, ""), free_port(), None);
+    let environ = std::fs::read(format!("/proc/{}/environ", p.pid())).unwrap();
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", p.pid())).unwrap();
+    let has = |hay: &[u8]| hay.windows(TOKEN.len()).any(|w| w == TOKEN.as_bytes());
+    eprintln!(
+        "item 10: /proc/PID/environ {} bytes, token present: {}",
+        environ.len(),
+        has(&environ)
+    );
+    assert!(!environ.is_empty());
+    assert!(!has(&environ), "the token is readable in /proc/PID/environ");
+    assert!(!has(&cmdline));
+    // The wiped variable still authenticates, before and after a reload.
+    assert_eq!(p.call("GET", "/sessions", None).status, 200);
+    assert_eq!(
+        call(p.addr, "GET", "/sessions", Some("wrong"), None).status,
+        401
+    );
+    // SAFETY: plain kill(2) on our own child.
+    unsafe { libc::kill(p.pid() as i32, libc::SIGHUP) };
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(p.call("GET", "/sessions", None).status, 200);
+    assert_eq!(
+        call(p.addr, "GET", "/sessions", Some("wrong"), None).status,
+        401
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
