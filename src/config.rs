@@ -47,6 +47,9 @@ pub struct Config {
     pub command_timeout: Duration,
     /// Idle time between CLI keepalives (a newline read back to the prompt); zero: off.
     pub keepalive_interval: Duration,
+    /// TCP_USER_TIMEOUT of device connections: how long sent data may stay unacknowledged
+    /// before the connection counts as dead (zero: the kernel's default, about 15 minutes).
+    pub dead_peer_timeout: Duration,
     pub workers: usize,
     pub max_sessions: usize,
     pub max_connections: usize,
@@ -93,6 +96,7 @@ impl Default for Config {
             web_users: Vec::new(),
             command_timeout: Duration::from_secs(30),
             keepalive_interval: Duration::from_secs(60),
+            dead_peer_timeout: Duration::from_secs(120),
             workers: default_workers(),
             max_sessions: 1000,
             max_connections: 512,
@@ -149,6 +153,7 @@ const KNOWN_KEYS: &[&str] = &[
     "web_users",
     "command_timeout",
     "keepalive_interval",
+    "dead_peer_timeout",
     "workers",
     "max_sessions",
     "max_connections",
@@ -291,6 +296,7 @@ impl Config {
                     },
                     "command_timeout" => self.command_timeout.as_secs().to_string(),
                     "keepalive_interval" => self.keepalive_interval.as_secs().to_string(),
+                    "dead_peer_timeout" => self.dead_peer_timeout.as_secs().to_string(),
                     "workers" => self.workers.to_string(),
                     "max_sessions" => self.max_sessions.to_string(),
                     "max_connections" => self.max_connections.to_string(),
@@ -456,6 +462,11 @@ pub fn from_yaml(text: &str) -> Result<Loaded, Error> {
             "web_users" => c.web_users = web_users(&v).map_err(bad)?,
             "command_timeout" => c.command_timeout = secs(&v, 1).map_err(bad)?,
             "keepalive_interval" => c.keepalive_interval = secs(&v, 0).map_err(bad)?,
+            "dead_peer_timeout" => {
+                c.dead_peer_timeout = int_in(&v, 0, 86_400)
+                    .map(Duration::from_secs)
+                    .map_err(bad)?
+            }
             "workers" => c.workers = int_in(&v, 1, 1024).map_err(bad)? as usize,
             "max_sessions" => c.max_sessions = int_in(&v, 1, 100_000).map_err(bad)? as usize,
             "max_connections" => c.max_connections = int_in(&v, 8, 100_000).map_err(bad)? as usize,

@@ -51,7 +51,10 @@ pub fn run(mut a: TelnetDebug) -> i32 {
     let t = match TelnetTransport::connect(
         &a.host,
         a.port,
-        &crate::trust::HostList::default(),
+        crate::transport::Reach {
+            allowed: &crate::trust::HostList::default(),
+            dead_peer_timeout: Duration::from_secs(120),
+        },
         deadline,
         Some(trace.clone()),
     ) {

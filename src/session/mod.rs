@@ -12,7 +12,7 @@ use crate::platform::Platform;
 use crate::secret::Secret;
 use crate::transport::ssh::{SshParams, SshTransport};
 use crate::transport::telnet::TelnetTransport;
-use crate::transport::Transport;
+use crate::transport::{Reach, Transport};
 use crate::trust::{Algorithms, HostKeyPolicy, HostKeySeen, HostList, KnownHosts};
 use crate::util::random_id;
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
@@ -191,6 +191,8 @@ pub struct Settings {
     pub max_sessions: usize,
     pub max_output_bytes: usize,
     pub keepalive_interval: Duration,
+    /// TCP_USER_TIMEOUT of device connections (zero: the kernel's).
+    pub dead_peer_timeout: Duration,
     pub command_timeout: Duration,
     pub cmdlog: Option<CmdLog>,
     pub masker: Masker,
@@ -506,15 +508,21 @@ fn session_main(reg: Arc<Registry>, id: String, req: OpenRequest, reply: OpenRep
                     algorithms: &req.algorithms,
                     known_hosts: &reg.settings.known_hosts,
                     policy: req.host_key_policy,
-                    allowed: &allowed_hosts,
+                    reach: Reach {
+                        allowed: &allowed_hosts,
+                        dead_peer_timeout: reg.settings.dead_peer_timeout,
+                    },
                 };
                 let t = SshTransport::connect(&params, deadline)?;
                 host_key = t.host_key.clone();
                 (Box::new(t), None)
             }
             Protocol::Telnet => {
-                let t =
-                    TelnetTransport::connect(&req.host, req.port, &allowed_hosts, deadline, None)?;
+                let reach = Reach {
+                    allowed: &allowed_hosts,
+                    dead_peer_timeout: reg.settings.dead_peer_timeout,
+                };
+                let t = TelnetTransport::connect(&req.host, req.port, reach, deadline, None)?;
                 let login = Login {
                     username: &req.username,
                     password: &req.password,

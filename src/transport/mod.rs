@@ -68,8 +68,20 @@ fn resolve(host: &str, port: u16, deadline: Instant) -> Result<Vec<SocketAddr>, 
     }
 }
 
-fn set_tcp_keepalive(fd: RawFd) {
+/// Where a device connection may go, and how soon a silent peer counts as gone.
+#[derive(Clone, Copy)]
+pub struct Reach<'a> {
+    pub allowed: &'a HostList,
+    /// TCP_USER_TIMEOUT: the longest sent data (a command, an SSH or TCP keepalive) may stay
+    /// unacknowledged before the kernel declares the connection dead. Zero: the kernel's own
+    /// retransmission limit (tcp_retries2, about 15 minutes).
+    pub dead_peer_timeout: Duration,
+}
+
+fn set_tcp_keepalive(fd: RawFd, dead_peer_timeout: Duration) {
     // Finds a half-open peer: first probe after 60 s idle, then every 10 s, dead after 3 misses.
+    // With data in flight (SSH keepalives every 30 s, CLI keepalives, a command), probes are not
+    // sent; TCP_USER_TIMEOUT bounds that case (and caps the probes' verdict too).
     let set = |level: libc::c_int, name: libc::c_int, val: libc::c_int| unsafe {
         // SAFETY: fd is a valid socket owned by the TcpStream we hold; the option value is a
         // c_int on the stack whose size we pass.
@@ -85,6 +97,10 @@ fn set_tcp_keepalive(fd: RawFd) {
     set(libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, 60);
     set(libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, 10);
     set(libc::IPPROTO_TCP, libc::TCP_KEEPCNT, 3);
+    if !dead_peer_timeout.is_zero() {
+        let ms = dead_peer_timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
+        set(libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT, ms);
+    }
 }
 
 /// Resolve once, keep only the addresses the allow-list permits (403 if none: nothing is sent to
@@ -93,9 +109,10 @@ fn set_tcp_keepalive(fd: RawFd) {
 pub(crate) fn connect_tcp(
     host: &str,
     port: u16,
-    allowed: &HostList,
+    reach: Reach,
     deadline: Instant,
 ) -> Result<TcpStream, Error> {
+    let allowed = reach.allowed;
     let resolved = resolve(host, port, deadline)?;
     let addrs: Vec<SocketAddr> = resolved
         .iter()
@@ -117,7 +134,7 @@ pub(crate) fn connect_tcp(
         match TcpStream::connect_timeout(a, wait) {
             Ok(s) => {
                 let _ = s.set_nodelay(true);
-                set_tcp_keepalive(s.as_raw_fd());
+                set_tcp_keepalive(s.as_raw_fd(), reach.dead_peer_timeout);
                 return Ok(s);
             }
             Err(e) => last_err = Some(e),
@@ -138,6 +155,31 @@ pub(crate) fn connect_tcp(
 }
 
 /// Wait until `fd` is readable (or writable) or the deadline passes.
+/// Why a socket reported an error (SO_ERROR), in words a network engineer can act on.
+pub(crate) fn socket_error(fd: RawFd) -> String {
+    let mut err: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into the c_int on our stack.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_ERROR,
+            &mut err as *mut libc::c_int as *mut libc::c_void,
+            &mut len,
+        )
+    };
+    if rc != 0 || err == 0 {
+        return "socket error".into();
+    }
+    let e = std::io::Error::from_raw_os_error(err);
+    if err == libc::ETIMEDOUT {
+        format!("{e}: the device acknowledged nothing within dead_peer_timeout (half-open or unreachable)")
+    } else {
+        format!("socket error: {e}")
+    }
+}
+
 pub(crate) fn poll_fd(fd: RawFd, write: bool, deadline: Instant) -> Result<(), TransportError> {
     let left = remaining(deadline).ok_or(TransportError::Timeout)?;
     let mut pfd = libc::pollfd {

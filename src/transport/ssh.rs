@@ -3,12 +3,10 @@
 //! Set-up runs in blocking mode with libssh2's timeout set to what is left of the open deadline;
 //! afterwards the session is non-blocking and every wait is a poll() on the socket with a deadline.
 
-use super::{connect_tcp, remaining, timed_out, Transport, TransportError};
+use super::{connect_tcp, remaining, timed_out, Reach, Transport, TransportError};
 use crate::error::Error;
 use crate::secret::Secret;
-use crate::trust::{
-    algorithms_for_key_type, Algorithms, HostKeyPolicy, HostKeySeen, HostList, KnownHosts,
-};
+use crate::trust::{algorithms_for_key_type, Algorithms, HostKeyPolicy, HostKeySeen, KnownHosts};
 use std::io::{Read, Write as _};
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, Instant};
@@ -25,7 +23,7 @@ pub struct SshParams<'a> {
     pub algorithms: &'a Algorithms,
     pub known_hosts: &'a KnownHosts,
     pub policy: HostKeyPolicy,
-    pub allowed: &'a HostList,
+    pub reach: Reach<'a>,
 }
 
 pub struct SshTransport {
@@ -190,7 +188,7 @@ impl SshTransport {
         let mut session =
             ssh2::Session::new().map_err(|e| Error::Internal(format!("libssh2 init: {e}")))?;
         let offered = set_algorithms(&session, p)?;
-        let stream = connect_tcp(host, p.port, p.allowed, deadline)?;
+        let stream = connect_tcp(host, p.port, p.reach, deadline)?;
         let fd = stream.as_raw_fd();
         session.set_tcp_stream(stream);
         session.set_blocking(true);
@@ -356,7 +354,7 @@ impl SshTransport {
             return Err(TransportError::Timeout);
         }
         if pfd.revents & (libc::POLLERR | libc::POLLNVAL) != 0 {
-            return Err(TransportError::Closed("socket error".into()));
+            return Err(TransportError::Closed(super::socket_error(self.fd)));
         }
         Ok(())
     }

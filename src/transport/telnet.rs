@@ -7,9 +7,8 @@
 //! else. Data: IAC IAC is a 255 byte, NUL after CR is dropped; outgoing 255 is doubled, and a
 //! line break is sent as CR LF (the NVT newline).
 
-use super::{connect_tcp, escape_bytes, poll_fd, Trace, Transport, TransportError};
+use super::{connect_tcp, escape_bytes, poll_fd, Reach, Trace, Transport, TransportError};
 use crate::error::Error;
-use crate::trust::HostList;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::fd::AsRawFd;
@@ -321,11 +320,11 @@ impl TelnetTransport {
     pub fn connect(
         host: &str,
         port: u16,
-        allowed: &HostList,
+        reach: Reach,
         deadline: Instant,
         trace: Option<Trace>,
     ) -> Result<TelnetTransport, Error> {
-        let stream = connect_tcp(host, port, allowed, deadline)?;
+        let stream = connect_tcp(host, port, reach, deadline)?;
         stream
             .set_nonblocking(true)
             .map_err(|e| Error::Connect(format!("{host}:{port}: {e}")))?;

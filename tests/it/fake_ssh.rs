@@ -236,8 +236,14 @@ impl FakeDevice {
 
     /// Start on the given port of 127.0.0.1 (0 = ephemeral). Panics if the port can't be bound.
     pub fn start_on(cfg: DeviceConfig, port: u16) -> FakeDevice {
-        let listener = std::net::TcpListener::bind(("127.0.0.1", port))
-            .unwrap_or_else(|e| panic!("fake device: cannot bind 127.0.0.1:{port}: {e}"));
+        FakeDevice::start_at(cfg, std::net::Ipv4Addr::LOCALHOST.into(), port)
+    }
+
+    /// Start on `ip:port` (a test host's address in a network namespace, say). The listening
+    /// socket belongs to the network namespace of the calling thread.
+    pub fn start_at(cfg: DeviceConfig, ip: std::net::IpAddr, port: u16) -> FakeDevice {
+        let listener = std::net::TcpListener::bind((ip, port))
+            .unwrap_or_else(|e| panic!("fake device: cannot bind {ip}:{port}: {e}"));
         listener
             .set_nonblocking(true)
             .expect("fake device: set_nonblocking");

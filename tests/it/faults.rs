@@ -610,3 +610,176 @@ fn environment_token_is_wiped_from_proc_environ_and_survives_reload() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+// ---------------------------------------------------------------------------------------------
+// 2. Half-open device: two network namespaces joined by a veth pair; the device's end is set
+//    down mid-session, so every packet between them is dropped without any answer.
+
+/// Two namespaces `a` (broker) and `b` (device) on 10.213.0.1/30 and .2; deleted on drop.
+struct NetPair {
+    a: String,
+    b: String,
+    veth_b: String,
+}
+
+fn ip(args: &[&str]) -> Result<(), String> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| format!("ip: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+impl NetPair {
+    fn create() -> Result<NetPair, String> {
+        let tag = std::process::id() % 100_000;
+        let n = NetPair {
+            a: format!("ndb{tag}a"),
+            b: format!("ndb{tag}b"),
+            veth_b: format!("ndbv{tag}b"),
+        };
+        let veth_a = format!("ndbv{tag}a");
+        ip(&["netns", "add", &n.a])?;
+        ip(&["netns", "add", &n.b])?;
+        ip(&[
+            "-n", &n.a, "link", "add", &veth_a, "type", "veth", "peer", "name", &n.veth_b, "netns",
+            &n.b,
+        ])?;
+        ip(&["-n", &n.a, "addr", "add", "10.213.0.1/30", "dev", &veth_a])?;
+        ip(&["-n", &n.b, "addr", "add", "10.213.0.2/30", "dev", &n.veth_b])?;
+        for (ns, dev) in [(&n.a, veth_a.as_str()), (&n.b, n.veth_b.as_str())] {
+            ip(&["-n", ns, "link", "set", dev, "up"])?;
+            ip(&["-n", ns, "link", "set", "lo", "up"])?;
+        }
+        Ok(n)
+    }
+
+    /// Move the calling thread into namespace `ns` (threads it spawns inherit it).
+    fn enter(ns: &str) {
+        let f = std::fs::File::open(format!("/var/run/netns/{ns}")).unwrap();
+        use std::os::fd::AsRawFd;
+        // SAFETY: setns on a valid namespace fd; affects only the calling thread.
+        let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns {ns}: {}", std::io::Error::last_os_error());
+    }
+
+    /// Drop everything between the two hosts, silently.
+    fn cut(&self) {
+        ip(&["-n", &self.b, "link", "set", &self.veth_b, "down"]).unwrap();
+    }
+}
+
+impl Drop for NetPair {
+    fn drop(&mut self) {
+        let _ = ip(&["netns", "del", &self.a]);
+        let _ = ip(&["netns", "del", &self.b]);
+    }
+}
+
+#[test]
+fn half_open_device_errors_by_the_deadline_and_is_found_dead_while_idle() {
+    let net = match NetPair::create() {
+        Ok(n) => n,
+        Err(e) if std::env::var("CI").is_err() => {
+            eprintln!("item 2 skipped: cannot create network namespaces ({e})");
+            return;
+        }
+        Err(e) => panic!("CI must run the half-open test: {e}"),
+    };
+    let (a, b) = (net.a.clone(), net.b.clone());
+    // The device listens in namespace b.
+    let dev = std::thread::spawn(move || {
+        NetPair::enter(&b);
+        FakeDevice::start_at(
+            DeviceConfig {
+                password: PASSWORD.into(),
+                ..Default::default()
+            },
+            "10.213.0.2".parse().unwrap(),
+            0,
+        )
+    })
+    .join()
+    .unwrap();
+    let port = dev.port();
+    // The broker, its client and every thread they start live in namespace a.
+    let report = std::thread::spawn(move || {
+        NetPair::enter(&a);
+        let b = broker("keepalive_interval: 2\ndead_peer_timeout: 5\n");
+        let open = |ka: u64| {
+            let r = b.post(
+                "/session",
+                &json!({"host": "10.213.0.2", "port": port, "username": "admin",
+                        "password": PASSWORD, "timeout": 10, "keepalive_interval": ka}),
+            );
+            assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+            r.json()["session_id"].as_str().unwrap().to_string()
+        };
+        let busy = open(0);
+        let idle = open(2);
+        assert_eq!(b.exec(&busy, json!(["show clock"])).status, 200);
+        net.cut();
+        let t = Instant::now();
+        // During an exec: an answer by the command deadline (3 s) + 5 s.
+        let r = b.exec_timeout(&busy, json!(["show version"]), 3.0);
+        let exec_took = t.elapsed();
+        // While idle: alive false within keepalive_interval + dead_peer_timeout + the 15 s
+        // idle check.
+        let found_dead = wait_until(Duration::from_secs(40), || {
+            b.status(&idle)["alive"] == json!(false)
+        });
+        let dead_after = t.elapsed();
+        let status = b.status(&idle);
+        let busy_after = wait_until(Duration::from_secs(30), || {
+            b.status(&busy)["alive"] == json!(false)
+        });
+        let busy_dead_after = t.elapsed();
+        drop(net);
+        (
+            r.status,
+            r.json(),
+            exec_took,
+            found_dead,
+            dead_after,
+            status,
+            busy_after,
+            busy_dead_after,
+        )
+    })
+    .join()
+    .unwrap();
+    let (code, body, exec_took, found_dead, dead_after, status, busy_dead, busy_after) = report;
+    eprintln!(
+        "item 2: exec during the cut: {code} after {exec_took:?} ({}); idle session alive:false \
+         after {dead_after:?} ({:?}); busy session dead after {busy_after:?}",
+        body["detail"], status["dead_reason"]
+    );
+    assert_eq!(code, 500, "{body}");
+    assert!(
+        exec_took >= Duration::from_secs(3) && exec_took < Duration::from_secs(8),
+        "{exec_took:?}"
+    );
+    assert!(
+        found_dead,
+        "the idle session still alive 40 s after the cut: {status}"
+    );
+    assert!(dead_after < Duration::from_secs(25), "{dead_after:?}");
+    assert!(
+        busy_dead,
+        "the session whose exec timed out never found dead"
+    );
+    assert!(
+        status["dead_reason"]
+            .as_str()
+            .is_some_and(|r| !r.is_empty()),
+        "{status}"
+    );
+}
