@@ -86,6 +86,14 @@ impl Response {
             body: serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec()),
         }
     }
+    /// A JSON body already serialized.
+    pub fn json_body(status: u16, body: Vec<u8>) -> Response {
+        Response {
+            status,
+            headers: vec![("Content-Type".into(), "application/json".into())],
+            body,
+        }
+    }
     pub fn empty(status: u16) -> Response {
         Response {
             status,

@@ -516,7 +516,7 @@ fn exec_response(r: Result<ExecReport, Error>) -> Response {
         Ok(ExecReport {
             results,
             failure: None,
-        }) => Response::json(200, &Value::Object(wire::exec_json(&results))),
+        }) => Response::json_body(200, wire::exec_answer(&results)),
         Ok(ExecReport {
             results,
             failure: Some(f),

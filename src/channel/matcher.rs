@@ -31,7 +31,8 @@ pub fn clean(raw: &[u8]) -> String {
             }
         }
     }
-    String::from_utf8_lossy(&out).into_owned()
+    // Valid UTF-8 (the usual case) becomes the String without a copy.
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// Length of the line break at the start of `s` (the longest of Netmiko's forms), at least 1.

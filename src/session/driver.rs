@@ -660,17 +660,30 @@ impl Driver {
                     }
                 })
         });
-        let text = matcher::clean(&raw);
-        let text = matcher::strip_echo(&text, &item.cmd);
-        let mut text = if acc.truncated {
-            text
-        } else {
-            matcher::strip_prompt(text, |l| prompt.is_match(l))
+        let mut out = matcher::clean(&raw);
+        drop(raw);
+        // Trimmed in place (outputs can be max_output_bytes large: no copy).
+        let (start, end) = {
+            let text = matcher::strip_echo(&out, &item.cmd);
+            let mut text = if acc.truncated {
+                text
+            } else {
+                matcher::strip_prompt(text, |l| prompt.is_match(l))
+            };
+            if !acc.truncated && item.expect.is_none() {
+                text = matcher::strip_prompt(text, |l| self.platform.is_context(l));
+            }
+            // The strips return sub-slices of `out` (or an empty literal).
+            let base = out.as_ptr() as usize;
+            match (text.as_ptr() as usize).checked_sub(base) {
+                Some(start) if !text.is_empty() && start + text.len() <= out.len() => {
+                    (start, start + text.len())
+                }
+                _ => (0, 0),
+            }
         };
-        if !acc.truncated && item.expect.is_none() {
-            text = matcher::strip_prompt(text, |l| self.platform.is_context(l));
-        }
-        let mut out = text.to_string();
+        out.truncate(end);
+        out.drain(..start);
         for ia in item.interactions.iter().filter(|i| i.hidden) {
             let secret = ia.send.expose().trim_end_matches(['\r', '\n']);
             if !secret.is_empty() {

@@ -783,3 +783,166 @@ fn half_open_device_errors_by_the_deadline_and_is_found_dead_while_idle() {
         "{status}"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// 4. A device that floods 100 MB: capped output, bounded memory, the session goes on.
+
+fn status_kb(pid: u32, field: &str) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    s.lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn flood_of_100_mb_is_capped_with_bounded_memory_and_the_session_goes_on() {
+    let dev = device();
+    let dir = tmpdir("faults4");
+    let p = spawn_with(&config(&dir, ""), free_port(), None);
+    let id = p.open(dev.port());
+    assert_eq!(p.exec(&id, json!(["show clock"]), 10.0).status, 200);
+    let rss_before = status_kb(p.pid(), "VmRSS:");
+    let t = Instant::now();
+    let r = p.exec(&id, json!(["show flood 100"]), 120.0);
+    let took = t.elapsed();
+    let hwm = status_kb(p.pid(), "VmHWM:");
+    let j = r.json();
+    let out = j["outputs"]["show flood 100"].as_str().unwrap_or("");
+    eprintln!(
+        "item 4: 100 MiB flood: {} in {took:?} ({:.0} MiB/s), output {} bytes, truncated {}; \
+         RSS before {rss_before} kB, peak {hwm} kB, after {} kB",
+        r.status,
+        100.0 / took.as_secs_f64(),
+        out.len(),
+        j["results"][0]["truncated"],
+        status_kb(p.pid(), "VmRSS:")
+    );
+    assert_eq!(r.status, 200, "{j}");
+    assert_eq!(j["results"][0]["truncated"], true);
+    assert!(out.len() <= 16 << 20, "{}", out.len());
+    assert!(out.len() > 15 << 20, "{}", out.len());
+    // The capped output is held about three times over (reader buffer, JSON string, response):
+    // 16 MiB × 3 plus the process, far below the 100 MiB that crossed the wire.
+    assert!(hwm < rss_before + 80 * 1024, "peak RSS {hwm} kB");
+    // The session went on reading to the prompt and is usable.
+    let r = p.exec(&id, json!(["show clock"]), 10.0);
+    assert_eq!(r.status, 200);
+    assert!(r.json()["outputs"]["show clock"]
+        .as_str()
+        .unwrap()
+        .contains(':'));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. Two execs at once on one session; 50 sessions exec in parallel.
+
+#[test]
+fn two_execs_released_together_give_one_200_and_one_fast_409() {
+    let dev = device();
+    let b = broker("");
+    let id = b.open(dev.port(), json!({}));
+    let mut slowest_409 = Duration::ZERO;
+    // Each exec lasts over a second (`show slow 1`), so the two always overlap.
+    for round in 0..5 {
+        let gate = std::sync::Arc::new(std::sync::Barrier::new(2));
+        let handles: Vec<_> = (0..2)
+            .map(|_| {
+                let (gate, addr, id) = (gate.clone(), b.addr, id.clone());
+                std::thread::spawn(move || {
+                    gate.wait();
+                    let t = Instant::now();
+                    let r = call(
+                        addr,
+                        "POST",
+                        &format!("/session/{id}/exec"),
+                        Some(TOKEN),
+                        Some(r#"{"commands":["show slow 1", "show long 200"]}"#),
+                    );
+                    (r, t.elapsed())
+                })
+            })
+            .collect();
+        let mut got: Vec<(Resp, Duration)> =
+            handles.into_iter().map(|h| h.join().unwrap()).collect();
+        got.sort_by_key(|(r, _)| r.status);
+        let statuses: Vec<u16> = got.iter().map(|(r, _)| r.status).collect();
+        assert_eq!(statuses, [200, 409], "round {round}");
+        let (busy, took) = &got[1];
+        assert_eq!(
+            busy.json()["detail"],
+            "Session is busy (concurrent exec in progress)"
+        );
+        assert!(*took < Duration::from_millis(100), "409 after {took:?}");
+        slowest_409 = slowest_409.max(*took);
+        let out = got[0].0.json()["outputs"]["show long 200"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert_eq!(out.lines().count(), 200);
+    }
+    eprintln!("item 5: 5 races, each one 200 + one 409; slowest 409 {slowest_409:?}");
+}
+
+fn numbered(n: usize) -> String {
+    (1..=n)
+        .map(|i| format!("line {i:04} the quick brown fox jumps over the lazy dog"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn fifty_sessions_exec_in_parallel_without_cross_talk() {
+    let dev = device();
+    let b = broker("");
+    let ids: Vec<String> = (0..50).map(|_| b.open(dev.port(), json!({}))).collect();
+    let gate = std::sync::Arc::new(std::sync::Barrier::new(ids.len()));
+    let t = Instant::now();
+    let handles: Vec<_> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            let (gate, addr, id) = (gate.clone(), b.addr, id.clone());
+            std::thread::spawn(move || {
+                gate.wait();
+                // Each session its own line count, three rounds: any output landing in the
+                // wrong session, or mixed, changes the text.
+                for round in 0..3 {
+                    let n = 20 + i * 3 + round;
+                    let cmd = format!("show long {n}");
+                    let body = json!({"commands": [cmd, "show clock"]}).to_string();
+                    let r = call(
+                        addr,
+                        "POST",
+                        &format!("/session/{id}/exec"),
+                        Some(TOKEN),
+                        Some(&body),
+                    );
+                    assert_eq!(r.status, 200, "session {i} round {round}");
+                    let j = r.json();
+                    assert_eq!(
+                        j["outputs"][&cmd].as_str().unwrap(),
+                        numbered(n),
+                        "session {i} round {round}"
+                    );
+                    assert_eq!(j["results"][0]["command"], cmd);
+                    assert!(!j["outputs"]["show clock"]
+                        .as_str()
+                        .unwrap()
+                        .contains("line "));
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    eprintln!(
+        "item 5: 50 sessions x 3 rounds x 2 commands in parallel in {:?}",
+        t.elapsed()
+    );
+    for id in &ids {
+        assert_eq!(b.status(id)["commands_run"], 6);
+    }
+}
