@@ -10,6 +10,10 @@ use std::time::{Duration, Instant};
 
 /// How much of the most recent output is searched for the waiting line.
 const TAIL: usize = 4096;
+/// Bytes taken from the transport per read. Every session keeps this buffer for its whole life,
+/// so it is small (8 KiB: a 100 MiB flood costs 12,800 reads, about 10 ms of CPU); libssh2
+/// holds whole packets in its own buffers anyway.
+const READ_CHUNK: usize = 8 * 1024;
 /// While a command runs, cancellation (DELETE, shutdown) is checked at least this often.
 const CANCEL_SLICE: Duration = Duration::from_millis(200);
 
@@ -142,7 +146,7 @@ impl Channel {
     pub fn new(transport: Box<dyn Transport>) -> Channel {
         Channel {
             transport,
-            buf: vec![0u8; 32 * 1024],
+            buf: vec![0u8; READ_CHUNK],
             trace: None,
         }
     }

@@ -494,7 +494,7 @@ fn session_main(reg: Arc<Registry>, id: String, req: OpenRequest, reply: OpenRep
     let started = Instant::now();
     let deadline = started + req.connect_timeout;
     let allowed_hosts = reg.settings.allowed_hosts.read().clone();
-    let opened = (|| {
+    let open = || {
         let mut host_key = None;
         let (transport, login): (Box<dyn Transport>, _) = match req.protocol {
             Protocol::Ssh => {
@@ -544,7 +544,25 @@ fn session_main(reg: Arc<Registry>, id: String, req: OpenRequest, reply: OpenRep
         )?;
         let negotiated = driver.negotiated();
         Ok::<_, Error>((driver, negotiated, host_key))
-    })();
+    };
+    // The open (TCP, SSH key exchange, login, prompt discovery) runs on a short-lived thread:
+    // its deep stack (OpenSSL and libssh2 key exchange, regex compilation) goes away with it,
+    // and the session thread, which lives as long as the session, only ever touches the shallow
+    // stack of exec and keepalive. About 25 KiB less resident memory per held session.
+    let opened = std::thread::scope(|s| {
+        let spawned = std::thread::Builder::new()
+            .name(format!("sess-{}", id.get(..8).unwrap_or(&id)))
+            .stack_size(SESSION_STACK)
+            .spawn_scoped(s, open);
+        match spawned {
+            Ok(h) => h.join().unwrap_or_else(|_| {
+                Err(Error::Internal(
+                    "the open thread panicked (see the broker log)".into(),
+                ))
+            }),
+            Err(e) => Err(Error::local_io("cannot start a thread for the open", &e)),
+        }
+    });
     let req_protocol = req.protocol;
     let OpenRequest {
         host,

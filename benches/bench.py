@@ -1,0 +1,404 @@
+#!/usr/bin/env python3
+"""netdev-broker benchmark (issue 9): each figure next to a baseline measured in the same run.
+
+Run through benches/run (builds, installs what is missing, then calls this). Needs root: the
+latency device is a private Debian sshd (tests/external/sshd_server.py) whose ForceCommand is
+the compiled fake IOS shell (examples/fake_ios_shell.rs); the scale device is the project's
+fake SSH server (examples/fake_device.rs). Everything talks over loopback only.
+
+Figures (ratios, because the machine is shared and noisy):
+  1. exec of `show clock` on a warm session via HTTP keep-alive vs a bare libssh2 round trip
+     vs Netmiko send_command
+  2. POST /session (with paging off) vs bare libssh2 connect+auth+shell+prompt vs Netmiko
+     ConnectHandler
+  3. 1,000 sessions held: RSS, threads, fds, CPU over 60 s idle (keepalive on)
+  4. wrk on /health and /session/{id}/status with the 1,000 sessions held
+  5. static binary size and clean release build time
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import datetime
+import http.client
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(REPO / "tests" / "external"))
+
+import sshd_server  # noqa: E402
+
+TOKEN = "bench-token-0123456789"
+DEVICE_PASSWORD = "bench-Pw-4821"
+TARGET = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
+BROKER = TARGET / "release" / "netdev-broker"
+EXAMPLES = TARGET / "release" / "examples"
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listening on 127.0.0.1:{port} after {timeout} s")
+
+
+def pct(xs: list, p: float) -> float:
+    s = sorted(xs)
+    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
+
+
+def summary(xs_us: list) -> dict:
+    return {"n": len(xs_us), "median_ms": statistics.median(xs_us) / 1000, "p99_ms": pct(xs_us, 99) / 1000}
+
+
+def client(*args) -> list:
+    r = subprocess.run([str(EXAMPLES / "bench_client"), *map(str, args)], capture_output=True, text=True, timeout=600)
+    if r.returncode != 0:
+        raise RuntimeError(f"bench_client {args[0]}: {r.stderr.strip()}")
+    return json.loads(r.stdout)["samples_us"]
+
+
+class Api:
+    def __init__(self, port: int):
+        self.port = port
+
+    def call(self, method: str, path: str, body=None, timeout: float = 60):
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            data = json.dumps(body).encode() if body is not None else None
+            headers = {"X-API-Token": TOKEN}
+            if data is not None:
+                headers["Content-Type"] = "application/json"
+            c.request(method, path, body=data, headers=headers)
+            r = c.getresponse()
+            raw = r.read()
+            return r.status, (json.loads(raw) if raw else None)
+        finally:
+            c.close()
+
+    def open(self, host: str, port: int, username: str, password: str, **extra) -> str:
+        st, j = self.call("POST", "/session", {"host": host, "port": port, "username": username,
+                                               "password": password, "device_type": "cisco_ios", **extra})
+        if st != 201:
+            raise RuntimeError(f"open: {st} {j}")
+        return j["session_id"]
+
+
+class Proc:
+    """A child process with /proc readings."""
+
+    def __init__(self, argv: list, log_path: Path, env=None):
+        self.log = open(log_path, "wb")
+        self.p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT, env=env)
+
+    @property
+    def pid(self) -> int:
+        return self.p.pid
+
+    def status_kb(self, field: str) -> int:
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+        raise KeyError(field)
+
+    def threads(self) -> int:
+        return len(os.listdir(f"/proc/{self.pid}/task"))
+
+    def fds(self) -> int:
+        return len(os.listdir(f"/proc/{self.pid}/fd"))
+
+    def cpu_seconds(self) -> float:
+        f = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self) -> None:
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGTERM)
+            try:
+                self.p.wait(15)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+        self.log.close()
+
+
+def start_broker(work: Path, **cfg) -> tuple:
+    port = free_port()
+    state = work / "broker-state"
+    state.mkdir(parents=True, exist_ok=True)
+    conf = {"host": "127.0.0.1", "port": port, "log_level": "WARNING", "state_dir": str(state),
+            "max_sessions": 5000, "stale_reaper": False, **cfg}
+    path = work / "broker.yml"
+    path.write_text("".join(f"{k}: {json.dumps(v)}\n" for k, v in conf.items()))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NETDEV_BROKER_")}
+    env["NETDEV_BROKER_API_TOKEN"] = TOKEN
+    p = Proc([str(BROKER), "serve", "--config", str(path)], work / "broker.log", env=env)
+    wait_port(port)
+    return p, Api(port)
+
+
+# --- figures -----------------------------------------------------------------------------------
+
+def netmiko_figures(host: str, port: int, user: str, password: str, n_exec: int, n_open: int) -> dict:
+    """Netmiko in a child process (its own interpreter, as a playbook would run it)."""
+    code = r"""
+import json, sys, time
+from netmiko import ConnectHandler
+host, port, user, pw, n_exec, n_open = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5]), int(sys.argv[6])
+dev = dict(device_type="cisco_ios", host=host, port=port, username=user, password=pw)
+opens, execs = [], []
+for _ in range(n_open):
+    t = time.perf_counter(); c = ConnectHandler(**dev); opens.append((time.perf_counter() - t) * 1e6); c.disconnect()
+c = ConnectHandler(**dev)
+out = c.send_command("show clock")
+assert "UTC" in out, out
+for _ in range(n_exec):
+    t = time.perf_counter(); c.send_command("show clock"); execs.append((time.perf_counter() - t) * 1e6)
+c.disconnect()
+print(json.dumps({"open_us": opens, "exec_us": execs}))
+"""
+    r = subprocess.run([sys.executable, "-c", code, host, str(port), user, password, str(n_exec), str(n_open)],
+                       capture_output=True, text=True, timeout=900)
+    if r.returncode != 0:
+        raise RuntimeError(f"netmiko: {r.stderr[-2000:]}")
+    return json.loads(r.stdout)
+
+
+def latency(work: Path, args) -> dict:
+    user = sshd_server.ensure_test_user(DEVICE_PASSWORD)
+    shared = Path(tempfile.mkdtemp(prefix="nb-bench-", dir="/tmp"))
+    os.chmod(shared, 0o755)
+    shell = shared / "fake_ios_shell"
+    shutil.copyfile(EXAMPLES / "fake_ios_shell", shell)
+    os.chmod(shell, 0o755)
+    sshd = sshd_server.Sshd("bench", work / "sshd", user, sshd_server.python_for(user), key_type="ed25519",
+                            options={"ForceCommand": str(shell), "LogLevel": "ERROR", "MaxStartups": "200"},
+                            port=free_port())
+    sshd.start()
+    broker, api = start_broker(work / "lat")
+    out = {}
+    try:
+        host, port, name = sshd.host, sshd.port, user.pw_name
+        # Warm-up: host key recorded, page cache, sshd's first fork.
+        client("floor-open", host, port, name, DEVICE_PASSWORD, 3)
+        sid = api.open(host, port, name, DEVICE_PASSWORD)
+        client("http-exec", f"127.0.0.1:{api.port}", TOKEN, sid, 30, "show clock")
+        client("floor-exec", host, port, name, DEVICE_PASSWORD, 30, "show clock")
+        log(f"figure 1: exec, {args.rounds} rounds of {args.exec_n} (floor, broker interleaved)")
+        floor_exec, broker_exec = [], []
+        for _ in range(args.rounds):
+            floor_exec += client("floor-exec", host, port, name, DEVICE_PASSWORD, args.exec_n, "show clock")
+            broker_exec += client("http-exec", f"127.0.0.1:{api.port}", TOKEN, sid, args.exec_n, "show clock")
+        api.call("DELETE", f"/session/{sid}")
+        log(f"figure 2: open, {args.rounds} rounds of {args.open_n}")
+        floor_open, broker_open = [], []
+        for _ in range(args.rounds):
+            floor_open += client("floor-open", host, port, name, DEVICE_PASSWORD, args.open_n)
+            broker_open += client("http-open", f"127.0.0.1:{api.port}", TOKEN, host, port, name, DEVICE_PASSWORD,
+                                  args.open_n)
+        log(f"netmiko: {args.netmiko_exec} send_command, {args.netmiko_open} ConnectHandler")
+        nm = netmiko_figures(host, port, name, DEVICE_PASSWORD, args.netmiko_exec, args.netmiko_open)
+        out = {"floor_exec": summary(floor_exec), "broker_exec": summary(broker_exec),
+               "netmiko_exec": summary(nm["exec_us"]), "floor_open": summary(floor_open),
+               "broker_open": summary(broker_open), "netmiko_open": summary(nm["open_us"]),
+               "openssh": sshd_server.openssh_version()}
+    finally:
+        broker.stop()
+        sshd.stop()
+        sshd.cleanup()
+        shutil.rmtree(shared, ignore_errors=True)
+    return out
+
+
+def wrk(url: str, seconds: int, connections: int, header: str | None = None) -> float:
+    argv = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    if header:
+        argv += ["-H", header]
+    r = subprocess.run(argv + [url], capture_output=True, text=True, timeout=seconds + 60)
+    for line in r.stdout.splitlines():
+        if line.startswith("Requests/sec:"):
+            rate = float(line.split()[1])
+            bad = [l for l in r.stdout.splitlines() if "Non-2xx" in l or "Socket errors" in l]
+            if bad:
+                log(f"wrk {url}: {'; '.join(bad)}")
+            return rate
+    raise RuntimeError(f"wrk: {r.stdout}\n{r.stderr}")
+
+
+def scale(work: Path, args) -> dict:
+    dport = free_port()
+    dev = Proc([str(EXAMPLES / "fake_device"), str(dport), DEVICE_PASSWORD], work / "fake-device.log")
+    wait_port(dport)
+    broker, api = start_broker(work / "scale")
+    try:
+        time.sleep(1)
+        base = {"rss_kb": broker.status_kb("VmRSS"), "threads": broker.threads(), "fds": broker.fds()}
+        n = args.sessions
+        log(f"figure 3: opening {n} sessions (20 at a time) on the fake device")
+        t = time.monotonic()
+        with concurrent.futures.ThreadPoolExecutor(20) as ex:
+            ids = list(ex.map(lambda _: api.open("127.0.0.1", dport, "admin", DEVICE_PASSWORD,
+                                                   keepalive_interval=args.keepalive), range(n)))
+        open_s = time.monotonic() - t
+        time.sleep(2)
+        held = {"rss_kb": broker.status_kb("VmRSS"), "threads": broker.threads(), "fds": broker.fds(),
+                "vmsize_kb": broker.status_kb("VmSize")}
+        log(f"held {n}: {held}; idle {args.idle} s with keepalive every {args.keepalive} s")
+        cpu0, t0 = broker.cpu_seconds(), time.monotonic()
+        time.sleep(args.idle)
+        cpu = (broker.cpu_seconds() - cpu0) / (time.monotonic() - t0)
+        st, j = api.call("GET", f"/session/{ids[0]}/status")
+        keepalives = j.get("keepalives") if st == 200 else None
+        after = {"rss_kb": broker.status_kb("VmRSS"), "cpu_core_fraction": cpu, "keepalives_on_first": keepalives}
+        log(f"figure 4: wrk {args.wrk_seconds} s on /health and /session/ID/status")
+        health = wrk(f"http://127.0.0.1:{api.port}/health", args.wrk_seconds, 64)
+        status = wrk(f"http://127.0.0.1:{api.port}/session/{ids[n // 2]}/status", args.wrk_seconds, 64,
+                     f"X-API-Token: {TOKEN}")
+        st, j = api.call("GET", "/health")
+        alive = j.get("sessions") if st == 200 else None
+        return {"sessions": n, "open_seconds": open_s, "base": base, "held": held, "after": after,
+                "health_rps": health, "status_rps": status, "sessions_after_wrk": alive}
+    finally:
+        broker.stop()
+        dev.stop()
+
+
+def build(work: Path, args) -> dict:
+    """Figure 5. With --clean-build: the shipped artifact (scripts/build-static.sh) from an empty
+    target dir, timed; otherwise the sizes of what is already built."""
+    out = {"release_bytes": BROKER.stat().st_size}
+    env = dict(os.environ)
+    if args.clean_build:
+        env["NETDEV_BROKER_STATIC_TARGET_DIR"] = str(work / "clean-target")
+        log("figure 5: clean static release build (scripts/build-static.sh, empty target dir)")
+        t = time.monotonic()
+        r = subprocess.run(["bash", "scripts/build-static.sh"], cwd=REPO, env=env, capture_output=True, text=True)
+        if r.returncode != 0:
+            raise RuntimeError(f"build-static.sh: {r.stderr[-3000:]}")
+        out["clean_build_s"] = time.monotonic() - t
+    r = subprocess.run(["bash", "scripts/build-static.sh", "--print-path"], cwd=REPO, env=env,
+                       capture_output=True, text=True)
+    static = Path(r.stdout.strip()) if r.returncode == 0 else None
+    if static and static.exists():
+        out["static_bytes"] = static.stat().st_size
+    return out
+
+
+# --- report ------------------------------------------------------------------------------------
+
+def report(res: dict, args) -> str:
+    lat, sc, b = res.get("latency", {}), res.get("scale", {}), res.get("build", {})
+    rows = []
+
+    def row(fig, value, baseline, ratio, target, met):
+        rows.append(f"| {fig} | {value} | {baseline} | {ratio} | {target} | {'yes' if met else '**no**'} |")
+
+    if lat:
+        fe, be, ne = lat["floor_exec"], lat["broker_exec"], lat["netmiko_exec"]
+        r1 = be["median_ms"] / fe["median_ms"]
+        row("1. exec `show clock`, median (n=%d)" % be["n"], f"{be['median_ms']:.3f} ms",
+            f"bare libssh2 {fe['median_ms']:.3f} ms", f"{r1:.2f}x", "<= 1.3x", r1 <= 1.3)
+        row("1. exec p99", f"{be['p99_ms']:.3f} ms", f"bare libssh2 {fe['p99_ms']:.3f} ms",
+            f"{be['p99_ms'] / fe['p99_ms']:.2f}x", "(reported)", True)
+        r2 = ne["median_ms"] / be["median_ms"]
+        row("1. exec vs Netmiko send_command, median (n=%d)" % ne["n"], f"{be['median_ms']:.3f} ms",
+            f"Netmiko {ne['median_ms']:.1f} ms", f"{r2:.0f}x faster", ">= 100x faster", r2 >= 100)
+        fo, bo, no = lat["floor_open"], lat["broker_open"], lat["netmiko_open"]
+        r3 = bo["median_ms"] / fo["median_ms"]
+        row("2. POST /session to 201, median (n=%d)" % bo["n"], f"{bo['median_ms']:.2f} ms",
+            f"bare libssh2 {fo['median_ms']:.2f} ms", f"{r3:.2f}x", "<= 1.1x", r3 <= 1.1)
+        row("2. open vs Netmiko ConnectHandler (n=%d)" % no["n"], f"{bo['median_ms']:.2f} ms",
+            f"Netmiko {no['median_ms']:.0f} ms", f"{no['median_ms'] / bo['median_ms']:.0f}x faster", "(reported)", True)
+    if sc:
+        n, held, base, after = sc["sessions"], sc["held"], sc["base"], sc["after"]
+        mb = held["rss_kb"] / 1024
+        row(f"3. {n} sessions held: RSS", f"{mb:.1f} MB", f"idle broker {base['rss_kb'] / 1024:.1f} MB",
+            f"{(held['rss_kb'] - base['rss_kb']) / n:.0f} kB/session", "<= 128 MB", mb <= 128)
+        row(f"3. {n} sessions: threads, fds", f"{held['threads']} threads, {held['fds']} fds",
+            f"idle broker {base['threads']} threads, {base['fds']} fds", "1 thread + 1 fd per session", "(reported)", True)
+        cpu = after["cpu_core_fraction"] * 100
+        row(f"3. CPU over {args.idle} s idle, keepalive every {args.keepalive} s", f"{cpu:.2f}% of one core",
+            "-", f"{after['keepalives_on_first']} keepalives on session 1", "< 1%", cpu < 1)
+        row(f"4. wrk /health, {n} sessions held", f"{sc['health_rps']:.0f} req/s", "-", "-", ">= 20,000", sc["health_rps"] >= 20000)
+        row(f"4. wrk /session/ID/status, {n} sessions held", f"{sc['status_rps']:.0f} req/s", "-", "-", ">= 10,000",
+            sc["status_rps"] >= 10000)
+    if b:
+        if "static_bytes" in b:
+            row("5. static binary", f"{b['static_bytes'] / 1e6:.2f} MB", f"release (glibc) {b['release_bytes'] / 1e6:.2f} MB",
+                f"{b['static_bytes'] / b['release_bytes']:.2f}x", "(reported)", True)
+        if b.get("clean_build_s"):
+            row("5. clean build of the static binary (2 cores)", f"{b['clean_build_s']:.0f} s", "-", "-",
+                "(reported)", True)
+    head = ("| Figure | netdev-broker | Baseline (same run) | Ratio | Target | Met |\n"
+            "|---|---|---|---|---|---|")
+    return head + "\n" + "\n".join(rows)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--exec-n", type=int, default=100, help="exec samples per round (per side)")
+    ap.add_argument("--open-n", type=int, default=20, help="open samples per round (per side)")
+    ap.add_argument("--netmiko-exec", type=int, default=20)
+    ap.add_argument("--netmiko-open", type=int, default=3)
+    ap.add_argument("--sessions", type=int, default=1000)
+    ap.add_argument("--idle", type=int, default=60)
+    ap.add_argument("--keepalive", type=int, default=20, help="keepalive_interval of the held sessions")
+    ap.add_argument("--wrk-seconds", type=int, default=10)
+    ap.add_argument("--clean-build", action="store_true")
+    ap.add_argument("--only", choices=["latency", "scale", "build"], action="append")
+    ap.add_argument("--json", type=Path, help="also write the raw results here")
+    ap.add_argument("--markdown", type=Path, help="write the table here")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        print("benches/bench.py needs root (private sshd, test user)", file=sys.stderr)
+        return 2
+    parts = args.only or ["latency", "scale", "build"]
+    res = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+           "machine": f"{platform.node()}, {os.cpu_count()} cores, {platform.machine()}, Linux {platform.release()}",
+           "load_before": os.getloadavg()}
+    with tempfile.TemporaryDirectory(prefix="ndb-bench-") as tmp:
+        work = Path(tmp)
+        for part in parts:
+            d = work / part
+            d.mkdir()
+            res[part] = {"latency": latency, "scale": scale, "build": build}[part](d, args)
+    table = report(res, args)
+    print(json.dumps(res, indent=2))
+    print(table)
+    if args.json:
+        args.json.write_text(json.dumps(res, indent=2) + "\n")
+    if args.markdown:
+        args.markdown.write_text(table + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
