@@ -3,6 +3,7 @@
 
 #[cfg(test)]
 pub mod scripted;
+#[cfg(feature = "ssh")]
 pub mod ssh;
 pub mod telnet;
 
