@@ -6,9 +6,12 @@
 //! versions are asked of the libraries themselves at run time, so they name what is really
 //! inside the binary, not what the headers said at build time.
 
+#[cfg(feature = "ssh")]
 use std::ffi::CStr;
+#[cfg(feature = "ssh")]
 use std::os::raw::{c_char, c_int};
 
+#[cfg(feature = "ssh")]
 extern "C" {
     // libssh2.h: `const char *libssh2_version(int req_version_num)`; with 0 it always
     // returns the version string of the library linked in. Not declared by libssh2-sys.
@@ -17,6 +20,7 @@ extern "C" {
     fn libssh2_crypto_engine() -> c_int;
 }
 
+#[cfg(feature = "ssh")]
 fn c_string(p: *const c_char) -> String {
     if p.is_null() {
         return "unknown".into();
@@ -26,12 +30,14 @@ fn c_string(p: *const c_char) -> String {
 }
 
 /// The libssh2 version linked in, e.g. "1.11.2_DEV".
+#[cfg(feature = "ssh")]
 pub fn libssh2() -> String {
     // SAFETY: a pure function of the library returning a static string.
     c_string(unsafe { libssh2_version(0) })
 }
 
 /// libssh2's crypto backend.
+#[cfg(feature = "ssh")]
 pub fn libssh2_crypto() -> &'static str {
     // SAFETY: returns an enum value, no arguments.
     match unsafe { libssh2_crypto_engine() } {
@@ -46,9 +52,24 @@ pub fn libssh2_crypto() -> &'static str {
 }
 
 /// The OpenSSL version linked in, e.g. "OpenSSL 3.0.19 27 Jan 2026".
+#[cfg(feature = "ssh")]
 pub fn openssl() -> String {
     // SAFETY: OpenSSL_version returns a static string for every known key.
     c_string(unsafe { openssl_sys::OpenSSL_version(openssl_sys::OPENSSL_VERSION) })
+}
+
+// A build without the `ssh` feature (the fuzz targets', fuzz/) links neither library.
+#[cfg(not(feature = "ssh"))]
+pub fn libssh2() -> String {
+    "none (built without the ssh feature)".into()
+}
+#[cfg(not(feature = "ssh"))]
+pub fn libssh2_crypto() -> &'static str {
+    "none"
+}
+#[cfg(not(feature = "ssh"))]
+pub fn openssl() -> String {
+    "OpenSSL: none (built without the ssh feature)".into()
 }
 
 /// How the C runtime was linked: "static" for the `+crt-static` build, else "dynamic".

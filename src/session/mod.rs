@@ -10,6 +10,7 @@ use crate::mask::Masker;
 use crate::metrics::{CloseReason, Metrics};
 use crate::platform::Platform;
 use crate::secret::Secret;
+#[cfg(feature = "ssh")]
 use crate::transport::ssh::{SshParams, SshTransport};
 use crate::transport::telnet::TelnetTransport;
 use crate::transport::{Reach, Transport};
@@ -495,8 +496,13 @@ fn session_main(reg: Arc<Registry>, id: String, req: OpenRequest, reply: OpenRep
     let deadline = started + req.connect_timeout;
     let allowed_hosts = reg.settings.allowed_hosts.read().clone();
     let open = || {
+        #[cfg_attr(not(feature = "ssh"), allow(unused_mut))]
         let mut host_key = None;
         let (transport, login): (Box<dyn Transport>, _) = match req.protocol {
+            // A build without the `ssh` feature (the fuzz targets') cannot open SSH sessions.
+            #[cfg(not(feature = "ssh"))]
+            Protocol::Ssh => return Err(Error::Connect("this build has no SSH transport".into())),
+            #[cfg(feature = "ssh")]
             Protocol::Ssh => {
                 let params = SshParams {
                     host: &req.host,

@@ -3,6 +3,7 @@
 
 #[cfg(test)]
 pub mod scripted;
+#[cfg(feature = "ssh")]
 pub mod ssh;
 pub mod telnet;
 
@@ -156,6 +157,7 @@ pub(crate) fn connect_tcp(
 
 /// Wait until `fd` is readable (or writable) or the deadline passes.
 /// Why a socket reported an error (SO_ERROR), in words a network engineer can act on.
+#[cfg_attr(not(feature = "ssh"), allow(dead_code))]
 pub(crate) fn socket_error(fd: RawFd) -> String {
     let mut err: libc::c_int = 0;
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;

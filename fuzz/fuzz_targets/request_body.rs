@@ -1,0 +1,74 @@
+//! The request body parser of `src/api/wire.rs` over arbitrary bytes: JSON to a validated open
+//! request (POST /session) and exec request (POST /session/{id}/exec). Every input must give
+//! either a typed request that satisfies the documented bounds or a clean 422 whose FastAPI-shaped
+//! body serialises; nothing may panic.
+//!
+//! Input: the body bytes (the dictionary fuzz/dict/request_body.dict holds the field names).
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use netdev_broker::api::wire::{exec_body, open_body};
+use netdev_broker::error::Error;
+use netdev_broker::platform;
+use netdev_broker::transport::validate_host;
+use std::time::Duration;
+
+fuzz_target!(|data: &[u8]| {
+    match open_body(data) {
+        Ok(b) => {
+            // What the route does next with a valid body (lookup answers None or a platform).
+            let _ = platform::lookup(&b.device_type);
+            assert!(validate_host(&b.host).is_ok(), "{:?}", b.host);
+            assert!(!b.username.contains('\0'));
+            assert!(!b.password.expose().contains('\0'));
+            assert!(b.port.is_none_or(|p| p >= 1));
+            assert!(
+                b.timeout >= Duration::from_millis(100) && b.timeout <= Duration::from_secs(3600)
+            );
+            assert!(b.enable_level.is_none_or(|l| l <= 15));
+            assert!(b
+                .keepalive_interval
+                .is_none_or(|k| k <= Duration::from_secs(86_400)));
+            for list in [&b.kex, &b.host_key_algorithms, &b.ciphers, &b.macs]
+                .into_iter()
+                .flatten()
+            {
+                assert!(!list.is_empty() && list.iter().all(|n| !n.is_empty() && n.len() <= 64));
+            }
+        }
+        Err(e) => clean_422(e),
+    }
+    match exec_body(data) {
+        Ok(b) => {
+            assert!(!b.items.is_empty() || b.config.is_some() || b.save);
+            for it in &b.items {
+                assert!(!it.cmd.contains(['\n', '\r', '\0']), "{:?}", it.cmd);
+                for t in [it.timeout, b.timeout].into_iter().flatten() {
+                    assert!(t >= Duration::from_millis(100) && t <= Duration::from_secs(86_400));
+                }
+                // The seed's `answer` form sends 0..=16 newlines; interactions send their text.
+                for ia in &it.interactions {
+                    assert!(!ia.send.expose().contains('\0'));
+                }
+            }
+            for line in b.config.iter().flatten() {
+                assert!(!line.contains(['\n', '\r', '\0']), "{line:?}");
+            }
+        }
+        Err(e) => clean_422(e),
+    }
+});
+
+/// A refused body is a 422 with `detail` as a list of {type, loc, msg}, and it serialises.
+fn clean_422(e: Error) {
+    assert_eq!(e.status(), 422, "{e:?}");
+    let body = e.body();
+    let detail = body["detail"].as_array().expect("detail is a list");
+    assert!(!detail.is_empty());
+    for d in detail {
+        assert!(d["type"].is_string() && d["msg"].is_string() && d["loc"].is_array());
+    }
+    serde_json::to_vec(&body).expect("the error body serialises");
+    let _ = e.to_string();
+}
