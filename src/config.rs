@@ -467,7 +467,14 @@ pub fn from_yaml(text: &str) -> Result<Loaded, Error> {
                     .map(Duration::from_secs)
                     .map_err(bad)?
             }
-            "workers" => c.workers = int_in(&v, 1, 1024).map_err(bad)? as usize,
+            "workers" => {
+                c.workers = int_in(&v, 1, 1024).map_err(bad)? as usize;
+                warnings.push(
+                    "config: 'workers' is no longer used (each HTTP connection's own thread \
+                     handles its requests; max_connections bounds them); it can be removed"
+                        .into(),
+                );
+            }
             "max_sessions" => c.max_sessions = int_in(&v, 1, 100_000).map_err(bad)? as usize,
             "max_connections" => c.max_connections = int_in(&v, 8, 100_000).map_err(bad)? as usize,
             "max_body_bytes" => c.max_body_bytes = int_in(&v, 1024, 1 << 30).map_err(bad)? as usize,

@@ -105,7 +105,7 @@ impl Broker {
             max_body_bytes: c.max_body_bytes,
             ..Limits::default()
         };
-        let http = HttpServer::start(listener, limits, c.workers, api.clone())
+        let http = HttpServer::start(listener, limits, api.clone())
             .map_err(|e| Error::Config(format!("cannot start HTTP server: {e}")))?;
         // The reaper thread runs even when `stale_reaper` is off, so that a reload can turn it on.
         let reaper_settings = Arc::new(Mutex::new((c.stale_reaper, c.reaper_interval)));
@@ -129,9 +129,9 @@ impl Broker {
             .map_err(|e| Error::Config(format!("cannot start reaper: {e}")))?;
         let reaper = Some((tx, h));
         log::info!(
-            "netdev-broker {} listening on http://{addr} (workers {}, max_sessions {}, reaper {})",
+            "netdev-broker {} listening on http://{addr} (max_connections {max_connections}, \
+             max_sessions {}, reaper {})",
             env!("CARGO_PKG_VERSION"),
-            c.workers,
             c.max_sessions,
             reaper_text(c)
         );

@@ -615,7 +615,7 @@ fn sighup_turns_the_reaper_and_the_dashboard_on() {
     let hash = bcrypt::hash("CANARY-web-pw-1", 4).unwrap();
     std::fs::write(
         &cfg,
-        format!("{base}stale_reaper: true\nreaper_interval: 1\nworkers: 5\nweb_secret_key: CANARY-key-31\nweb_users:\n  - username: ops\n    password_hash: '{hash}'\n"),
+        format!("{base}stale_reaper: true\nreaper_interval: 1\nmax_connections: 300\nweb_secret_key: CANARY-key-31\nweb_users:\n  - username: ops\n    password_hash: '{hash}'\n"),
     )
     .unwrap();
     hup(&p);
@@ -628,7 +628,7 @@ fn sighup_turns_the_reaper_and_the_dashboard_on() {
     assert!(String::from_utf8_lossy(&r.body).contains("password"));
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(
-        text.contains("'workers' changed but needs a restart"),
+        text.contains("'max_connections' changed but needs a restart"),
         "{text}"
     );
     assert!(text.contains("reaper every 1 s"), "{text}");
