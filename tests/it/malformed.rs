@@ -358,9 +358,22 @@ const HUGE_NUMBERS: &[&str] = &[
 
 /// Case `i` of the run with `seed`. `token` is the broker's API token.
 pub fn case(seed: u64, i: u64, token: &str) -> Case {
-    let mut r = Rng::new(seed ^ i.wrapping_mul(0xA24B_AED4_963E_E407));
     let kind = KINDS[(i % KINDS.len() as u64) as usize];
-    let bytes = build(kind, token, &mut r);
+    // A mutation can turn the host into a name ("x", "1e3"): the broker would look it up in the
+    // DNS and answer 502 when it does not resolve, which is right for a well-formed request.
+    // Such a case is not malformed: draw again.
+    let mut attempt = 0u64;
+    let bytes = loop {
+        let mut r = Rng::new(
+            seed ^ i.wrapping_mul(0xA24B_AED4_963E_E407)
+                ^ attempt.wrapping_mul(0x9FB2_1C65_1E98_DF25),
+        );
+        let b = build(kind, token, &mut r);
+        if !names_a_host(&b) {
+            break b;
+        }
+        attempt += 1;
+    };
     let may_close = kind == "truncated"
         || find(&bytes, b"\r\n\r\n").is_none() && find(&bytes, b"\n\n").is_none();
     Case {
@@ -368,6 +381,34 @@ pub fn case(seed: u64, i: u64, token: &str) -> Case {
         bytes,
         may_close,
     }
+}
+
+/// The request's JSON body has a `host` that the broker would resolve as a name (the rules of
+/// `transport::validate_host`, IP literals excepted).
+pub fn names_a_host(req: &[u8]) -> bool {
+    let Some(end) = find(req, b"\r\n\r\n") else {
+        return false;
+    };
+    let Ok(v) = serde_json::from_slice::<Value>(&req[end + 4..]) else {
+        return false;
+    };
+    let Some(h) = v.get("host").and_then(|h| h.as_str()) else {
+        return false;
+    };
+    let h = h.trim();
+    let h = h
+        .strip_prefix('[')
+        .and_then(|x| x.strip_suffix(']'))
+        .unwrap_or(h);
+    if h.is_empty() || h.len() > 253 || h.parse::<std::net::IpAddr>().is_ok() {
+        return false;
+    }
+    h.split('.').all(|l| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    })
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
