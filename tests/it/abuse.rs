@@ -488,6 +488,58 @@ fn abuse_10mb_header_line_and_1gb_bodies_are_refused_fast_with_bounded_memory() 
     no_panics(&b);
 }
 
+#[test]
+fn abuse_huge_regex_patterns_are_refused_before_they_are_parsed() {
+    let _g = serial();
+    let b = Broker::spawn("bigregex", "", 4096);
+    let addr = b.addr;
+    for _ in 0..20 {
+        assert!(b.health_ok());
+    }
+    // A 900,000-character pattern in each regex field of an exec (the session need not exist:
+    // the body is checked first). Parsing one took 345 MiB at its peak before patterns were
+    // capped at 4096 characters.
+    let over = "(".repeat(900_000);
+    for item in [
+        serde_json::json!({"cmd": "x", "expect": over}),
+        serde_json::json!({"cmd": "x", "answer": over}),
+        serde_json::json!({"cmd": "x", "interactions": [{"expect": over}]}),
+    ] {
+        let body = serde_json::json!({ "commands": [item] }).to_string();
+        let field = item.as_object().unwrap().keys().nth(1).unwrap().clone();
+        let req = format!(
+            "POST /session/abc/exec HTTP/1.1\r\nHost: b\r\nX-API-Token: {TOKEN}\r\nConnection: close\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let (r, growth) = measured(&b, &format!("900k-character pattern in {field}"), || {
+            flood(addr, req.as_bytes(), Vec::new(), 0)
+        });
+        let reply = r.reply.expect("no answer");
+        assert_eq!(
+            reply.status,
+            422,
+            "{}",
+            String::from_utf8_lossy(&reply.body)
+        );
+        assert!(
+            reply.body.len() < 1000,
+            "{} bytes of error",
+            reply.body.len()
+        );
+        assert!(
+            r.answered_after.unwrap() < Duration::from_secs(1),
+            "{:?}",
+            r.answered_after
+        );
+        assert!(
+            growth < 16 << 10,
+            "broker peak RSS grew {growth} KiB for one pattern"
+        );
+    }
+    no_panics(&b);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Connection cap.
 
