@@ -548,6 +548,8 @@ fn abuse_connections_beyond_max_connections_get_503_and_the_slots_come_back() {
     let _g = serial();
     let b = Broker::spawn("conncap", "max_connections: 16\n", 4096);
     let addr = b.addr;
+    // The start-up probe's connection thread may still be finishing.
+    std::thread::sleep(Duration::from_millis(500));
     let t0 = b.threads();
     let mut held = Vec::new();
     for _ in 0..16 {
@@ -707,20 +709,33 @@ fn abuse_malformed_requests_are_all_4xx_json_and_nothing_panics() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(malformed::KINDS.len() as u64 * 150);
-    let b = Broker::spawn("malformed", malformed::BROKER_YAML, 4096);
+    // reaper_interval 1: the broker hands freed memory back every second.
+    let b = Broker::spawn(
+        "malformed",
+        &format!("{}reaper_interval: 1\n", malformed::BROKER_YAML),
+        4096,
+    );
     let addr = b.addr;
     assert!(b.health_ok());
     std::thread::sleep(Duration::from_millis(300));
-    let (t0, f0) = (b.threads(), b.fds());
+    let (t0, f0, rss0) = (b.threads(), b.fds(), b.rss_kb());
     let t = Instant::now();
     let tally = run_malformed(addr, 0x5eed, n, 4);
     let took = t.elapsed();
+    let rss_after = b.rss_kb();
+    std::thread::sleep(Duration::from_millis(2500));
+    let rss_idle = b.rss_kb();
     eprintln!(
-        "malformed: {} requests in {took:?} ({:.0}/s), slowest {:?}, {} failures",
+        "malformed: {} requests in {took:?} ({:.0}/s), slowest {:?}, {} failures; broker RSS \
+         {:.1} MiB at start, peak {:.1}, {:.1} after, {:.1} after 2.5 s idle",
         tally.cases,
         tally.cases as f64 / took.as_secs_f64(),
         tally.slowest,
-        tally.failures.len()
+        tally.failures.len(),
+        mib(rss0),
+        mib(b.hwm_kb()),
+        mib(rss_after),
+        mib(rss_idle)
     );
     tally.print();
     assert!(
@@ -784,6 +799,13 @@ fn abuse_malformed_requests_are_all_4xx_json_and_nothing_panics() {
         b.fds()
     );
     no_panics(&b);
+    // Memory freed by the requests went back to the OS (glibc arenas keep it otherwise).
+    assert!(
+        rss_idle < rss0 + (24 << 10),
+        "RSS {:.1} MiB at start, {:.1} MiB after the requests and 2.5 s idle",
+        mib(rss0),
+        mib(rss_idle)
+    );
 }
 
 #[test]

@@ -316,12 +316,13 @@ fn soak_cycles() {
     let mut samples = vec![sample(&b, start, "start", String::new())];
     let warm = Arc::new(Mutex::new(CycleStats::default()));
     run_cycles(addr, &targets, 0..warmup, fail_pct, par, &warm);
-    // Let the closed sessions' threads finish.
-    std::thread::sleep(Duration::from_secs(3));
+    // Let the closed sessions' threads finish and the broker hand freed memory back (every
+    // reaper_interval, 60 s by default), then take the baseline.
+    std::thread::sleep(IDLE_FOR_TRIM);
     let base = sample(
         &b,
         start,
-        &format!("baseline (after {warmup})"),
+        &format!("baseline ({warmup} + idle 65 s)"),
         String::new(),
     );
     samples.push(base.clone());
@@ -342,10 +343,11 @@ fn soak_cycles() {
         ));
     }
     let settled = b.settle(base.threads, base.fds, Duration::from_secs(30));
+    std::thread::sleep(IDLE_FOR_TRIM);
     let end = sample(
         &b,
         start,
-        "end (settled)",
+        "end (settled, idle 65 s)",
         format!("device conns {}", dev.active_connections()),
     );
     samples.push(end.clone());
@@ -651,6 +653,12 @@ fn soak_hold() {
 // ---------------------------------------------------------------------------------------------
 // Item 8: 100,000 malformed requests.
 
+/// Longer than the default reaper_interval (60 s), after which the broker has handed freed
+/// memory back to the OS.
+const IDLE_FOR_TRIM: Duration = Duration::from_secs(65);
+/// RSS allowed once the malformed requests are over and memory was handed back.
+const MALFORMED_RSS_BOUND_KB: u64 = 64 << 10;
+
 #[test]
 #[ignore = "soak: scripts/soak.sh malformed"]
 fn soak_malformed() {
@@ -677,7 +685,10 @@ fn soak_malformed() {
         samples[0].fds + 1,
         Duration::from_secs(15),
     );
-    samples.push(sample(&b, start, "settled", String::new()));
+    // The broker hands freed memory back every reaper_interval (60 s by default).
+    std::thread::sleep(IDLE_FOR_TRIM);
+    let idle = sample(&b, start, "idle one reaper_interval", String::new());
+    samples.push(idle.clone());
     print_samples("soak malformed: broker process", &samples);
     tally.print();
     let totals = tally.totals();
@@ -710,4 +721,9 @@ fn soak_malformed() {
         (b.threads(), b.fds())
     );
     assert!(panics.is_empty(), "{panics:#?}");
+    assert!(
+        idle.rss_kb < MALFORMED_RSS_BOUND_KB,
+        "RSS {:.1} MiB after the requests and an idle reaper_interval",
+        mib(idle.rss_kb)
+    );
 }
