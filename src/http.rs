@@ -441,6 +441,13 @@ impl Conn<'_> {
         let mut scanned = 0;
         loop {
             if let Some((end, skip)) = find_head_end(&self.buf, scanned) {
+                // The end may arrive in the same read as the bytes past the cap.
+                if end > self.limits.max_head_bytes {
+                    return Err(ReadErr::Reply(
+                        431,
+                        "Request header fields too large".into(),
+                    ));
+                }
                 let head = self.buf[..end].to_vec();
                 self.buf.drain(..end + skip);
                 return Ok(head);

@@ -18,6 +18,7 @@ pub mod error;
 pub mod http;
 pub mod logging;
 pub mod mask;
+pub mod memory;
 pub mod metrics;
 pub mod platform;
 pub mod secret;

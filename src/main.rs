@@ -5,6 +5,7 @@ use netdev_broker::{logging, server::Broker};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 fn main() {
+    netdev_broker::memory::limit_arenas();
     let code = match run() {
         Ok(()) => 0,
         Err(e) => {

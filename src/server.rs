@@ -116,13 +116,16 @@ impl Broker {
             .name("reaper".into())
             .spawn(move || loop {
                 // Wakes every interval; a message (reload) re-reads the settings, a dropped
-                // sender stops it.
+                // sender stops it. Each wake also hands freed memory back to the OS.
                 let (on, every) = *settings.lock();
                 match rx.recv_timeout(every) {
-                    Err(RecvTimeoutError::Timeout) if on => {
-                        reg.reap();
+                    Err(RecvTimeoutError::Timeout) => {
+                        if on {
+                            reg.reap();
+                        }
+                        crate::memory::trim();
                     }
-                    Err(RecvTimeoutError::Timeout) | Ok(()) => {}
+                    Ok(()) => {}
                     Err(RecvTimeoutError::Disconnected) => break,
                 }
             })

@@ -36,6 +36,9 @@ pub fn parse_object(body: &[u8]) -> Result<Map<String, Value>, Error> {
     }
 }
 
+/// Longest regex a request may give (`expect`, `answer`, `interactions[].expect`).
+pub const MAX_PATTERN_CHARS: usize = 4096;
+
 /// Reads fields of one JSON object, collecting every problem (pydantic reports them all).
 pub struct Fields<'a> {
     map: &'a Map<String, Value>,
@@ -143,8 +146,18 @@ impl<'a> Fields<'a> {
     }
 
     /// A regex (compiled with the platform size cap); an invalid one is a 422 naming the field.
+    /// A pattern longer than [`MAX_PATTERN_CHARS`] is refused before it is parsed: parsing a
+    /// 1 MiB pattern takes hundreds of MiB (and the error message would quote it whole).
     pub fn regex(&mut self, name: &str, required: bool) -> Option<Regex> {
         let s = self.string(name, required)?;
+        if s.chars().count() > MAX_PATTERN_CHARS {
+            self.err(
+                name,
+                format!("String should have at most {MAX_PATTERN_CHARS} characters"),
+                "string_too_long",
+            );
+            return None;
+        }
         match crate::platform::compile(&s) {
             Ok(r) => Some(r),
             Err(m) => {
@@ -736,6 +749,35 @@ mod tests {
             "model_attributes_type"
         );
         assert_eq!(errs(open_body(b""))["detail"][0]["type"], "missing");
+    }
+
+    #[test]
+    fn long_patterns_are_refused_before_compiling() {
+        let at_cap = "a".repeat(MAX_PATTERN_CHARS);
+        let over = "(".repeat(MAX_PATTERN_CHARS + 1);
+        let body = json!({"commands": [{"cmd": "x", "expect": at_cap}]}).to_string();
+        assert!(exec_body(body.as_bytes()).is_ok());
+        for (item, loc) in [
+            (
+                json!({"cmd": "x", "expect": over}),
+                json!(["body", "commands", 0, "expect"]),
+            ),
+            (
+                json!({"cmd": "x", "answer": over}),
+                json!(["body", "commands", 0, "answer"]),
+            ),
+            (
+                json!({"cmd": "x", "interactions": [{"expect": over}]}),
+                json!(["body", "commands", 0, "interactions", 0, "expect"]),
+            ),
+        ] {
+            let body = json!({ "commands": [item] }).to_string();
+            let v = errs(exec_body(body.as_bytes()));
+            assert_eq!(v["detail"][0]["type"], "string_too_long");
+            assert_eq!(v["detail"][0]["loc"], loc);
+            // The message does not quote the pattern.
+            assert!(v.to_string().len() < 300, "{v}");
+        }
     }
 
     #[test]

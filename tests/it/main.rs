@@ -1,15 +1,19 @@
 //! One integration-test binary (links once). Modules: the fake SSH device, the API suite, and
 //! the tests that run the real broker binary as a process.
 
+mod abuse;
 mod api;
+mod child;
 mod docs;
 mod exec_forms;
 mod fake_ssh;
 mod fake_ssh_tests;
 mod faults;
+mod malformed;
 mod metrics;
 mod platforms;
 mod process;
+mod soak;
 mod support;
 mod telnet;
 mod trust;
