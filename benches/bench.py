@@ -4,7 +4,7 @@
 Run through benches/run (builds, installs what is missing, then calls this). Needs root: the
 latency device is a private Debian sshd (tests/external/sshd_server.py) whose ForceCommand is
 the compiled fake IOS shell (examples/fake_ios_shell.rs); the scale device is the project's
-fake SSH server (examples/fake_device.rs). Everything talks over loopback only.
+fake SSH server (examples/fake_ssh_device.rs). Everything talks over loopback only.
 
 Figures (ratios, because the machine is shared and noisy):
   1. exec of `show clock` on a warm session via HTTP keep-alive vs a bare libssh2 round trip
@@ -254,7 +254,7 @@ def wrk(url: str, seconds: int, connections: int, header: str | None = None) -> 
 
 def scale(work: Path, args) -> dict:
     dport = free_port()
-    dev = Proc([str(EXAMPLES / "fake_device"), str(dport), DEVICE_PASSWORD], work / "fake-device.log")
+    dev = Proc([str(EXAMPLES / "fake_ssh_device"), "--port", str(dport), "--password", DEVICE_PASSWORD], work / "fake-device.log")
     wait_port(dport)
     broker, api = start_broker(work / "scale")
     try:
