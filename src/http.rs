@@ -300,7 +300,12 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                     .name("http-conn".into())
                     .stack_size(CONN_STACK)
                     .spawn(move || {
-                        serve_connection(stream, peer, &s2);
+                        // A panic in the framing code must not keep the slot and the clone.
+                        let served =
+                            catch_unwind(AssertUnwindSafe(|| serve_connection(stream, peer, &s2)));
+                        if served.is_err() {
+                            log::error!("connection from {peer}: panic while serving it");
+                        }
                         s2.conns.lock().remove(&id);
                         s2.active.fetch_sub(1, Ordering::SeqCst);
                     });

@@ -304,7 +304,12 @@ impl SshTransport {
         .map(|m| session.methods(*m).unwrap_or("?").to_string())
         .collect::<Vec<_>>()
         .join(" / ");
-        session.set_keepalive(true, 30);
+        // want_reply false: libssh2 1.11 queues the server's answer to each keepalive
+        // (SSH_MSG_REQUEST_FAILURE) on the session and never frees it; every channel read then
+        // walks the growing list (libssh2 issue #623). About 110 bytes per keepalive, one per
+        // 30 s of idleness, for the session's whole life. The request still goes out, which is
+        // what finds a dead connection.
+        session.set_keepalive(false, 30);
         session.set_blocking(false);
         Ok(SshTransport {
             session,

