@@ -71,9 +71,10 @@ for t in $TARGETS; do
   timeout --kill-after=30 $((SECS + 300)) \
     cargo fuzz run -s "$SANITIZER" "$t" "$corpus" "fuzz/seeds/$t" -- "${args[@]}" >"$log" 2>&1
   rc=$?
-  done_line=$(grep -E '^#[0-9]+[[:space:]]+DONE' "$log" | tail -n 1)
+  # The last status line: DONE at the end of a clean run, else the last before a crash.
+  done_line=$(grep -E '^#[0-9]+[[:space:]]+(DONE|NEW|REDUCE|pulse|INITED)[[:space:]]' "$log" | tail -n 1)
   execs=$(stat number_of_executed_units "$log")
-  [[ -n $execs ]] || execs=$(sed -nE 's/^#([0-9]+)[[:space:]]+DONE.*/\1/p' <<<"$done_line")
+  [[ -n $execs ]] || execs=$(sed -nE 's/^#([0-9]+)[[:space:]].*/\1/p' <<<"$done_line")
   rate=$(stat average_exec_per_sec "$log")
   rss=$(stat peak_rss_mb "$log")
   cov=$(grep -oE 'cov: [0-9]+' <<<"$done_line" | grep -oE '[0-9]+')
