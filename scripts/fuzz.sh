@@ -16,8 +16,9 @@
 # A crash (panic, failed assertion, input slower than 10 s, RSS over 1 GiB) leaves the input in
 # fuzz/artifacts/<target>/ and makes the script exit 1 after the remaining targets ran.
 #
-# Environment: FUZZ_TARGETS="a b" runs only those; FUZZ_SANITIZER=address builds with ASan (needs
-# a nightly toolchain: RUSTUP_TOOLCHAIN=nightly). Targets run one at a time (CI has 2 cores).
+# Environment: FUZZ_TARGETS="a b" runs only those; FUZZ_SANITIZER=address builds with ASan, which
+# needs nightly (RUSTUP_TOOLCHAIN=nightly, or RUSTC_BOOTSTRAP=1 on stable) and runs ~5x slower.
+# Targets run one at a time (CI has 2 cores).
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -71,9 +72,10 @@ for t in $TARGETS; do
   timeout --kill-after=30 $((SECS + 300)) \
     cargo fuzz run -s "$SANITIZER" "$t" "$corpus" "fuzz/seeds/$t" -- "${args[@]}" >"$log" 2>&1
   rc=$?
-  done_line=$(grep -E '^#[0-9]+[[:space:]]+DONE' "$log" | tail -n 1)
+  # The last status line: DONE at the end of a clean run, else the last before a crash.
+  done_line=$(grep -E '^#[0-9]+[[:space:]]+(DONE|NEW|REDUCE|pulse|INITED)[[:space:]]' "$log" | tail -n 1)
   execs=$(stat number_of_executed_units "$log")
-  [[ -n $execs ]] || execs=$(sed -nE 's/^#([0-9]+)[[:space:]]+DONE.*/\1/p' <<<"$done_line")
+  [[ -n $execs ]] || execs=$(sed -nE 's/^#([0-9]+)[[:space:]].*/\1/p' <<<"$done_line")
   rate=$(stat average_exec_per_sec "$log")
   rss=$(stat peak_rss_mb "$log")
   cov=$(grep -oE 'cov: [0-9]+' <<<"$done_line" | grep -oE '[0-9]+')
@@ -85,7 +87,8 @@ for t in $TARGETS; do
     FAILED+=("$t")
     grep -E 'panicked at|^==[0-9]+== ?ERROR|^SUMMARY|Test unit written to|ALARM|out-of-memory' "$log" | head -n 20
     echo "log: $log"
-    echo "reproduce: cargo fuzz run -s $SANITIZER $t <artifact from fuzz/artifacts/$t/>"
+    artifact=$(sed -n 's/.*Test unit written to //p' "$log" | tail -n 1)
+    echo "reproduce: cargo fuzz run -s $SANITIZER $t ${artifact:-<the input in fuzz/artifacts/$t/>}"
   fi
   printf '%s: executions %s, exec/s %s, cov %s, corpus %s, peak RSS %s MB: %s\n' \
     "$t" "${execs:-?}" "${rate:-?}" "${cov:-?}" "${corp:-?}" "${rss:-?}" "$verdict"

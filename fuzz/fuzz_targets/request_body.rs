@@ -41,7 +41,7 @@ fuzz_target!(|data: &[u8]| {
     }
     match exec_body(data) {
         Ok(b) => {
-            assert!(!b.items.is_empty() || b.config.is_some() || b.save);
+            // `{"commands": []}` is a valid (empty) exec, as it was for the seed's pydantic model.
             for it in &b.items {
                 assert!(!it.cmd.contains(['\n', '\r', '\0']), "{:?}", it.cmd);
                 for t in [it.timeout, b.timeout].into_iter().flatten() {
