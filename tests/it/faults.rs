@@ -3,6 +3,7 @@
 //! under a low fd limit. The leak and resource-limit cases run the real binary, so that
 //! /proc/PID/{task,fd} count the broker alone.
 
+use crate::child::{count_dir, free_port};
 use crate::fake_ssh::{DeviceConfig, FakeDevice};
 use crate::support::*;
 use serde_json::{json, Value};
@@ -19,14 +20,6 @@ fn device() -> FakeDevice {
         password: PASSWORD.into(),
         ..Default::default()
     })
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// The real broker as a child process; killed on drop.
@@ -72,10 +65,6 @@ impl Proc {
     fn fds(&self) -> usize {
         count_dir(&format!("/proc/{}/fd", self.pid()))
     }
-}
-
-fn count_dir(p: &str) -> usize {
-    std::fs::read_dir(p).map(|d| d.count()).unwrap_or(0)
 }
 
 /// Start the binary, optionally with one rlimit (soft = hard) set in the child before exec.
