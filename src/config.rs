@@ -55,6 +55,8 @@ pub struct Config {
     pub max_connections: usize,
     pub max_body_bytes: usize,
     pub max_output_bytes: usize,
+    /// Output kept for all the commands of one exec together (`truncated` past it).
+    pub max_exec_output_bytes: usize,
     pub state_dir: PathBuf,
     pub masker: Masker,
     /// The broker's known_hosts file (None: `state_dir/known_hosts`).
@@ -102,6 +104,7 @@ impl Default for Config {
             max_connections: 512,
             max_body_bytes: 1 << 20,
             max_output_bytes: 16 << 20,
+            max_exec_output_bytes: 64 << 20,
             state_dir: "/var/lib/netdev-broker".into(),
             masker: Masker::default(),
             known_hosts: None,
@@ -159,6 +162,7 @@ const KNOWN_KEYS: &[&str] = &[
     "max_connections",
     "max_body_bytes",
     "max_output_bytes",
+    "max_exec_output_bytes",
     "state_dir",
     "mask_patterns",
     "known_hosts",
@@ -302,6 +306,7 @@ impl Config {
                     "max_connections" => self.max_connections.to_string(),
                     "max_body_bytes" => self.max_body_bytes.to_string(),
                     "max_output_bytes" => self.max_output_bytes.to_string(),
+                    "max_exec_output_bytes" => self.max_exec_output_bytes.to_string(),
                     "state_dir" => self.state_dir.display().to_string(),
                     "known_hosts" => path(
                         &self.known_hosts,
@@ -480,6 +485,9 @@ pub fn from_yaml(text: &str) -> Result<Loaded, Error> {
             "max_body_bytes" => c.max_body_bytes = int_in(&v, 1024, 1 << 30).map_err(bad)? as usize,
             "max_output_bytes" => {
                 c.max_output_bytes = int_in(&v, 1024, 1 << 32).map_err(bad)? as usize
+            }
+            "max_exec_output_bytes" => {
+                c.max_exec_output_bytes = int_in(&v, 1024, 1 << 34).map_err(bad)? as usize
             }
             "state_dir" => c.state_dir = PathBuf::from(string(&v).map_err(bad)?),
             "known_hosts" => {
@@ -723,6 +731,7 @@ mod tests {
         assert_eq!(c.max_sessions, 1000);
         assert_eq!(c.max_body_bytes, 1 << 20);
         assert_eq!(c.max_output_bytes, 16 << 20);
+        assert_eq!(c.max_exec_output_bytes, 64 << 20);
     }
 
     #[test]

@@ -68,7 +68,7 @@ pub fn run(mut a: TelnetDebug) -> i32 {
         "[connect] connected in {} ms",
         started.elapsed().as_millis()
     ));
-    let mut chan = Channel::new(Box::new(t));
+    let mut chan = Channel::new(Box::new(t), platform.line.clone());
     chan.trace = Some(trace);
     let opened = Driver::open(
         chan,

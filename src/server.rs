@@ -38,7 +38,6 @@ fn api_live(c: &Config) -> ApiLive {
             host_key_policy: c.host_key_policy,
             host_key_policy_override_any: c.host_key_policy_override_any,
             legacy_hosts: c.legacy_hosts.clone(),
-            commands: c.commands.clone(),
         },
     }
 }
@@ -80,8 +79,10 @@ impl Broker {
         let registry = Registry::new(Settings {
             known_hosts: crate::trust::KnownHosts::new(known_hosts),
             allowed_hosts: parking_lot::RwLock::new(c.allowed_hosts.clone()),
+            commands: parking_lot::RwLock::new(Arc::new(c.commands.clone())),
             max_sessions: c.max_sessions,
             max_output_bytes: c.max_output_bytes,
+            max_exec_output_bytes: c.max_exec_output_bytes,
             keepalive_interval: c.keepalive_interval,
             dead_peer_timeout: c.dead_peer_timeout,
             command_timeout: c.command_timeout,
@@ -172,6 +173,7 @@ impl Broker {
         self.api.set_live(api_live(&c));
         self.api.web.set_auth(crate::web::WebAuth::from_config(&c));
         self.registry.set_allowed_hosts(c.allowed_hosts.clone());
+        self.registry.set_command_rules(c.commands.clone());
         *self.reaper_settings.lock() = (c.stale_reaper, c.reaper_interval);
         if let Some((tx, _)) = &self.reaper {
             // Full: a wake-up is already pending, which is as good.
@@ -259,6 +261,7 @@ fn keep_running_value(next: &mut Config, running: &Config, key: &str) {
         "max_connections" => next.max_connections = r.max_connections,
         "max_body_bytes" => next.max_body_bytes = r.max_body_bytes,
         "max_output_bytes" => next.max_output_bytes = r.max_output_bytes,
+        "max_exec_output_bytes" => next.max_exec_output_bytes = r.max_exec_output_bytes,
         "state_dir" => next.state_dir = r.state_dir.clone(),
         "known_hosts" => next.known_hosts = r.known_hosts.clone(),
         "mask_patterns" => {

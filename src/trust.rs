@@ -339,20 +339,22 @@ impl CommandRules {
         })
     }
 
-    /// None: the command may run; Some(why): refused, naming the rule.
-    pub fn refuses(&self, cmd: &str) -> Option<String> {
-        let c = cmd.split_whitespace().collect::<Vec<_>>().join(" ");
-        let c = c.as_str();
-        if let Some(r) = self.denied.iter().find(|r| r.is_match(c)) {
-            return Some(format!(
-                "command {c:?} matches denied_commands rule {:?}",
-                r.as_str()
-            ));
-        }
-        if !self.allowed.is_empty() && !self.allowed.iter().any(|r| r.is_match(c)) {
-            return Some(format!("command {c:?} matches no allowed_commands rule"));
-        }
-        None
+    /// No rule at all: only the characters of a text are checked.
+    pub fn is_empty(&self) -> bool {
+        self.denied.is_empty() && self.allowed.is_empty()
+    }
+
+    /// The denied_commands rule that matches `cmd` (blanks folded by the caller), if any.
+    pub fn denies(&self, cmd: &str) -> Option<&str> {
+        self.denied
+            .iter()
+            .find(|r| r.is_match(cmd))
+            .map(|r| r.as_str())
+    }
+
+    /// `cmd` (blanks folded by the caller) may run as far as allowed_commands goes.
+    pub fn allows(&self, cmd: &str) -> bool {
+        self.allowed.is_empty() || self.allowed.iter().any(|r| r.is_match(cmd))
     }
 }
 
@@ -713,16 +715,16 @@ mod tests {
             .unwrap()
             .allows("anything", ip("1.1.1.1")));
         let r = CommandRules::new(&["^reload", "^erase\\b"], &[]).unwrap();
-        assert!(r.refuses("reload in 5").unwrap().contains("^reload"));
-        assert!(r.refuses("show reload").is_none());
-        assert!(r.refuses("  RELOAD\t at 10:00").is_some());
-        assert!(r.refuses("erase  startup-config").is_some());
+        assert_eq!(r.denies("reload in 5"), Some("^reload"));
+        assert!(r.denies("show reload").is_none());
+        // Case is ignored (blanks are folded by the caller).
+        assert!(r.denies("RELOAD at 10:00").is_some());
+        assert!(r.denies("erase startup-config").is_some());
+        assert!(r.allows("configure terminal"));
         let r = CommandRules::new(&[], &["^show ", "^ping "]).unwrap();
-        assert!(r.refuses("show version").is_none());
-        assert!(r
-            .refuses("configure terminal")
-            .unwrap()
-            .contains("no allowed_commands rule"));
+        assert!(r.allows("show version"));
+        assert!(!r.allows("configure terminal"));
+        assert!(!r.is_empty() && CommandRules::default().is_empty());
         let algs = Algorithms::default().lists();
         assert!(!algs[0].iter().any(|k| k.ends_with("sha1")));
         let legacy = Algorithms {

@@ -10,7 +10,7 @@ use crate::http::{Handler, Request, Responder, Response};
 use crate::platform;
 use crate::secret::Secret;
 use crate::session::{ConfigJob, ExecJob, ExecReport, OpenRequest, Protocol, Registry};
-use crate::trust::{Algorithms, CommandRules, HostKeyPolicy, HostList};
+use crate::trust::{Algorithms, HostKeyPolicy, HostList};
 use parking_lot::RwLock;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -42,7 +42,6 @@ pub struct ApiTrust {
     pub host_key_policy: HostKeyPolicy,
     pub host_key_policy_override_any: bool,
     pub legacy_hosts: HostList,
-    pub commands: CommandRules,
 }
 
 impl ApiTrust {
@@ -96,16 +95,6 @@ impl ApiTrust {
             || host
                 .parse::<std::net::IpAddr>()
                 .is_ok_and(|ip| self.legacy_hosts.matches_addr(ip))
-    }
-
-    /// Every command of a request is checked before the first is sent.
-    fn check_commands<'a>(&self, cmds: impl Iterator<Item = &'a str>) -> Result<(), Error> {
-        for c in cmds {
-            if let Some(why) = self.commands.refuses(c) {
-                return Err(Error::Forbidden(why));
-            }
-        }
-        Ok(())
     }
 }
 
@@ -423,13 +412,9 @@ impl Api {
         live: &ApiLive,
     ) -> Result<Outcome, Error> {
         // Body first (422), then the session (404): the order FastAPI answered in.
+        // The command policy is applied by the session, to every line it would type, before
+        // the first is sent (channel::typed).
         let b = wire::exec_body(&req.body)?;
-        live.trust.check_commands(
-            b.items
-                .iter()
-                .map(|i| i.cmd.as_str())
-                .chain(b.config.iter().flatten().map(|l| l.as_str())),
-        )?;
         if b.config.is_some() || b.save {
             if let Some(h) = self.registry.get(id) {
                 check_config_support(h.info.platform, b.config.is_some(), b.save)?;

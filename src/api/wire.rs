@@ -1,6 +1,7 @@
 //! JSON wire types: request validation with FastAPI/pydantic-shaped 422 errors, and the JSON
 //! bodies of responses. Nothing else in the broker builds or parses API JSON.
 
+use crate::channel::typed::{char_name, is_control, Step};
 use crate::error::{Error, FieldError};
 use crate::secret::Secret;
 use crate::session::driver::{CmdResult, ExecItem, Interaction};
@@ -38,6 +39,42 @@ pub fn parse_object(body: &[u8]) -> Result<Map<String, Value>, Error> {
 
 /// Longest regex a request may give (`expect`, `answer`, `interactions[].expect`).
 pub const MAX_PATTERN_CHARS: usize = 4096;
+/// Most regexes one request may give, counted before any is compiled.
+pub const MAX_PATTERNS: usize = 64;
+/// Compiled size cap of each request regex (program, and the lazy DFA's cache): with
+/// [`MAX_PATTERNS`] they bound what one request's patterns can cost.
+const PATTERN_SIZE_LIMIT: usize = 256 << 10;
+const PATTERN_DFA_LIMIT: usize = 64 << 10;
+/// Longest text typed as one line (a command, a config line, an answer).
+pub const MAX_LINE_CHARS: usize = 4096;
+/// Most items in `commands`, and most lines in `config`.
+pub const MAX_COMMANDS: usize = 1000;
+pub const MAX_CONFIG_LINES: usize = 10_000;
+/// Most interactions of one command.
+pub const MAX_INTERACTIONS: usize = 16;
+
+/// The first control character of `s` that is not in `allowed`, as a 422 message.
+fn control_char(s: &str, allowed: &[char]) -> Option<String> {
+    s.chars()
+        .enumerate()
+        .find(|(_, c)| is_control(*c) && !allowed.contains(c))
+        .map(|(i, c)| {
+            format!(
+                "must not contain control characters: {} at position {i}",
+                char_name(c)
+            )
+        })
+}
+
+/// A typed text (command, config line, answer): one line, no control character, bounded.
+fn typed_text_error(s: &str) -> Option<String> {
+    if s.chars().count() > MAX_LINE_CHARS {
+        return Some(format!(
+            "String should have at most {MAX_LINE_CHARS} characters"
+        ));
+    }
+    control_char(s, &[])
+}
 
 /// Reads fields of one JSON object, collecting every problem (pydantic reports them all).
 pub struct Fields<'a> {
@@ -158,10 +195,14 @@ impl<'a> Fields<'a> {
             );
             return None;
         }
-        match crate::platform::compile(&s) {
+        let compiled = regex::RegexBuilder::new(&s)
+            .size_limit(PATTERN_SIZE_LIMIT)
+            .dfa_size_limit(PATTERN_DFA_LIMIT)
+            .build();
+        match compiled {
             Ok(r) => Some(r),
-            Err(m) => {
-                self.err(name, m, "value_error");
+            Err(e) => {
+                self.err(name, format!("bad pattern {s:?}: {e}"), "value_error");
                 None
             }
         }
@@ -204,6 +245,24 @@ impl<'a> Fields<'a> {
         Some(list)
     }
 
+    /// A string that is sent to the device as login data: no control character at all.
+    pub fn login_text(&mut self, name: &str, required: bool) -> Option<String> {
+        let s = self.string(name, required)?;
+        if let Some(m) = control_char(&s, &[]) {
+            self.err(name, m, "value_error");
+        }
+        Some(s)
+    }
+
+    /// A string typed into the device as one line: no control character, bounded.
+    pub fn typed(&mut self, name: &str, required: bool) -> Option<String> {
+        let s = self.string(name, required)?;
+        if let Some(m) = typed_text_error(&s) {
+            self.err(name, m, "value_error");
+        }
+        Some(s)
+    }
+
     /// A list of single-line strings (config lines).
     pub fn lines(&mut self, name: &str) -> Option<Vec<String>> {
         let v = self.present(name)?;
@@ -211,17 +270,23 @@ impl<'a> Fields<'a> {
             self.err(name, "Input should be a valid list", "list_type");
             return None;
         };
+        if list.len() > MAX_CONFIG_LINES {
+            self.err(
+                name,
+                format!("List should have at most {MAX_CONFIG_LINES} items"),
+                "too_long",
+            );
+            return None;
+        }
         let mut out = Vec::with_capacity(list.len());
         for (i, v) in list.iter().enumerate() {
             let mut loc = self.loc(name);
             loc.push(json!(i));
             match v {
-                Value::String(s) if !s.contains(['\n', '\r', '\0']) => out.push(s.clone()),
-                Value::String(_) => self.errors.push(FieldError::new(
-                    loc,
-                    "A line must be a single line (no CR, LF or NUL)",
-                    "value_error",
-                )),
+                Value::String(s) => match typed_text_error(s) {
+                    None => out.push(s.clone()),
+                    Some(m) => self.errors.push(FieldError::new(loc, m, "value_error")),
+                },
                 _ => self.errors.push(FieldError::new(
                     loc,
                     "Input should be a valid string",
@@ -308,12 +373,16 @@ pub struct OpenBody {
 pub fn open_body(body: &[u8]) -> Result<OpenBody, Error> {
     let map = parse_object(body)?;
     let mut f = Fields::new(&map, vec![json!("body")]);
-    let host = f.string("host", true);
-    let username = f.string("username", true);
-    let key_file = f.string("key_file", false).filter(|k| !k.trim().is_empty());
+    // Login data is typed at the device's prompts or handed to SSH: no control character (a
+    // line end in a password would type a command after it).
+    let host = f.login_text("host", true);
+    let username = f.login_text("username", true);
+    let key_file = f
+        .login_text("key_file", false)
+        .filter(|k| !k.trim().is_empty());
     // With a key file the password may be left out.
-    let password = f.string("password", key_file.is_none());
-    let passphrase = f.string("passphrase", false);
+    let password = f.login_text("password", key_file.is_none());
+    let passphrase = f.login_text("passphrase", false);
     let legacy_algorithms = f.boolean("legacy_algorithms");
     let kex = f.names("kex");
     let host_key_algorithms = f.names("host_key_algorithms");
@@ -345,21 +414,11 @@ pub fn open_body(body: &[u8]) -> Result<OpenBody, Error> {
         .map(|n| Duration::from_secs(n as u64));
     // Netmiko calls it `secret`; the seed's Telnet API calls it `enable_password`.
     let enable = f
-        .string("enable_password", false)
-        .or_else(|| f.string("secret", false));
+        .login_text("enable_password", false)
+        .or_else(|| f.login_text("secret", false));
     if let Some(h) = &host {
         if let Err(m) = crate::transport::validate_host(h) {
             f.err("host", m, "value_error");
-        }
-    }
-    for (name, v) in [
-        ("username", &username),
-        ("password", &password),
-        ("passphrase", &passphrase),
-        ("key_file", &key_file),
-    ] {
-        if v.as_deref().is_some_and(|u| u.contains('\0')) {
-            f.err(name, "must not contain NUL bytes", "value_error");
         }
     }
     f.finish()?;
@@ -407,7 +466,7 @@ fn exec_item(
     errors: &mut Vec<FieldError>,
 ) -> Option<ExecItem> {
     let mut g = Fields::new(o, at.clone());
-    let cmd = g.string("cmd", true);
+    let cmd = g.typed("cmd", true);
     let expect = g.regex("expect", false);
     // The seed's interactive form: wait for `answer`, then send `send_newlines` newlines.
     let answer = g.regex("answer", false);
@@ -422,10 +481,16 @@ fn exec_item(
             expect: a,
             send: Secret::new("\n".repeat(newlines)),
             hidden: false,
+            from_platform: false,
         });
     }
     match o.get("interactions") {
         None | Some(Value::Null) => {}
+        Some(Value::Array(list)) if list.len() > MAX_INTERACTIONS => g.err(
+            "interactions",
+            format!("List should have at most {MAX_INTERACTIONS} items"),
+            "too_long",
+        ),
         Some(Value::Array(list)) => {
             for (j, v) in list.iter().enumerate() {
                 let mut loc = at.clone();
@@ -440,12 +505,10 @@ fn exec_item(
                 };
                 let mut h = Fields::new(io, loc);
                 let expect = h.regex("expect", true);
-                let send = h.string("send", false).unwrap_or_default();
+                // The line end is the broker's (`newline`); the text itself is one line.
+                let send = h.typed("send", false).unwrap_or_default();
                 let hidden = h.boolean("hidden").unwrap_or(false);
                 let newline = h.boolean("newline").unwrap_or(true);
-                if send.contains('\0') {
-                    h.err("send", "must not contain NUL bytes", "value_error");
-                }
                 g.errors.append(&mut h.errors);
                 if let Some(expect) = expect {
                     let mut send = send;
@@ -456,21 +519,12 @@ fn exec_item(
                         expect,
                         send: Secret::new(send),
                         hidden,
+                        from_platform: false,
                     });
                 }
             }
         }
         Some(_) => g.err("interactions", "Input should be a valid list", "list_type"),
-    }
-    if cmd
-        .as_deref()
-        .is_some_and(|c| c.contains(['\n', '\r', '\0']))
-    {
-        g.err(
-            "cmd",
-            "A command must be a single line (no CR, LF or NUL)",
-            "value_error",
-        );
     }
     errors.append(&mut g.errors);
     Some(ExecItem {
@@ -480,12 +534,59 @@ fn exec_item(
         timeout,
         any_order: false,
         seed_answer: answer_given,
+        step: Step::Command,
     })
+}
+
+/// How many regexes the `commands` of an exec body give (before any is compiled).
+fn pattern_count(commands: Option<&Value>) -> usize {
+    let Some(Value::Array(list)) = commands else {
+        return 0;
+    };
+    let present = |o: &Map<String, Value>, k: &str| o.get(k).is_some_and(|v| !v.is_null());
+    list.iter()
+        .filter_map(Value::as_object)
+        .map(|o| {
+            let own = usize::from(present(o, "expect")) + usize::from(present(o, "answer"));
+            let asked = match o.get("interactions") {
+                Some(Value::Array(l)) => l
+                    .iter()
+                    .filter_map(Value::as_object)
+                    .filter(|i| present(i, "expect"))
+                    .count(),
+                _ => 0,
+            };
+            own + asked
+        })
+        .sum()
 }
 
 pub fn exec_body(body: &[u8]) -> Result<ExecBody, Error> {
     let map = parse_object(body)?;
     let mut f = Fields::new(&map, vec![json!("body")]);
+    // What the request may cost is bounded before any of it is compiled or sent.
+    let commands = map.get("commands");
+    if let Some(Value::Array(list)) = commands {
+        if list.len() > MAX_COMMANDS {
+            f.err(
+                "commands",
+                format!("List should have at most {MAX_COMMANDS} items"),
+                "too_long",
+            );
+            return Err(Error::Validation(f.errors));
+        }
+    }
+    let patterns = pattern_count(commands);
+    if patterns > MAX_PATTERNS {
+        f.err(
+            "commands",
+            format!(
+                "At most {MAX_PATTERNS} patterns (expect, answer, interactions[].expect) per request; this one gives {patterns}"
+            ),
+            "too_long",
+        );
+        return Err(Error::Validation(f.errors));
+    }
     let timeout = f.seconds("timeout", 0.1, MAX_TIMEOUT);
     let stop_on_error = f.boolean("stop_on_error").unwrap_or(false);
     let config = f.lines("config");
@@ -502,14 +603,10 @@ pub fn exec_body(body: &[u8]) -> Result<ExecBody, Error> {
             for (i, v) in list.iter().enumerate() {
                 let at = vec![json!("body"), json!("commands"), json!(i)];
                 match v {
-                    Value::String(s) if s.contains(['\n', '\r', '\0']) => {
-                        f.errors.push(FieldError::new(
-                            at,
-                            "A command must be a single line (no CR, LF or NUL)",
-                            "value_error",
-                        ))
-                    }
-                    Value::String(s) => items.push(ExecItem::plain(s)),
+                    Value::String(s) => match typed_text_error(s) {
+                        None => items.push(ExecItem::plain(s)),
+                        Some(m) => f.errors.push(FieldError::new(at, m, "value_error")),
+                    },
                     Value::Object(o) => {
                         if let Some(it) = exec_item(o, at, &mut f.errors) {
                             items.push(it);

@@ -2,11 +2,13 @@
 //! patterns matches the line the device is waiting on, keep what was read (capped).
 
 pub mod matcher;
+pub mod typed;
 
 use crate::transport::{escape_bytes, Trace, Transport, TransportError};
 use regex::Regex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+use typed::{LineGuard, LineSyntax, Step};
 
 /// How much of the most recent output is searched for the waiting line.
 const TAIL: usize = 4096;
@@ -133,6 +135,8 @@ pub enum ReadFail {
     Closed(String),
     /// The session is being closed.
     Cancelled,
+    /// The command policy refused a text before any of it was typed (why, naming the step).
+    Refused(String),
 }
 
 pub struct Channel {
@@ -140,35 +144,59 @@ pub struct Channel {
     buf: Vec<u8>,
     /// `telnet-debug`'s line sink: what was sent (secrets masked) and what matched.
     pub trace: Option<Trace>,
+    /// Every text typed goes through it: the only way to write to the device.
+    guard: LineGuard,
 }
 
 impl Channel {
-    pub fn new(transport: Box<dyn Transport>) -> Channel {
+    pub fn new(transport: Box<dyn Transport>, syntax: LineSyntax) -> Channel {
         Channel {
             transport,
             buf: vec![0u8; READ_CHUNK],
             trace: None,
+            guard: LineGuard::new(syntax),
         }
     }
 
-    pub fn send(&mut self, data: &str, deadline: Instant) -> Result<(), ReadFail> {
-        if let Some(t) = &self.trace {
-            t(&format!("[send] \"{}\"", escape_bytes(data.as_bytes())));
-        }
-        self.transport
-            .write_all(data.as_bytes(), deadline)
-            .map_err(map_err)
+    /// The command policy texts are checked against from now on.
+    pub fn set_rules(&mut self, rules: std::sync::Arc<crate::trust::CommandRules>) {
+        self.guard.set_rules(rules);
     }
 
-    /// Send a secret (a password line): traced as `********`, never logged.
-    pub fn send_hidden(
-        &mut self,
-        data: &str,
-        what: &str,
-        deadline: Instant,
-    ) -> Result<(), ReadFail> {
+    /// The device showed its prompt after the last text typed (see [`LineGuard::settle`]).
+    pub fn settle(&mut self) {
+        self.guard.settle();
+    }
+
+    /// The policy's model of this session's line buffer, to try a plan against before running it.
+    pub fn guard(&self) -> &LineGuard {
+        &self.guard
+    }
+
+    /// Type `data` as `step`: the command policy checks it first ([`LineGuard::admit`]) and
+    /// nothing is written when it refuses. Secrets and hidden answers are traced as `********`.
+    pub fn send(&mut self, data: &str, step: Step, deadline: Instant) -> Result<(), ReadFail> {
+        let admitted = self.guard.admit(data, step).map_err(ReadFail::Refused)?;
         if let Some(t) = &self.trace {
-            t(&format!("[send] ******** ({what})"));
+            if let Some(k) = &admitted.kill {
+                t(&format!(
+                    "[send] \"{}\" (line kill)",
+                    escape_bytes(k.as_bytes())
+                ));
+            }
+            if step.hidden() {
+                t(&format!("[send] ******** ({})", step.name()));
+            } else {
+                t(&format!("[send] \"{}\"", escape_bytes(data.as_bytes())));
+            }
+        }
+        let kill = admitted.kill.clone();
+        // Recorded before writing: a write cut short may still have reached the device.
+        self.guard.commit(admitted);
+        if let Some(k) = kill {
+            self.transport
+                .write_all(k.as_bytes(), deadline)
+                .map_err(map_err)?;
         }
         self.transport
             .write_all(data.as_bytes(), deadline)

@@ -2,6 +2,7 @@
 //! The driver reads these tables; nothing else in the code knows about device types.
 //! The format is documented in README "Platforms" and in `defs/cisco_ios.yml`.
 
+use crate::channel::typed::LineSyntax;
 use regex::bytes::Regex as BytesRegex;
 use regex::{Regex, RegexBuilder};
 use serde::Deserialize;
@@ -57,7 +58,25 @@ struct Def {
     prompt_changes: Vec<String>,
     #[serde(default)]
     default_questions: Vec<String>,
+    #[serde(default)]
+    line: LineDef,
     close: CloseDef,
+}
+
+/// How the CLI's line editor reads a line: what the command policy must know to check what the
+/// device runs rather than what was typed.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct LineDef {
+    /// A key that asks for help and is not part of the line (`?`).
+    #[serde(default)]
+    help: Option<char>,
+    /// Words that run an exec command from config mode (`do`, `run`).
+    #[serde(default)]
+    exec_escape: Vec<String>,
+    /// The key that erases the whole line (Ctrl-U, written "\u0015").
+    #[serde(default)]
+    kill: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -234,6 +253,8 @@ pub struct Platform {
     /// Questions whose default (shown in brackets) Enter accepts; the seed's interactive form
     /// answers them as well as its own `answer`.
     pub default_questions: Vec<Regex>,
+    /// The line editor, for the command policy.
+    pub line: LineSyntax,
     pub close: CloseDef,
 }
 
@@ -242,6 +263,29 @@ pub struct Platform {
 /// the erasing characters (so indentation of the next line is kept).
 const DEFAULT_ERASE: &str =
     r"^(?:[\x08 \r]|\x1b\[[0-9;?]*[A-Za-z])*(?:[\x08\r]|\x1b\[[0-9;?]*[A-Za-z])";
+
+fn line_syntax(d: LineDef) -> Result<LineSyntax, String> {
+    if d.help.is_some_and(|c| c.is_whitespace() || c.is_control()) {
+        return Err("line.help must be a printable key".into());
+    }
+    if d.exec_escape
+        .iter()
+        .any(|w| w.is_empty() || w.contains(char::is_whitespace))
+    {
+        return Err("line.exec_escape entries must be single words".into());
+    }
+    if d.kill
+        .as_ref()
+        .is_some_and(|k| k.chars().count() != 1 || !k.chars().all(|c| c.is_ascii_control()))
+    {
+        return Err("line.kill must be one control key".into());
+    }
+    Ok(LineSyntax {
+        help: d.help,
+        exec_escapes: d.exec_escape,
+        kill: d.kill,
+    })
+}
 
 /// Compile a pattern with a size cap. Platform patterns spell out ASCII classes ([A-Za-z0-9])
 /// instead of \\w or \\d, whose Unicode tables cost megabytes per compiled regex.
@@ -381,6 +425,7 @@ impl Platform {
                 .map_err(ctx)?,
             prompt_changes: compile_all(&d.prompt_changes).map_err(ctx)?,
             default_questions: compile_all(&d.default_questions).map_err(ctx)?,
+            line: line_syntax(d.line).map_err(ctx)?,
             close: d.close,
             name: d.name,
             description: d.description,

@@ -2,6 +2,7 @@
 //! command and tell where its output ends, and how to leave. Everything platform-specific comes
 //! from the [`Platform`] table.
 
+use crate::channel::typed::Step;
 use crate::channel::Pat;
 use crate::channel::{matcher, Acc, Channel, ReadFail};
 use crate::error::Error;
@@ -19,6 +20,19 @@ pub struct Interaction {
     /// Exactly what is written (the API adds the newline unless told not to).
     pub send: Secret,
     pub hidden: bool,
+    /// The answer comes from platform data (exempt from the command rules), not from a client.
+    pub from_platform: bool,
+}
+
+impl Interaction {
+    /// What the command policy takes this answer for.
+    pub fn step(&self) -> Step {
+        match (self.from_platform, self.hidden) {
+            (true, _) => Step::PlatformAnswer,
+            (false, true) => Step::HiddenAnswer,
+            (false, false) => Step::Answer,
+        }
+    }
 }
 
 /// One item of an exec request.
@@ -38,6 +52,8 @@ pub struct ExecItem {
     /// The seed's `answer` + `send_newlines` form: its newlines also answer the platform's
     /// default-value questions.
     pub seed_answer: bool,
+    /// What the command is to the command policy (a client's command, or a platform step).
+    pub step: Step,
 }
 
 impl ExecItem {
@@ -49,6 +65,7 @@ impl ExecItem {
             timeout: None,
             any_order: false,
             seed_answer: false,
+            step: Step::Command,
         }
     }
     /// A command whose questions are answered from platform data.
@@ -60,6 +77,7 @@ impl ExecItem {
                     expect: a.expect.clone(),
                     send: Secret::new(a.send.clone()),
                     hidden: false,
+                    from_platform: true,
                 })
                 .collect(),
             any_order: true,
@@ -92,6 +110,8 @@ pub enum CmdFail {
     Cancelled { partial: String },
     /// An earlier command timed out and the prompt still has not come back.
     Desynced { since: String },
+    /// The command policy refused a text of this item; nothing of that text was typed.
+    Refused { partial: String, why: String },
 }
 
 pub struct Driver {
@@ -129,6 +149,7 @@ fn open_fail(what: &str, host: &str, f: ReadFail, acc: &Acc) -> Error {
         )),
         ReadFail::Closed(m) => Error::Connect(format!("{what} on {host}: {m}")),
         ReadFail::Cancelled => Error::Connect(format!("{what} on {host}: cancelled")),
+        ReadFail::Refused(m) => Error::Forbidden(format!("{what} on {host}: {m}")),
     }
 }
 
@@ -249,7 +270,7 @@ impl Driver {
                     }
                     acc.reset_tail();
                     d.chan
-                        .send(&format!("{}\n", l.username), deadline)
+                        .send(&format!("{}\n", l.username), Step::Login, deadline)
                         .map_err(|f| fail("sending the username", f, &acc))?;
                 }
                 (3, Some(l)) => {
@@ -262,7 +283,7 @@ impl Driver {
                     pw.push_str(l.password.expose());
                     pw.push('\n');
                     acc.reset_tail();
-                    let sent = d.chan.send_hidden(&pw, "password", deadline);
+                    let sent = d.chan.send(&pw, Step::Secret, deadline);
                     zeroize::Zeroize::zeroize(&mut pw);
                     sent.map_err(|f| fail("sending the password", f, &acc))?;
                 }
@@ -278,7 +299,7 @@ impl Driver {
                     }
                     acc.reset_tail();
                     d.chan
-                        .send(&a.send, deadline)
+                        .send(&a.send, Step::Login, deadline)
                         .map_err(|f| fail("answering a login question", f, &acc))?;
                 }
             }
@@ -288,6 +309,7 @@ impl Driver {
             if esc.pattern.is_match(&line) {
                 line = d.prompt_after(
                     &format!("{}\n", esc.command),
+                    Step::ShellExit,
                     "leaving the shell",
                     host,
                     deadline,
@@ -297,7 +319,8 @@ impl Driver {
         // A banner line that looks like a prompt can end a read; the device's real prompt comes
         // back the same after a newline.
         for _ in 0..PROMPT_CONFIRMATIONS {
-            let again = d.prompt_after("\n", "confirming the prompt", host, deadline)?;
+            let again =
+                d.prompt_after("\n", Step::Newline, "confirming the prompt", host, deadline)?;
             if again == line {
                 break;
             }
@@ -310,6 +333,7 @@ impl Driver {
             d.base, d.mode
         ));
         d.at_prompt = true;
+        d.chan.settle();
         if let Some(en) = &platform.enable {
             let asked = o.enable_secret.is_some_and(|s| !s.is_empty()) || o.enable_level.is_some();
             if d.mode == en.from_mode && (asked || !en.requires_secret) {
@@ -319,7 +343,11 @@ impl Driver {
         for cmd in &platform.on_open {
             // Matched against the platform's generic prompt and learned again afterwards, so a
             // banner that looked like a prompt cannot leave us with a wrong one.
-            match d.run_inner(&ExecItem::plain(cmd), deadline, None, true) {
+            let item = ExecItem {
+                step: Step::OnOpen,
+                ..ExecItem::plain(cmd)
+            };
+            match d.run_inner(&item, deadline, None, true, o.max_output) {
                 Ok(r) => {
                     if let Some(f) = r.failure {
                         log::warn!("{host}: on-open command {cmd:?} was refused ({f})");
@@ -336,6 +364,9 @@ impl Driver {
                 Err(CmdFail::Cancelled { .. }) => {
                     return Err(Error::Connect(format!("{host}: cancelled")))
                 }
+                Err(CmdFail::Refused { why, .. }) => {
+                    return Err(Error::Forbidden(format!("{host}: {why}")))
+                }
             }
         }
         Ok(d)
@@ -345,13 +376,14 @@ impl Driver {
     fn prompt_after(
         &mut self,
         data: &str,
+        step: Step,
         what: &str,
         host: &str,
         deadline: Instant,
     ) -> Result<String, Error> {
         let mut acc = Acc::new(OPEN_OUTPUT_CAP);
         let pats = [Pat::Line(&self.platform.generic_prompt)];
-        let r = self.chan.send(data, deadline).and_then(|_| {
+        let r = self.chan.send(data, step, deadline).and_then(|_| {
             self.chan.read_until(&mut acc, &pats, deadline, None)?;
             if !matcher::clean(&acc.kept).contains('\n') {
                 // Perhaps the prompt from before our line break, with the one after it still to
@@ -413,7 +445,11 @@ impl Driver {
         let mut acc = Acc::new(OPEN_OUTPUT_CAP);
         let fail = |f, acc: &Acc| open_fail("entering privileged mode", host, f, acc);
         self.chan
-            .send(&format!("{}\n", en.command_for(level)), deadline)
+            .send(
+                &format!("{}\n", en.command_for(level)),
+                Step::Enable,
+                deadline,
+            )
             .map_err(|f| fail(f, &acc))?;
         let pats = [Pat::Line(&self.prompt), Pat::Line(&en.password_prompt)];
         let mut asked = self
@@ -430,7 +466,7 @@ impl Driver {
                     line.push_str(s.expose());
                     line.push('\n');
                     acc.reset_tail();
-                    let sent = self.chan.send_hidden(&line, "enable secret", deadline);
+                    let sent = self.chan.send(&line, Step::Secret, deadline);
                     zeroize::Zeroize::zeroize(&mut line);
                     sent.map_err(|f| fail(f, &acc))?;
                     asked = self
@@ -449,7 +485,9 @@ impl Driver {
             while asked && tries < 3 {
                 tries += 1;
                 acc.reset_tail();
-                self.chan.send("\n", deadline).map_err(|f| fail(f, &acc))?;
+                self.chan
+                    .send("\n", Step::Newline, deadline)
+                    .map_err(|f| fail(f, &acc))?;
                 asked = self
                     .chan
                     .read_until(&mut acc, &pats, deadline, None)
@@ -474,14 +512,49 @@ impl Driver {
         Ok(())
     }
 
-    /// Run one command; see [`CmdFail`] for what can go wrong.
+    /// Run one command, keeping at most `cap` bytes of its output (and never more than
+    /// max_output_bytes); see [`CmdFail`] for what can go wrong.
     pub fn run(
         &mut self,
         item: &ExecItem,
         deadline: Instant,
         cancel: &AtomicBool,
+        cap: usize,
     ) -> Result<CmdResult, CmdFail> {
-        self.run_inner(item, deadline, Some(cancel), false)
+        self.run_inner(
+            item,
+            deadline,
+            Some(cancel),
+            false,
+            cap.min(self.max_output),
+        )
+    }
+
+    /// The command policy for what is typed from now on.
+    pub fn set_rules(&mut self, rules: std::sync::Arc<crate::trust::CommandRules>) {
+        self.chan.set_rules(rules);
+    }
+
+    /// Try every text `items` could type, in order, against the command policy, typing
+    /// nothing: each command, then each of its answers, which may or may not be asked for.
+    /// `Err` says which line of which step the policy refuses.
+    pub fn preflight<'a>(&self, items: impl Iterator<Item = &'a ExecItem>) -> Result<(), String> {
+        let mut g = self.chan.guard().clone();
+        for item in items {
+            let a = g.admit(&format!("{}\n", item.cmd), item.step)?;
+            g.commit(a);
+            for ia in &item.interactions {
+                let mut sent = g.clone();
+                let a = sent.admit(ia.send.expose(), ia.step())?;
+                sent.commit(a);
+                g.merge(sent)?;
+            }
+            if item.expect.is_none() {
+                // The item ends at the prompt (or the exec ends there).
+                g.settle();
+            }
+        }
+        Ok(())
     }
 
     fn run_inner(
@@ -490,6 +563,7 @@ impl Driver {
         deadline: Instant,
         cancel: Option<&AtomicBool>,
         relearn: bool,
+        cap: usize,
     ) -> Result<CmdResult, CmdFail> {
         let started = Instant::now();
         // Unsolicited console output (syslog lines) is not part of this command's output.
@@ -535,14 +609,14 @@ impl Driver {
             None => Pat::Line(&prompt),
         };
         let pagers = self.platform.pagers.len();
-        let mut acc = Acc::new(self.max_output);
+        let mut acc = Acc::new(cap);
         acc.expect_echo(&item.cmd);
         let mut cut_pagers = Vec::new();
         let mut answered = 0;
         let mut done = vec![false; item.interactions.len()];
         self.at_prompt = false;
         self.chan
-            .send(&format!("{}\n", item.cmd), deadline)
+            .send(&format!("{}\n", item.cmd), item.step, deadline)
             .map_err(|f| fail_of(f, String::new()))?;
         loop {
             let mut pats = vec![end];
@@ -582,12 +656,12 @@ impl Driver {
                     return Err(fail_of(f, partial));
                 }
             };
-            let (send, hidden) = if hit == 0 {
+            let (send, step) = if hit == 0 {
                 break;
             } else if hit <= pagers {
                 acc.cut_pager_line();
                 cut_pagers.push(hit - 1);
-                (self.platform.pagers[hit - 1].send.as_str(), false)
+                (self.platform.pagers[hit - 1].send.as_str(), Step::Pager)
             } else {
                 let i = open_pats[hit - 1 - pagers].0;
                 let ia = &item.interactions[i];
@@ -596,19 +670,18 @@ impl Driver {
                 if ia.hidden {
                     log::debug!("answering {:?} (hidden)", ia.expect.as_str());
                 }
-                (ia.send.expose(), ia.hidden)
+                (ia.send.expose(), ia.step())
             };
             acc.reset_tail();
-            let sent = if hidden {
-                self.chan.send_hidden(send, "hidden answer", deadline)
-            } else {
-                self.chan.send(send, deadline)
-            };
-            sent.map_err(|f| fail_of(f, String::new()))?;
+            if let Err(f) = self.chan.send(send, step, deadline) {
+                let partial = self.finish_output(&acc, &cut_pagers, item, &prompt);
+                return Err(fail_of(f, partial));
+            }
         }
         let ended_by_expect = item.expect.is_some();
         if !ended_by_expect {
             self.at_prompt = true;
+            self.chan.settle();
             let line = acc.waiting_line();
             if relearn {
                 if let Err(e) = self.learn(&line) {
@@ -707,6 +780,7 @@ impl Driver {
                 self.awaiting_prompt.take().unwrap_or_default()
             );
             self.at_prompt = true;
+            self.chan.settle();
         }
         Ok(n)
     }
@@ -731,7 +805,7 @@ impl Driver {
         let deadline = Instant::now() + wait;
         let mut acc = Acc::new(0);
         let pats = [Pat::Line(&self.prompt)];
-        let sent = self.chan.send("\n", deadline);
+        let sent = self.chan.send("\n", Step::Newline, deadline);
         let read = sent.and_then(|_| {
             // The prompt after our line break, not one already on screen (a device that prints
             // no line break before its prompt gets one more read).
@@ -750,7 +824,13 @@ impl Driver {
             Ok(())
         });
         match read {
-            Ok(()) => Ok(Keepalive::Answered),
+            Ok(()) => {
+                self.chan.settle();
+                Ok(Keepalive::Answered)
+            }
+            // The policy kept the newline from finishing text a client left unfinished; the
+            // device is not touched.
+            Err(ReadFail::Refused(_)) => Ok(Keepalive::Checked),
             Err(ReadFail::Closed(m)) => Err(m),
             Err(_) => {
                 self.at_prompt = false;
@@ -774,13 +854,16 @@ impl Driver {
                     .filter(|c| c.exit == cmd)
                     .map(|c| c.exit_answers.as_slice())
                     .unwrap_or(&[]);
-                let item = ExecItem::answering(&cmd, answers);
-                let _ = self.run_inner(&item, step_deadline, None, false);
+                let item = ExecItem {
+                    step: Step::ConfigExit,
+                    ..ExecItem::answering(&cmd, answers)
+                };
+                let _ = self.run_inner(&item, step_deadline, None, false, 4096);
             }
             if let Some(logout) = self.platform.close.logout.clone() {
                 if self
                     .chan
-                    .send(&format!("{logout}\n"), step_deadline)
+                    .send(&format!("{logout}\n"), Step::Logout, step_deadline)
                     .is_ok()
                 {
                     // Wait briefly for the device to hang up.
@@ -825,6 +908,7 @@ fn fail_of(f: ReadFail, partial: String) -> CmdFail {
         },
         ReadFail::Closed(reason) => CmdFail::Closed { partial, reason },
         ReadFail::Cancelled => CmdFail::Cancelled { partial },
+        ReadFail::Refused(why) => CmdFail::Refused { partial, why },
     }
 }
 

@@ -7,9 +7,10 @@ use crate::transport::scripted::{step, Scripted, Step};
 
 fn driver(platform: &str, greeting: &[&[u8]], steps: Vec<Step>) -> Result<Driver, Error> {
     let t = Scripted::new(greeting, steps);
+    let p = lookup(platform).unwrap();
     Driver::open(
-        Channel::new(Box::new(t)),
-        lookup(platform).unwrap(),
+        Channel::new(Box::new(t), p.line.clone()),
+        p,
         &OpenOptions {
             host: "test",
             login: None,
@@ -37,6 +38,7 @@ fn run(d: &mut Driver, cmd: &str) -> CmdResult {
         &ExecItem::plain(cmd),
         Instant::now() + Duration::from_secs(5),
         &never,
+        usize::MAX,
     )
     .unwrap_or_else(|e| panic!("{cmd}: {e:?}"))
 }
@@ -112,6 +114,7 @@ fn steps_done(d: &mut Driver) {
         &ExecItem::plain("x"),
         Instant::now() + Duration::from_secs(1),
         &never,
+        usize::MAX,
     );
     assert!(matches!(r, Err(CmdFail::Closed { .. })), "{r:?}");
 }
@@ -181,23 +184,31 @@ fn interactions_and_hidden_answers() {
                 expect: Regex::new("remote host").unwrap(),
                 send: Secret::new("10.0.0.9\n"),
                 hidden: false,
+                from_platform: false,
             },
             Interaction {
                 expect: Regex::new("[Pp]assword:").unwrap(),
                 send: Secret::new("s3cret\n"),
                 hidden: true,
+                from_platform: false,
             },
             Interaction {
                 expect: Regex::new("never").unwrap(),
                 send: Secret::new("x\n"),
                 hidden: false,
+                from_platform: false,
             },
         ],
         ..ExecItem::plain("copy scp: flash:")
     };
     let never = AtomicBool::new(false);
     let r = d
-        .run(&item, Instant::now() + Duration::from_secs(5), &never)
+        .run(
+            &item,
+            Instant::now() + Duration::from_secs(5),
+            &never,
+            usize::MAX,
+        )
         .unwrap();
     assert_eq!(r.answered, 2);
     assert!(!r.output.contains("s3cret"), "{}", r.output);
@@ -221,7 +232,12 @@ fn expect_ends_the_read_and_leaves_the_session_off_prompt() {
     };
     let never = AtomicBool::new(false);
     let r = d
-        .run(&item, Instant::now() + Duration::from_secs(5), &never)
+        .run(
+            &item,
+            Instant::now() + Duration::from_secs(5),
+            &never,
+            usize::MAX,
+        )
         .unwrap();
     assert!(r.ended_by_expect);
     assert_eq!(r.output, "Proceed with reload? [confirm]");
@@ -283,6 +299,7 @@ fn platform_answers_are_alternatives() {
             &ExecItem::answering("commit", &answers),
             Instant::now() + Duration::from_secs(5),
             &never,
+            usize::MAX,
         )
         .unwrap();
     assert_eq!(r.answered, 1);
@@ -391,7 +408,7 @@ fn telnet_open(greeting: &[&[u8]], steps: Vec<Step>) -> Result<Driver, Error> {
     let t = Scripted::new(greeting, steps);
     let pw = Secret::new("s3cret");
     Driver::open(
-        Channel::new(Box::new(t)),
+        Channel::new(Box::new(t), lookup("cisco_ios").unwrap().line.clone()),
         lookup("cisco_ios").unwrap(),
         &OpenOptions {
             host: "test",

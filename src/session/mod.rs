@@ -3,6 +3,7 @@
 
 pub mod driver;
 
+use crate::channel::typed::Step;
 use crate::channel::Channel;
 use crate::cmdlog::{CmdLog, Entry};
 use crate::error::Error;
@@ -14,7 +15,7 @@ use crate::secret::Secret;
 use crate::transport::ssh::{SshParams, SshTransport};
 use crate::transport::telnet::TelnetTransport;
 use crate::transport::{Reach, Transport};
-use crate::trust::{Algorithms, HostKeyPolicy, HostKeySeen, HostList, KnownHosts};
+use crate::trust::{Algorithms, CommandRules, HostKeyPolicy, HostKeySeen, HostList, KnownHosts};
 use crate::util::random_id;
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
 use driver::{CmdFail, CmdResult, Driver, ExecItem, Keepalive, Login, OpenOptions};
@@ -189,8 +190,12 @@ pub struct Settings {
     pub known_hosts: KnownHosts,
     /// Changed by a reload: each open reads it once.
     pub allowed_hosts: RwLock<HostList>,
+    /// The command policy; changed by a reload, read by each exec when it starts.
+    pub commands: RwLock<Arc<CommandRules>>,
     pub max_sessions: usize,
     pub max_output_bytes: usize,
+    /// Output kept for all the commands of one exec together.
+    pub max_exec_output_bytes: usize,
     pub keepalive_interval: Duration,
     /// TCP_USER_TIMEOUT of device connections (zero: the kernel's).
     pub dead_peer_timeout: Duration,
@@ -224,6 +229,11 @@ impl Registry {
     /// sessions stay.
     pub fn set_allowed_hosts(&self, l: HostList) {
         *self.settings.allowed_hosts.write() = l;
+    }
+
+    /// A reload's command policy: every exec from now on, on every session, is checked by it.
+    pub fn set_command_rules(&self, r: CommandRules) {
+        *self.settings.commands.write() = Arc::new(r);
     }
 
     pub fn len(&self) -> usize {
@@ -537,7 +547,7 @@ fn session_main(reg: Arc<Registry>, id: String, req: OpenRequest, reply: OpenRep
             }
         };
         let driver = Driver::open(
-            Channel::new(transport),
+            Channel::new(transport, req.platform.line.clone()),
             req.platform,
             &OpenOptions {
                 host: &req.host,
@@ -768,23 +778,31 @@ fn plan(driver: &Driver, job: &mut ExecJob) -> Result<Vec<(ExecItem, Role)>, Err
         };
         let in_config = driver.mode == cfg.mode;
         let enter = !in_config && (!c.lines.is_empty() || save.is_some_and(|s| s.in_config));
+        let step = |item: ExecItem, step: Step| ExecItem { step, ..item };
         if enter {
-            steps.push((ExecItem::plain(&cfg.enter), Role::ConfigEnter));
+            let item = step(ExecItem::plain(&cfg.enter), Step::ConfigEnter);
+            steps.push((item, Role::ConfigEnter));
         }
         for l in c.lines {
-            steps.push((ExecItem::plain(&l), Role::ConfigLine));
-        }
-        if let Some(s) = save.filter(|s| s.in_config) {
-            steps.push((ExecItem::answering(&s.command, &s.answers), Role::Save));
-        }
-        if enter || (in_config && save.is_some_and(|s| !s.in_config)) {
             steps.push((
-                ExecItem::answering(&cfg.exit, &cfg.exit_answers),
-                Role::ConfigExit,
+                step(ExecItem::plain(&l), Step::ConfigLine),
+                Role::ConfigLine,
             ));
         }
+        if let Some(s) = save.filter(|s| s.in_config) {
+            let item = step(ExecItem::answering(&s.command, &s.answers), Step::Save);
+            steps.push((item, Role::Save));
+        }
+        if enter || (in_config && save.is_some_and(|s| !s.in_config)) {
+            let item = step(
+                ExecItem::answering(&cfg.exit, &cfg.exit_answers),
+                Step::ConfigExit,
+            );
+            steps.push((item, Role::ConfigExit));
+        }
         if let Some(s) = save.filter(|s| !s.in_config) {
-            steps.push((ExecItem::answering(&s.command, &s.answers), Role::Save));
+            let item = step(ExecItem::answering(&s.command, &s.answers), Step::Save);
+            steps.push((item, Role::Save));
         }
     }
     steps.extend(job.items.drain(..).map(|i| (i, Role::Command)));
@@ -797,14 +815,30 @@ fn run_exec(reg: &Registry, h: &Arc<SessionHandle>, driver: &mut Driver, mut job
     let host = &h.info.host;
     let started = Instant::now();
     touch(h);
-    let steps = match plan(driver, &mut job) {
+    // The command policy in force when the exec starts; every line the plan could type is
+    // tried against it before the first is sent (a refusal sends nothing).
+    driver.set_rules(reg.settings.commands.read().clone());
+    let steps = match plan(driver, &mut job).and_then(|steps| {
+        driver
+            .preflight(steps.iter().map(|(item, _)| item))
+            .map_err(Error::Forbidden)?;
+        Ok(steps)
+    }) {
         Ok(s) => s,
         Err(e) => {
+            if let Error::Forbidden(why) = &e {
+                log::warn!(
+                    "session {id} host {host}: exec refused by the command policy: {}",
+                    reg.settings.masker.mask(why)
+                );
+            }
             h.busy.store(false, Ordering::SeqCst);
             (job.reply)(Err(e));
             return true;
         }
     };
+    // Output kept for the whole exec; each command keeps at most what is left of it.
+    let mut budget = reg.settings.max_exec_output_bytes;
     let mut results = Vec::with_capacity(steps.len());
     let mut failure = None;
     let mut alive = true;
@@ -828,8 +862,9 @@ fn run_exec(reg: &Registry, h: &Arc<SessionHandle>, driver: &mut Driver, mut job
             "session {id} host {host}: run {:?}",
             reg.settings.masker.mask(&item.cmd)
         );
-        match driver.run(item, deadline, &h.cancel) {
+        match driver.run(item, deadline, &h.cancel, budget) {
             Ok(r) => {
+                budget = budget.saturating_sub(r.output.len());
                 log_cmd(
                     reg,
                     h,
@@ -897,6 +932,9 @@ fn run_exec(reg: &Registry, h: &Arc<SessionHandle>, driver: &mut Driver, mut job
                         partial,
                         "error",
                     ),
+                    CmdFail::Refused { partial, why } => {
+                        (Error::Forbidden(why), partial, "refused")
+                    }
                 };
                 log::warn!("session {id} host {host}: {error}");
                 log_cmd(
