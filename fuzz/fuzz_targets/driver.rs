@@ -114,7 +114,11 @@ fuzz_target!(|data: &[u8]| {
         max_output: if opts & 8 != 0 { 64 } else { 1 << 20 },
         deadline,
     };
-    let Ok(mut d) = Driver::open(Channel::new(Box::new(t)), platform, &o) else {
+    let Ok(mut d) = Driver::open(
+        Channel::new(Box::new(t), platform.line.clone()),
+        platform,
+        &o,
+    ) else {
         return;
     };
 
@@ -129,6 +133,7 @@ fuzz_target!(|data: &[u8]| {
                 expect: regex(r"\[confirm\]"),
                 send: Secret::new("\n"),
                 hidden: false,
+                from_platform: false,
             });
             item.seed_answer = true;
         }
@@ -138,18 +143,20 @@ fuzz_target!(|data: &[u8]| {
                 expect: regex("(?i)password:"),
                 send: Secret::new("hunter2\n"),
                 hidden: true,
+                from_platform: false,
             });
             item.interactions.push(Interaction {
                 expect: regex(r"\[confirm\]"),
                 send: Secret::new("y\n"),
                 hidden: false,
+                from_platform: false,
             });
             item.any_order = opts & 0x40 != 0;
         }
         _ => item.expect = Some(regex("(?m)^Success rate")),
     }
     let never = AtomicBool::new(false);
-    if let Ok(r) = d.run(&item, deadline, &never) {
+    if let Ok(r) = d.run(&item, deadline, &never, usize::MAX) {
         assert_eq!(r.command, item.cmd);
         assert!(r.answered <= item.interactions.len());
         if item.interactions.iter().any(|i| i.hidden) {
@@ -160,6 +167,6 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let _ = d.keepalive(opts & 0x80 != 0, Duration::from_secs(1));
-    let _ = d.run(&ExecItem::plain("show clock"), deadline, &never);
+    let _ = d.run(&ExecItem::plain("show clock"), deadline, &never, usize::MAX);
     d.close(deadline);
 });

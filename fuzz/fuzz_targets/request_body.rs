@@ -9,6 +9,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use netdev_broker::api::wire::{exec_body, open_body};
+use netdev_broker::channel::typed::is_control;
 use netdev_broker::error::Error;
 use netdev_broker::platform;
 use netdev_broker::transport::validate_host;
@@ -20,8 +21,18 @@ fuzz_target!(|data: &[u8]| {
             // What the route does next with a valid body (lookup answers None or a platform).
             let _ = platform::lookup(&b.device_type);
             assert!(validate_host(&b.host).is_ok(), "{:?}", b.host);
-            assert!(!b.username.contains('\0'));
-            assert!(!b.password.expose().contains('\0'));
+            // Login fields are typed at the device's prompts: no control character at all.
+            let typed = [
+                Some(b.host.as_str()),
+                Some(b.username.as_str()),
+                Some(b.password.expose()),
+                b.enable_password.as_ref().map(|s| s.expose()),
+                b.passphrase.as_ref().map(|s| s.expose()),
+                b.key_file.as_deref(),
+            ];
+            for t in typed.into_iter().flatten() {
+                assert!(!t.chars().any(is_control), "{t:?}");
+            }
             assert!(b.port.is_none_or(|p| p >= 1));
             assert!(
                 b.timeout >= Duration::from_millis(100) && b.timeout <= Duration::from_secs(3600)
@@ -42,18 +53,25 @@ fuzz_target!(|data: &[u8]| {
     match exec_body(data) {
         Ok(b) => {
             // `{"commands": []}` is a valid (empty) exec, as it was for the seed's pydantic model.
+            // No accepted exec carries a control character in a typed field (the line ends are
+            // the broker's own: `newline`, `send_newlines`).
+            assert!(b.items.len() <= 1000);
             for it in &b.items {
-                assert!(!it.cmd.contains(['\n', '\r', '\0']), "{:?}", it.cmd);
+                assert!(!it.cmd.chars().any(is_control), "{:?}", it.cmd);
                 for t in [it.timeout, b.timeout].into_iter().flatten() {
                     assert!(t >= Duration::from_millis(100) && t <= Duration::from_secs(86_400));
                 }
                 // The seed's `answer` form sends 0..=16 newlines; interactions send their text.
+                assert!(it.interactions.len() <= 16 + 1);
                 for ia in &it.interactions {
-                    assert!(!ia.send.expose().contains('\0'));
+                    let send = ia.send.expose();
+                    let text = send.strip_suffix('\n').unwrap_or(send);
+                    let only_newlines = send.chars().all(|c| c == '\n');
+                    assert!(only_newlines || !text.chars().any(is_control), "{send:?}");
                 }
             }
             for line in b.config.iter().flatten() {
-                assert!(!line.contains(['\n', '\r', '\0']), "{line:?}");
+                assert!(!line.chars().any(is_control), "{line:?}");
             }
         }
         Err(e) => clean_422(e),

@@ -140,7 +140,8 @@ pub enum ReadFail {
 }
 
 pub struct Channel {
-    pub transport: Box<dyn Transport>,
+    /// Private: the only writes to the device are [`Channel::send`]'s.
+    transport: Box<dyn Transport>,
     buf: Vec<u8>,
     /// `telnet-debug`'s line sink: what was sent (secrets masked) and what matched.
     pub trace: Option<Trace>,
@@ -166,6 +167,21 @@ impl Channel {
     /// The device showed its prompt after the last text typed (see [`LineGuard::settle`]).
     pub fn settle(&mut self) {
         self.guard.settle();
+    }
+
+    /// What the transport negotiated.
+    pub fn negotiated(&self) -> String {
+        self.transport.negotiated()
+    }
+
+    /// A transport-level keepalive (SSH); types nothing into the CLI.
+    pub fn transport_keepalive(&mut self) -> Result<(), TransportError> {
+        self.transport.keepalive()
+    }
+
+    /// Close the connection by the deadline.
+    pub fn close(&mut self, deadline: Instant) {
+        self.transport.close(deadline);
     }
 
     /// The policy's model of this session's line buffer, to try a plan against before running it.

@@ -57,6 +57,26 @@ pub enum Step {
 }
 
 impl Step {
+    /// Every step, for tests that walk them all.
+    pub const ALL: [Step; 16] = [
+        Step::Command,
+        Step::ConfigEnter,
+        Step::ConfigLine,
+        Step::Save,
+        Step::Answer,
+        Step::HiddenAnswer,
+        Step::ConfigExit,
+        Step::PlatformAnswer,
+        Step::Pager,
+        Step::Login,
+        Step::Secret,
+        Step::Enable,
+        Step::OnOpen,
+        Step::ShellExit,
+        Step::Newline,
+        Step::Logout,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             Step::Command => "command",
@@ -132,6 +152,9 @@ pub struct LineGuard {
     /// The device showed its prompt after the last text typed: no question or pager is open, so
     /// the next text reaches the line editor whole.
     settled: bool,
+    /// Every step typed, in order (tests walk the send paths with it).
+    #[cfg(test)]
+    pub typed: Vec<Step>,
 }
 
 /// What [`LineGuard::admit`] decided: write the kill key first (or not), then the text.
@@ -139,6 +162,8 @@ pub struct LineGuard {
 pub struct Admitted {
     pub kill: Option<String>,
     pending: Vec<Pending>,
+    #[cfg(test)]
+    step: Step,
 }
 
 impl LineGuard {
@@ -148,6 +173,8 @@ impl LineGuard {
             syntax,
             pending: Vec::new(),
             settled: false,
+            #[cfg(test)]
+            typed: Vec::new(),
         }
     }
 
@@ -199,7 +226,12 @@ impl LineGuard {
             }
             settled = false;
         }
-        Ok(Admitted { kill, pending })
+        Ok(Admitted {
+            kill,
+            pending,
+            #[cfg(test)]
+            step,
+        })
     }
 
     /// Take `other`'s possible buffer contents as possible too (an answer that may or may not
@@ -222,6 +254,8 @@ impl LineGuard {
 
     /// Record that an admitted text was written.
     pub fn commit(&mut self, a: Admitted) {
+        #[cfg(test)]
+        self.typed.push(a.step);
         self.pending = a.pending;
         self.settled = false;
     }

@@ -425,7 +425,7 @@ impl Driver {
 
     /// What the transport negotiated ("kex / hostkey / cipher / mac", or the Telnet options).
     pub fn negotiated(&self) -> String {
-        self.chan.transport.negotiated()
+        self.chan.negotiated()
     }
 
     pub fn platform(&self) -> &'static Platform {
@@ -796,8 +796,7 @@ impl Driver {
             Err(_) => {}
         }
         self.chan
-            .transport
-            .keepalive()
+            .transport_keepalive()
             .map_err(|e| format!("{e:?}"))?;
         if !cli || !self.at_prompt || self.awaiting_prompt.is_some() {
             return Ok(Keepalive::Checked);
@@ -873,7 +872,7 @@ impl Driver {
                 }
             }
         }
-        self.chan.transport.close(deadline);
+        self.chan.close(deadline);
     }
 }
 

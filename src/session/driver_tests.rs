@@ -479,3 +479,139 @@ fn telnet_login_refusals_are_401() {
         Err(Error::OpenTimeout(_))
     ));
 }
+
+/// Every way the driver types into a device goes through the channel's policy check: a Telnet
+/// login with an enable secret, a config block with a save that asks a question, a dialogue with
+/// a hidden answer and a pager, and a keepalive. (The transport is private to the channel, so
+/// nothing else can write; the logout and shell-exit steps use the same `Channel::send`.)
+#[test]
+fn every_send_path_is_seen_by_the_command_policy() {
+    let t = Scripted::new(
+        &[b"\r\nUser Access Verification\r\n\r\nUsername: "],
+        vec![
+            step("admin\n", &[b"admin\r\nPassword: "]),
+            step("s3cret\n", &[b"\r\nR1>"]),
+            step("\n", &[b"\r\nR1>"]),
+            step("enable\n", &[b"enable\r\nPassword: "]),
+            step("en-s3cret\n", &[b"\r\nR1#"]),
+            step("terminal length 0\n", &[b"terminal length 0\r\nR1#"]),
+            step("terminal width 511\n", &[b"terminal width 511\r\nR1#"]),
+            step(
+                "configure terminal\n",
+                &[b"configure terminal\r\nEnter configuration commands.\r\nR1(config)#"],
+            ),
+            step("hostname R1\n", &[b"hostname R1\r\nR1(config)#"]),
+            step("end\n", &[b"end\r\nR1#"]),
+            step(
+                "write memory\n",
+                &[b"write memory\r\nDestination filename [startup-config]? "],
+            ),
+            step("\n", &[b"\r\n[OK]\r\nR1#"]),
+            step(
+                "copy scp: flash:\n",
+                &[b"copy scp: flash:\r\nAddress or name of remote host []? "],
+            ),
+            step("10.0.0.9\n", &[b"10.0.0.9\r\nPassword: "]),
+            step("pw\n", &[b"\r\nline 1\r\n --More-- "]),
+            step(
+                " ",
+                &[b"\x08\x08\x08\x08\x08\x08\x08\x08\x08\x08line 2\r\nR1#"],
+            ),
+            step("\n", &[b"\r\nR1#"]),
+        ],
+    );
+    let pw = Secret::new("s3cret");
+    let en = Secret::new("en-s3cret");
+    let p = lookup("cisco_ios").unwrap();
+    let mut d = Driver::open(
+        Channel::new(Box::new(t), p.line.clone()),
+        p,
+        &OpenOptions {
+            host: "test",
+            login: Some(Login {
+                username: "admin",
+                password: &pw,
+            }),
+            enable_secret: Some(&en),
+            enable_level: None,
+            max_output: 1 << 20,
+            deadline: Instant::now() + Duration::from_secs(5),
+        },
+    )
+    .unwrap();
+    // Rules that every checked step passes: the walk is about being seen.
+    d.set_rules(std::sync::Arc::new(
+        crate::trust::CommandRules::new(&["^reload"], &[]).unwrap(),
+    ));
+    let never = AtomicBool::new(false);
+    let cfg = p.config.as_ref().unwrap();
+    let save = cfg.save.as_ref().unwrap();
+    let dest = crate::platform::Answer {
+        expect: Regex::new(r"Destination filename").unwrap(),
+        send: "\n".into(),
+    };
+    let items = vec![
+        ExecItem {
+            step: crate::channel::typed::Step::ConfigEnter,
+            ..ExecItem::plain(&cfg.enter)
+        },
+        ExecItem {
+            step: crate::channel::typed::Step::ConfigLine,
+            ..ExecItem::plain("hostname R1")
+        },
+        ExecItem {
+            step: crate::channel::typed::Step::ConfigExit,
+            ..ExecItem::answering(&cfg.exit, &[])
+        },
+        ExecItem {
+            step: crate::channel::typed::Step::Save,
+            ..ExecItem::answering(&save.command, std::slice::from_ref(&dest))
+        },
+        ExecItem {
+            interactions: vec![
+                Interaction {
+                    expect: Regex::new("remote host").unwrap(),
+                    send: Secret::new("10.0.0.9\n"),
+                    hidden: false,
+                    from_platform: false,
+                },
+                Interaction {
+                    expect: Regex::new("Password:").unwrap(),
+                    send: Secret::new("pw\n"),
+                    hidden: true,
+                    from_platform: false,
+                },
+            ],
+            ..ExecItem::plain("copy scp: flash:")
+        },
+    ];
+    d.preflight(items.iter()).unwrap();
+    for item in &items {
+        d.run(
+            item,
+            Instant::now() + Duration::from_secs(5),
+            &never,
+            usize::MAX,
+        )
+        .unwrap();
+    }
+    assert_eq!(
+        d.keepalive(true, Duration::from_secs(2)),
+        Ok(Keepalive::Answered)
+    );
+    use crate::channel::typed::Step as S;
+    let typed = &d.chan.guard().typed;
+    for s in S::ALL {
+        if [S::ShellExit, S::Logout].contains(&s) {
+            continue;
+        }
+        assert!(typed.contains(&s), "{s:?} never typed: {typed:?}");
+    }
+    // And a policy that refuses everything refuses each checked step before it is typed.
+    let deny_all = crate::trust::CommandRules::new(&["."], &[]).unwrap();
+    let mut g = d.chan.guard().clone();
+    g.set_rules(std::sync::Arc::new(deny_all));
+    for s in S::ALL {
+        assert_eq!(g.admit("x\n", s).is_err(), s.checked(), "{s:?}");
+    }
+}
