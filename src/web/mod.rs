@@ -176,7 +176,9 @@ impl Web {
 
     fn login(&self, req: &Request) -> Response {
         let client = self.client(req);
-        if let Some(wait) = self.blocked_for(client) {
+        // The attempt is counted before the password is checked, under one lock: concurrent
+        // attempts cannot all pass the limit and each get a bcrypt check.
+        if let Err(wait) = self.reserve_attempt(client) {
             log::warn!("dashboard: login from {client} refused: too many failed logins");
             return html(
                 429,
@@ -202,7 +204,7 @@ impl Web {
         }) && user.is_some();
         drop(password);
         let Some(user) = user.filter(|_| ok) else {
-            self.record_failure(client);
+            // The attempt was counted by reserve_attempt: it stays a failure.
             log::warn!(
                 "dashboard: failed login from {client} ({})",
                 if user.is_some() {
@@ -334,27 +336,26 @@ impl Web {
         peer
     }
 
-    fn blocked_for(&self, client: IpAddr) -> Option<Duration> {
-        let mut f = self.failures.lock();
-        let q = f.get_mut(&client)?;
-        let now = Instant::now();
-        while q
-            .front()
-            .is_some_and(|t| now.duration_since(*t) >= FAIL_WINDOW)
-        {
-            q.pop_front();
-        }
-        if q.len() >= MAX_FAILURES {
-            q.front()
-                .map(|t| FAIL_WINDOW.saturating_sub(now.duration_since(*t)))
-        } else {
-            None
-        }
-    }
-
-    fn record_failure(&self, client: IpAddr) {
+    /// Count one login attempt of `client` as a failure in advance, atomically with the check
+    /// of the limit: `Err(wait)` when [`MAX_FAILURES`] attempts already failed (or are being
+    /// checked) within [`FAIL_WINDOW`]. A successful login forgives the client's failures.
+    fn reserve_attempt(&self, client: IpAddr) -> Result<(), Duration> {
         let mut f = self.failures.lock();
         let now = Instant::now();
+        if let Some(q) = f.get_mut(&client) {
+            while q
+                .front()
+                .is_some_and(|t| now.duration_since(*t) >= FAIL_WINDOW)
+            {
+                q.pop_front();
+            }
+            if q.len() >= MAX_FAILURES {
+                return Err(q
+                    .front()
+                    .map(|t| FAIL_WINDOW.saturating_sub(now.duration_since(*t)))
+                    .unwrap_or(FAIL_WINDOW));
+            }
+        }
         if f.len() >= MAX_TRACKED {
             f.retain(|_, q| {
                 q.back()
@@ -368,6 +369,7 @@ impl Web {
                 q.pop_front();
             }
         }
+        Ok(())
     }
 }
 
