@@ -220,6 +220,9 @@ pub fn load(ov: &Overrides, env_token: Option<String>) -> Result<Loaded, Error> 
     Ok(loaded)
 }
 
+/// Shortest `web_secret_key` accepted, in bytes: the HMAC-SHA256 key of the login cookies.
+pub const MIN_WEB_SECRET_KEY: usize = 32;
+
 /// Keys whose values are secrets: masked by `check-config`, and a file holding any of them must
 /// not be readable by other users.
 pub const SECRET_KEYS: &[&str] = &["api_token", "web_secret_key", "web_users"];
@@ -457,7 +460,16 @@ pub fn from_yaml(text: &str) -> Result<Loaded, Error> {
                     Some(PathBuf::from(s))
                 };
             }
-            "web_secret_key" => c.web_secret_key = Secret::new(string(&v).map_err(bad)?),
+            "web_secret_key" => {
+                let k = string(&v).map_err(bad)?;
+                if !k.is_empty() && k.len() < MIN_WEB_SECRET_KEY {
+                    return Err(bad(format!(
+                        "must be at least {MIN_WEB_SECRET_KEY} bytes, got {} (generate one: openssl rand -hex 32)",
+                        k.len()
+                    )));
+                }
+                c.web_secret_key = Secret::new(k);
+            }
             "web_session_ttl" => c.web_session_ttl = secs(&v, 1).map_err(bad)?,
             "web_users" => c.web_users = web_users(&v).map_err(bad)?,
             "command_timeout" => c.command_timeout = secs(&v, 1).map_err(bad)?,
@@ -757,6 +769,15 @@ web_session_ttl: 3600
         assert!(err("session_timeout: -5").contains("'session_timeout'"));
         assert!(err("web_users: [{username: a, password_hash: plain}]").contains("bcrypt"));
         assert!(err("- a\n- b").contains("mapping"));
+        // A short cookie key is refused, naming the key and the minimum; empty means unset.
+        let short = err("web_secret_key: 0123456789abcdef0123456789abcde");
+        assert!(
+            short.contains("'web_secret_key'") && short.contains("at least 32 bytes"),
+            "{short}"
+        );
+        let key = "web_secret_key: 0123456789abcdef0123456789abcdef";
+        assert!(from_yaml(key).is_ok());
+        assert!(from_yaml("web_secret_key: ''").is_ok());
     }
 
     #[test]

@@ -20,7 +20,7 @@ fn hash(cost: u32) -> String {
 
 fn web_broker(extra: &str) -> TestBroker {
     broker(&format!(
-        "web_secret_key: CANARY-key-77aa\nweb_users:\n  - username: ops\n    password_hash: '{}'\n  - username: noc\n    password_hash: '{}'\n{extra}",
+        "web_secret_key: {KEY}\nweb_users:\n  - username: ops\n    password_hash: '{}'\n  - username: noc\n    password_hash: '{}'\n{extra}",
         hash(4),
         hash(4)
     ))
@@ -291,7 +291,7 @@ fn concurrent_failed_logins_get_exactly_five_password_checks() {
 fn unknown_users_cost_a_bcrypt_check_too() {
     // Cost 10: a bcrypt check is clearly longer than the rest of a login.
     let b = broker(&format!(
-        "web_secret_key: k\nweb_users: [{{username: ops, password_hash: '{}'}}]\n",
+        "web_secret_key: {KEY}\nweb_users: [{{username: ops, password_hash: '{}'}}]\n",
         hash(10)
     ));
     let time = |user: &str| {
@@ -484,13 +484,13 @@ fn hash_password_prints_a_hash_that_logs_in() {
     assert!(h.starts_with("$2b$05$") && h.len() == 60, "{h}");
     assert!(!String::from_utf8_lossy(&out.stderr).contains(WEB_PW));
     let b = broker(&format!(
-        "web_secret_key: k\nweb_users: [{{username: ops, password_hash: '{h}'}}]\n"
+        "web_secret_key: {KEY}\nweb_users: [{{username: ops, password_hash: '{h}'}}]\n"
     ));
     assert_eq!(login(&b, "ops", WEB_PW).status, 303);
     // Hashes from other tools' prefixes ($2a$, $2y$) log in as well.
     let y = h.replacen("$2b$", "$2y$", 1);
     let b = broker(&format!(
-        "web_secret_key: k\nweb_users: [{{username: ops, password_hash: '{y}'}}]\n"
+        "web_secret_key: {KEY}\nweb_users: [{{username: ops, password_hash: '{y}'}}]\n"
     ));
     assert_eq!(login(&b, "ops", WEB_PW).status, 303);
     // Empty input: an error, no hash.
