@@ -46,7 +46,9 @@ pub struct ApiTrust {
 }
 
 impl ApiTrust {
-    /// A key file must be a regular file inside key_dir (after resolving links and `..`).
+    /// A key file must be a regular file inside key_dir (after resolving links and `..`). A
+    /// missing path and a path outside key_dir get the same answer, so a client cannot probe
+    /// which files exist elsewhere on the host.
     fn key_file(&self, k: &str) -> Result<std::path::PathBuf, Error> {
         let bad =
             |m: String| Error::validation(vec![json!("body"), json!("key_file")], m, "value_error");
@@ -63,14 +65,15 @@ impl ApiTrust {
         } else {
             dir.join(p)
         };
-        let real = p
-            .canonicalize()
-            .map_err(|_| bad(format!("no key file {k:?} in key_dir")))?;
-        if !real.starts_with(&dir) || !real.is_file() {
-            return Err(bad(format!(
-                "key_file must be a file inside key_dir ({})",
+        let refused = || {
+            bad(format!(
+                "key_file must name a readable file inside key_dir ({})",
                 dir.display()
-            )));
+            ))
+        };
+        let real = p.canonicalize().map_err(|_| refused())?;
+        if !real.starts_with(&dir) || !real.is_file() {
+            return Err(refused());
         }
         Ok(real)
     }

@@ -1,0 +1,38 @@
+//! Hardening: answers that must not tell an attacker anything (key_file), the DNS-rebinding
+//! guard on token-less routes, the per-client connection cap, the Secure cookie behind a TLS
+//! proxy, one log record per line, and the start-up warning about a readable config file.
+
+use crate::support::*;
+use serde_json::json;
+
+/// `key_file` outside key_dir: an existing file and a missing one get the same 422 body, so the
+/// API cannot be used to probe which paths exist on the host.
+#[test]
+fn key_file_outside_key_dir_answers_the_same_whether_it_exists_or_not() {
+    let keys = tmpdir("hkeys");
+    std::fs::write(keys.join("inside"), "x").unwrap();
+    let outside = tmpdir("hkeys-outside");
+    std::fs::write(outside.join("exists"), "x").unwrap();
+    let b = broker(&format!("key_dir: {}\n", keys.display()));
+    let open = |key_file: String| {
+        let r = b.post(
+            "/session",
+            &json!({"host": "127.0.0.1", "port": 9, "username": "u", "key_file": key_file}),
+        );
+        assert_eq!(r.status, 422, "{key_file}");
+        String::from_utf8(r.body).unwrap()
+    };
+    let existing = open(outside.join("exists").display().to_string());
+    let missing = open(outside.join("missing").display().to_string());
+    let relative_missing = open("../nope/nothing".to_string());
+    let missing_inside = open("not-there".to_string());
+    assert_eq!(existing, missing);
+    assert_eq!(existing, relative_missing);
+    assert_eq!(existing, missing_inside);
+    assert!(
+        existing.contains("key_file must name a readable file inside key_dir"),
+        "{existing}"
+    );
+    std::fs::remove_dir_all(&keys).ok();
+    std::fs::remove_dir_all(&outside).ok();
+}
