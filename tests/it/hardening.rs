@@ -85,3 +85,43 @@ fn a_username_with_a_newline_stays_on_its_log_line() {
         );
     }
 }
+
+/// `serve` starts with a config file that holds a secret and is readable by other users, but
+/// says so: a WARN line naming the file and its mode (the rule check-config refuses by). A file
+/// without secrets (the token from the environment) is no concern.
+#[test]
+fn serve_warns_about_a_readable_config_file_holding_secrets() {
+    use std::os::unix::fs::PermissionsExt;
+    let b = crate::child::Broker::spawn(
+        "permwarn",
+        "web_secret_key: CANARY-key-perm-0123456789abcdef0123\n",
+        1024,
+    );
+    let cfg = b.dir.join("config.yml");
+    let mode = std::fs::metadata(&cfg).unwrap().permissions().mode() & 0o777;
+    assert!(
+        mode & 0o007 != 0,
+        "the test's umask made {} mode {mode:04o}: it needs a file readable by others",
+        cfg.display()
+    );
+    let text = b.log_text();
+    let line = text
+        .lines()
+        .find(|l| l.contains(" WARN ") && l.contains("must not be readable"))
+        .unwrap_or_else(|| panic!("no warning about the mode in:\n{text}"));
+    assert!(
+        line.contains(&cfg.display().to_string())
+            && line.contains(&format!("mode {mode:04o}"))
+            && line.contains("web_secret_key"),
+        "{line}"
+    );
+    assert!(
+        !text.contains("CANARY-key-perm"),
+        "the key itself was logged"
+    );
+
+    let b = crate::child::Broker::spawn("permwarn-none", "", 1024);
+    let text = b.log_text();
+    assert!(text.contains("configuration from"), "{text}");
+    assert!(!text.contains("has mode"), "{text}");
+}
