@@ -139,7 +139,7 @@ impl Web {
                 ["logout"] => {
                     self.revoke(login);
                     log::info!("dashboard: {} logged out", login.user);
-                    redirect("/").with_header("Set-Cookie", &clear_cookie())
+                    redirect("/").with_header("Set-Cookie", &clear_cookie(self.secure_attr(req)))
                 }
                 ["ui", "close", id] => {
                     if self
@@ -232,8 +232,9 @@ impl Web {
         redirect("/").with_header(
             "Set-Cookie",
             &format!(
-                "{COOKIE}={cookie}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
-                auth.ttl.as_secs()
+                "{COOKIE}={cookie}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
+                auth.ttl.as_secs(),
+                self.secure_attr(req)
             ),
         )
     }
@@ -339,6 +340,25 @@ impl Web {
     /// Count one login attempt of `client` as a failure in advance, atomically with the check
     /// of the limit: `Err(wait)` when [`MAX_FAILURES`] attempts already failed (or are being
     /// checked) within [`FAIL_WINDOW`]. A successful login forgives the client's failures.
+    /// `; Secure` when the browser reached a trusted proxy over HTTPS (its last
+    /// `X-Forwarded-Proto` value is `https`), so the cookie is never sent back over plain HTTP.
+    /// Empty for a direct connection, and for a header from a client that is not a trusted
+    /// proxy.
+    fn secure_attr(&self, req: &Request) -> &'static str {
+        let peer = canonical(req.remote.ip());
+        let auth = self.auth();
+        let proxied = !auth.trusted_proxies.is_empty() && auth.trusted_proxies.matches_addr(peer);
+        let https = req
+            .header("X-Forwarded-Proto")
+            .and_then(|v| v.rsplit(',').next())
+            .is_some_and(|p| p.trim().eq_ignore_ascii_case("https"));
+        if proxied && https {
+            "; Secure"
+        } else {
+            ""
+        }
+    }
+
     fn reserve_attempt(&self, client: IpAddr) -> Result<(), Duration> {
         let mut f = self.failures.lock();
         let now = Instant::now();
@@ -391,8 +411,8 @@ fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
-fn clear_cookie() -> String {
-    format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0")
+fn clear_cookie(secure: &str) -> String {
+    format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{secure}")
 }
 
 fn cookie<'a>(req: &'a Request, name: &str) -> Option<&'a str> {

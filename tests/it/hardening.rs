@@ -125,3 +125,98 @@ fn serve_warns_about_a_readable_config_file_holding_secrets() {
     assert!(text.contains("configuration from"), "{text}");
     assert!(!text.contains("has mode"), "{text}");
 }
+
+const WEB_PW: &str = "CANARY-web-hard-1";
+const WEB_KEY: &str = "CANARY-key-hard-0123456789abcdef0123";
+
+fn web_broker(extra: &str) -> TestBroker {
+    broker(&format!(
+        "web_secret_key: {WEB_KEY}\nweb_users: [{{username: ops, password_hash: '{}'}}]\n{extra}",
+        bcrypt::hash(WEB_PW, 4).unwrap()
+    ))
+}
+
+/// One request with the given Host (None: no Host header) and extra headers.
+fn request(
+    b: &TestBroker,
+    method: &str,
+    path: &str,
+    host: Option<&str>,
+    headers: &[(&str, &str)],
+    form: Option<&str>,
+) -> Resp {
+    let mut r = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
+    if let Some(h) = host {
+        r.push_str(&format!("Host: {h}\r\n"));
+    }
+    for (k, v) in headers {
+        r.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if let Some(f) = form {
+        r.push_str(&format!(
+            "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n",
+            f.len()
+        ));
+    }
+    r.push_str("\r\n");
+    r.push_str(form.unwrap_or(""));
+    raw(b.addr, r.as_bytes())
+}
+
+/// The login cookie is `Secure` when a trusted proxy says the browser came over HTTPS, and only
+/// then (not for a direct client, nor for a client that merely sends the header).
+#[test]
+fn login_cookie_is_secure_behind_a_trusted_tls_proxy_only() {
+    let form = format!("username=ops&password={WEB_PW}");
+    let login = |b: &TestBroker, headers: &[(&str, &str)]| {
+        let r = request(b, "POST", "/login", Some("127.0.0.1"), headers, Some(&form));
+        assert_eq!(r.status, 303, "{}", String::from_utf8_lossy(&r.body));
+        r.header("Set-Cookie").unwrap().to_string()
+    };
+    let secure = |c: &str| c.split(';').any(|a| a.trim() == "Secure");
+    let proxied = web_broker("trusted_proxies: ['127.0.0.1']\n");
+    let https = [
+        ("X-Forwarded-For", "198.51.100.7"),
+        ("X-Forwarded-Proto", "https"),
+    ];
+    let c = login(&proxied, &https);
+    assert!(secure(&c) && c.contains("HttpOnly"), "{c}");
+    // Logging out clears it with the same attributes.
+    let cookie = c.split(';').next().unwrap().to_string();
+    let page = request(
+        &proxied,
+        "GET",
+        "/",
+        Some("127.0.0.1"),
+        &[("Cookie", &cookie)],
+        None,
+    );
+    let html = String::from_utf8_lossy(&page.body).to_string();
+    let i = html.find("name=\"csrf\" value=\"").unwrap() + 19;
+    let csrf = &html[i..i + 64];
+    let mut out_headers = vec![("Cookie", cookie.as_str())];
+    out_headers.extend_from_slice(&https);
+    let r = request(
+        &proxied,
+        "POST",
+        "/logout",
+        Some("127.0.0.1"),
+        &out_headers,
+        Some(&format!("csrf={csrf}")),
+    );
+    assert_eq!(r.status, 303);
+    let cleared = r.header("Set-Cookie").unwrap();
+    assert!(
+        cleared.contains("Max-Age=0") && secure(cleared),
+        "{cleared}"
+    );
+    // Plain HTTP through the proxy, or no header at all: no Secure.
+    let c = login(&proxied, &[("X-Forwarded-Proto", "http")]);
+    assert!(!secure(&c), "{c}");
+    let c = login(&proxied, &[]);
+    assert!(!secure(&c), "{c}");
+    // The same header from a client that is not a trusted proxy is not believed.
+    let direct = web_broker("");
+    let c = login(&direct, &[("X-Forwarded-Proto", "https")]);
+    assert!(!secure(&c), "{c}");
+}
