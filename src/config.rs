@@ -53,6 +53,8 @@ pub struct Config {
     pub workers: usize,
     pub max_sessions: usize,
     pub max_connections: usize,
+    /// Open HTTP connections per client address at most; None: half of max_connections.
+    pub max_connections_per_client: Option<usize>,
     pub max_body_bytes: usize,
     pub max_output_bytes: usize,
     pub state_dir: PathBuf,
@@ -100,6 +102,7 @@ impl Default for Config {
             workers: default_workers(),
             max_sessions: 1000,
             max_connections: 512,
+            max_connections_per_client: None,
             max_body_bytes: 1 << 20,
             max_output_bytes: 16 << 20,
             state_dir: "/var/lib/netdev-broker".into(),
@@ -157,6 +160,7 @@ const KNOWN_KEYS: &[&str] = &[
     "workers",
     "max_sessions",
     "max_connections",
+    "max_connections_per_client",
     "max_body_bytes",
     "max_output_bytes",
     "state_dir",
@@ -303,6 +307,15 @@ impl Config {
                     "workers" => self.workers.to_string(),
                     "max_sessions" => self.max_sessions.to_string(),
                     "max_connections" => self.max_connections.to_string(),
+                    "max_connections_per_client" => match self.max_connections_per_client {
+                        Some(_) => self
+                            .connections_per_client(self.max_connections)
+                            .to_string(),
+                        None => format!(
+                            "{} (half of max_connections)",
+                            self.connections_per_client(self.max_connections)
+                        ),
+                    },
                     "max_body_bytes" => self.max_body_bytes.to_string(),
                     "max_output_bytes" => self.max_output_bytes.to_string(),
                     "state_dir" => self.state_dir.display().to_string(),
@@ -327,6 +340,19 @@ impl Config {
                 (k, v)
             })
             .collect()
+    }
+}
+
+impl Config {
+    /// Connections one client address may hold, given the connection cap in effect (which
+    /// start-up may lower below `max_connections` for want of descriptors): the configured
+    /// value, else half the cap, so a single client never holds every slot. Half, not less: on
+    /// a jump host nearly every client is 127.0.0.1 (Ansible's forks, a local nginx), and
+    /// they share one address.
+    pub fn connections_per_client(&self, max_connections: usize) -> usize {
+        self.max_connections_per_client
+            .unwrap_or(max_connections / 2)
+            .clamp(1, max_connections.max(1))
     }
 }
 
@@ -489,6 +515,9 @@ pub fn from_yaml(text: &str) -> Result<Loaded, Error> {
             }
             "max_sessions" => c.max_sessions = int_in(&v, 1, 100_000).map_err(bad)? as usize,
             "max_connections" => c.max_connections = int_in(&v, 8, 100_000).map_err(bad)? as usize,
+            "max_connections_per_client" => {
+                c.max_connections_per_client = Some(int_in(&v, 1, 100_000).map_err(bad)? as usize)
+            }
             "max_body_bytes" => c.max_body_bytes = int_in(&v, 1024, 1 << 30).map_err(bad)? as usize,
             "max_output_bytes" => {
                 c.max_output_bytes = int_in(&v, 1024, 1 << 32).map_err(bad)? as usize
@@ -735,6 +764,27 @@ mod tests {
         assert_eq!(c.max_sessions, 1000);
         assert_eq!(c.max_body_bytes, 1 << 20);
         assert_eq!(c.max_output_bytes, 16 << 20);
+        assert_eq!(c.max_connections_per_client, None);
+        assert_eq!(c.connections_per_client(512), 256);
+        assert_eq!(c.connections_per_client(48), 24);
+    }
+
+    #[test]
+    fn connections_per_client_is_bounded_by_the_cap() {
+        let c = from_yaml("max_connections: 100\nmax_connections_per_client: 10")
+            .unwrap()
+            .config;
+        assert_eq!(c.connections_per_client(100), 10);
+        assert_eq!(c.connections_per_client(8), 8);
+        assert!(c
+            .describe()
+            .contains(&("max_connections_per_client", "10".to_string())));
+        let c = from_yaml("max_connections: 100").unwrap().config;
+        assert!(c.describe().contains(&(
+            "max_connections_per_client",
+            "50 (half of max_connections)".to_string()
+        )));
+        assert!(err("max_connections_per_client: 0").contains("'max_connections_per_client'"));
     }
 
     #[test]

@@ -100,8 +100,10 @@ impl Broker {
                 c.max_connections
             );
         }
+        let max_connections_per_client = c.connections_per_client(max_connections);
         let limits = Limits {
             max_connections,
+            max_connections_per_client,
             max_body_bytes: c.max_body_bytes,
             ..Limits::default()
         };
@@ -133,7 +135,7 @@ impl Broker {
         let reaper = Some((tx, h));
         log::info!(
             "netdev-broker {} listening on http://{addr} (max_connections {max_connections}, \
-             max_sessions {}, reaper {})",
+             {max_connections_per_client} per client, max_sessions {}, reaper {})",
             env!("CARGO_PKG_VERSION"),
             c.max_sessions,
             reaper_text(c)
@@ -257,6 +259,9 @@ fn keep_running_value(next: &mut Config, running: &Config, key: &str) {
         "workers" => next.workers = r.workers,
         "max_sessions" => next.max_sessions = r.max_sessions,
         "max_connections" => next.max_connections = r.max_connections,
+        "max_connections_per_client" => {
+            next.max_connections_per_client = r.max_connections_per_client
+        }
         "max_body_bytes" => next.max_body_bytes = r.max_body_bytes,
         "max_output_bytes" => next.max_output_bytes = r.max_output_bytes,
         "state_dir" => next.state_dir = r.state_dir.clone(),

@@ -412,9 +412,13 @@ fn fd_limit_256_with_300_connections_keeps_the_listener() {
     let dir = tmpdir("faults12");
     let port = free_port();
     let log = dir.join("broker.log");
+    // The 300 clients are one address here: no per-client cap below the global one.
     let cfg = config(
         &dir,
-        &format!("log_file: {}\nlog_mode: file\n", log.display()),
+        &format!(
+            "log_file: {}\nlog_mode: file\nmax_connections_per_client: 512\n",
+            log.display()
+        ),
     );
     let mut p = spawn_with(&cfg, port, Some((libc::RLIMIT_NOFILE, 256)));
     let addr = p.addr;

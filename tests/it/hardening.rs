@@ -220,3 +220,86 @@ fn login_cookie_is_secure_behind_a_trusted_tls_proxy_only() {
     let c = login(&direct, &[("X-Forwarded-Proto", "https")]);
     assert!(!secure(&c), "{c}");
 }
+
+/// A TCP connection to `dst` from the loopback address `src` (127.0.0.2...: another client).
+fn connect_from(src: std::net::Ipv4Addr, dst: std::net::SocketAddr) -> std::net::TcpStream {
+    use std::os::fd::FromRawFd;
+    let std::net::SocketAddr::V4(dst) = dst else {
+        panic!("IPv4 only")
+    };
+    let sin = |ip: std::net::Ipv4Addr, port: u16| libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(ip).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: plain socket calls on a descriptor this function owns until from_raw_fd.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+        let stream = std::net::TcpStream::from_raw_fd(fd);
+        let src = sin(src, 0);
+        let rc = libc::bind(fd, &src as *const _ as *const libc::sockaddr, len);
+        assert_eq!(rc, 0, "bind: {}", std::io::Error::last_os_error());
+        let to = sin(*dst.ip(), dst.port());
+        let rc = libc::connect(fd, &to as *const _ as *const libc::sockaddr, len);
+        assert_eq!(rc, 0, "connect: {}", std::io::Error::last_os_error());
+        stream
+    }
+}
+
+/// Send `req` on `s` and read the whole answer (the request says Connection: close).
+fn exchange(mut s: std::net::TcpStream, req: &[u8]) -> Resp {
+    use std::io::{Read, Write};
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    s.write_all(req).unwrap();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    parse(&buf)
+}
+
+/// One client address holds at most `max_connections_per_client` connections: the next one is
+/// answered 503 at once and closed, while another address is still served; the slots come back
+/// when the connections close.
+#[test]
+fn one_client_cannot_hold_every_connection_slot() {
+    use std::io::Write;
+    use std::net::Ipv4Addr;
+    use std::time::{Duration, Instant};
+    const HEALTH: &[u8] = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    let b = broker("max_connections: 16\nmax_connections_per_client: 4\n");
+    let me = Ipv4Addr::new(127, 0, 0, 1);
+    let other = Ipv4Addr::new(127, 0, 0, 2);
+    // Four idle connections with an unfinished request each: the client's share.
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        let mut s = connect_from(me, b.addr);
+        s.write_all(b"G").unwrap();
+        held.push(s);
+    }
+    let t = Instant::now();
+    let r = exchange(connect_from(me, b.addr), HEALTH);
+    let took = t.elapsed();
+    assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["detail"], "Too many connections from your address");
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    // Another client is served meanwhile.
+    let r = exchange(connect_from(other, b.addr), HEALTH);
+    assert_eq!(r.status, 200);
+    eprintln!(
+        "per-client cap 4 of 16: the 5th connection of 127.0.0.1 answered 503 in {took:?}; \
+         127.0.0.2 answered 200"
+    );
+    // Closing them gives the slots back.
+    drop(held);
+    assert!(wait_until(Duration::from_secs(5), || exchange(
+        connect_from(me, b.addr),
+        HEALTH
+    )
+    .status
+        == 200));
+}
