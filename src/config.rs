@@ -71,6 +71,9 @@ pub struct Config {
     pub legacy_hosts: HostList,
     /// Reverse proxies whose `X-Forwarded-For` names the dashboard's client (rate limit).
     pub trusted_proxies: HostList,
+    /// Host names the broker answers to on token-less routes besides its bind address,
+    /// `localhost` and IP addresses (the DNS-rebinding guard); lower case, no trailing dot.
+    pub server_names: Vec<String>,
     pub commands: CommandRules,
     /// Where the config came from (None: defaults and flags only).
     pub source: Option<PathBuf>,
@@ -114,6 +117,7 @@ impl Default for Config {
             allowed_hosts: HostList::default(),
             legacy_hosts: HostList::default(),
             trusted_proxies: HostList::default(),
+            server_names: Vec::new(),
             commands: CommandRules::default(),
             source: None,
             lists: Default::default(),
@@ -172,6 +176,7 @@ const KNOWN_KEYS: &[&str] = &[
     "allowed_hosts",
     "legacy_hosts",
     "trusted_proxies",
+    "server_names",
     "denied_commands",
     "allowed_commands",
     "metrics_public",
@@ -248,6 +253,7 @@ pub const LIVE_KEYS: &[&str] = &[
     "allowed_hosts",
     "legacy_hosts",
     "trusted_proxies",
+    "server_names",
     "denied_commands",
     "allowed_commands",
 ];
@@ -560,6 +566,25 @@ pub fn from_yaml(text: &str) -> Result<Loaded, Error> {
                 c.trusted_proxies = l;
                 c.lists.insert(key.clone(), raw);
             }
+            "server_names" => {
+                let raw = list(&v).map_err(bad)?;
+                let mut names = Vec::new();
+                for n in &raw {
+                    let name = n.trim().trim_end_matches('.').to_ascii_lowercase();
+                    if name.is_empty()
+                        || !name
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
+                    {
+                        return Err(bad(format!(
+                            "expected host names such as broker.example.net (no port), got {n:?}"
+                        )));
+                    }
+                    names.push(name);
+                }
+                c.server_names = names;
+                c.lists.insert(key.clone(), raw);
+            }
             "denied_commands" | "allowed_commands" => {
                 let l = list(&v).map_err(bad)?;
                 for p in &l {
@@ -785,6 +810,18 @@ mod tests {
             "50 (half of max_connections)".to_string()
         )));
         assert!(err("max_connections_per_client: 0").contains("'max_connections_per_client'"));
+    }
+
+    #[test]
+    fn server_names_are_names() {
+        let c = from_yaml("server_names: [Jump.Example.NET., broker]")
+            .unwrap()
+            .config;
+        assert_eq!(c.server_names, ["jump.example.net", "broker"]);
+        assert!(err("server_names: ['jump:8765']").contains("'server_names'"));
+        assert!(err("server_names: ['']").contains("'server_names'"));
+        assert!(err("server_names: jump").contains("'server_names'"));
+        assert!(LIVE_KEYS.contains(&"server_names"));
     }
 
     #[test]

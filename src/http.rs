@@ -996,6 +996,7 @@ pub fn reason(status: u16) -> &'static str {
         410 => "Gone",
         413 => "Content Too Large",
         417 => "Expectation Failed",
+        421 => "Misdirected Request",
         422 => "Unprocessable Entity",
         429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",

@@ -33,6 +33,7 @@ fn api_live(c: &Config) -> ApiLive {
         command_timeout: c.command_timeout,
         default_session_timeout: c.session_timeout,
         metrics_public: c.metrics_public,
+        hosts: crate::api::HostGuard::new(&c.host, &c.server_names),
         trust: ApiTrust {
             key_dir: c.key_dir.clone(),
             host_key_policy: c.host_key_policy,

@@ -3,7 +3,10 @@
 //! are handed to the session thread together with the way back to the client.
 
 mod docs;
+mod host;
 pub mod wire;
+
+pub use host::HostGuard;
 
 use crate::error::Error;
 use crate::http::{Handler, Request, Responder, Response};
@@ -33,6 +36,8 @@ pub struct ApiLive {
     pub trust: ApiTrust,
     /// `GET /metrics` without a token (config `metrics_public`).
     pub metrics_public: bool,
+    /// The names token-less routes answer to (config `server_names`, the bind address).
+    pub hosts: HostGuard,
 }
 
 /// What the API checks before anything reaches a device.
@@ -219,12 +224,15 @@ impl Api {
     }
 
     fn route(&self, req: &Request, slot: &mut Option<Responder>) -> Result<Outcome, Error> {
+        let path = req.path();
+        let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        let live = self.live();
+        // Token-less routes answer only under one of the broker's names (DNS rebinding).
+        self.check_host(req, &segs, &live)?;
         // /openapi.json and /docs[/...]: public, like FastAPI's.
         if let Some(r) = docs::route(req) {
             return r.map(Outcome::Now);
         }
-        let path = req.path();
-        let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
         let m = req.method.as_str();
         const GET: &[&str] = &["GET"];
         const POST: &[&str] = &["POST"];
@@ -258,7 +266,6 @@ impl Api {
                 json!({"status": "ok", "version": env!("CARGO_PKG_VERSION"), "sessions": self.registry.len()}),
             );
         }
-        let live = self.live();
         if segs.as_slice() == ["metrics"] {
             if !live.metrics_public {
                 self.authorized(req, &live)?;

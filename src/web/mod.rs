@@ -84,6 +84,19 @@ impl Web {
         *self.auth.write() = Arc::new(auth);
     }
 
+    /// Is this one of the dashboard's paths (whatever the method), while it is on?
+    pub fn is_route(&self, segs: &[&str]) -> bool {
+        !self.auth().users.is_empty()
+            && matches!(
+                segs,
+                [""] | ["ui", "style.css"]
+                    | ["login"]
+                    | ["ui", "close-all"]
+                    | ["logout"]
+                    | ["ui", "close", _]
+            )
+    }
+
     /// The dashboard's routes; `None` for any other path, and for every path while it is off.
     pub fn route(&self, req: &Request, segs: &[&str]) -> Option<Result<Response, Error>> {
         if self.auth().users.is_empty() {

@@ -79,7 +79,7 @@ fn abuse_slowloris_500_trickling_connections_health_stays_fast() {
                 let t = Instant::now();
                 match malformed::exchange(
                     addr,
-                    b"GET /health HTTP/1.1\r\nHost: p\r\nConnection: close\r\n\r\n",
+                    b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
                     Duration::from_secs(10),
                 ) {
                     Ok(x) if x.replies.len() == 1 && x.replies[0].status == 200 => {

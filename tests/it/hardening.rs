@@ -303,3 +303,126 @@ fn one_client_cannot_hold_every_connection_slot() {
     .status
         == 200));
 }
+
+/// DNS rebinding: token-less routes (health, docs, public metrics, the dashboard) answer only
+/// under a Host that names the broker; a foreign Host is a 421 naming it. The API token lifts
+/// the check; `server_names` adds names, and a reload applies a new list.
+#[test]
+fn token_less_routes_refuse_a_foreign_host() {
+    let dir = tmpdir("rebind");
+    let cfg_path = dir.join("config.yml");
+    let yaml = |names: &str| {
+        format!(
+            "api_token: {TOKEN}\nweb_secret_key: {WEB_KEY}\nweb_users: [{{username: ops, password_hash: '{}'}}]\nmetrics_public: true\nserver_names: [{names}]\n",
+            bcrypt::hash(WEB_PW, 4).unwrap()
+        )
+    };
+    std::fs::write(&cfg_path, yaml("broker.example.net")).unwrap();
+    let mut b = broker(&std::fs::read_to_string(&cfg_path).unwrap());
+    let port = b.addr.port();
+    let evil = format!("attacker.example:{port}");
+    let login_form = format!("username=ops&password={WEB_PW}");
+    let public: &[(&str, &str, Option<&str>)] = &[
+        ("GET", "/health", None),
+        ("GET", "/openapi.json", None),
+        ("GET", "/docs", None),
+        ("GET", "/docs/docs.css", None),
+        ("GET", "/metrics", None),
+        ("GET", "/", None),
+        ("GET", "/ui/style.css", None),
+        ("POST", "/login", Some(login_form.as_str())),
+    ];
+    let ours = [
+        format!("127.0.0.1:{port}"),
+        "127.0.0.1".to_string(),
+        format!("localhost:{port}"),
+        format!("[::1]:{port}"),
+        "broker.example.net".to_string(),
+        format!("Broker.Example.NET:{port}"),
+    ];
+    for (m, path, form) in public {
+        for host in [
+            evil.as_str(),
+            "attacker.example",
+            "localhost.attacker.example",
+        ] {
+            let r = request(&b, m, path, Some(host), &[], *form);
+            assert_eq!(r.status, 421, "{m} {path} Host {host}");
+            assert_eq!(r.header("Content-Type"), Some("application/json"));
+            let detail = r.json()["detail"].as_str().unwrap().to_string();
+            assert!(detail.contains(&format!("{host:?}")), "{detail}");
+        }
+        for host in &ours {
+            let r = request(&b, m, path, Some(host), &[], *form);
+            assert!(
+                [200, 303].contains(&r.status),
+                "{m} {path} Host {host}: {}",
+                r.status
+            );
+        }
+        // The token lifts the check.
+        let r = request(&b, m, path, Some(&evil), &[("X-API-Token", TOKEN)], *form);
+        assert!([200, 303].contains(&r.status), "{m} {path} with the token");
+        // No Host at all (HTTP/1.0 style): not a browser, not checked.
+        let r = request(&b, m, path, None, &[], *form);
+        assert!([200, 303].contains(&r.status), "{m} {path} without Host");
+    }
+    // A login cookie is no token: the dashboard still wants one of the broker's names.
+    let r = request(
+        &b,
+        "POST",
+        "/login",
+        Some("127.0.0.1"),
+        &[],
+        Some(&login_form),
+    );
+    let cookie = r
+        .header("Set-Cookie")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let r = request(&b, "GET", "/", Some(&evil), &[("Cookie", &cookie)], None);
+    assert_eq!(r.status, 421);
+    let r = request(
+        &b,
+        "GET",
+        "/",
+        Some("localhost"),
+        &[("Cookie", &cookie)],
+        None,
+    );
+    assert!(String::from_utf8_lossy(&r.body).contains("<h2>Sessions</h2>"));
+    // Routes that need the token answer as before: 401 without it, whatever the Host.
+    let r = request(&b, "GET", "/sessions", Some(&evil), &[], None);
+    assert_eq!(r.status, 401);
+    let r = request(
+        &b,
+        "GET",
+        "/sessions",
+        Some(&evil),
+        &[("X-API-Token", TOKEN)],
+        None,
+    );
+    assert_eq!(r.status, 200);
+
+    // A reload applies a new server_names list.
+    let health =
+        |b: &TestBroker, host: &str| request(b, "GET", "/health", Some(host), &[], None).status;
+    assert_eq!(health(&b, "new.example.org"), 421);
+    std::fs::write(&cfg_path, yaml("new.example.org")).unwrap();
+    let ov = netdev_broker::config::Overrides {
+        config: Some(cfg_path.clone()),
+        ..Default::default()
+    };
+    b.broker.as_mut().unwrap().reload(&ov, None);
+    assert_eq!(health(&b, "new.example.org"), 200);
+    assert_eq!(health(&b, "broker.example.net"), 421);
+
+    // /metrics that needs the token is not a token-less route: 401, not 421.
+    let b = broker("");
+    let r = request(&b, "GET", "/metrics", Some(&evil), &[], None);
+    assert_eq!(r.status, 401);
+    std::fs::remove_dir_all(&dir).ok();
+}
