@@ -676,6 +676,7 @@ gather() {
     say "generated web_secret_key (the dashboard is enabled)"
   fi
   [[ -z $WEB_SECRET_KEY ]] || v_token "$WEB_SECRET_KEY" >/dev/null || die "--web-secret-key: no spaces or control characters"
+  [[ -z $WEB_SECRET_KEY || ${#WEB_SECRET_KEY} -ge 32 ]] || die "--web-secret-key: at least 32 characters (the broker refuses a shorter key; openssl rand -hex 32)"
 }
 
 web_prompts() {

@@ -216,7 +216,11 @@ $listens
         proxy_pass http://$upstream;
         proxy_http_version 1.1;
         proxy_set_header Connection "";
-        proxy_set_header Host \$host;
+        # The broker's own address as Host: its token-less routes (/health, /docs, the
+        # dashboard) answer only under one of its names (DNS-rebinding guard); the name the
+        # browser used goes in X-Forwarded-Host, and the certificate is what a rebinding name
+        # would fail on here.
+        proxy_set_header Host \$proxy_host;
         proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
         proxy_set_header X-Forwarded-Proto \$scheme;
         proxy_set_header X-Forwarded-Host \$host;

@@ -53,6 +53,8 @@ pub struct Config {
     pub workers: usize,
     pub max_sessions: usize,
     pub max_connections: usize,
+    /// Open HTTP connections per client address at most; None: half of max_connections.
+    pub max_connections_per_client: Option<usize>,
     pub max_body_bytes: usize,
     pub max_output_bytes: usize,
     /// Output kept for all the commands of one exec together (`truncated` past it).
@@ -71,6 +73,9 @@ pub struct Config {
     pub legacy_hosts: HostList,
     /// Reverse proxies whose `X-Forwarded-For` names the dashboard's client (rate limit).
     pub trusted_proxies: HostList,
+    /// Host names the broker answers to on token-less routes besides its bind address,
+    /// `localhost` and IP addresses (the DNS-rebinding guard); lower case, no trailing dot.
+    pub server_names: Vec<String>,
     pub commands: CommandRules,
     /// Where the config came from (None: defaults and flags only).
     pub source: Option<PathBuf>,
@@ -102,6 +107,7 @@ impl Default for Config {
             workers: default_workers(),
             max_sessions: 1000,
             max_connections: 512,
+            max_connections_per_client: None,
             max_body_bytes: 1 << 20,
             max_output_bytes: 16 << 20,
             max_exec_output_bytes: 64 << 20,
@@ -114,6 +120,7 @@ impl Default for Config {
             allowed_hosts: HostList::default(),
             legacy_hosts: HostList::default(),
             trusted_proxies: HostList::default(),
+            server_names: Vec::new(),
             commands: CommandRules::default(),
             source: None,
             lists: Default::default(),
@@ -160,6 +167,7 @@ const KNOWN_KEYS: &[&str] = &[
     "workers",
     "max_sessions",
     "max_connections",
+    "max_connections_per_client",
     "max_body_bytes",
     "max_output_bytes",
     "max_exec_output_bytes",
@@ -172,6 +180,7 @@ const KNOWN_KEYS: &[&str] = &[
     "allowed_hosts",
     "legacy_hosts",
     "trusted_proxies",
+    "server_names",
     "denied_commands",
     "allowed_commands",
     "metrics_public",
@@ -224,6 +233,9 @@ pub fn load(ov: &Overrides, env_token: Option<String>) -> Result<Loaded, Error> 
     Ok(loaded)
 }
 
+/// Shortest `web_secret_key` accepted, in bytes: the HMAC-SHA256 key of the login cookies.
+pub const MIN_WEB_SECRET_KEY: usize = 32;
+
 /// Keys whose values are secrets: masked by `check-config`, and a file holding any of them must
 /// not be readable by other users.
 pub const SECRET_KEYS: &[&str] = &["api_token", "web_secret_key", "web_users"];
@@ -245,6 +257,7 @@ pub const LIVE_KEYS: &[&str] = &[
     "allowed_hosts",
     "legacy_hosts",
     "trusted_proxies",
+    "server_names",
     "denied_commands",
     "allowed_commands",
 ];
@@ -304,6 +317,15 @@ impl Config {
                     "workers" => self.workers.to_string(),
                     "max_sessions" => self.max_sessions.to_string(),
                     "max_connections" => self.max_connections.to_string(),
+                    "max_connections_per_client" => match self.max_connections_per_client {
+                        Some(_) => self
+                            .connections_per_client(self.max_connections)
+                            .to_string(),
+                        None => format!(
+                            "{} (half of max_connections)",
+                            self.connections_per_client(self.max_connections)
+                        ),
+                    },
                     "max_body_bytes" => self.max_body_bytes.to_string(),
                     "max_output_bytes" => self.max_output_bytes.to_string(),
                     "max_exec_output_bytes" => self.max_exec_output_bytes.to_string(),
@@ -329,6 +351,19 @@ impl Config {
                 (k, v)
             })
             .collect()
+    }
+}
+
+impl Config {
+    /// Connections one client address may hold, given the connection cap in effect (which
+    /// start-up may lower below `max_connections` for want of descriptors): the configured
+    /// value, else half the cap, so a single client never holds every slot. Half, not less: on
+    /// a jump host nearly every client is 127.0.0.1 (Ansible's forks, a local nginx), and
+    /// they share one address.
+    pub fn connections_per_client(&self, max_connections: usize) -> usize {
+        self.max_connections_per_client
+            .unwrap_or(max_connections / 2)
+            .clamp(1, max_connections.max(1))
     }
 }
 
@@ -462,7 +497,16 @@ pub fn from_yaml(text: &str) -> Result<Loaded, Error> {
                     Some(PathBuf::from(s))
                 };
             }
-            "web_secret_key" => c.web_secret_key = Secret::new(string(&v).map_err(bad)?),
+            "web_secret_key" => {
+                let k = string(&v).map_err(bad)?;
+                if !k.is_empty() && k.len() < MIN_WEB_SECRET_KEY {
+                    return Err(bad(format!(
+                        "must be at least {MIN_WEB_SECRET_KEY} bytes, got {} (generate one: openssl rand -hex 32)",
+                        k.len()
+                    )));
+                }
+                c.web_secret_key = Secret::new(k);
+            }
             "web_session_ttl" => c.web_session_ttl = secs(&v, 1).map_err(bad)?,
             "web_users" => c.web_users = web_users(&v).map_err(bad)?,
             "command_timeout" => c.command_timeout = secs(&v, 1).map_err(bad)?,
@@ -482,6 +526,9 @@ pub fn from_yaml(text: &str) -> Result<Loaded, Error> {
             }
             "max_sessions" => c.max_sessions = int_in(&v, 1, 100_000).map_err(bad)? as usize,
             "max_connections" => c.max_connections = int_in(&v, 8, 100_000).map_err(bad)? as usize,
+            "max_connections_per_client" => {
+                c.max_connections_per_client = Some(int_in(&v, 1, 100_000).map_err(bad)? as usize)
+            }
             "max_body_bytes" => c.max_body_bytes = int_in(&v, 1024, 1 << 30).map_err(bad)? as usize,
             "max_output_bytes" => {
                 c.max_output_bytes = int_in(&v, 1024, 1 << 32).map_err(bad)? as usize
@@ -525,6 +572,25 @@ pub fn from_yaml(text: &str) -> Result<Loaded, Error> {
                     return Err(bad("expected addresses or CIDRs, not names".into()));
                 }
                 c.trusted_proxies = l;
+                c.lists.insert(key.clone(), raw);
+            }
+            "server_names" => {
+                let raw = list(&v).map_err(bad)?;
+                let mut names = Vec::new();
+                for n in &raw {
+                    let name = n.trim().trim_end_matches('.').to_ascii_lowercase();
+                    if name.is_empty()
+                        || !name
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
+                    {
+                        return Err(bad(format!(
+                            "expected host names such as broker.example.net (no port), got {n:?}"
+                        )));
+                    }
+                    names.push(name);
+                }
+                c.server_names = names;
                 c.lists.insert(key.clone(), raw);
             }
             "denied_commands" | "allowed_commands" => {
@@ -732,6 +798,39 @@ mod tests {
         assert_eq!(c.max_body_bytes, 1 << 20);
         assert_eq!(c.max_output_bytes, 16 << 20);
         assert_eq!(c.max_exec_output_bytes, 64 << 20);
+        assert_eq!(c.max_connections_per_client, None);
+        assert_eq!(c.connections_per_client(512), 256);
+        assert_eq!(c.connections_per_client(48), 24);
+    }
+
+    #[test]
+    fn connections_per_client_is_bounded_by_the_cap() {
+        let c = from_yaml("max_connections: 100\nmax_connections_per_client: 10")
+            .unwrap()
+            .config;
+        assert_eq!(c.connections_per_client(100), 10);
+        assert_eq!(c.connections_per_client(8), 8);
+        assert!(c
+            .describe()
+            .contains(&("max_connections_per_client", "10".to_string())));
+        let c = from_yaml("max_connections: 100").unwrap().config;
+        assert!(c.describe().contains(&(
+            "max_connections_per_client",
+            "50 (half of max_connections)".to_string()
+        )));
+        assert!(err("max_connections_per_client: 0").contains("'max_connections_per_client'"));
+    }
+
+    #[test]
+    fn server_names_are_names() {
+        let c = from_yaml("server_names: [Jump.Example.NET., broker]")
+            .unwrap()
+            .config;
+        assert_eq!(c.server_names, ["jump.example.net", "broker"]);
+        assert!(err("server_names: ['jump:8765']").contains("'server_names'"));
+        assert!(err("server_names: ['']").contains("'server_names'"));
+        assert!(err("server_names: jump").contains("'server_names'"));
+        assert!(LIVE_KEYS.contains(&"server_names"));
     }
 
     #[test]
@@ -766,6 +865,15 @@ web_session_ttl: 3600
         assert!(err("session_timeout: -5").contains("'session_timeout'"));
         assert!(err("web_users: [{username: a, password_hash: plain}]").contains("bcrypt"));
         assert!(err("- a\n- b").contains("mapping"));
+        // A short cookie key is refused, naming the key and the minimum; empty means unset.
+        let short = err("web_secret_key: 0123456789abcdef0123456789abcde");
+        assert!(
+            short.contains("'web_secret_key'") && short.contains("at least 32 bytes"),
+            "{short}"
+        );
+        let key = "web_secret_key: 0123456789abcdef0123456789abcdef";
+        assert!(from_yaml(key).is_ok());
+        assert!(from_yaml("web_secret_key: ''").is_ok());
     }
 
     #[test]

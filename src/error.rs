@@ -52,6 +52,9 @@ pub enum Error {
     Validation(Vec<FieldError>),
     /// Malformed HTTP.
     BadRequest(String),
+    /// A token-less route asked for under a `Host` that is not one of the broker's names (a
+    /// DNS-rebinding guard); carries the host as sent.
+    UnknownHost(String),
     /// Body larger than max_body_bytes.
     PayloadTooLarge(usize),
     /// Header block too large.
@@ -80,6 +83,7 @@ impl Error {
             Error::WithFields(inner, _) => inner.status(),
             Error::Validation(_) => 422,
             Error::BadRequest(_) => 400,
+            Error::UnknownHost(_) => 421,
             Error::PayloadTooLarge(_) => 413,
             Error::HeadersTooLarge => 431,
             Error::Capacity(_) => 503,
@@ -150,6 +154,11 @@ impl fmt::Display for Error {
                 write!(f, "Validation error: {}", parts.join("; "))
             }
             Error::BadRequest(m) => write!(f, "Bad request: {m}"),
+            Error::UnknownHost(h) => write!(
+                f,
+                "Misdirected request: Host {h:?} is not a name of this broker (use its address, \
+                 localhost, or a name listed in the config's server_names)"
+            ),
             Error::PayloadTooLarge(limit) => {
                 write!(f, "Request body too large (limit {limit} bytes)")
             }
@@ -180,6 +189,7 @@ mod tests {
             (Error::SessionDead("x".into()), 410),
             (Error::Busy, 409),
             (Error::PayloadTooLarge(1), 413),
+            (Error::UnknownHost("x".into()), 421),
             (Error::Capacity("x".into()), 503),
             (Error::validation(vec![], "m", "t"), 422),
         ];

@@ -15,7 +15,7 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -25,6 +25,9 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub max_connections: usize,
+    /// Open connections from one client address (the TCP peer's IP) at most, so that one
+    /// client cannot hold every slot of `max_connections`.
+    pub max_connections_per_client: usize,
     pub max_body_bytes: usize,
     pub max_head_bytes: usize,
     /// Time allowed to send a complete request head once its first byte arrived.
@@ -41,6 +44,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_connections: 512,
+            max_connections_per_client: 256,
             max_body_bytes: 1 << 20,
             max_head_bytes: 64 << 10,
             head_timeout: Duration::from_secs(10),
@@ -133,6 +137,8 @@ struct Shared {
     grace: Duration,
     shutdown: AtomicBool,
     active: AtomicUsize,
+    /// Open connections per client address (entries at zero are removed).
+    per_client: Mutex<HashMap<IpAddr, usize>>,
     next_conn: AtomicU64,
     /// Clones of live connection sockets, to unblock them at shutdown.
     conns: Mutex<HashMap<u64, TcpStream>>,
@@ -163,6 +169,7 @@ impl HttpServer {
             grace: SHUTDOWN_GRACE,
             shutdown: AtomicBool::new(false),
             active: AtomicUsize::new(0),
+            per_client: Mutex::new(HashMap::new()),
             next_conn: AtomicU64::new(0),
             conns: Mutex::new(HashMap::new()),
             conn_threads: Mutex::new(Vec::new()),
@@ -268,10 +275,43 @@ fn is_fd_exhaustion(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE))
 }
 
+/// `::ffff:a.b.c.d` is `a.b.c.d`: one client, however it reached a dual-stack socket.
+fn client_ip(peer: &SocketAddr) -> IpAddr {
+    match peer.ip() {
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map(IpAddr::V4)
+            .unwrap_or(IpAddr::V6(v6)),
+        v4 => v4,
+    }
+}
+
+/// Take one of `ip`'s connection slots; false when it already holds its share.
+fn claim_client_slot(shared: &Shared, ip: IpAddr) -> bool {
+    let mut m = shared.per_client.lock();
+    let n = m.entry(ip).or_insert(0);
+    if *n >= shared.limits.max_connections_per_client {
+        return false;
+    }
+    *n += 1;
+    true
+}
+
+fn release_client_slot(shared: &Shared, ip: IpAddr) {
+    let mut m = shared.per_client.lock();
+    if let Some(n) = m.get_mut(&ip) {
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            m.remove(&ip);
+        }
+    }
+}
+
 fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     let mut backoff = Duration::from_millis(10);
     let mut spare = spare_fd();
     let mut last_exhaustion_log: Option<Instant> = None;
+    let mut last_per_client_log: Option<Instant> = None;
     loop {
         let accepted = listener.accept();
         if shared.shutdown.load(Ordering::SeqCst) {
@@ -288,6 +328,20 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                         shared.limits.max_connections
                     );
                     reject(stream, 503, "Too many connections");
+                    continue;
+                }
+                let ip = client_ip(&peer);
+                if !claim_client_slot(&shared, ip) {
+                    // At most one line a second: a client hammering its cap must not flood the log.
+                    if last_per_client_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                        log::warn!(
+                            "connection from {peer} refused: {} connections open from {ip} \
+                             (max_connections_per_client)",
+                            shared.limits.max_connections_per_client
+                        );
+                        last_per_client_log = Some(Instant::now());
+                    }
+                    reject(stream, 503, "Too many connections from your address");
                     continue;
                 }
                 let id = shared.next_conn.fetch_add(1, Ordering::Relaxed);
@@ -307,6 +361,7 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                             log::error!("connection from {peer}: panic while serving it");
                         }
                         s2.conns.lock().remove(&id);
+                        release_client_slot(&s2, ip);
                         s2.active.fetch_sub(1, Ordering::SeqCst);
                     });
                 match spawned {
@@ -316,6 +371,7 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                         if let Some(s) = shared.conns.lock().remove(&id) {
                             reject(s, 503, "Server overloaded");
                         }
+                        release_client_slot(&shared, ip);
                         shared.active.fetch_sub(1, Ordering::SeqCst);
                     }
                 }
@@ -940,6 +996,7 @@ pub fn reason(status: u16) -> &'static str {
         410 => "Gone",
         413 => "Content Too Large",
         417 => "Expectation Failed",
+        421 => "Misdirected Request",
         422 => "Unprocessable Entity",
         429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",

@@ -3,6 +3,7 @@
 
 use crate::config::{Config, LogMode};
 use parking_lot::Mutex;
+use std::borrow::Cow;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -79,12 +80,13 @@ pub fn init(c: &Config) -> Result<(), String> {
         .filter_module("netdev_broker", log::LevelFilter::Debug)
         .format(|buf, rec| {
             let ts = crate::util::iso8601(std::time::SystemTime::now());
+            let msg = rec.args().to_string();
             writeln!(
                 buf,
                 "{ts} {:<5} [{}] {}",
                 rec.level(),
                 std::thread::current().name().unwrap_or("-"),
-                rec.args()
+                escape_controls(&msg)
             )
         })
         .target(env_logger::Target::Pipe(Box::new(tee)));
@@ -92,4 +94,61 @@ pub fn init(c: &Config) -> Result<(), String> {
     let _ = b.try_init();
     set_level(c.log_level);
     Ok(())
+}
+
+/// A log message as one line: control characters (C0, DEL, C1) and the Unicode line and
+/// paragraph separators are written as escapes (`\n`, `\r`, `\t`, `\x1b`, `\u{85}`), so a
+/// value from a request or a device (a username, a hostname, a prompt) can never start a
+/// record of its own or move the terminal's cursor. Other text, backslashes included, is kept.
+pub fn escape_controls(msg: &str) -> Cow<'_, str> {
+    let special = |c: char| c.is_control() || c == '\u{2028}' || c == '\u{2029}';
+    if !msg.chars().any(special) {
+        return Cow::Borrowed(msg);
+    }
+    let mut out = String::with_capacity(msg.len() + 16);
+    for c in msg.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x80 && special(c) => {
+                out.push_str(&format!("\\x{:02x}", c as u32));
+            }
+            c if special(c) => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape_controls;
+
+    #[test]
+    fn control_characters_are_escaped_and_nothing_else() {
+        let cases = [
+            (
+                "plain text, quotes \" ' and \\ stay",
+                "plain text, quotes \" ' and \\ stay",
+            ),
+            (
+                "ops\n2026-01-01T00:00:00Z INFO  [x] forged",
+                "ops\\n2026-01-01T00:00:00Z INFO  [x] forged",
+            ),
+            ("a\r\nb\tc", "a\\r\\nb\\tc"),
+            ("nul\0 esc\x1b[2J del\x7f", "nul\\x00 esc\\x1b[2J del\\x7f"),
+            ("c1\u{85}next\u{9b}", "c1\\u{85}next\\u{9b}"),
+            ("ls\u{2028}ps\u{2029}", "ls\\u{2028}ps\\u{2029}"),
+            (
+                "umlaut \u{e4} and \u{20ac} kept",
+                "umlaut \u{e4} and \u{20ac} kept",
+            ),
+        ];
+        for (input, want) in cases {
+            let got = escape_controls(input);
+            assert_eq!(got, want, "{input:?}");
+            assert!(!got.contains('\n') && !got.contains('\r'));
+        }
+    }
 }

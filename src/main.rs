@@ -72,6 +72,11 @@ fn run() -> Result<(), Error> {
     }
     if let Some(src) = &c.source {
         log::info!("configuration from {}", src.display());
+        // The rule check-config enforces; serve starts anyway, but says so.
+        match config::check_permissions(src, &loaded.secret_keys) {
+            Ok(warnings) => warnings.iter().for_each(|w| log::warn!("{w}")),
+            Err(e) => log::warn!("{e}; check-config refuses this file"),
+        }
     }
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
         .map_err(|e| Error::Config(format!("cannot install signal handlers: {e}")))?;

@@ -5,10 +5,25 @@ use regex::Regex;
 
 pub const MASK: &str = "********";
 
-/// Default patterns: the value after `password`, `secret`, `key`, `key-string`, `community`,
-/// `passphrase`, `pre-shared-key`, optionally after an IOS encryption-type digit (`secret 5 $1$..`).
+/// Default patterns, applied in this order. Each masks the value after a keyword that IOS-style
+/// configs follow with a secret, optionally after an encryption-type digit (`secret 5 $1$..`):
+/// * SNMPv3 users: `auth md5|sha X` and `priv des|3des|aes [128|192|256] Y`;
+/// * WLAN: `wpa-psk ascii|hex [0-9] X`;
+/// * `snmp-server host ADDR [vrf V] [traps|informs] [version 1|2c] COMMUNITY` (not `version 3`,
+///   whose next words are a security level and a user name);
+/// * `key config-key password-encrypt X`;
+/// * `[message-digest-|authentication-]key [ID] [md5|sha..] [0-9] X` (tacacs-server, radius-server,
+///   crypto isakmp, OSPF, NTP), but not `key chain`, `crypto key generate|zeroize|...` or
+///   `trusted-key`;
+/// * `password`, `secret`, `passphrase`, `pre-shared-key`, `key-string`, `community`, `auth-key`.
 pub const DEFAULT_PATTERNS: &[&str] = &[
-    r"(?i)\b(?:password|secret|passphrase|pre-shared-key|key-string|community|key|auth-key|authentication-key)\s+(?:[0-9]\s+)?(?P<secret>\S+)",
+    r"(?i)\bauth\s+(?:md5|sha\S*)\s+(?P<secret>\S+)",
+    r"(?i)\bpriv\s+(?:des56|3des|des|aes(?:-?(?:128|192|256)|\s+(?:128|192|256))?)\s+(?P<secret>\S+)",
+    r"(?i)\bwpa-psk\s+(?:ascii|hex)\s+(?:[0-9]\s+)?(?P<secret>\S+)",
+    r"(?i)\bsnmp-server\s+host\s+\S+\s+(?:vrf\s+\S+\s+)?(?:(?:traps|informs)\s+)?(?:version\s+3\b|(?:version\s+(?:1|2c)\s+)?(?P<secret>\S+))",
+    r"(?i)\bpassword-encrypt\s+(?P<secret>\S+)",
+    r"(?i)(?:^|\s)(?:message-digest-key|authentication-key|key)\s+(?:(?:chain|config-key|generate|zeroize|import|export|pubkey-chain|storage|encryption|exchange|pair)\b|(?:\d+\s+)?(?:(?:md5|sha\S*|hmac-sha\S*)\s+)?(?:[0-9]\s+)?(?P<secret>\S+))",
+    r"(?i)\b(?:password|secret|passphrase|pre-shared-key|key-string|community|auth-key)\s+(?:[0-9]\s+)?(?P<secret>\S+)",
 ];
 
 #[derive(Debug, Clone)]
@@ -101,6 +116,140 @@ mod tests {
         for (input, want) in cases {
             assert_eq!(m.mask(input), want, "{input}");
         }
+    }
+
+    /// Every default form: the secrets masked, the words around them kept.
+    #[test]
+    fn default_patterns_cover_the_common_secret_forms() {
+        let m = Masker::default();
+        let cases = [
+            (
+                "snmp-server user NMS NMSGROUP v3 auth md5 AuthPass1 priv aes 128 PrivPass2",
+                "snmp-server user NMS NMSGROUP v3 auth md5 ******** priv aes 128 ********",
+            ),
+            (
+                "snmp-server user nms g v3 auth sha AuthPass1 priv 3des PrivPass2",
+                "snmp-server user nms g v3 auth sha ******** priv 3des ********",
+            ),
+            (
+                "snmp-server user admin network-admin auth sha AuthPass1 priv aes-128 PrivPass2",
+                "snmp-server user admin network-admin auth sha ******** priv aes-128 ********",
+            ),
+            (
+                "snmp-server community Publ1c RO 10",
+                "snmp-server community ******** RO 10",
+            ),
+            (
+                "snmp-server host 10.1.1.1 version 2c C0mm udp-port 162",
+                "snmp-server host 10.1.1.1 version 2c ******** udp-port 162",
+            ),
+            (
+                "snmp-server host 10.1.1.1 traps version 1 C0mm",
+                "snmp-server host 10.1.1.1 traps version 1 ********",
+            ),
+            (
+                "snmp-server host 10.1.1.1 informs version 2c C0mm",
+                "snmp-server host 10.1.1.1 informs version 2c ********",
+            ),
+            (
+                "snmp-server host 10.1.1.1 C0mm",
+                "snmp-server host 10.1.1.1 ********",
+            ),
+            (
+                "snmp-server host 10.1.1.1 traps C0mm",
+                "snmp-server host 10.1.1.1 traps ********",
+            ),
+            (
+                "snmp-server host 10.1.1.1 vrf MGMT version 2c C0mm",
+                "snmp-server host 10.1.1.1 vrf MGMT version 2c ********",
+            ),
+            (
+                " ip ospf message-digest-key 1 md5 Md5Key",
+                " ip ospf message-digest-key 1 md5 ********",
+            ),
+            (
+                " ip ospf message-digest-key 10 md5 7 0822455D0A16",
+                " ip ospf message-digest-key 10 md5 7 ********",
+            ),
+            (
+                "ntp authentication-key 1 md5 NtpKey",
+                "ntp authentication-key 1 md5 ********",
+            ),
+            (
+                "ntp authentication-key 2 md5 0822455D0A16 7",
+                "ntp authentication-key 2 md5 ******** 7",
+            ),
+            (
+                " ip ospf authentication-key 7 0822455D0A16",
+                " ip ospf authentication-key 7 ********",
+            ),
+            (" wpa-psk ascii 0 WlanPsk", " wpa-psk ascii 0 ********"),
+            (" wpa-psk hex 7 0A1B2C", " wpa-psk hex 7 ********"),
+            (" wpa-psk ascii WlanPsk", " wpa-psk ascii ********"),
+            (" pre-shared-key Psk1", " pre-shared-key ********"),
+            (" pre-shared-key 0 Psk1", " pre-shared-key 0 ********"),
+            (
+                "tacacs-server key 7 0822455D0A16",
+                "tacacs-server key 7 ********",
+            ),
+            ("radius-server key 0 RadKey", "radius-server key 0 ********"),
+            (" key 7 0822455D0A16", " key 7 ********"),
+            ("key 0 Plain", "key 0 ********"),
+            (" key-string KeyStr", " key-string ********"),
+            (" key-string 7 0822455D0A16", " key-string 7 ********"),
+            (
+                "key config-key password-encrypt Master1",
+                "key config-key password-encrypt ********",
+            ),
+            (
+                "crypto isakmp key K3y address 1.2.3.4",
+                "crypto isakmp key ******** address 1.2.3.4",
+            ),
+            (
+                "username bob privilege 15 secret 9 $9$abc",
+                "username bob privilege 15 secret 9 ********",
+            ),
+        ];
+        for (input, want) in cases {
+            assert_eq!(m.mask(input), want, "{input}");
+        }
+    }
+
+    /// Commands that hold no secret are left alone.
+    #[test]
+    fn default_patterns_leave_non_secrets_alone() {
+        let m = Masker::default();
+        for text in [
+            "show version",
+            "show snmp user",
+            "key chain OSPF-KEYS",
+            "crypto key generate rsa modulus 2048",
+            "crypto key zeroize rsa",
+            "ntp trusted-key 1",
+            "ntp authenticate",
+            "snmp-server host 10.1.1.1 version 3 priv nmsuser",
+            "snmp-server host 10.1.1.1 informs version 3 auth nmsuser",
+            "snmp-server group NMS v3 priv read V1",
+            "service password-encryption",
+            " ip ospf authentication message-digest",
+            "aaa authentication login default group tacacs+ local",
+            "interface GigabitEthernet0/1",
+        ] {
+            assert_eq!(m.mask(text), text, "{text}");
+        }
+    }
+
+    /// config.example.yml shows the defaults exactly (commented out).
+    #[test]
+    fn example_config_lists_the_defaults() {
+        let example = include_str!("../config.example.yml");
+        let listed: Vec<&str> = example
+            .lines()
+            .skip_while(|l| *l != "# mask_patterns:")
+            .skip(1)
+            .map_while(|l| l.strip_prefix("#   - '")?.strip_suffix('\''))
+            .collect();
+        assert_eq!(listed, DEFAULT_PATTERNS);
     }
 
     #[test]

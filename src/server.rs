@@ -33,6 +33,7 @@ fn api_live(c: &Config) -> ApiLive {
         command_timeout: c.command_timeout,
         default_session_timeout: c.session_timeout,
         metrics_public: c.metrics_public,
+        hosts: crate::api::HostGuard::new(&c.host, &c.server_names),
         trust: ApiTrust {
             key_dir: c.key_dir.clone(),
             host_key_policy: c.host_key_policy,
@@ -101,8 +102,10 @@ impl Broker {
                 c.max_connections
             );
         }
+        let max_connections_per_client = c.connections_per_client(max_connections);
         let limits = Limits {
             max_connections,
+            max_connections_per_client,
             max_body_bytes: c.max_body_bytes,
             ..Limits::default()
         };
@@ -134,7 +137,7 @@ impl Broker {
         let reaper = Some((tx, h));
         log::info!(
             "netdev-broker {} listening on http://{addr} (max_connections {max_connections}, \
-             max_sessions {}, reaper {})",
+             {max_connections_per_client} per client, max_sessions {}, reaper {})",
             env!("CARGO_PKG_VERSION"),
             c.max_sessions,
             reaper_text(c)
@@ -259,6 +262,9 @@ fn keep_running_value(next: &mut Config, running: &Config, key: &str) {
         "workers" => next.workers = r.workers,
         "max_sessions" => next.max_sessions = r.max_sessions,
         "max_connections" => next.max_connections = r.max_connections,
+        "max_connections_per_client" => {
+            next.max_connections_per_client = r.max_connections_per_client
+        }
         "max_body_bytes" => next.max_body_bytes = r.max_body_bytes,
         "max_output_bytes" => next.max_output_bytes = r.max_output_bytes,
         "max_exec_output_bytes" => next.max_exec_output_bytes = r.max_exec_output_bytes,

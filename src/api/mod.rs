@@ -3,7 +3,10 @@
 //! are handed to the session thread together with the way back to the client.
 
 mod docs;
+mod host;
 pub mod wire;
+
+pub use host::HostGuard;
 
 use crate::error::Error;
 use crate::http::{Handler, Request, Responder, Response};
@@ -33,6 +36,8 @@ pub struct ApiLive {
     pub trust: ApiTrust,
     /// `GET /metrics` without a token (config `metrics_public`).
     pub metrics_public: bool,
+    /// The names token-less routes answer to (config `server_names`, the bind address).
+    pub hosts: HostGuard,
 }
 
 /// What the API checks before anything reaches a device.
@@ -45,7 +50,9 @@ pub struct ApiTrust {
 }
 
 impl ApiTrust {
-    /// A key file must be a regular file inside key_dir (after resolving links and `..`).
+    /// A key file must be a regular file inside key_dir (after resolving links and `..`). A
+    /// missing path and a path outside key_dir get the same answer, so a client cannot probe
+    /// which files exist elsewhere on the host.
     fn key_file(&self, k: &str) -> Result<std::path::PathBuf, Error> {
         let bad =
             |m: String| Error::validation(vec![json!("body"), json!("key_file")], m, "value_error");
@@ -62,14 +69,15 @@ impl ApiTrust {
         } else {
             dir.join(p)
         };
-        let real = p
-            .canonicalize()
-            .map_err(|_| bad(format!("no key file {k:?} in key_dir")))?;
-        if !real.starts_with(&dir) || !real.is_file() {
-            return Err(bad(format!(
-                "key_file must be a file inside key_dir ({})",
+        let refused = || {
+            bad(format!(
+                "key_file must name a readable file inside key_dir ({})",
                 dir.display()
-            )));
+            ))
+        };
+        let real = p.canonicalize().map_err(|_| refused())?;
+        if !real.starts_with(&dir) || !real.is_file() {
+            return Err(refused());
         }
         Ok(real)
     }
@@ -205,12 +213,15 @@ impl Api {
     }
 
     fn route(&self, req: &Request, slot: &mut Option<Responder>) -> Result<Outcome, Error> {
+        let path = req.path();
+        let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        let live = self.live();
+        // Token-less routes answer only under one of the broker's names (DNS rebinding).
+        self.check_host(req, &segs, &live)?;
         // /openapi.json and /docs[/...]: public, like FastAPI's.
         if let Some(r) = docs::route(req) {
             return r.map(Outcome::Now);
         }
-        let path = req.path();
-        let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
         let m = req.method.as_str();
         const GET: &[&str] = &["GET"];
         const POST: &[&str] = &["POST"];
@@ -244,7 +255,6 @@ impl Api {
                 json!({"status": "ok", "version": env!("CARGO_PKG_VERSION"), "sessions": self.registry.len()}),
             );
         }
-        let live = self.live();
         if segs.as_slice() == ["metrics"] {
             if !live.metrics_public {
                 self.authorized(req, &live)?;

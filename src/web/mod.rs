@@ -84,6 +84,19 @@ impl Web {
         *self.auth.write() = Arc::new(auth);
     }
 
+    /// Is this one of the dashboard's paths (whatever the method), while it is on?
+    pub fn is_route(&self, segs: &[&str]) -> bool {
+        !self.auth().users.is_empty()
+            && matches!(
+                segs,
+                [""] | ["ui", "style.css"]
+                    | ["login"]
+                    | ["ui", "close-all"]
+                    | ["logout"]
+                    | ["ui", "close", _]
+            )
+    }
+
     /// The dashboard's routes; `None` for any other path, and for every path while it is off.
     pub fn route(&self, req: &Request, segs: &[&str]) -> Option<Result<Response, Error>> {
         if self.auth().users.is_empty() {
@@ -139,7 +152,7 @@ impl Web {
                 ["logout"] => {
                     self.revoke(login);
                     log::info!("dashboard: {} logged out", login.user);
-                    redirect("/").with_header("Set-Cookie", &clear_cookie())
+                    redirect("/").with_header("Set-Cookie", &clear_cookie(self.secure_attr(req)))
                 }
                 ["ui", "close", id] => {
                     if self
@@ -176,7 +189,9 @@ impl Web {
 
     fn login(&self, req: &Request) -> Response {
         let client = self.client(req);
-        if let Some(wait) = self.blocked_for(client) {
+        // The attempt is counted before the password is checked, under one lock: concurrent
+        // attempts cannot all pass the limit and each get a bcrypt check.
+        if let Err(wait) = self.reserve_attempt(client) {
             log::warn!("dashboard: login from {client} refused: too many failed logins");
             return html(
                 429,
@@ -202,7 +217,7 @@ impl Web {
         }) && user.is_some();
         drop(password);
         let Some(user) = user.filter(|_| ok) else {
-            self.record_failure(client);
+            // The attempt was counted by reserve_attempt: it stays a failure.
             log::warn!(
                 "dashboard: failed login from {client} ({})",
                 if user.is_some() {
@@ -230,8 +245,9 @@ impl Web {
         redirect("/").with_header(
             "Set-Cookie",
             &format!(
-                "{COOKIE}={cookie}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
-                auth.ttl.as_secs()
+                "{COOKIE}={cookie}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
+                auth.ttl.as_secs(),
+                self.secure_attr(req)
             ),
         )
     }
@@ -334,27 +350,45 @@ impl Web {
         peer
     }
 
-    fn blocked_for(&self, client: IpAddr) -> Option<Duration> {
-        let mut f = self.failures.lock();
-        let q = f.get_mut(&client)?;
-        let now = Instant::now();
-        while q
-            .front()
-            .is_some_and(|t| now.duration_since(*t) >= FAIL_WINDOW)
-        {
-            q.pop_front();
-        }
-        if q.len() >= MAX_FAILURES {
-            q.front()
-                .map(|t| FAIL_WINDOW.saturating_sub(now.duration_since(*t)))
+    /// Count one login attempt of `client` as a failure in advance, atomically with the check
+    /// of the limit: `Err(wait)` when [`MAX_FAILURES`] attempts already failed (or are being
+    /// checked) within [`FAIL_WINDOW`]. A successful login forgives the client's failures.
+    /// `; Secure` when the browser reached a trusted proxy over HTTPS (its last
+    /// `X-Forwarded-Proto` value is `https`), so the cookie is never sent back over plain HTTP.
+    /// Empty for a direct connection, and for a header from a client that is not a trusted
+    /// proxy.
+    fn secure_attr(&self, req: &Request) -> &'static str {
+        let peer = canonical(req.remote.ip());
+        let auth = self.auth();
+        let proxied = !auth.trusted_proxies.is_empty() && auth.trusted_proxies.matches_addr(peer);
+        let https = req
+            .header("X-Forwarded-Proto")
+            .and_then(|v| v.rsplit(',').next())
+            .is_some_and(|p| p.trim().eq_ignore_ascii_case("https"));
+        if proxied && https {
+            "; Secure"
         } else {
-            None
+            ""
         }
     }
 
-    fn record_failure(&self, client: IpAddr) {
+    fn reserve_attempt(&self, client: IpAddr) -> Result<(), Duration> {
         let mut f = self.failures.lock();
         let now = Instant::now();
+        if let Some(q) = f.get_mut(&client) {
+            while q
+                .front()
+                .is_some_and(|t| now.duration_since(*t) >= FAIL_WINDOW)
+            {
+                q.pop_front();
+            }
+            if q.len() >= MAX_FAILURES {
+                return Err(q
+                    .front()
+                    .map(|t| FAIL_WINDOW.saturating_sub(now.duration_since(*t)))
+                    .unwrap_or(FAIL_WINDOW));
+            }
+        }
         if f.len() >= MAX_TRACKED {
             f.retain(|_, q| {
                 q.back()
@@ -368,6 +402,7 @@ impl Web {
                 q.pop_front();
             }
         }
+        Ok(())
     }
 }
 
@@ -389,8 +424,8 @@ fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
-fn clear_cookie() -> String {
-    format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0")
+fn clear_cookie(secure: &str) -> String {
+    format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{secure}")
 }
 
 fn cookie<'a>(req: &'a Request, name: &str) -> Option<&'a str> {

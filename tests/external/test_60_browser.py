@@ -42,7 +42,7 @@ DOCS_SOURCE = "dashboard-two.png"  # two sessions with their last commands
 WEB_USER = "ops"
 WEB_PASSWORD = "CANARY-webpw-5e19"
 WEB_WRONG_PASSWORD = "CANARY-webbadpw-0c7d"
-WEB_SECRET_KEY = "CANARY-webkey-a83f"
+WEB_SECRET_KEY = "CANARY-webkey-a83f-0123456789abcdef"  # 32+ bytes, as the broker requires
 CANARIES = (WEB_PASSWORD, WEB_WRONG_PASSWORD, WEB_SECRET_KEY, CANARY_PASSWORD, CANARY_TOKEN)
 
 XSS_COMMAND = "show <script>alert(1)</script>"

@@ -58,7 +58,9 @@ fn slow_byte(i: usize) -> u8 {
 fn abuse_slowloris_500_trickling_connections_health_stays_fast() {
     let _g = serial();
     raise_nofile();
-    let b = Broker::spawn("slowloris", "", 4096);
+    // The 500 slow clients and the /health poller are all 127.0.0.1 here: the per-client cap
+    // (half of max_connections by default) is lifted so that they stand for 500 clients.
+    let b = Broker::spawn("slowloris", "max_connections_per_client: 512\n", 4096);
     let addr = b.addr;
     assert_eq!(call(addr, "GET", "/health", None, None).status, 200);
     std::thread::sleep(Duration::from_millis(300));
@@ -77,7 +79,7 @@ fn abuse_slowloris_500_trickling_connections_health_stays_fast() {
                 let t = Instant::now();
                 match malformed::exchange(
                     addr,
-                    b"GET /health HTTP/1.1\r\nHost: p\r\nConnection: close\r\n\r\n",
+                    b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
                     Duration::from_secs(10),
                 ) {
                     Ok(x) if x.replies.len() == 1 && x.replies[0].status == 200 => {
@@ -546,7 +548,12 @@ fn abuse_huge_regex_patterns_are_refused_before_they_are_parsed() {
 #[test]
 fn abuse_connections_beyond_max_connections_get_503_and_the_slots_come_back() {
     let _g = serial();
-    let b = Broker::spawn("conncap", "max_connections: 16\n", 4096);
+    // One test client plays 17 clients: no per-client cap below the global one.
+    let b = Broker::spawn(
+        "conncap",
+        "max_connections: 16\nmax_connections_per_client: 16\n",
+        4096,
+    );
     let addr = b.addr;
     // The start-up probe's connection thread may still be finishing.
     std::thread::sleep(Duration::from_millis(500));

@@ -412,9 +412,13 @@ fn fd_limit_256_with_300_connections_keeps_the_listener() {
     let dir = tmpdir("faults12");
     let port = free_port();
     let log = dir.join("broker.log");
+    // The 300 clients are one address here: no per-client cap below the global one.
     let cfg = config(
         &dir,
-        &format!("log_file: {}\nlog_mode: file\n", log.display()),
+        &format!(
+            "log_file: {}\nlog_mode: file\nmax_connections_per_client: 512\n",
+            log.display()
+        ),
     );
     let mut p = spawn_with(&cfg, port, Some((libc::RLIMIT_NOFILE, 256)));
     let addr = p.addr;
@@ -460,7 +464,8 @@ fn fd_limit_256_with_300_connections_keeps_the_listener() {
         let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_secs(1)) else {
             return false;
         };
-        let _ = s.write_all(b"GET /health HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+        let _ =
+            s.write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
         read_answer(&mut s, Duration::from_secs(2)).starts_with(b"HTTP/1.1 200")
     });
     let recovered = t.elapsed();

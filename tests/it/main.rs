@@ -9,6 +9,7 @@ mod exec_forms;
 mod fake_ssh;
 mod fake_ssh_tests;
 mod faults;
+mod hardening;
 mod malformed;
 mod metrics;
 mod platforms;

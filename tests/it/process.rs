@@ -338,7 +338,7 @@ fn check_config_validates_masks_and_checks_permissions() {
     let path = cfg.to_str().unwrap();
     std::fs::write(
         &cfg,
-        format!("api_token: {TOKEN}\nport: 9123\nweb_secret_key: {PASSWORD}\ndenied_commands: ['^reload']\nfavourite_colour: blue\n"),
+        format!("api_token: {TOKEN}\nport: 9123\nweb_secret_key: {PASSWORD}{PASSWORD}{PASSWORD}\ndenied_commands: ['^reload']\nfavourite_colour: blue\n"),
     )
     .unwrap();
     std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o640)).unwrap();
@@ -383,6 +383,21 @@ fn check_config_validates_masks_and_checks_permissions() {
     let (code, _, err) = run_to_end(&["check-config", "--config", path], None);
     assert_eq!(code, 2);
     assert!(err.contains("'reaper_interval'"), "{err}");
+    // A cookie key shorter than 32 bytes: refused by check-config and by serve, naming the key
+    // and never showing it.
+    std::fs::write(&cfg, "api_token: x\nweb_secret_key: CANARY-short-key\n").unwrap();
+    for args in [
+        &["check-config", "--config", path][..],
+        &["serve", "--config", path],
+    ] {
+        let (code, out, err) = run_to_end(args, None);
+        assert_eq!(code, 2, "{args:?}: {out}{err}");
+        assert!(
+            err.contains("'web_secret_key'") && err.contains("at least 32 bytes"),
+            "{err}"
+        );
+        assert!(!err.contains("CANARY-short-key") && !out.contains("CANARY-short-key"));
+    }
     let (code, _, err) = run_to_end(&["check-config", "--config", "/nonexistent/c.yml"], None);
     assert_eq!(code, 2);
     assert!(err.contains("/nonexistent/c.yml"), "{err}");
@@ -615,7 +630,7 @@ fn sighup_turns_the_reaper_and_the_dashboard_on() {
     let hash = bcrypt::hash("CANARY-web-pw-1", 4).unwrap();
     std::fs::write(
         &cfg,
-        format!("{base}stale_reaper: true\nreaper_interval: 1\nmax_connections: 300\nweb_secret_key: CANARY-key-31\nweb_users:\n  - username: ops\n    password_hash: '{hash}'\n"),
+        format!("{base}stale_reaper: true\nreaper_interval: 1\nmax_connections: 300\nweb_secret_key: CANARY-key-31-0123456789abcdef0123\nweb_users:\n  - username: ops\n    password_hash: '{hash}'\n"),
     )
     .unwrap();
     hup(&p);

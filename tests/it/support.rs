@@ -127,7 +127,7 @@ pub fn call(
     token: Option<&str>,
     body: Option<&str>,
 ) -> Resp {
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
     if let Some(t) = token {
         req.push_str(&format!("X-API-Token: {t}\r\n"));
     }

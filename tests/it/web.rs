@@ -9,6 +9,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 const WEB_PW: &str = "CANARY-web-5d1e";
+/// A web_secret_key of the minimum length (32 bytes).
+const KEY: &str = "CANARY-key-77aa-0123456789abcdef";
 
 /// A bcrypt hash of WEB_PW at `cost`, made by the broker's own hash-password code path
 /// (`bcrypt` crate), so the test does not depend on another implementation.
@@ -18,7 +20,7 @@ fn hash(cost: u32) -> String {
 
 fn web_broker(extra: &str) -> TestBroker {
     broker(&format!(
-        "web_secret_key: CANARY-key-77aa\nweb_users:\n  - username: ops\n    password_hash: '{}'\n  - username: noc\n    password_hash: '{}'\n{extra}",
+        "web_secret_key: {KEY}\nweb_users:\n  - username: ops\n    password_hash: '{}'\n  - username: noc\n    password_hash: '{}'\n{extra}",
         hash(4),
         hash(4)
     ))
@@ -31,7 +33,7 @@ fn req(
     headers: &[(&str, &str)],
     body: Option<&str>,
 ) -> Resp {
-    let mut r = format!("{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
+    let mut r = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
     for (k, v) in headers {
         r.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -238,11 +240,58 @@ fn failed_logins_are_rate_limited_per_client() {
     assert_eq!(login(&b, "ops", WEB_PW).status, 429);
 }
 
+/// Concurrent wrong logins from one client: the limit holds (each attempt is counted before its
+/// bcrypt check), so exactly MAX_FAILURES of them get a password check (401), the rest 429.
+#[test]
+fn concurrent_failed_logins_get_exactly_five_password_checks() {
+    // Cost 8: each bcrypt check takes long enough that all attempts are in flight at once.
+    let b = broker(&format!(
+        "web_secret_key: {KEY}\nweb_users: [{{username: ops, password_hash: '{}'}}]\n",
+        hash(8)
+    ));
+    const N: usize = 20;
+    let gate = std::sync::Arc::new(std::sync::Barrier::new(N));
+    let addr = b.addr;
+    let threads: Vec<_> = (0..N)
+        .map(|_| {
+            let gate = gate.clone();
+            std::thread::spawn(move || {
+                gate.wait();
+                req(
+                    addr,
+                    "POST",
+                    "/login",
+                    &[],
+                    Some("username=ops&password=wrong"),
+                )
+                .status
+            })
+        })
+        .collect();
+    let mut statuses: Vec<u16> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    statuses.sort();
+    let checked = statuses.iter().filter(|s| **s == 401).count();
+    let limited = statuses.iter().filter(|s| **s == 429).count();
+    eprintln!(
+        "{N} concurrent wrong logins: {checked} password checks (401), {limited} refused (429)"
+    );
+    assert_eq!(
+        (checked, limited),
+        (
+            netdev_broker::web::MAX_FAILURES,
+            N - netdev_broker::web::MAX_FAILURES
+        ),
+        "{statuses:?}"
+    );
+    // The right password is refused too while the limit holds.
+    assert_eq!(login(&b, "ops", WEB_PW).status, 429);
+}
+
 #[test]
 fn unknown_users_cost_a_bcrypt_check_too() {
     // Cost 10: a bcrypt check is clearly longer than the rest of a login.
     let b = broker(&format!(
-        "web_secret_key: k\nweb_users: [{{username: ops, password_hash: '{}'}}]\n",
+        "web_secret_key: {KEY}\nweb_users: [{{username: ops, password_hash: '{}'}}]\n",
         hash(10)
     ));
     let time = |user: &str| {
@@ -435,13 +484,13 @@ fn hash_password_prints_a_hash_that_logs_in() {
     assert!(h.starts_with("$2b$05$") && h.len() == 60, "{h}");
     assert!(!String::from_utf8_lossy(&out.stderr).contains(WEB_PW));
     let b = broker(&format!(
-        "web_secret_key: k\nweb_users: [{{username: ops, password_hash: '{h}'}}]\n"
+        "web_secret_key: {KEY}\nweb_users: [{{username: ops, password_hash: '{h}'}}]\n"
     ));
     assert_eq!(login(&b, "ops", WEB_PW).status, 303);
     // Hashes from other tools' prefixes ($2a$, $2y$) log in as well.
     let y = h.replacen("$2b$", "$2y$", 1);
     let b = broker(&format!(
-        "web_secret_key: k\nweb_users: [{{username: ops, password_hash: '{y}'}}]\n"
+        "web_secret_key: {KEY}\nweb_users: [{{username: ops, password_hash: '{y}'}}]\n"
     ));
     assert_eq!(login(&b, "ops", WEB_PW).status, 303);
     // Empty input: an error, no hash.
