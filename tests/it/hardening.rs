@@ -37,15 +37,15 @@ fn key_file_outside_key_dir_answers_the_same_whether_it_exists_or_not() {
     std::fs::remove_dir_all(&outside).ok();
 }
 
-/// A username with a line break (accepted by the device) cannot forge a log record: the real
-/// binary writes the "opened" line with the break escaped, and every line of its log is a record.
+/// A username with a line break cannot forge a log record: the API refuses control characters
+/// in login fields (422, before anything is logged about a session), and the formatter escapes
+/// any that reach a message another way (`logging` unit tests).
 #[test]
-fn a_username_with_a_newline_stays_on_its_log_line() {
+fn a_username_with_a_newline_cannot_forge_a_log_line() {
     use crate::fake_ssh::{DeviceConfig, FakeDevice};
     const FORGED: &str = "2026-01-01T00:00:00.000Z INFO  [http-conn] dashboard: admin logged in";
     let user = format!("ops\n{FORGED}\r\x1b[2K");
     let dev = FakeDevice::start(DeviceConfig {
-        username: user.clone(),
         password: PASSWORD.into(),
         ..Default::default()
     });
@@ -61,22 +61,29 @@ fn a_username_with_a_newline_stays_on_its_log_line() {
             .to_string(),
         ),
     );
+    assert_eq!(r.status, 422, "{}", String::from_utf8_lossy(&r.body));
+    assert!(String::from_utf8_lossy(&r.body).contains("U+000A (line feed)"));
+    assert_eq!(dev.total_connections(), 0);
+    // A session opened after it logs as usual; no line of the log is forged or raw.
+    let r = call(
+        b.addr,
+        "POST",
+        "/session",
+        Some(TOKEN),
+        Some(
+            &json!({"host": "127.0.0.1", "port": dev.port(), "username": "admin",
+                    "password": PASSWORD, "timeout": 10})
+            .to_string(),
+        ),
+    );
     assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
     let mut text = String::new();
     assert!(
         wait_until(std::time::Duration::from_secs(5), || {
             text = b.log_text();
-            text.contains("opened ops")
+            text.contains("opened admin")
         }),
         "{text}"
-    );
-    let opened = text
-        .lines()
-        .find(|l| l.contains("opened ops"))
-        .unwrap_or_default();
-    assert!(
-        opened.contains(&format!("opened ops\\n{FORGED}\\r\\x1b[2K@127.0.0.1")),
-        "{opened}"
     );
     for line in text.lines() {
         assert!(
