@@ -33,6 +33,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use parking_lot::Mutex;
 use regex::bytes::Regex;
 
+pub mod line_edit;
+
+pub use line_edit::{Event as LineEvent, History, LineEditor};
+
 // Telnet commands and options.
 const IAC: u8 = 255;
 const DONT: u8 = 254;
