@@ -175,8 +175,9 @@ impl TelnetDevice {
         self.port
     }
 
-    /// Every line typed after login, in order, over all connections (passwords as "<hidden>").
-    /// Only the newest 10,000 are kept.
+    /// Every line typed after login, in order, over all connections: command lines (as edited)
+    /// and answers to questions; passwords as "<hidden>", Ctrl-Z as "^Z" (after the line it
+    /// ended, if any), Ctrl-C as "^C". Only the newest 10,000 are kept.
     pub fn lines_received(&self) -> Vec<String> {
         self.shared.lines.lock().iter().cloned().collect()
     }

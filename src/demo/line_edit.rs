@@ -208,6 +208,7 @@ impl LineEditor {
             self.literal = false;
             if b != 0 {
                 self.insert(&[b]);
+                self.sync();
             }
             return None;
         }
@@ -788,6 +789,9 @@ mod tests {
         assert_eq!(ed.take_echo(), b"ow\x08 \x08");
         // Ctrl-V / ESC Q insert it.
         assert_eq!(lines(b"description a\x16?\x1bQ?\r"), ["description a??"]);
+        let mut ed = LineEditor::new();
+        ed.feed_all(b"a\x16?");
+        assert_eq!(ed.take_echo(), b"a?");
     }
 
     #[test]
@@ -840,6 +844,61 @@ mod tests {
         assert_eq!(ed.line().len(), MAX_LINE);
         ed.feed_all(b"\x08b");
         assert_eq!(ed.line().last(), Some(&b'b'));
+    }
+
+    /// Random keys (xorshift, fixed seed): no panic, the cursor stays in the line, and feeding
+    /// byte by byte agrees with feeding in one go.
+    #[test]
+    fn random_keys_keep_the_invariants() {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let keys: &[u8] = b"\x01\x02\x03\x04\x05\x06\x08\x0b\x0e\x10\x14\x15\x16\x17\x18\x19\x1a\x1b[ABCDOQYbdfclu?\r\n\0\x7f\xffab ";
+        for _ in 0..1000 {
+            let mut input = Vec::new();
+            for _ in 0..300 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                input.push(keys[(x % keys.len() as u64) as usize]);
+            }
+            let mut ed = LineEditor::new();
+            // A terminal line the echo is played on: it must show the line, cursor included.
+            let (mut row, mut col) = (Vec::<u8>::new(), 0usize);
+            for (i, &b) in input.iter().enumerate() {
+                let ev = ed.feed(b);
+                if let Some(Event::Help(_)) = ev {
+                    ed.redraw();
+                }
+                for &e in &ed.take_echo() {
+                    match e {
+                        BS => col = col.saturating_sub(1),
+                        CR => col = 0,
+                        LF => row.clear(),
+                        _ if col < row.len() => row[col] = e,
+                        _ => row.push(e),
+                    }
+                    if e != BS && e != CR && e != LF {
+                        col += 1;
+                    }
+                }
+                let (line, cursor) = (ed.line(), ed.cursor());
+                assert!(cursor <= line.len());
+                assert!(line.len() <= MAX_LINE);
+                assert!(ed.history().len() <= HISTORY_SIZE);
+                if line.iter().all(|&c| c >= 0x20) {
+                    let at = &input[..=i];
+                    assert_eq!(&row[..line.len()], line, "after {at:?}");
+                    assert!(row[line.len()..].iter().all(|&c| c == b' '));
+                    assert_eq!(col, cursor);
+                } else {
+                    // A control byte inserted with Ctrl-V moved the terminal: start afresh.
+                    row = line.to_vec();
+                    col = cursor;
+                    ed.redraw();
+                    ed.take_echo();
+                }
+            }
+            events(&input);
+        }
     }
 
     #[test]
