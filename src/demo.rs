@@ -19,7 +19,9 @@
 //! CLI: an IOS look-alike (user/privileged exec, global and interface configuration, keyword
 //! abbreviation, `| include/exclude/begin/section` filters, `--More--` pager, IOS error
 //! messages with the caret under the bad word). Configuration typed in a connection lives in that
-//! connection only.
+//! connection only. Command lines are read through the IOS line editor ([`LineEditor`]: erase
+//! keys, cursor keys, history, Ctrl-Z, Ctrl-C, `?`), and every line the CLI then acts on is kept
+//! in [`TelnetDevice::journal`]. Usernames, passwords and answers to questions are read raw.
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, ErrorKind, Read, Write};
@@ -32,6 +34,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 use regex::bytes::Regex;
+
+pub mod line_edit;
+
+pub use line_edit::{Event as LineEvent, History, LineEditor};
 
 // Telnet commands and options.
 const IAC: u8 = 255;
@@ -114,6 +120,7 @@ struct Shared {
     started: Instant,
     stop: AtomicBool,
     lines: Mutex<VecDeque<String>>,
+    journal: Mutex<VecDeque<JournalEntry>>,
     negotiation: Mutex<VecDeque<String>>,
     conns: Mutex<HashMap<u64, Registered>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
@@ -143,6 +150,7 @@ impl TelnetDevice {
             started: Instant::now(),
             stop: AtomicBool::new(false),
             lines: Mutex::new(VecDeque::new()),
+            journal: Mutex::new(VecDeque::new()),
             negotiation: Mutex::new(VecDeque::new()),
             conns: Mutex::new(HashMap::new()),
             threads: Mutex::new(Vec::new()),
@@ -167,10 +175,29 @@ impl TelnetDevice {
         self.port
     }
 
-    /// Every line typed after login, in order, over all connections (passwords as "<hidden>").
-    /// Only the newest 10,000 are kept.
+    /// Every line typed after login, in order, over all connections: command lines (as edited)
+    /// and answers to questions; passwords as "<hidden>", Ctrl-Z as "^Z" (after the line it
+    /// ended, if any), Ctrl-C as "^C". Only the newest 10,000 are kept.
     pub fn lines_received(&self) -> Vec<String> {
         self.shared.lines.lock().iter().cloned().collect()
+    }
+
+    /// The command lines the CLI acted on, in order, over all connections: each line as the
+    /// line editor finished it (Enter, or Ctrl-Z after text), whatever the CLI then made of it
+    /// (invalid input included). Blank lines, aborted lines (Ctrl-C), `?` help, usernames,
+    /// passwords and answers to questions are not in it. Only the newest 10,000 are kept.
+    pub fn journal(&self) -> Vec<String> {
+        self.shared
+            .journal
+            .lock()
+            .iter()
+            .map(|e| e.line.clone())
+            .collect()
+    }
+
+    /// [`TelnetDevice::journal`] with the mode each line was executed in.
+    pub fn journal_entries(&self) -> Vec<JournalEntry> {
+        self.shared.journal.lock().iter().cloned().collect()
     }
 
     /// What clients negotiated, in order: "client DO ECHO", "client WILL NAWS", "NAWS 511x0",
@@ -226,6 +253,16 @@ impl std::fmt::Debug for TelnetDevice {
             .field("active", &self.active_connections())
             .finish()
     }
+}
+
+/// One line a fake device's CLI acted on ([`TelnetDevice::journal_entries`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalEntry {
+    /// The mode the line was executed in, named like the IOS persona of the SSH fake: `user`,
+    /// `priv`, `config`, `config-if`.
+    pub mode: String,
+    /// The line as executed (after line editing; invalid UTF-8 replaced by U+FFFD).
+    pub line: String,
 }
 
 fn kill_all(shared: &Shared) {
@@ -1231,6 +1268,7 @@ struct Conn<'a> {
     length: usize,
     width: usize,
     ifaces: Vec<Iface>,
+    editor: LineEditor,
 }
 
 impl<'a> Conn<'a> {
@@ -1250,6 +1288,7 @@ impl<'a> Conn<'a> {
             length: 24,
             width: 80,
             ifaces: default_ifaces(),
+            editor: LineEditor::new(),
         }
     }
 
@@ -1464,6 +1503,103 @@ impl<'a> Conn<'a> {
         push_capped(&self.shared.lines, line.to_string());
     }
 
+    fn journal(&self, line: &str) {
+        let mut q = self.shared.journal.lock();
+        if q.len() >= MAX_RECORDS {
+            q.pop_front();
+        }
+        q.push_back(JournalEntry {
+            mode: self.mode_name().to_string(),
+            line: line.to_string(),
+        });
+    }
+
+    fn mode_name(&self) -> &'static str {
+        match self.mode {
+            Mode::Exec if self.privileged => "priv",
+            Mode::Exec => "user",
+            Mode::Config => "config",
+            Mode::ConfigIf(_) => "config-if",
+        }
+    }
+
+    /// Reads a command line at `prompt` (already sent) through the line editor; `?` prints help
+    /// and the prompt again. Returns Line, End or Abort.
+    fn read_command(&mut self, prompt: &str) -> Result<LineEvent, Gone> {
+        self.editor.set_echo(self.telnet.echoing());
+        self.editor.set_history(match self.mode {
+            Mode::Exec => History::Exec,
+            _ => History::Config,
+        });
+        self.editor.start_line();
+        loop {
+            let b = self.next_byte()?;
+            let ev = self.editor.feed(b);
+            let echo = self.editor.take_echo();
+            self.send(&echo);
+            match ev {
+                None => {}
+                Some(LineEvent::Help(line)) => {
+                    let help = self.help(&String::from_utf8_lossy(&line));
+                    self.emit_paged(help.into_iter().map(String::into_bytes).collect(), 0)?;
+                    self.send(prompt.as_bytes());
+                    self.editor.redraw();
+                    let echo = self.editor.take_echo();
+                    self.send(&echo);
+                }
+                Some(ev) => return Ok(ev),
+            }
+        }
+    }
+
+    /// What `?` prints after `line`: the keywords that may come next (or that complete the word
+    /// being typed). Modelled for the first word and the word after `show`; elsewhere `<cr>`.
+    fn help(&self, line: &str) -> Vec<String> {
+        let (words, pipe) = tokenize(line);
+        let partial = !line.ends_with(char::is_whitespace) && !words.is_empty();
+        let done = if partial {
+            &words[..words.len() - 1]
+        } else {
+            &words[..]
+        };
+        let top = match (&self.mode, self.privileged) {
+            (Mode::Exec, false) => USER_EXEC,
+            (Mode::Exec, true) => PRIV_EXEC,
+            (Mode::Config, _) => CONFIG_GLOBAL,
+            (Mode::ConfigIf(_), _) => CONFIG_IF,
+        };
+        let choices = match done {
+            _ if pipe.is_some() => None,
+            [] => Some(top),
+            [w] if matches!(self.mode, Mode::Exec) && kw(w, top) == Ok("show") => {
+                Some(if self.privileged {
+                    SHOW_PRIV
+                } else {
+                    SHOW_USER
+                })
+            }
+            _ => None,
+        };
+        let Some(choices) = choices else {
+            return vec!["  <cr>".to_string(), String::new()];
+        };
+        if partial {
+            let typed = words[words.len() - 1].text.to_ascii_lowercase();
+            let hits: Vec<&str> = choices
+                .iter()
+                .copied()
+                .filter(|c| c.to_ascii_lowercase().starts_with(&typed))
+                .collect();
+            if hits.is_empty() {
+                return vec!["% Unrecognized command".to_string()];
+            }
+            return vec![hits.join("  "), String::new()];
+        }
+        let mut v: Vec<String> = choices.iter().map(|c| format!("  {c}")).collect();
+        v.push(String::new());
+        v
+    }
+
     // -- session -------------------------------------------------------------------------
 
     fn run(&mut self) -> Result<(), Gone> {
@@ -1480,16 +1616,30 @@ impl<'a> Conn<'a> {
         loop {
             let prompt = self.prompt();
             self.send(prompt.as_bytes());
-            let raw = self.read_line(true)?;
-            if raw == [CTRL_Z] {
+            let (raw, end) = match self.read_command(&prompt)? {
+                LineEvent::Line(raw) => (raw, false),
+                LineEvent::End(raw) => (raw, true),
+                _ => {
+                    // Ctrl-C: the line is dropped; configuration mode ends.
+                    self.record("^C");
+                    self.mode = Mode::Exec;
+                    continue;
+                }
+            };
+            if !end || !raw.is_empty() {
+                let line = String::from_utf8_lossy(&raw).into_owned();
+                self.record(&line);
+                if line.trim() != "" {
+                    self.journal(&line);
+                }
+                if self.dispatch(&raw, &line, prompt.chars().count())? == Flow::Close {
+                    return Ok(());
+                }
+            }
+            if end {
+                // Ctrl-Z: after the line, like `end`.
                 self.record("^Z");
                 self.mode = Mode::Exec;
-                continue;
-            }
-            let line = String::from_utf8_lossy(&raw).into_owned();
-            self.record(&line);
-            if self.dispatch(&raw, &line, prompt.chars().count())? == Flow::Close {
-                return Ok(());
             }
         }
     }
@@ -2388,14 +2538,126 @@ mod tests {
             out,
             "shox\x08 \x08w privilege\r\nCurrent privilege level is 1\r\nR1>"
         );
-        c.send(b"show privilege\n\x1b[Ashow privilege\r\n");
+        // Up arrow recalls the line (it is redrawn over what was typed), Enter runs it.
+        c.send(b"show privilege\nxyz\x1b[A\r\n");
         c.expect("R1>");
-        c.expect("R1>");
+        assert_eq!(
+            c.expect("R1>"),
+            "xyz\x08\x08\x08show privilege\r\nCurrent privilege level is 1\r\nR1>"
+        );
         c.cmd("", "R1>");
         assert_eq!(
             dev.lines_received(),
             ["show privilege", "show privilege", "show privilege", ""]
         );
+        assert_eq!(dev.journal(), ["show privilege"; 3]);
+    }
+
+    #[test]
+    fn line_editing_decides_what_is_executed() {
+        let dev = device(privileged());
+        let mut c = Client::login(dev.port(), "R1#");
+        // (bytes, prompts before the reload question if any)
+        let edits: [(&[u8], usize); 7] = [
+            (b"x\x08reload\r", 0),
+            (b"relx\x7foad\r", 0),
+            (b"hostn\x15reload\r", 0),
+            (b"\x1b[Creload\r", 0),
+            (b"reoad\x1b[D\x1b[D\x1b[Dl\r", 0),
+            (b"show clock\x1areload\r", 1),
+            (b"reload\x03show clock\r", 2),
+        ];
+        for (bytes, prompts) in edits {
+            c.send(bytes);
+            for _ in 0..prompts {
+                c.expect("R1#");
+            }
+            if bytes.ends_with(b"d\r") || bytes.ends_with(b"l\r") {
+                c.expect("Proceed with reload? [confirm]");
+                c.send(b"n\r");
+                c.expect("R1#");
+            }
+        }
+        assert_eq!(
+            dev.journal(),
+            [
+                "reload",
+                "reload",
+                "reload",
+                "reload",
+                "reload",
+                "show clock",
+                "reload",
+                "show clock"
+            ]
+        );
+        let modes: Vec<String> = dev.journal_entries().into_iter().map(|e| e.mode).collect();
+        assert_eq!(modes, ["priv"; 8]);
+        // Answers to questions are not journaled; lines_received still has them.
+        assert_eq!(dev.lines_received().iter().filter(|l| *l == "n").count(), 6);
+        assert!(dev.lines_received().contains(&"^C".to_string()));
+    }
+
+    #[test]
+    fn ctrl_z_runs_the_line_then_ends_configuration() {
+        let dev = device(privileged());
+        let mut c = Client::login(dev.port(), "R1#");
+        c.cmd("configure terminal", "R1(config)#");
+        c.send(b"hostname CORE1\x1a");
+        assert_eq!(c.expect("CORE1#"), "hostname CORE1^Z\r\nCORE1#");
+        c.cmd("conf t", "CORE1(config)#");
+        // Ctrl-C drops the line and leaves configuration mode.
+        c.send(b"hostname X\x03");
+        assert_eq!(c.expect("CORE1#"), "hostname X^C\r\nCORE1#");
+        c.send(b"wr\r");
+        c.expect("[OK]\r\nCORE1#");
+        assert_eq!(
+            dev.journal_entries(),
+            [
+                ("priv", "configure terminal"),
+                ("config", "hostname CORE1"),
+                ("priv", "conf t"),
+                ("priv", "wr"),
+            ]
+            .map(|(m, l)| JournalEntry {
+                mode: m.into(),
+                line: l.into()
+            })
+        );
+        assert_eq!(
+            dev.lines_received(),
+            [
+                "configure terminal",
+                "hostname CORE1",
+                "^Z",
+                "conf t",
+                "^C",
+                "wr"
+            ]
+        );
+    }
+
+    #[test]
+    fn question_mark_shows_help_and_keeps_the_line() {
+        let dev = device(DeviceOptions::default());
+        let mut c = Client::login(dev.port(), "R1>");
+        c.send(b"sh?");
+        assert_eq!(c.expect("R1>sh"), "sh?\r\nshow\r\n\r\nR1>sh");
+        c.send(b"ow ?");
+        let help = c.expect("R1>show ");
+        assert!(
+            help.starts_with("ow ?\r\n  clock\r\n  ip\r\n") && !help.contains("running"),
+            "{help:?}"
+        );
+        c.send(b"priv?");
+        c.expect("R1>show priv");
+        c.send(b"ilege\r");
+        c.expect("Current privilege level is 1\r\nR1>");
+        c.send(b"zz?");
+        assert_eq!(c.expect("R1>zz"), "zz?\r\n% Unrecognized command\r\nR1>zz");
+        c.send(b"\x15\r");
+        c.expect("R1>");
+        assert_eq!(dev.journal(), ["show privilege"]);
     }
 
     #[test]

@@ -18,6 +18,11 @@
 //!   on flow control) and a CLI task that owns the IOS-like state machine and writes through a
 //!   window-aware `ChannelTx` writer (so `show flood` respects SSH flow control and does not
 //!   buffer the output in memory).
+//!
+//! Command lines are read through the IOS line editor of the product's demo device
+//! (`netdev_broker::demo::LineEditor`: erase and cursor keys, history, Ctrl-Z, Ctrl-C, `?`), for
+//! every persona; answers to questions (hidden or not) are read raw. Every line the CLI then acts
+//! on is kept in [`FakeDevice::journal`].
 #![allow(dead_code)]
 
 use std::borrow::Cow;
@@ -42,6 +47,7 @@ use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
+use netdev_broker::demo::{History, JournalEntry, LineEditor, LineEvent};
 use regex::Regex;
 use serde::Deserialize;
 
@@ -166,6 +172,8 @@ struct Shared {
     cfg: DeviceConfig,
     persona: &'static Persona,
     inputs: Mutex<Vec<Input>>,
+    /// Command lines the CLI acted on (see [`FakeDevice::journal`]).
+    journal: Mutex<Vec<JournalEntry>>,
     total: AtomicUsize,
     next_id: AtomicU64,
     /// Open connections: id -> dup of the TCP socket (used for abrupt kills).
@@ -281,6 +289,7 @@ impl FakeDevice {
             cfg,
             persona,
             inputs: Mutex::new(Vec::new()),
+            journal: Mutex::new(Vec::new()),
             total: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),
             conns: Mutex::new(HashMap::new()),
@@ -343,6 +352,23 @@ impl FakeDevice {
     /// questions (with the question), hidden answers (with what arrived) and keys apart.
     pub fn inputs(&self) -> Vec<Input> {
         lock(&self.shared.inputs).clone()
+    }
+
+    /// The command lines the CLI acted on, in order, across connections: each line as the IOS
+    /// line editor finished it (Enter, or Ctrl-Z after text), whatever the CLI then made of it
+    /// (errors included). Blank lines, lines dropped with Ctrl-C, `?` help and answers to
+    /// questions are not in it ([`FakeDevice::inputs`] has the answers).
+    pub fn journal(&self) -> Vec<String> {
+        lock(&self.shared.journal)
+            .iter()
+            .map(|e| e.line.clone())
+            .collect()
+    }
+
+    /// [`FakeDevice::journal`] with the persona mode each line was executed in (`user`, `priv`,
+    /// `config`, `config-if`, ... for `cisco_ios`).
+    pub fn journal_entries(&self) -> Vec<JournalEntry> {
+        lock(&self.shared.journal).clone()
     }
 
     /// The answers given to questions so far: (question, answer), hidden ones included with
@@ -1790,6 +1816,8 @@ async fn run_shell(shared: Arc<Shared>, conn_id: u64, handle: Handle, channel: C
         input: VecDeque::new(),
         last_cr: false,
         line: Vec::new(),
+        editor: LineEditor::new(),
+        end_pending: false,
         line_prompt_len: 0,
         state: State::Idle(LineKind::Command),
         ask: None,
@@ -1835,7 +1863,11 @@ struct Cli {
     /// Received but not yet processed input bytes.
     input: VecDeque<u8>,
     last_cr: bool,
+    /// An answer being typed (command lines are in `editor`).
     line: Vec<u8>,
+    editor: LineEditor,
+    /// Ctrl-Z ended the last command line: leave configuration mode before the next prompt.
+    end_pending: bool,
     /// Visible length of the prompt line shown when the current line was typed (for '^').
     line_prompt_len: usize,
     state: State,
@@ -2028,8 +2060,26 @@ impl Cli {
             .replace("{dirty}", if self.dirty { "*" } else { "" })
     }
 
-    /// Print the prompt and go back to reading commands.
+    /// Print the prompt and go back to reading commands (a new, empty line).
     fn show_prompt(&mut self) {
+        if std::mem::take(&mut self.end_pending) && self.mode_def(&self.mode).config {
+            if let Some(m) = self.p.ctrl_z.clone() {
+                self.mode = m;
+                self.ctx.clear();
+            }
+        }
+        self.print_prompt();
+        self.editor.start_line();
+        self.editor
+            .set_history(if self.mode_def(&self.mode).config {
+                History::Config
+            } else {
+                History::Exec
+            });
+        self.state = State::Idle(LineKind::Command);
+    }
+
+    fn print_prompt(&mut self) {
         let p = self.prompt();
         let (head, last) = match p.rfind('\n') {
             Some(i) => (&p[..=i], &p[i + 1..]),
@@ -2053,7 +2103,6 @@ impl Cli {
         if !b.is_empty() {
             self.prompt_tail = Some(format!("{b}{off}").into_bytes());
         }
-        self.state = State::Idle(LineKind::Command);
     }
 
     async fn flush(&mut self) -> Result<(), Closed> {
@@ -2248,9 +2297,121 @@ impl Cli {
         }
     }
 
+    /// A byte typed at the command prompt: through the line editor.
+    fn command_byte(&mut self, b: u8) {
+        let ev = self.editor.feed(b);
+        let echo = self.editor.take_echo();
+        if !echo.is_empty() {
+            self.push(&echo);
+        }
+        match ev {
+            None => {}
+            Some(LineEvent::Line(line)) => {
+                self.on_line(
+                    LineKind::Command,
+                    String::from_utf8_lossy(&line).into_owned(),
+                );
+            }
+            Some(LineEvent::End(line)) => {
+                // Ctrl-Z: the line runs, then (at the next prompt) configuration mode ends.
+                self.end_pending = true;
+                if line.is_empty() {
+                    self.show_prompt();
+                } else {
+                    self.on_line(
+                        LineKind::Command,
+                        String::from_utf8_lossy(&line).into_owned(),
+                    );
+                }
+            }
+            Some(LineEvent::Abort) => {
+                // Ctrl-C: nothing runs; in configuration mode it is like `end`.
+                self.end_pending = true;
+                self.show_prompt();
+            }
+            Some(LineEvent::Help(line)) => {
+                for l in self.help(&String::from_utf8_lossy(&line)) {
+                    self.emit_line(&l);
+                }
+                self.print_prompt();
+                self.editor.redraw();
+                let echo = self.editor.take_echo();
+                self.push(&echo);
+            }
+        }
+    }
+
+    /// What `?` prints after `line`: the words of the mode's grammar that may come next (or
+    /// that complete the word being typed), `<cr>` when the line is a command already.
+    fn help(&self, line: &str) -> Vec<String> {
+        let trie = &self.p.tries[&self.mode];
+        let toks = tokenize(line);
+        let partial = !line.ends_with(char::is_whitespace) && !toks.is_empty();
+        let done = &toks[..toks.len() - usize::from(partial)];
+        let mut node = 0;
+        for &(_, t) in done {
+            let n = &trie.nodes[node];
+            let w = t.to_ascii_lowercase();
+            let exact = n.kws.iter().find(|(k, _)| *k == w);
+            let mut pre = n.kws.iter().filter(|(k, _)| k.starts_with(&w));
+            let kw = exact.or(match (pre.next(), pre.next()) {
+                (Some(x), None) => Some(x),
+                _ => None,
+            });
+            if let Some(&(_, next)) = kw {
+                node = next;
+                continue;
+            }
+            match n.params.iter().find(|(p, _)| p.accepts(t)) {
+                Some((Param::Rest, _)) => return vec!["  LINE".into(), "  <cr>".into(), "".into()],
+                Some(&(_, next)) => node = next,
+                None => return vec!["% Unrecognized command".to_string()],
+            }
+        }
+        let n = &trie.nodes[node];
+        if partial {
+            let w = toks[toks.len() - 1].1.to_ascii_lowercase();
+            let hits: Vec<&str> = n
+                .kws
+                .iter()
+                .filter(|(k, _)| k.starts_with(&w))
+                .map(|(k, _)| k.as_str())
+                .collect();
+            if !hits.is_empty() {
+                return vec![hits.join("  "), String::new()];
+            }
+            if n.params.is_empty() {
+                return vec!["% Unrecognized command".to_string()];
+            }
+        }
+        let mut out: Vec<String> = if partial {
+            Vec::new()
+        } else {
+            n.kws.iter().map(|(k, _)| format!("  {k}")).collect()
+        };
+        for (p, _) in &n.params {
+            out.push(match p {
+                Param::Word => "  WORD".to_string(),
+                Param::Rest => "  LINE".to_string(),
+                Param::Num(Some((a, b))) => format!("  <{a}-{b}>"),
+                Param::Num(None) => "  <n>".to_string(),
+            });
+        }
+        if n.cmd.is_some() {
+            out.push("  <cr>".to_string());
+        }
+        out.push(String::new());
+        out
+    }
+
+    /// A byte typed as the answer to a question: raw (BS/DEL erase, other control bytes are
+    /// dropped), not echoed when the question is hidden.
     fn line_byte(&mut self, kind: LineKind, b: u8, eol: bool) {
-        let echo =
-            !(kind == LineKind::Answer && self.ask.as_ref().is_some_and(|(a, _, _)| a.hidden));
+        if kind == LineKind::Command {
+            self.command_byte(b);
+            return;
+        }
+        let echo = !self.ask.as_ref().is_some_and(|(a, _, _)| a.hidden);
         if eol {
             let line = String::from_utf8_lossy(&std::mem::take(&mut self.line)).into_owned();
             self.emit("\r\n");
@@ -2259,17 +2420,6 @@ impl Cli {
             if self.line.pop().is_some() && echo {
                 self.emit("\x08 \x08");
             }
-        } else if (b == 0x1a || b == 0x03)
-            && kind == LineKind::Command
-            && self.mode_def(&self.mode).config
-            && self.p.ctrl_z.is_some()
-        {
-            // Ctrl-Z / Ctrl-C in config mode: like `end`.
-            self.line.clear();
-            self.emit_line(if b == 0x1a { "^Z" } else { "^C" });
-            self.mode = self.p.ctrl_z.clone().unwrap_or_default();
-            self.ctx.clear();
-            self.show_prompt();
         } else if b >= 0x20 {
             self.line.push(b);
             if echo {
@@ -2282,6 +2432,12 @@ impl Cli {
         match kind {
             LineKind::Command => {
                 self.shared.record(Input::Command(line.clone()));
+                if !line.trim().is_empty() {
+                    lock(&self.shared.journal).push(JournalEntry {
+                        mode: self.mode.clone(),
+                        line: line.clone(),
+                    });
+                }
                 self.command(&line);
             }
             LineKind::Answer => {

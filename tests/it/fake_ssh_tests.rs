@@ -420,6 +420,136 @@ fn fake_write_copy_reload() {
 }
 
 #[test]
+fn fake_line_editing_decides_what_is_executed() {
+    let dev = FakeDevice::start(DeviceConfig {
+        start_privileged: true,
+        ..Default::default()
+    });
+    let mut sh = shell(&dev);
+    sh.expect("R1#");
+    // (bytes, prompts before the reload question)
+    let edits = [
+        ("x\x08reload\r", 0),
+        ("relx\x7foad\r", 0),
+        ("hostn\x15reload\r", 0),
+        ("\x1b[Creload\r", 0),
+        ("reoad\x1b[D\x1b[D\x1b[Dl\r", 0),
+        ("show clock\x1areload\r", 1),
+    ];
+    for (bytes, prompts) in edits {
+        sh.send(bytes);
+        for _ in 0..prompts {
+            sh.expect("R1#");
+        }
+        sh.expect("Proceed with reload? [confirm]");
+        sh.cmd("n", "R1#");
+    }
+    // Ctrl-C drops the line.
+    sh.send("reload\x03");
+    assert_eq!(sh.expect("R1#"), "reload^C\r\nR1#");
+    assert_eq!(
+        dev.journal(),
+        [
+            "reload",
+            "reload",
+            "reload",
+            "reload",
+            "reload",
+            "show clock",
+            "reload"
+        ]
+    );
+    assert!(dev.journal_entries().iter().all(|e| e.mode == "priv"));
+    // The answers are inputs, not journal lines.
+    assert_eq!(
+        dev.lines_received()
+            .iter()
+            .filter(|l| l.as_str() == "n")
+            .count(),
+        6
+    );
+    // The echo is what a terminal needs: the erase, then the word.
+    sh.send("relx\x7foad\r");
+    assert_eq!(
+        sh.expect("[confirm]"),
+        "relx\x08 \x08oad\r\nProceed with reload? [confirm]"
+    );
+}
+
+#[test]
+fn fake_ctrl_z_runs_the_line_then_ends_and_history_recalls() {
+    let dev = FakeDevice::start(DeviceConfig {
+        start_privileged: true,
+        ..Default::default()
+    });
+    let mut sh = shell(&dev);
+    sh.expect("R1#");
+    sh.cmd("configure terminal", "R1(config)#");
+    sh.send("hostname CORE1\x1a");
+    assert_eq!(sh.expect("CORE1#"), "hostname CORE1^Z\r\nCORE1#");
+    sh.cmd("conf t", "CORE1(config)#");
+    sh.send("\x1a");
+    assert_eq!(sh.expect("CORE1#"), "^Z\r\nCORE1#");
+    sh.cmd("conf t", "CORE1(config)#");
+    sh.send("interface Gi0/1\x03");
+    assert_eq!(sh.expect("CORE1#"), "interface Gi0/1^C\r\nCORE1#");
+    // Up arrow walks the EXEC history at an EXEC prompt, newest first; Ctrl-P in config mode
+    // the config history (the line dropped with Ctrl-C is in neither).
+    sh.send("\x1b[A\x1b[A\x1b[A\r");
+    sh.expect("CORE1(config)#");
+    sh.send("\x10\r");
+    assert!(sh
+        .expect("CORE1(config)#")
+        .ends_with("hostname CORE1\r\nCORE1(config)#"));
+    // (The persona takes any unknown line in config mode as configuration.)
+    sh.send("write memory\x1a");
+    assert_eq!(sh.expect("CORE1#"), "write memory^Z\r\nCORE1#");
+    let got: Vec<(String, String)> = dev
+        .journal_entries()
+        .into_iter()
+        .map(|e| (e.mode, e.line))
+        .collect();
+    let want = [
+        ("priv", "configure terminal"),
+        ("config", "hostname CORE1"),
+        ("priv", "conf t"),
+        ("priv", "conf t"),
+        ("priv", "configure terminal"),
+        ("config", "hostname CORE1"),
+        ("config", "write memory"),
+    ];
+    assert_eq!(
+        got,
+        want.map(|(m, l)| (m.to_string(), l.to_string())).to_vec()
+    );
+}
+
+#[test]
+fn fake_question_mark_shows_help_and_keeps_the_line() {
+    let dev = FakeDevice::start(DeviceConfig::default());
+    let mut sh = shell(&dev);
+    sh.expect("R1>");
+    sh.send("sh?");
+    assert_eq!(sh.expect("R1>sh"), "sh?\r\nshow\r\n\r\nR1>sh");
+    sh.send("ow ?");
+    let help = sh.expect("R1>show ");
+    assert!(help.contains("\r\n  clock\r\n"), "{help:?}");
+    assert!(!help.contains("running-config"), "{help:?}");
+    sh.send("terminal ?");
+    sh.expect("R1>show terminal ");
+    sh.send("\x15terminal length ?");
+    let help = sh.expect("R1>terminal length ");
+    assert!(help.contains("\r\n  <0-512>\r\n"), "{help:?}");
+    sh.send("0 ?");
+    assert!(sh
+        .expect("R1>terminal length 0 ")
+        .contains("\r\n  <cr>\r\n"));
+    sh.send("\r");
+    sh.expect("R1>");
+    assert_eq!(dev.journal(), ["terminal length 0 "]);
+}
+
+#[test]
 fn fake_exit_closes_with_status_0() {
     let dev = FakeDevice::start(DeviceConfig::default());
     let mut sh = shell(&dev);

@@ -251,3 +251,106 @@ fn keepalive_keeps_a_telnet_session_at_its_prompt() {
     );
     assert_eq!(r.status, 200);
 }
+
+/// A plain TCP client that ignores the Telnet negotiation (a device may not get answers).
+struct RawTelnet {
+    s: std::net::TcpStream,
+    seen: Vec<u8>,
+}
+
+impl RawTelnet {
+    fn connect(dev: &TelnetDevice) -> RawTelnet {
+        let s = std::net::TcpStream::connect(("127.0.0.1", dev.port())).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        RawTelnet {
+            s,
+            seen: Vec::new(),
+        }
+    }
+
+    fn send(&mut self, b: &[u8]) {
+        use std::io::Write;
+        self.s.write_all(b).unwrap();
+    }
+
+    /// Reads until `needle`; returns (and consumes) everything up to its end.
+    fn until(&mut self, needle: &str) -> String {
+        use std::io::Read;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(p) = self
+                .seen
+                .windows(needle.len())
+                .position(|w| w == needle.as_bytes())
+            {
+                let got: Vec<u8> = self.seen.drain(..p + needle.len()).collect();
+                return String::from_utf8_lossy(&got).into_owned();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "waiting for {needle:?}, got {:?}",
+                String::from_utf8_lossy(&self.seen)
+            );
+            let mut buf = [0u8; 4096];
+            match self.s.read(&mut buf) {
+                Ok(0) => panic!("closed waiting for {needle:?}"),
+                Ok(n) => self.seen.extend_from_slice(&buf[..n]),
+                Err(_) => {}
+            }
+        }
+    }
+}
+
+/// The demo device edits lines like IOS: its journal holds what it executed, not the bytes sent.
+#[test]
+fn telnet_device_journal_holds_the_edited_lines() {
+    let dev = device(DeviceOptions {
+        start_privileged: true,
+        ..Default::default()
+    });
+    let mut c = RawTelnet::connect(&dev);
+    c.until("Username: ");
+    c.send(b"admin\r\n");
+    c.until("Password: ");
+    c.send(format!("{PASSWORD}\r\n").as_bytes());
+    c.until("R1#");
+    for bytes in [
+        &b"x\x08reload\r"[..],
+        b"relx\x7foad\r",
+        b"hostn\x15reload\r",
+        b"show clock\x1areload\r",
+        b"\x1b[Creload\r",
+    ] {
+        c.send(bytes);
+        c.until("Proceed with reload? [confirm]");
+        c.send(b"n\r");
+        c.until("R1#");
+    }
+    c.send(b"conf t\rhostname CORE1\x1awr\r");
+    c.until("[OK]\r\nCORE1#");
+    assert_eq!(
+        dev.journal(),
+        [
+            "reload",
+            "reload",
+            "reload",
+            "show clock",
+            "reload",
+            "reload",
+            "conf t",
+            "hostname CORE1",
+            "wr"
+        ]
+    );
+    let config: Vec<String> = dev
+        .journal_entries()
+        .into_iter()
+        .filter(|e| e.mode == "config")
+        .map(|e| e.line)
+        .collect();
+    assert_eq!(config, ["hostname CORE1"]);
+    // lines_received still tells the answers and the Ctrl-Z apart.
+    let lines = dev.lines_received();
+    assert_eq!(lines.iter().filter(|l| *l == "n").count(), 5);
+    assert!(lines.contains(&"^Z".to_string()), "{lines:?}");
+}
