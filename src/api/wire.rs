@@ -413,9 +413,10 @@ pub fn open_body(body: &[u8]) -> Result<OpenBody, Error> {
         .int("keepalive_interval", 0, 86_400)
         .map(|n| Duration::from_secs(n as u64));
     // Netmiko calls it `secret`; the seed's Telnet API calls it `enable_password`.
-    let enable = f
-        .login_text("enable_password", false)
-        .or_else(|| f.login_text("secret", false));
+    // Both are checked when both are given; enable_password wins.
+    let enable_password = f.login_text("enable_password", false);
+    let secret = f.login_text("secret", false);
+    let enable = enable_password.or(secret);
     if let Some(h) = &host {
         if let Err(m) = crate::transport::validate_host(h) {
             f.err("host", m, "value_error");

@@ -157,6 +157,14 @@ pub struct LineGuard {
     pub typed: Vec<Step>,
 }
 
+/// Which rules a line is checked against: unfinished text only against the deny rules (it may
+/// still become an allowed command), but what they refuse now they refuse once it is finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rules {
+    All,
+    DenyOnly,
+}
+
 /// What [`LineGuard::admit`] decided: write the kill key first (or not), then the text.
 #[derive(Debug)]
 pub struct Admitted {
@@ -198,6 +206,13 @@ impl LineGuard {
                 char_name(c)
             ));
         }
+        // An exempt step types one line of its own at most: a line end inside a username or a
+        // password would type a command after it.
+        if !step.checked() && text.trim_end_matches('\n').contains('\n') {
+            return Err(format!(
+                "the {what} would type more than one line; nothing is typed"
+            ));
+        }
         let mut pending = self.pending.clone();
         let kill = match &self.syntax.kill {
             Some(k) if self.settled && !pending.is_empty() => {
@@ -210,9 +225,12 @@ impl LineGuard {
         let mut segs = text.split('\n').peekable();
         while let Some(seg) = segs.next() {
             if segs.peek().is_some() {
-                self.check_line(seg, &pending, settled, step)?;
+                self.check_line(seg, &pending, settled, step, Rules::All)?;
                 pending.clear();
             } else if !seg.trim().is_empty() || !pending.is_empty() {
+                // Unfinished text runs nothing yet, but what a deny rule refuses now it refuses
+                // once finished too: refuse it before it is typed.
+                self.check_line(seg, &pending, settled, step, Rules::DenyOnly)?;
                 pending = grow(&pending, seg, settled);
                 if pending.len() > MAX_PENDING
                     || pending
@@ -266,6 +284,7 @@ impl LineGuard {
         pending: &[Pending],
         settled: bool,
         step: Step,
+        which: Rules,
     ) -> Result<(), String> {
         if self.rules.is_empty() {
             return Ok(());
@@ -301,7 +320,7 @@ impl LineGuard {
                 }
             }
             let eff = self.effective(form);
-            if !eff.is_empty() && !self.rules.allows(&eff) {
+            if which == Rules::All && !eff.is_empty() && !self.rules.allows(&eff) {
                 return Err(if step.hidden() {
                     format!(
                         "the {} matches no allowed_commands rule; nothing of this exec was sent",
@@ -536,6 +555,9 @@ mod tests {
         // Exempt by name: leaving config mode, paging off.
         assert!(g.admit("end\n", Step::ConfigExit).is_ok());
         assert!(g.admit("terminal length 0\n", Step::OnOpen).is_ok());
+        // Exempt steps type one line at most (a password cannot carry a command).
+        assert!(g.admit("s3cret\nreload\n", Step::Secret).is_err());
+        assert!(g.admit("admin\nshow clock\n", Step::Login).is_err());
     }
 
     #[test]
@@ -553,9 +575,16 @@ mod tests {
         );
         let e = r.unwrap_err();
         assert!(e.contains("\"reload\""), "{e}");
-        // Even an exempt step's line end is checked when it would finish a client's text.
+        // Unfinished text a deny rule refuses is refused before it is typed.
+        let g = guard(DENY, &[], LineSyntax::default());
+        assert!(g.admit("reload", Step::Answer).is_err());
         let mut g = guard(DENY, &[], LineSyntax::default());
-        let a = g.admit("reload", Step::Answer).unwrap();
+        let a = g.admit("show clock\n", Step::Command).unwrap();
+        g.commit(a);
+        assert!(g.admit("yreload", Step::Answer).is_err());
+        // Even an exempt step's line end is checked when it would finish a client's text.
+        let mut g = guard(&[], &["^show "], LineSyntax::default());
+        let a = g.admit("conf", Step::Answer).unwrap();
         g.commit(a);
         assert!(g.admit("\n", Step::Newline).is_err());
         assert!(g.admit("\n", Step::PlatformAnswer).is_err());

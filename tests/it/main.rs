@@ -13,6 +13,7 @@ mod hardening;
 mod malformed;
 mod metrics;
 mod platforms;
+mod policy;
 mod process;
 mod soak;
 mod support;
