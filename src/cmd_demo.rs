@@ -32,6 +32,12 @@ pub fn run(a: &DemoArgs, wait: impl FnOnce()) -> Result<(), Error> {
     let broker = Broker::start_on(&c, listener)?;
     let addr = broker.addr();
     let dp = device.port();
+    // The path this binary was started by, so the line below runs as printed (the binary is
+    // often not on PATH: target/release/netdev-broker).
+    let me = std::env::current_exe()
+        .ok()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "netdev-broker".into());
     println!(
         "\
 netdev-broker {v} demo
@@ -52,7 +58,7 @@ Try, in another terminal:
     -d '{{\"config\":[\"interface GigabitEthernet1/0/2\",\"description uplink\"],\"save\":true}}' | jq .
   curl -s -X DELETE $HOST/telnet-session/$SESSION -H \"X-API-Token: $TOKEN\" -w '%{{http_code}}\\n'
 
-  netdev-broker telnet-debug 127.0.0.1 admin cisco cisco {dp}
+  {me} telnet-debug 127.0.0.1 admin cisco cisco {dp}
 
 Ctrl-C stops both.",
         v = env!("CARGO_PKG_VERSION"),
@@ -60,7 +66,9 @@ Ctrl-C stops both.",
     use std::io::Write;
     let _ = std::io::stdout().flush();
     wait();
+    println!("\nstopping: closing the broker's sessions and the demo device");
     broker.shutdown();
     device.stop();
+    println!("stopped");
     Ok(())
 }
