@@ -250,8 +250,8 @@ fn document_and_router_agree() {
 }
 
 /// Every operation lists the statuses it can answer (the single mapping in src/error.rs, the
-/// README's tables), each with a JSON body schema, and its examples are accepted by the broker's
-/// own request parser.
+/// error model in docs/api.md), each with a JSON body schema, and its examples are accepted by the
+/// broker's own request parser.
 #[test]
 fn every_operation_documents_its_statuses() {
     let b = broker("");
