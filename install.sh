@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# netdev-broker installer for a (hardened) jump host. README: "Install on a jump host".
+# netdev-broker installer for a (hardened) jump host. See docs/install.md.
 #
 #   sudo ./install.sh [install] [OPTIONS]   install or reinstall: user, files, config, service
 #   sudo ./install.sh configure [OPTIONS]   change the settings of an installation

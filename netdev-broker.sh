@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # netdev-broker management script, installed as /opt/netdev-broker/netdev-broker.sh by
-# install.sh. README: "Install on a jump host".
+# install.sh. See docs/install.md.
 #
 #   sudo /opt/netdev-broker/netdev-broker.sh                 interactive menu
 #   sudo /opt/netdev-broker/netdev-broker.sh start|stop|restart|status

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build a fully static x86_64 Linux netdev-broker (glibc with +crt-static: no musl toolchain is
-# needed) with libssh2, OpenSSL and zlib linked in. README: "Install on a jump host".
+# needed) with libssh2, OpenSSL and zlib linked in. See docs/install.md.
 #
 #   scripts/build-static.sh              # -> target/static/x86_64-unknown-linux-gnu/release/netdev-broker
 #                                        #    and the jump-host bundle target/static/dist/
@@ -23,7 +23,7 @@
 # * The release profile (Cargo.toml) gives LTO, opt-level "s", panic = "unwind" and strip.
 # * Static glibc: host lookups through /etc/hosts (files) and DNS (dns) are built into
 #   libc.a; other NSS modules of a host's /etc/nsswitch.conf (sss, resolve, myhostname,
-#   mdns, ...) cannot be used. See README "Install on a jump host".
+#   mdns, ...) cannot be used. See docs/install.md.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run every cargo-fuzz target (fuzz/) for a bounded time, one after the other (README "Fuzzing").
+# Run every cargo-fuzz target (fuzz/) for a bounded time, one after the other (docs/reliability.md, "Fuzzing").
 #
 #   scripts/fuzz.sh [SECONDS_PER_TARGET]     (default 60)
 #

@@ -146,7 +146,8 @@ pub struct Overrides {
     pub log_level: Option<String>,
 }
 
-const KNOWN_KEYS: &[&str] = &[
+/// Every key the config file may hold (anything else is warned about and ignored).
+pub const KNOWN_KEYS: &[&str] = &[
     "host",
     "port",
     "api_token",

@@ -1,6 +1,6 @@
 //! Platforms as data: one YAML file per device type, embedded in the binary and compiled once.
 //! The driver reads these tables; nothing else in the code knows about device types.
-//! The format is documented in README "Platforms" and in `defs/cisco_ios.yml`.
+//! The format is documented in docs/platforms.md and in `defs/cisco_ios.yml`.
 
 use crate::channel::typed::LineSyntax;
 use regex::bytes::Regex as BytesRegex;
@@ -250,8 +250,8 @@ pub struct Platform {
     pub pagers: Vec<Pager>,
     pub failures: Vec<Regex>,
     pub prompt_changes: Vec<Regex>,
-    /// Questions whose default (shown in brackets) Enter accepts; the seed's interactive form
-    /// answers them as well as its own `answer`.
+    /// Questions whose default (shown in brackets) Enter accepts; the original API's interactive
+    /// form answers them as well as its own `answer`.
     pub default_questions: Vec<Regex>,
     /// The line editor, for the command policy.
     pub line: LineSyntax,

@@ -15,7 +15,7 @@ environment, never argv).
 1. Self-check, broker-free: a minimal raw-socket Telnet client written here (refuses every option
    with WONT/DONT) logs in through telnetd and walks the device; Netmiko's ``cisco_ios_telnet``
    logs in too and gives the reference outputs (Netmiko's send_command).
-2. The broker's Telnet API (README "Telnet", the seed's POST /telnet-session contract): open
+2. The broker's Telnet API (docs/api.md "SSH and Telnet", the seed's POST /telnet-session contract): open
    (201/401/502/504), status, exec (outputs = Netmiko's), the interactive form, config blocks,
    device refusals, paging when ``terminal length 0`` is refused, DELETE, ids shared with
    /session, the line-password-only device, ``*_telnet`` device types.
@@ -679,7 +679,7 @@ def test_exec_interactive_copy(api, tsid, telnet_dev):
 
 def test_exec_seed_example_copy_run_start(api, tsid):
     """The seed README's Telnet example, verbatim: IOS asks 'Destination filename
-    [startup-config]?' first (README: the answer form also answers default-value questions)."""
+    [startup-config]?' first (docs/api.md: the answer form also answers default-value questions)."""
     j = exec_ok(api, tsid, {"commands": [{"cmd": "copy run start", "answer": "\\[confirm\\]", "send_newlines": 1}]})
     assert "[OK]" in j["outputs"]["copy run start"], j
     j = exec_ok(api, tsid, {"commands": ["show clock"]})
@@ -745,7 +745,7 @@ def test_delete_twice_then_404(api, telnet_dev):
     assert api.delete(f"/telnet-session/{sid}", timeout=HTTP_TIMEOUT).status == 204
     assert api.get(f"/telnet-session/{sid}/status", timeout=HTTP_TIMEOUT).status == 404
     assert api.get(f"/session/{sid}/status", timeout=HTTP_TIMEOUT).status == 404
-    # the device saw the session end, by `exit` (README: closing logs out)
+    # the device saw the session end, by `exit` (docs/api.md: closing logs out)
     deadline = time.monotonic() + 10
     ends = []
     while time.monotonic() < deadline:

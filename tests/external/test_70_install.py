@@ -1,4 +1,4 @@
-"""install.sh, netdev-broker.sh and netdev-broker.service (README "Install on a jump host").
+"""install.sh, netdev-broker.sh and netdev-broker.service (docs/install.md).
 
 Everything is installed into scratch roots (``install.sh --root DIR``): directories under /tmp
 made world-traversable (0755) so that the service user can reach its files, removed afterwards.

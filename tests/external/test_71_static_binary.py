@@ -1,4 +1,4 @@
-"""The static binary (``scripts/build-static.sh``, README "Install on a jump host").
+"""The static binary (``scripts/build-static.sh``, docs/install.md).
 
 * It is static: ``file`` says so, ``ldd`` finds nothing to load, and it is stripped and within
   the 10 MB bound; ``--version`` names the libssh2 and OpenSSL linked into it.

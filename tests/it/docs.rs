@@ -250,8 +250,8 @@ fn document_and_router_agree() {
 }
 
 /// Every operation lists the statuses it can answer (the single mapping in src/error.rs, the
-/// README's tables), each with a JSON body schema, and its examples are accepted by the broker's
-/// own request parser.
+/// error model in docs/api.md), each with a JSON body schema, and its examples are accepted by the
+/// broker's own request parser.
 #[test]
 fn every_operation_documents_its_statuses() {
     let b = broker("");
@@ -448,4 +448,62 @@ fn documented_body_fields_are_the_parsed_ones() {
             serde_json::json!(["body", "commands", 0, "interactions", 0, f])
         );
     }
+}
+
+/// The user documentation (README.md and docs/*.md) stays navigable: a README of at most 200
+/// lines, no line over 100 characters, none of the project's internal jargon ("the seed" for the
+/// original service, "issue N" / "item N" for its work items), and every config key the broker
+/// knows described in docs/configuration.md.
+#[test]
+fn user_docs_are_short_plain_and_describe_every_config_key() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let read = |p: &std::path::Path| {
+        std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    };
+    let mut pages: Vec<_> = std::fs::read_dir(root.join("docs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "md"))
+        .collect();
+    pages.sort();
+    for page in [
+        "api",
+        "configuration",
+        "install",
+        "security",
+        "platforms",
+        "reliability",
+    ] {
+        assert!(
+            pages.contains(&root.join("docs").join(format!("{page}.md"))),
+            "docs/{page}.md is missing"
+        );
+    }
+    let jargon = regex::Regex::new(r"(?i)\bseed|\b(?:issue|item)\s+#?\d").unwrap();
+    let mut problems = Vec::new();
+    for path in std::iter::once(root.join("README.md")).chain(pages) {
+        let name = path.strip_prefix(root).unwrap().display().to_string();
+        for (i, line) in read(&path).lines().enumerate() {
+            for m in jargon.find_iter(line) {
+                problems.push(format!("{name}:{}: {:?}", i + 1, m.as_str()));
+            }
+            let width = line.chars().count();
+            if width > 100 {
+                problems.push(format!("{name}:{}: {width} characters", i + 1));
+            }
+        }
+    }
+    let readme = read(&root.join("README.md")).lines().count();
+    if readme > 200 {
+        problems.push(format!("README.md: {readme} lines (at most 200)"));
+    }
+    let configuration = read(&root.join("docs/configuration.md"));
+    for key in netdev_broker::config::KNOWN_KEYS {
+        if !configuration.contains(&format!("`{key}`")) {
+            problems.push(format!(
+                "docs/configuration.md: config key `{key}` not described"
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }

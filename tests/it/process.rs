@@ -248,7 +248,7 @@ fn sigterm_closes_sessions_and_no_secret_is_ever_logged() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
-/// The README's first command: `netdev-broker demo` prints curl commands that work as printed.
+/// The README's quick start: `netdev-broker demo` prints curl commands that work as printed.
 #[test]
 fn demo_prints_commands_that_work() {
     use std::io::BufRead;
