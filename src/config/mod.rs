@@ -888,7 +888,7 @@ web_session_ttl: 3600
 
     #[test]
     fn shipped_example_parses_without_warnings() {
-        let l = from_yaml(include_str!("../config.example.yml")).unwrap();
+        let l = from_yaml(include_str!("../../config.example.yml")).unwrap();
         assert!(l.warnings.is_empty(), "{:?}", l.warnings);
         assert_eq!(l.config.port, 8765);
     }
