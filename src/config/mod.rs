@@ -1,19 +1,33 @@
-//! Configuration in two stages: what the user wrote (a YAML mapping, read key by key so every
-//! message names its key), then a validated [`Config`] with defaults and durations resolved.
+//! Configuration in two stages: what the user wrote, read by serde into the key declarations
+//! of [`keys`] (every message names its key), then a validated [`Config`] whose keys are split
+//! by class: [`Live`] (a reload swaps it whole) and [`Restart`] (read at start only).
+//!
+//! To add a key: a field in [`Live`] or [`Restart`] with its default and reader, and its line
+//! in config.example.yml (`tests::every_key_is_declared_once` checks both).
+
+mod describe;
+mod keys;
+mod parse;
+mod perm;
+
+pub use describe::{changes, documented_keys, Class};
+pub use keys::{Listed, Live, Restart};
+pub use parse::parse_level;
+pub use perm::{check_permissions, dir_usable, ensure_state};
 
 use crate::error::Error;
-use crate::mask::Masker;
 use crate::secret::Secret;
-use crate::trust::{CommandRules, HostKeyPolicy, HostList};
-use serde_norway::Value;
+use crate::trust::CommandRules;
+use serde_norway::{Mapping, Value};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/netdev-broker/config.yml";
 pub const TOKEN_ENV: &str = "NETDEV_BROKER_API_TOKEN";
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/netdev-broker";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LogMode {
+    #[default]
     Stdout,
     File,
     Both,
@@ -26,114 +40,14 @@ pub struct WebUser {
 }
 
 /// The validated configuration the broker runs with.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Config {
-    pub host: String,
-    pub port: u16,
-    pub api_token: Secret,
-    pub log_level: log::LevelFilter,
-    pub log_mode: LogMode,
-    pub log_file: PathBuf,
-    /// Default idle limit for sessions; zero means never reaped.
-    pub session_timeout: Duration,
-    pub stale_reaper: bool,
-    /// `GET /metrics` answers without the API token.
-    pub metrics_public: bool,
-    pub reaper_interval: Duration,
-    pub cmd_log_dir: Option<PathBuf>,
-    pub web_secret_key: Secret,
-    pub web_session_ttl: Duration,
-    pub web_users: Vec<WebUser>,
-    pub command_timeout: Duration,
-    /// Idle time between CLI keepalives (a newline read back to the prompt); zero: off.
-    pub keepalive_interval: Duration,
-    /// TCP_USER_TIMEOUT of device connections: how long sent data may stay unacknowledged
-    /// before the connection counts as dead (zero: the kernel's default, about 15 minutes).
-    pub dead_peer_timeout: Duration,
-    pub workers: usize,
-    pub max_sessions: usize,
-    pub max_connections: usize,
-    /// Open HTTP connections per client address at most; None: half of max_connections.
-    pub max_connections_per_client: Option<usize>,
-    pub max_body_bytes: usize,
-    pub max_output_bytes: usize,
-    /// Output kept for all the commands of one exec together (`truncated` past it).
-    pub max_exec_output_bytes: usize,
-    pub state_dir: PathBuf,
-    pub masker: Masker,
-    /// The broker's known_hosts file (None: `state_dir/known_hosts`).
-    pub known_hosts: Option<PathBuf>,
-    pub host_key_policy: HostKeyPolicy,
-    /// May a session ask for a weaker host-key policy than the config's?
-    pub host_key_policy_override_any: bool,
-    /// Key files for key auth must lie inside this directory (None: key auth off).
-    pub key_dir: Option<PathBuf>,
-    pub allowed_hosts: HostList,
-    /// Hosts whose sessions offer the legacy SHA-1 algorithms by default.
-    pub legacy_hosts: HostList,
-    /// Reverse proxies whose `X-Forwarded-For` names the dashboard's client (rate limit).
-    pub trusted_proxies: HostList,
-    /// Host names the broker answers to on token-less routes besides its bind address,
-    /// `localhost` and IP addresses (the DNS-rebinding guard); lower case, no trailing dot.
-    pub server_names: Vec<String>,
-    pub commands: CommandRules,
+    /// What a reload applies.
+    pub live: Live,
+    /// What needs a restart: a reload keeps the running values.
+    pub restart: Restart,
     /// Where the config came from (None: defaults and flags only).
     pub source: Option<PathBuf>,
-    /// The list-valued keys as written (allowed_hosts, denied_commands, mask_patterns...), for
-    /// `check-config` and for what a reload changed.
-    pub lists: std::collections::BTreeMap<String, Vec<String>>,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            host: "127.0.0.1".into(),
-            port: 8765,
-            api_token: Secret::default(),
-            log_level: log::LevelFilter::Info,
-            log_mode: LogMode::Stdout,
-            log_file: "/var/log/netdev-broker/netdev-broker.log".into(),
-            session_timeout: Duration::from_secs(300),
-            stale_reaper: true,
-            metrics_public: false,
-            reaper_interval: Duration::from_secs(60),
-            cmd_log_dir: None,
-            web_secret_key: Secret::default(),
-            web_session_ttl: Duration::from_secs(3600),
-            web_users: Vec::new(),
-            command_timeout: Duration::from_secs(30),
-            keepalive_interval: Duration::from_secs(60),
-            dead_peer_timeout: Duration::from_secs(120),
-            workers: default_workers(),
-            max_sessions: 1000,
-            max_connections: 512,
-            max_connections_per_client: None,
-            max_body_bytes: 1 << 20,
-            max_output_bytes: 16 << 20,
-            max_exec_output_bytes: 64 << 20,
-            state_dir: "/var/lib/netdev-broker".into(),
-            masker: Masker::default(),
-            known_hosts: None,
-            host_key_policy: HostKeyPolicy::AcceptNew,
-            host_key_policy_override_any: false,
-            key_dir: None,
-            allowed_hosts: HostList::default(),
-            legacy_hosts: HostList::default(),
-            trusted_proxies: HostList::default(),
-            server_names: Vec::new(),
-            commands: CommandRules::default(),
-            source: None,
-            lists: Default::default(),
-        }
-    }
-}
-
-/// Workers only parse JSON and route; they never wait on a device. Two per core, at least 4.
-fn default_workers() -> usize {
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2);
-    (cores * 2).clamp(4, 64)
 }
 
 /// Values given on the command line; they override the file.
@@ -146,51 +60,20 @@ pub struct Overrides {
     pub log_level: Option<String>,
 }
 
-const KNOWN_KEYS: &[&str] = &[
-    "host",
-    "port",
-    "api_token",
-    "log_level",
-    "log_mode",
-    "log_file",
-    "session_timeout",
-    "stale_reaper",
-    "metrics_public",
-    "reaper_interval",
-    "cmd_log_dir",
-    "web_secret_key",
-    "web_session_ttl",
-    "web_users",
-    "command_timeout",
-    "keepalive_interval",
-    "dead_peer_timeout",
+/// Keys no longer used: accepted (and still checked) with a warning.
+const RETIRED: &[(&str, &str)] = &[(
     "workers",
-    "max_sessions",
-    "max_connections",
-    "max_connections_per_client",
-    "max_body_bytes",
-    "max_output_bytes",
-    "max_exec_output_bytes",
-    "state_dir",
-    "mask_patterns",
-    "known_hosts",
-    "host_key_policy",
-    "host_key_policy_override",
-    "key_dir",
-    "allowed_hosts",
-    "legacy_hosts",
-    "trusted_proxies",
-    "server_names",
-    "denied_commands",
-    "allowed_commands",
-    "metrics_public",
-];
+    "config: 'workers' is no longer used (each HTTP connection's own thread \
+     handles its requests; max_connections bounds them); it can be removed",
+)];
 
 /// The result of loading: the config plus warnings to log once logging is up.
 #[derive(Debug)]
 pub struct Loaded {
     pub config: Config,
     pub warnings: Vec<String>,
+    /// What loading decided by itself, to log at INFO (a per-user state_dir).
+    pub notes: Vec<String>,
     /// Keys of the file that hold secrets (api_token, web_secret_key, web_users).
     pub secret_keys: Vec<String>,
 }
@@ -209,28 +92,55 @@ pub fn load(ov: &Overrides, env_token: Option<String>) -> Result<Loaded, Error> 
         None => String::new(),
     };
     let mut loaded = from_yaml(&text)?;
+    if path.is_none() {
+        if let Some(note) = per_user_state_dir(&mut loaded.config.restart) {
+            loaded.notes.push(note);
+        }
+    }
     loaded.config.source = path;
     let c = &mut loaded.config;
     if let Some(t) = env_token.filter(|t| !t.is_empty()) {
-        c.api_token = Secret::new(t);
+        c.live.api_token = Secret::new(t);
     }
     if let Some(h) = &ov.host {
-        c.host = h.clone();
+        c.restart.host = h.clone();
     }
     if let Some(p) = &ov.port {
-        c.port = parse_port(&Value::String(p.clone()))
+        c.restart.port = parse::int_in(&Value::String(p.clone()), 0, 65_535)
+            .map(|n| n as u16)
             .map_err(|m| Error::Config(format!("--port: {m}")))?;
     }
     if let Some(t) = &ov.api_token {
         if !t.is_empty() {
-            c.api_token = t.clone();
+            c.live.api_token = t.clone();
         }
     }
     if let Some(l) = &ov.log_level {
-        c.log_level = parse_level(l).map_err(|m| Error::Config(format!("--log-level: {m}")))?;
+        c.live.log_level =
+            parse_level(l).map_err(|m| Error::Config(format!("--log-level: {m}")))?;
     }
     validate(c)?;
     Ok(loaded)
+}
+
+/// With no config file at all, a user other than root who cannot use the default state_dir
+/// (/var/lib is root's) gets one of their own: $XDG_STATE_HOME/netdev-broker, else
+/// ~/.local/state/netdev-broker. Returns the note saying so.
+fn per_user_state_dir(c: &mut Restart) -> Option<String> {
+    // SAFETY: geteuid cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    if root || c.state_dir != Path::new(DEFAULT_STATE_DIR) || dir_usable(&c.state_dir).is_ok() {
+        return None;
+    }
+    let abs = |v: std::ffi::OsString| Some(PathBuf::from(v)).filter(|p| p.is_absolute());
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .and_then(abs)
+        .or_else(|| Some(abs(std::env::var_os("HOME")?)?.join(".local/state")))?;
+    c.state_dir = base.join("netdev-broker");
+    Some(format!(
+        "no config file and {DEFAULT_STATE_DIR} is not usable by this user: state_dir is {}",
+        c.state_dir.display()
+    ))
 }
 
 /// Shortest `web_secret_key` accepted, in bytes: the HMAC-SHA256 key of the login cookies.
@@ -240,207 +150,35 @@ pub const MIN_WEB_SECRET_KEY: usize = 32;
 /// not be readable by other users.
 pub const SECRET_KEYS: &[&str] = &["api_token", "web_secret_key", "web_users"];
 
-/// Keys a reload (SIGHUP) applies to the running broker; every other key needs a restart.
-pub const LIVE_KEYS: &[&str] = &[
-    "api_token",
-    "log_level",
-    "session_timeout",
-    "stale_reaper",
-    "reaper_interval",
-    "web_secret_key",
-    "web_session_ttl",
-    "web_users",
-    "command_timeout",
-    "host_key_policy",
-    "host_key_policy_override",
-    "key_dir",
-    "allowed_hosts",
-    "legacy_hosts",
-    "trusted_proxies",
-    "server_names",
-    "denied_commands",
-    "allowed_commands",
-];
-
-impl Config {
-    /// What the broker runs with, one `(key, value)` per known key, secrets masked.
-    pub fn describe(&self) -> Vec<(&'static str, String)> {
-        let path = |p: &Option<PathBuf>, none: &str| match p {
-            Some(p) => p.display().to_string(),
-            None => none.to_string(),
-        };
-        let secret = |s: &Secret| {
-            if s.is_empty() {
-                "(not set)"
-            } else {
-                "********"
-            }
-            .to_string()
-        };
-        let level = match self.log_level {
-            log::LevelFilter::Debug | log::LevelFilter::Trace => "DEBUG",
-            log::LevelFilter::Info => "INFO",
-            log::LevelFilter::Warn => "WARNING",
-            _ => "ERROR",
-        };
-        KNOWN_KEYS
-            .iter()
-            .map(|&k| {
-                let v = match k {
-                    "host" => self.host.clone(),
-                    "port" => self.port.to_string(),
-                    "api_token" => secret(&self.api_token),
-                    "log_level" => level.to_string(),
-                    "log_mode" => format!("{:?}", self.log_mode).to_ascii_lowercase(),
-                    "log_file" => self.log_file.display().to_string(),
-                    "session_timeout" => self.session_timeout.as_secs().to_string(),
-                    "stale_reaper" => self.stale_reaper.to_string(),
-                    "metrics_public" => self.metrics_public.to_string(),
-                    "reaper_interval" => self.reaper_interval.as_secs().to_string(),
-                    "cmd_log_dir" => path(&self.cmd_log_dir, "(off)"),
-                    "web_secret_key" => secret(&self.web_secret_key),
-                    "web_session_ttl" => self.web_session_ttl.as_secs().to_string(),
-                    "web_users" => match self.web_users.len() {
-                        0 => "(none: dashboard off)".to_string(),
-                        _ => format!(
-                            "{} (password hashes ********)",
-                            self.web_users
-                                .iter()
-                                .map(|u| u.username.as_str())
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ),
-                    },
-                    "command_timeout" => self.command_timeout.as_secs().to_string(),
-                    "keepalive_interval" => self.keepalive_interval.as_secs().to_string(),
-                    "dead_peer_timeout" => self.dead_peer_timeout.as_secs().to_string(),
-                    "workers" => self.workers.to_string(),
-                    "max_sessions" => self.max_sessions.to_string(),
-                    "max_connections" => self.max_connections.to_string(),
-                    "max_connections_per_client" => match self.max_connections_per_client {
-                        Some(_) => self
-                            .connections_per_client(self.max_connections)
-                            .to_string(),
-                        None => format!(
-                            "{} (half of max_connections)",
-                            self.connections_per_client(self.max_connections)
-                        ),
-                    },
-                    "max_body_bytes" => self.max_body_bytes.to_string(),
-                    "max_output_bytes" => self.max_output_bytes.to_string(),
-                    "max_exec_output_bytes" => self.max_exec_output_bytes.to_string(),
-                    "state_dir" => self.state_dir.display().to_string(),
-                    "known_hosts" => path(
-                        &self.known_hosts,
-                        &self.state_dir.join("known_hosts").display().to_string(),
-                    ),
-                    "host_key_policy" => self.host_key_policy.name().to_string(),
-                    "host_key_policy_override" => if self.host_key_policy_override_any {
-                        "any"
-                    } else {
-                        "stricter"
-                    }
-                    .to_string(),
-                    "key_dir" => path(&self.key_dir, "(off: no key authentication)"),
-                    _ => match self.lists.get(k) {
-                        Some(l) if !l.is_empty() => format!("{l:?}"),
-                        _ if k == "mask_patterns" => "(built-in)".to_string(),
-                        _ => "[]".to_string(),
-                    },
-                };
-                (k, v)
-            })
-            .collect()
-    }
+/// Read one class's keys from the file's mapping (the other class's keys are ignored there).
+/// The error is (key, message); the key is "." for an error outside any key.
+fn read<T: serde::de::DeserializeOwned>(
+    map: &Mapping,
+    ignored: &mut Vec<String>,
+) -> Result<T, (String, String)> {
+    let mut note = |p: serde_ignored::Path| ignored.push(p.to_string());
+    let de = serde_ignored::Deserializer::new(Value::Mapping(map.clone()), &mut note);
+    serde_path_to_error::deserialize(de)
+        .map_err(|e| (e.path().to_string(), e.into_inner().to_string()))
 }
 
-impl Config {
-    /// Connections one client address may hold, given the connection cap in effect (which
-    /// start-up may lower below `max_connections` for want of descriptors): the configured
-    /// value, else half the cap, so a single client never holds every slot. Half, not less: on
-    /// a jump host nearly every client is 127.0.0.1 (Ansible's forks, a local nginx), and
-    /// they share one address.
-    pub fn connections_per_client(&self, max_connections: usize) -> usize {
-        self.max_connections_per_client
-            .unwrap_or(max_connections / 2)
-            .clamp(1, max_connections.max(1))
-    }
-}
-
-/// Keys that differ between two configs, split into (applied live, needing a restart).
-pub fn changes(old: &Config, new: &Config) -> (Vec<&'static str>, Vec<&'static str>) {
-    let (a, b) = (old.describe(), new.describe());
-    let mut live = Vec::new();
-    let mut restart = Vec::new();
-    for ((k, v1), (_, v2)) in a.iter().zip(b.iter()) {
-        // Secrets show masked: compare them themselves.
-        let differs = match *k {
-            "api_token" => old.api_token.expose() != new.api_token.expose(),
-            "web_secret_key" => old.web_secret_key.expose() != new.web_secret_key.expose(),
-            "web_users" => {
-                old.web_users.len() != new.web_users.len()
-                    || old.web_users.iter().zip(&new.web_users).any(|(x, y)| {
-                        x.username != y.username
-                            || x.password_hash.expose() != y.password_hash.expose()
-                    })
-            }
-            _ => v1 != v2,
-        };
-        if differs {
-            if LIVE_KEYS.contains(k) {
-                live.push(*k);
-            } else {
-                restart.push(*k);
-            }
-        }
-    }
-    (live, restart)
-}
-
-/// The permission check of `check-config`: a file holding secrets must not be readable or
-/// writable by other users (an error); group-writable is a warning.
-pub fn check_permissions(path: &Path, secret_keys: &[String]) -> Result<Vec<String>, Error> {
-    use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(path)
-        .map_err(|e| Error::Config(format!("cannot stat {}: {e}", path.display())))?;
-    let mode = meta.permissions().mode() & 0o7777;
-    let mut warnings = Vec::new();
-    if mode & 0o007 != 0 && !secret_keys.is_empty() {
-        return Err(Error::Config(format!(
-            "{} has mode {mode:04o}: it holds {} and must not be readable or writable by other users (chmod 0640, owner root, group netdev-broker)",
-            path.display(),
-            secret_keys.join(", ")
-        )));
-    }
-    if mode & 0o020 != 0 {
-        warnings.push(format!(
-            "{} has mode {mode:04o}: group-writable (0640 is enough: the broker only reads it)",
-            path.display()
-        ));
-    }
-    if mode & 0o002 != 0 {
-        warnings.push(format!(
-            "{} has mode {mode:04o}: anyone can change the broker's configuration",
-            path.display()
-        ));
-    }
-    Ok(warnings)
+/// One class's keys from a mapping of key names to values (an empty one: the defaults).
+fn from_map<T: serde::de::DeserializeOwned>(map: &Mapping) -> Result<T, (String, String)> {
+    read(map, &mut Vec::new())
 }
 
 /// Parse a YAML document into a Config (no file, env or flags involved). Empty text = defaults.
 pub fn from_yaml(text: &str) -> Result<Loaded, Error> {
-    let mut c = Config::default();
     let mut warnings = Vec::new();
     let mut secret_keys = Vec::new();
-    let (mut denied, mut allowed): (Vec<String>, Vec<String>) = (Vec::new(), Vec::new());
     let doc: Value = if text.trim().is_empty() {
         Value::Null
     } else {
         serde_norway::from_str(text)
             .map_err(|e| Error::Config(format!("config file is not valid YAML: {e}")))?
     };
-    let map = match doc {
-        Value::Null => serde_norway::Mapping::new(),
+    let written = match doc {
+        Value::Null => Mapping::new(),
         Value::Mapping(m) => m,
         _ => {
             return Err(Error::Config(
@@ -448,202 +186,78 @@ pub fn from_yaml(text: &str) -> Result<Loaded, Error> {
             ))
         }
     };
-    for (k, v) in map {
-        let key = match k.as_str() {
-            Some(s) => s.to_string(),
-            None => {
-                warnings.push(format!("config: ignoring non-string key {k:?}"));
-                continue;
-            }
+    // The keys in file order; `key:` with no value keeps the default.
+    let mut map = Mapping::new();
+    let mut order = Vec::new();
+    for (k, v) in written {
+        let Some(key) = k.as_str().map(str::to_string) else {
+            warnings.push(format!("config: ignoring non-string key {k:?}"));
+            continue;
         };
-        let bad = |m: String| Error::Config(format!("config key '{key}': {m}"));
-        if v.is_null() && key != "web_users" && key != "cmd_log_dir" {
-            continue; // `key:` with no value keeps the default
+        if v.is_null() {
+            continue;
         }
         let empty = matches!(&v, Value::String(s) if s.is_empty())
             || matches!(&v, Value::Sequence(s) if s.is_empty());
-        if SECRET_KEYS.contains(&key.as_str()) && !v.is_null() && !empty {
+        if SECRET_KEYS.contains(&key.as_str()) && !empty {
             secret_keys.push(key.clone());
         }
-        match key.as_str() {
-            "host" => c.host = string(&v).map_err(bad)?,
-            "port" => c.port = parse_port(&v).map_err(bad)?,
-            "api_token" => c.api_token = Secret::new(string(&v).map_err(bad)?),
-            "log_level" => c.log_level = parse_level(&string(&v).map_err(bad)?).map_err(bad)?,
-            "log_mode" => {
-                c.log_mode = match string(&v).map_err(bad)?.to_ascii_lowercase().as_str() {
-                    "stdout" => LogMode::Stdout,
-                    "file" => LogMode::File,
-                    "both" => LogMode::Both,
-                    other => {
-                        return Err(bad(format!("expected stdout, file or both, got '{other}'")))
-                    }
-                }
-            }
-            "log_file" => c.log_file = PathBuf::from(string(&v).map_err(bad)?),
-            "session_timeout" => c.session_timeout = secs(&v, 0).map_err(bad)?,
-            "stale_reaper" => c.stale_reaper = boolean(&v).map_err(bad)?,
-            "metrics_public" => c.metrics_public = boolean(&v).map_err(bad)?,
-            "reaper_interval" => c.reaper_interval = secs(&v, 1).map_err(bad)?,
-            "cmd_log_dir" => {
-                let s = if v.is_null() {
-                    String::new()
-                } else {
-                    string(&v).map_err(bad)?
-                };
-                c.cmd_log_dir = if s.trim().is_empty() {
-                    None
-                } else {
-                    Some(PathBuf::from(s))
-                };
-            }
-            "web_secret_key" => {
-                let k = string(&v).map_err(bad)?;
-                if !k.is_empty() && k.len() < MIN_WEB_SECRET_KEY {
-                    return Err(bad(format!(
-                        "must be at least {MIN_WEB_SECRET_KEY} bytes, got {} (generate one: openssl rand -hex 32)",
-                        k.len()
-                    )));
-                }
-                c.web_secret_key = Secret::new(k);
-            }
-            "web_session_ttl" => c.web_session_ttl = secs(&v, 1).map_err(bad)?,
-            "web_users" => c.web_users = web_users(&v).map_err(bad)?,
-            "command_timeout" => c.command_timeout = secs(&v, 1).map_err(bad)?,
-            "keepalive_interval" => c.keepalive_interval = secs(&v, 0).map_err(bad)?,
-            "dead_peer_timeout" => {
-                c.dead_peer_timeout = int_in(&v, 0, 86_400)
-                    .map(Duration::from_secs)
-                    .map_err(bad)?
-            }
-            "workers" => {
-                c.workers = int_in(&v, 1, 1024).map_err(bad)? as usize;
-                warnings.push(
-                    "config: 'workers' is no longer used (each HTTP connection's own thread \
-                     handles its requests; max_connections bounds them); it can be removed"
-                        .into(),
-                );
-            }
-            "max_sessions" => c.max_sessions = int_in(&v, 1, 100_000).map_err(bad)? as usize,
-            "max_connections" => c.max_connections = int_in(&v, 8, 100_000).map_err(bad)? as usize,
-            "max_connections_per_client" => {
-                c.max_connections_per_client = Some(int_in(&v, 1, 100_000).map_err(bad)? as usize)
-            }
-            "max_body_bytes" => c.max_body_bytes = int_in(&v, 1024, 1 << 30).map_err(bad)? as usize,
-            "max_output_bytes" => {
-                c.max_output_bytes = int_in(&v, 1024, 1 << 32).map_err(bad)? as usize
-            }
-            "max_exec_output_bytes" => {
-                c.max_exec_output_bytes = int_in(&v, 1024, 1 << 34).map_err(bad)? as usize
-            }
-            "state_dir" => c.state_dir = PathBuf::from(string(&v).map_err(bad)?),
-            "known_hosts" => {
-                let s = string(&v).map_err(bad)?;
-                c.known_hosts = (!s.trim().is_empty()).then(|| PathBuf::from(s));
-            }
-            "host_key_policy" => {
-                c.host_key_policy = HostKeyPolicy::parse(&string(&v).map_err(bad)?).map_err(bad)?
-            }
-            "host_key_policy_override" => {
-                c.host_key_policy_override_any = match string(&v).map_err(bad)?.as_str() {
-                    "stricter" => false,
-                    "any" => true,
-                    o => return Err(bad(format!("expected 'stricter' or 'any', got '{o}'"))),
-                }
-            }
-            "key_dir" => {
-                let s = string(&v).map_err(bad)?;
-                c.key_dir = (!s.trim().is_empty()).then(|| PathBuf::from(s));
-            }
-            "allowed_hosts" => {
-                let l = list(&v).map_err(bad)?;
-                c.allowed_hosts = HostList::parse(&l).map_err(bad)?;
-                c.lists.insert(key.clone(), l);
-            }
-            "legacy_hosts" => {
-                let l = list(&v).map_err(bad)?;
-                c.legacy_hosts = HostList::parse(&l).map_err(bad)?;
-                c.lists.insert(key.clone(), l);
-            }
-            "trusted_proxies" => {
-                let raw = list(&v).map_err(bad)?;
-                let l = HostList::parse(&raw).map_err(bad)?;
-                if l.has_globs() {
-                    return Err(bad("expected addresses or CIDRs, not names".into()));
-                }
-                c.trusted_proxies = l;
-                c.lists.insert(key.clone(), raw);
-            }
-            "server_names" => {
-                let raw = list(&v).map_err(bad)?;
-                let mut names = Vec::new();
-                for n in &raw {
-                    let name = n.trim().trim_end_matches('.').to_ascii_lowercase();
-                    if name.is_empty()
-                        || !name
-                            .bytes()
-                            .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
-                    {
-                        return Err(bad(format!(
-                            "expected host names such as broker.example.net (no port), got {n:?}"
-                        )));
-                    }
-                    names.push(name);
-                }
-                c.server_names = names;
-                c.lists.insert(key.clone(), raw);
-            }
-            "denied_commands" | "allowed_commands" => {
-                let l = list(&v).map_err(bad)?;
-                for p in &l {
-                    crate::platform::compile(p).map_err(bad)?;
-                }
-                if key.as_str() == "denied_commands" {
-                    denied = l;
-                } else {
-                    allowed = l;
-                }
-                c.commands = CommandRules::new(&denied, &allowed).map_err(bad)?;
-                c.lists.insert("denied_commands".into(), denied.clone());
-                c.lists.insert("allowed_commands".into(), allowed.clone());
-            }
-            "mask_patterns" => {
-                let list = match &v {
-                    Value::Sequence(s) => s
-                        .iter()
-                        .map(string)
-                        .collect::<Result<Vec<_>, _>>()
-                        .map_err(bad)?,
-                    _ => return Err(bad("expected a list of regular expressions".into())),
-                };
-                c.masker = Masker::new(&list).map_err(bad)?;
-                c.lists.insert(key.clone(), list);
-            }
-            _ => {
-                warnings.push(format!(
-                    "config: unknown key '{key}' ignored (known keys: {})",
-                    KNOWN_KEYS.join(", ")
-                ));
-            }
+        order.push(key.clone());
+        map.insert(Value::String(key), v);
+    }
+    let (mut not_live, mut not_restart) = (Vec::new(), Vec::new());
+    let live = read::<Live>(&map, &mut not_live);
+    let restart = read::<Restart>(&map, &mut not_restart);
+    let (mut live, restart) = match (live, restart) {
+        (Ok(l), Ok(r)) => (l, r),
+        // Of two bad keys, the first in the file is named.
+        (l, r) => {
+            let pos = |k: &str| order.iter().position(|o| o == k).unwrap_or(usize::MAX);
+            let (key, m) = [l.err(), r.err()]
+                .into_iter()
+                .flatten()
+                .min_by_key(|(k, _)| pos(k))
+                .unwrap_or_default();
+            return Err(Error::Config(match key.as_str() {
+                "." => format!("config file: {m}"),
+                _ => format!("config key '{key}': {m}"),
+            }));
+        }
+    };
+    live.commands = CommandRules::new(&live.denied_commands, &live.allowed_commands)
+        .map_err(|m| Error::Config(format!("config key 'denied_commands': {m}")))?;
+    for key in &order {
+        if let Some((_, w)) = RETIRED.iter().find(|(r, _)| r == key) {
+            warnings.push(w.to_string());
+        } else if not_live.contains(key) && not_restart.contains(key) {
+            warnings.push(format!(
+                "config: unknown key '{key}' ignored (known keys: {})",
+                describe::keys().join(", ")
+            ));
         }
     }
     Ok(Loaded {
-        config: c,
+        config: Config {
+            live,
+            restart,
+            source: None,
+        },
         warnings,
+        notes: Vec::new(),
         secret_keys,
     })
 }
 
 fn validate(c: &Config) -> Result<(), Error> {
-    if c.api_token.is_empty() {
+    if c.live.api_token.is_empty() {
         return Err(Error::Config(format!(
             "config key 'api_token' is required: set it in the config file, in ${TOKEN_ENV}, or with --api-token"
         )));
     }
-    if c.host.trim().is_empty() {
+    if c.restart.host.trim().is_empty() {
         return Err(Error::Config("config key 'host': must not be empty".into()));
     }
-    if !c.web_users.is_empty() && c.web_secret_key.is_empty() {
+    if !c.live.web_users.is_empty() && c.live.web_secret_key.is_empty() {
         return Err(Error::Config(
             "config key 'web_secret_key' is required when web_users is set".into(),
         ));
@@ -651,128 +265,10 @@ fn validate(c: &Config) -> Result<(), Error> {
     Ok(())
 }
 
-fn list(v: &Value) -> Result<Vec<String>, String> {
-    match v {
-        Value::Null => Ok(Vec::new()),
-        Value::Sequence(s) => s.iter().map(string).collect(),
-        other => Err(format!("expected a list, got {}", kind(other))),
-    }
-}
-
-fn string(v: &Value) -> Result<String, String> {
-    match v {
-        Value::String(s) => Ok(s.clone()),
-        Value::Number(n) => Ok(n.to_string()),
-        Value::Bool(b) => Ok(b.to_string()),
-        other => Err(format!("expected a string, got {}", kind(other))),
-    }
-}
-
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "nothing",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Sequence(_) => "a list",
-        Value::Mapping(_) => "a mapping",
-        Value::Tagged(_) => "a tagged value",
-    }
-}
-
-/// An integer, also from a numeric string ("600"), within bounds.
-fn int_in(v: &Value, min: u64, max: u64) -> Result<u64, String> {
-    let n = match v {
-        Value::Number(n) => n
-            .as_u64()
-            .ok_or_else(|| format!("expected a whole number >= {min}, got {n}"))?,
-        Value::String(s) => s
-            .trim()
-            .parse::<u64>()
-            .map_err(|_| format!("expected a whole number, got '{s}'"))?,
-        other => return Err(format!("expected a whole number, got {}", kind(other))),
-    };
-    if n < min || n > max {
-        return Err(format!("{n} is out of range ({min}..={max})"));
-    }
-    Ok(n)
-}
-
-fn secs(v: &Value, min: u64) -> Result<Duration, String> {
-    int_in(v, min, 10 * 365 * 86_400).map(Duration::from_secs)
-}
-
-fn parse_port(v: &Value) -> Result<u16, String> {
-    int_in(v, 0, 65_535).map(|n| n as u16)
-}
-
-fn boolean(v: &Value) -> Result<bool, String> {
-    match v {
-        Value::Bool(b) => Ok(*b),
-        Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
-            "true" | "yes" | "on" | "1" => Ok(true),
-            "false" | "no" | "off" | "0" => Ok(false),
-            _ => Err(format!("expected true or false, got '{s}'")),
-        },
-        other => Err(format!("expected true or false, got {}", kind(other))),
-    }
-}
-
-pub fn parse_level(s: &str) -> Result<log::LevelFilter, String> {
-    Ok(match s.trim().to_ascii_uppercase().as_str() {
-        "DEBUG" => log::LevelFilter::Debug,
-        "INFO" => log::LevelFilter::Info,
-        "WARNING" | "WARN" => log::LevelFilter::Warn,
-        "ERROR" | "CRITICAL" => log::LevelFilter::Error,
-        other => {
-            return Err(format!(
-                "expected DEBUG, INFO, WARNING or ERROR, got '{other}'"
-            ))
-        }
-    })
-}
-
-fn web_users(v: &Value) -> Result<Vec<WebUser>, String> {
-    let seq = match v {
-        Value::Null => return Ok(Vec::new()),
-        Value::Sequence(s) => s,
-        other => {
-            return Err(format!(
-                "expected a list of {{username, password_hash}}, got {}",
-                kind(other)
-            ))
-        }
-    };
-    let mut out = Vec::new();
-    for (i, item) in seq.iter().enumerate() {
-        let get = |k: &str| item.get(k).map(string).transpose();
-        let username = get("username")?
-            .filter(|s| !s.is_empty())
-            .ok_or(format!("entry {i}: username is required"))?;
-        let hash = get("password_hash")?
-            .filter(|s| !s.is_empty())
-            .ok_or(format!("entry {i} ({username}): password_hash is required"))?;
-        if !(hash.starts_with("$2b$") || hash.starts_with("$2a$") || hash.starts_with("$2y$"))
-            || hash.parse::<bcrypt::HashParts>().is_err()
-        {
-            return Err(format!(
-                "entry {i} ({username}): password_hash must be a bcrypt hash ($2b$12$ + 53 characters; make one with `netdev-broker hash-password`)"
-            ));
-        }
-        if out.iter().any(|u: &WebUser| u.username == username) {
-            return Err(format!("entry {i}: username {username:?} is listed twice"));
-        }
-        out.push(WebUser {
-            username,
-            password_hash: Secret::new(hash),
-        });
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn err(yaml: &str) -> String {
         match from_yaml(yaml) {
@@ -784,23 +280,23 @@ mod tests {
     #[test]
     fn defaults_match_the_seed() {
         let c = from_yaml("").unwrap().config;
-        assert_eq!(c.host, "127.0.0.1");
-        assert_eq!(c.port, 8765);
-        assert_eq!(c.log_level, log::LevelFilter::Info);
-        assert_eq!(c.log_mode, LogMode::Stdout);
-        assert_eq!(c.session_timeout, Duration::from_secs(300));
-        assert!(c.stale_reaper);
-        assert_eq!(c.reaper_interval, Duration::from_secs(60));
-        assert!(c.cmd_log_dir.is_none());
-        assert_eq!(c.web_session_ttl, Duration::from_secs(3600));
-        assert_eq!(c.command_timeout, Duration::from_secs(30));
-        assert_eq!(c.max_sessions, 1000);
-        assert_eq!(c.max_body_bytes, 1 << 20);
-        assert_eq!(c.max_output_bytes, 16 << 20);
-        assert_eq!(c.max_exec_output_bytes, 64 << 20);
-        assert_eq!(c.max_connections_per_client, None);
-        assert_eq!(c.connections_per_client(512), 256);
-        assert_eq!(c.connections_per_client(48), 24);
+        assert_eq!(c.restart.host, "127.0.0.1");
+        assert_eq!(c.restart.port, 8765);
+        assert_eq!(c.live.log_level, log::LevelFilter::Info);
+        assert_eq!(c.restart.log_mode, LogMode::Stdout);
+        assert_eq!(c.live.session_timeout, Duration::from_secs(300));
+        assert!(c.live.stale_reaper);
+        assert_eq!(c.live.reaper_interval, Duration::from_secs(60));
+        assert!(c.restart.cmd_log_dir.is_none());
+        assert_eq!(c.live.web_session_ttl, Duration::from_secs(3600));
+        assert_eq!(c.live.command_timeout, Duration::from_secs(30));
+        assert_eq!(c.restart.max_sessions, 1000);
+        assert_eq!(c.restart.max_body_bytes, 1 << 20);
+        assert_eq!(c.restart.max_output_bytes, 16 << 20);
+        assert_eq!(c.restart.max_exec_output_bytes, 64 << 20);
+        assert_eq!(c.restart.max_connections_per_client, None);
+        assert_eq!(c.restart.connections_per_client(512), 256);
+        assert_eq!(c.restart.connections_per_client(48), 24);
     }
 
     #[test]
@@ -808,14 +304,14 @@ mod tests {
         let c = from_yaml("max_connections: 100\nmax_connections_per_client: 10")
             .unwrap()
             .config;
-        assert_eq!(c.connections_per_client(100), 10);
-        assert_eq!(c.connections_per_client(8), 8);
+        assert_eq!(c.restart.connections_per_client(100), 10);
+        assert_eq!(c.restart.connections_per_client(8), 8);
         assert!(c
             .describe()
-            .contains(&("max_connections_per_client", "10".to_string())));
+            .contains(&("max_connections_per_client".into(), "10".to_string())));
         let c = from_yaml("max_connections: 100").unwrap().config;
         assert!(c.describe().contains(&(
-            "max_connections_per_client",
+            "max_connections_per_client".into(),
             "50 (half of max_connections)".to_string()
         )));
         assert!(err("max_connections_per_client: 0").contains("'max_connections_per_client'"));
@@ -826,11 +322,11 @@ mod tests {
         let c = from_yaml("server_names: [Jump.Example.NET., broker]")
             .unwrap()
             .config;
-        assert_eq!(c.server_names, ["jump.example.net", "broker"]);
+        assert_eq!(c.live.server_names.parsed, ["jump.example.net", "broker"]);
+        assert_eq!(c.live.server_names.written, ["Jump.Example.NET.", "broker"]);
         assert!(err("server_names: ['jump:8765']").contains("'server_names'"));
         assert!(err("server_names: ['']").contains("'server_names'"));
         assert!(err("server_names: jump").contains("'server_names'"));
-        assert!(LIVE_KEYS.contains(&"server_names"));
     }
 
     #[test]
@@ -850,8 +346,8 @@ web_secret_key: ""
 web_session_ttl: 3600
 "#;
         let l = from_yaml(y).unwrap();
-        assert_eq!(l.config.log_level, log::LevelFilter::Warn);
-        assert_eq!(l.config.log_mode, LogMode::Both);
+        assert_eq!(l.config.live.log_level, log::LevelFilter::Warn);
+        assert_eq!(l.config.restart.log_mode, LogMode::Both);
         assert!(l.warnings.is_empty());
     }
 
@@ -881,16 +377,16 @@ web_session_ttl: 3600
         let c = from_yaml("port: '9000'\nlog_level: debug\nsession_timeout: '0'")
             .unwrap()
             .config;
-        assert_eq!(c.port, 9000);
-        assert_eq!(c.log_level, log::LevelFilter::Debug);
-        assert_eq!(c.session_timeout, Duration::ZERO);
+        assert_eq!(c.restart.port, 9000);
+        assert_eq!(c.live.log_level, log::LevelFilter::Debug);
+        assert_eq!(c.live.session_timeout, Duration::ZERO);
     }
 
     #[test]
     fn shipped_example_parses_without_warnings() {
-        let l = from_yaml(include_str!("../../config.example.yml")).unwrap();
+        let l = from_yaml(describe::EXAMPLE).unwrap();
         assert!(l.warnings.is_empty(), "{:?}", l.warnings);
-        assert_eq!(l.config.port, 8765);
+        assert_eq!(l.config.restart.port, 8765);
     }
 
     #[test]
@@ -907,7 +403,7 @@ web_session_ttl: 3600
         assert_eq!(changes(&a, &a.clone()), (vec![], vec![]));
         assert!(a
             .describe()
-            .contains(&("api_token", "********".to_string())));
+            .contains(&("api_token".into(), "********".to_string())));
     }
 
     #[test]
@@ -940,12 +436,185 @@ web_session_ttl: 3600
             .to_string()
             .contains("api_token"));
         let c = load(&ov, Some("envtok".into())).unwrap().config;
-        assert_eq!(c.api_token.expose(), "envtok");
+        assert_eq!(c.live.api_token.expose(), "envtok");
         ov.api_token = Some(Secret::new("clitok"));
         ov.port = Some("2000".into());
         let c = load(&ov, Some("envtok".into())).unwrap().config;
-        assert_eq!(c.api_token.expose(), "clitok");
-        assert_eq!(c.port, 2000);
+        assert_eq!(c.live.api_token.expose(), "clitok");
+        assert_eq!(c.restart.port, 2000);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// Adding a key takes a field in `Live` or `Restart` (which states its class) and a line in
+    /// config.example.yml. This fails if a key has no default, no doc line, or two classes.
+    #[test]
+    fn every_key_is_declared_once() {
+        // A default: each class reads from an empty mapping.
+        let live = from_map::<Live>(&Mapping::new());
+        let restart = from_map::<Restart>(&Mapping::new());
+        assert!(
+            live.is_ok(),
+            "a Live key has no #[serde(default)]: {live:?}"
+        );
+        assert!(
+            restart.is_ok(),
+            "a Restart key has no #[serde(default)]: {restart:?}"
+        );
+        let entries = describe::entries(&Config::default(), false);
+        let mut seen = std::collections::BTreeSet::new();
+        let documented = documented_keys(true);
+        for (k, _, _) in &entries {
+            // One class: a name in both would be read into both.
+            assert!(seen.insert(k.clone()), "key '{k}' is declared twice");
+            assert!(
+                documented.contains(&k.as_str()),
+                "key '{k}' has no line in config.example.yml (`{k}: ...` or `# {k}: ...`)"
+            );
+        }
+        // And the other way: every key the example sets is a key.
+        for k in documented_keys(false) {
+            assert!(seen.contains(k), "config.example.yml sets '{k}', not a key");
+        }
+    }
+
+    #[test]
+    fn classes_are_as_before_and_metrics_public_is_live() {
+        let class = |key: &str| {
+            describe::entries(&Config::default(), false)
+                .into_iter()
+                .find(|(k, _, _)| k == key)
+                .map(|(_, c, _)| c)
+        };
+        for k in [
+            "api_token",
+            "log_level",
+            "session_timeout",
+            "stale_reaper",
+            "metrics_public",
+            "reaper_interval",
+            "web_secret_key",
+            "web_session_ttl",
+            "web_users",
+            "command_timeout",
+            "host_key_policy",
+            "host_key_policy_override",
+            "key_dir",
+            "allowed_hosts",
+            "legacy_hosts",
+            "trusted_proxies",
+            "server_names",
+            "denied_commands",
+            "allowed_commands",
+        ] {
+            assert_eq!(class(k), Some(Class::Live), "{k}");
+        }
+        for k in [
+            "host",
+            "port",
+            "log_mode",
+            "log_file",
+            "cmd_log_dir",
+            "keepalive_interval",
+            "dead_peer_timeout",
+            "workers",
+            "max_sessions",
+            "max_connections",
+            "max_connections_per_client",
+            "max_body_bytes",
+            "max_output_bytes",
+            "max_exec_output_bytes",
+            "state_dir",
+            "mask_patterns",
+            "known_hosts",
+        ] {
+            assert_eq!(class(k), Some(Class::Restart), "{k}");
+        }
+        // Once, and live: a reload applies it and says so once.
+        let a = from_yaml("").unwrap().config;
+        let b = from_yaml("metrics_public: true").unwrap().config;
+        assert!(b.live.metrics_public);
+        assert_eq!(
+            changes(&a, &b),
+            (vec!["metrics_public".to_string()], vec![])
+        );
+        let listed = a.describe();
+        assert_eq!(
+            listed.iter().filter(|(k, _)| k == "metrics_public").count(),
+            1
+        );
+    }
+
+    #[test]
+    fn every_accepted_form_is_still_accepted() {
+        let c = from_yaml(
+            "port: '9000'\nsession_timeout: '600'\nstale_reaper: 'no'\nmetrics_public: yes\n\
+             max_sessions: ' 12 '\nhost_key_policy: STRICT\nlog_mode: FILE\nhost: 10\n\
+             web_users:\ncmd_log_dir:\nkey_dir: '  '\nallowed_hosts:\nworkers: '8'\n",
+        )
+        .unwrap();
+        let (l, r) = (&c.config.live, &c.config.restart);
+        assert_eq!(r.port, 9000);
+        assert_eq!(l.session_timeout, Duration::from_secs(600));
+        assert!(!l.stale_reaper && l.metrics_public);
+        assert_eq!(r.max_sessions, 12);
+        assert_eq!(l.host_key_policy, crate::trust::HostKeyPolicy::Strict);
+        assert_eq!(r.log_mode, LogMode::File);
+        assert_eq!(r.host, "10");
+        assert!(l.web_users.is_empty() && r.cmd_log_dir.is_none() && l.key_dir.is_none());
+        assert_eq!(r.workers, 8);
+        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+        assert!(c.warnings[0].contains("'workers' is no longer used"));
+        for (bool_form, want) in [("on", true), ("off", false), ("1", true), ("0", false)] {
+            let y = format!("stale_reaper: '{bool_form}'");
+            assert_eq!(from_yaml(&y).unwrap().config.live.stale_reaper, want);
+        }
+        // The messages as before.
+        assert!(
+            err("port: 70000").ends_with("config key 'port': 70000 is out of range (0..=65535)")
+        );
+        assert!(err("session_timeout: -5")
+            .ends_with("config key 'session_timeout': expected a whole number >= 0, got -5"));
+        assert!(err("stale_reaper: maybe")
+            .ends_with("config key 'stale_reaper': expected true or false, got 'maybe'"));
+        assert!(err("max_sessions: [1]")
+            .ends_with("config key 'max_sessions': expected a whole number, got a list"));
+        assert!(err("trusted_proxies: ['*.example.net']")
+            .ends_with("config key 'trusted_proxies': expected addresses or CIDRs, not names"));
+        assert!(err("denied_commands: ['(']").contains("config key 'denied_commands': "));
+        assert!(err("mask_patterns: x")
+            .ends_with("config key 'mask_patterns': expected a list of regular expressions"));
+        assert!(err("workers: 0").contains("config key 'workers': "));
+        // Of two bad keys, the first in the file.
+        assert!(err("reaper_interval: 0\nport: x").contains("'reaper_interval'"));
+        assert!(err("port: x\nreaper_interval: 0").contains("'port'"));
+    }
+
+    #[test]
+    fn a_config_without_file_keeps_the_default_state_dir_for_root() {
+        let c = from_yaml("").unwrap().config;
+        assert_eq!(c.restart.state_dir, Path::new(DEFAULT_STATE_DIR));
+        let mut r = c.restart.clone();
+        // SAFETY: geteuid cannot fail.
+        if unsafe { libc::geteuid() } == 0 {
+            assert_eq!(per_user_state_dir(&mut r), None);
+        }
+        // A directory under a regular file is not usable, and says which.
+        let dir = std::env::temp_dir().join(format!("ndb-perm-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("file");
+        std::fs::write(&file, "").unwrap();
+        let m = dir_usable(&file.join("state")).unwrap_err();
+        assert!(m.contains(&file.display().to_string()), "{m}");
+        assert!(dir_usable(&dir.join("new/state")).is_ok());
+        r.state_dir = file.join("state");
+        let e = ensure_state(&r).unwrap_err().to_string();
+        assert!(
+            e.contains("config key 'state_dir'") && e.contains("/file/state"),
+            "{e}"
+        );
+        r.state_dir = dir.join("made");
+        ensure_state(&r).unwrap();
+        assert!(r.state_dir.is_dir());
         std::fs::remove_dir_all(&dir).ok();
     }
 }
