@@ -24,11 +24,9 @@ pub fn run(a: &DemoArgs, wait: impl FnOnce()) -> Result<(), Error> {
     .map_err(|e| Error::Config(format!("cannot start the demo device: {e}")))?;
     let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], a.port)))
         .map_err(|e| Error::Config(format!("cannot listen on 127.0.0.1:{}: {e}", a.port)))?;
-    let c = Config {
-        api_token: Secret::new(token.clone()),
-        state_dir: std::env::temp_dir(),
-        ..Config::default()
-    };
+    let mut c = Config::default();
+    c.live.api_token = Secret::new(token.clone());
+    c.restart.state_dir = std::env::temp_dir();
     let broker = Broker::start_on(&c, listener)?;
     let addr = broker.addr();
     let dp = device.port();

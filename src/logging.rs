@@ -65,13 +65,15 @@ impl Write for Tee {
 
 /// Install the logger. Returns an error naming the log file if it cannot be opened.
 pub fn init(c: &Config) -> Result<(), String> {
-    let file = match c.log_mode {
+    let file = match c.restart.log_mode {
         LogMode::Stdout => None,
-        LogMode::File | LogMode::Both => Some((c.log_file.clone(), open(&c.log_file)?)),
+        LogMode::File | LogMode::Both => {
+            Some((c.restart.log_file.clone(), open(&c.restart.log_file)?))
+        }
     };
     *FILE.lock() = file;
     let tee = Tee {
-        stdout: c.log_mode != LogMode::File,
+        stdout: c.restart.log_mode != LogMode::File,
     };
     let mut b = env_logger::Builder::new();
     // Our own lines down to DEBUG, libraries only when they warn; the global maximum
@@ -92,7 +94,7 @@ pub fn init(c: &Config) -> Result<(), String> {
         .target(env_logger::Target::Pipe(Box::new(tee)));
     // A second init (tests start several brokers in one process) keeps the first logger.
     let _ = b.try_init();
-    set_level(c.log_level);
+    set_level(c.live.log_level);
     Ok(())
 }
 

@@ -70,6 +70,9 @@ fn run() -> Result<(), Error> {
     for w in &loaded.warnings {
         log::warn!("{w}");
     }
+    for n in &loaded.notes {
+        log::info!("{n}");
+    }
     if let Some(src) = &c.source {
         log::info!("configuration from {}", src.display());
         // The rule check-config enforces; serve starts anyway, but says so.

@@ -28,24 +28,25 @@ pub struct Broker {
 
 /// The API's part of a config that a reload can change.
 fn api_live(c: &Config) -> ApiLive {
+    let l = &c.live;
     ApiLive {
-        token: c.api_token.clone(),
-        command_timeout: c.command_timeout,
-        default_session_timeout: c.session_timeout,
-        metrics_public: c.metrics_public,
-        hosts: crate::api::HostGuard::new(&c.host, &c.server_names),
+        token: l.api_token.clone(),
+        command_timeout: l.command_timeout,
+        default_session_timeout: l.session_timeout,
+        metrics_public: l.metrics_public,
+        hosts: crate::api::HostGuard::new(&c.restart.host, &l.server_names.parsed),
         trust: ApiTrust {
-            key_dir: c.key_dir.clone(),
-            host_key_policy: c.host_key_policy,
-            host_key_policy_override_any: c.host_key_policy_override_any,
-            legacy_hosts: c.legacy_hosts.clone(),
+            key_dir: l.key_dir.clone(),
+            host_key_policy: l.host_key_policy,
+            host_key_policy_override_any: l.host_key_policy_override_any,
+            legacy_hosts: l.legacy_hosts.parsed.clone(),
         },
     }
 }
 
 fn reaper_text(c: &Config) -> String {
-    if c.stale_reaper {
-        format!("every {} s", c.reaper_interval.as_secs())
+    if c.live.stale_reaper {
+        format!("every {} s", c.live.reaper_interval.as_secs())
     } else {
         "off".into()
     }
@@ -54,8 +55,9 @@ fn reaper_text(c: &Config) -> String {
 impl Broker {
     /// Bind and start serving. Port 0 picks a free port (tests).
     pub fn start(c: &Config) -> Result<Broker, Error> {
-        let listener = TcpListener::bind((c.host.as_str(), c.port))
-            .map_err(|e| Error::Config(format!("cannot listen on {}:{}: {e}", c.host, c.port)))?;
+        let r = &c.restart;
+        let listener = TcpListener::bind((r.host.as_str(), r.port))
+            .map_err(|e| Error::Config(format!("cannot listen on {}:{}: {e}", r.host, r.port)))?;
         Broker::start_on(c, listener)
     }
 
@@ -63,56 +65,61 @@ impl Broker {
         let addr = listener
             .local_addr()
             .map_err(|e| Error::Config(format!("listener: {e}")))?;
-        let cmdlog = match &c.cmd_log_dir {
-            Some(d) => Some(CmdLog::new(d.clone(), c.masker.clone()).map_err(|e| {
-                Error::Config(format!(
-                    "config key 'cmd_log_dir': cannot create {}: {e}",
-                    d.display()
-                ))
-            })?),
+        let r = &c.restart;
+        // Found now, not as an error at the first session's open.
+        crate::config::ensure_state(r)?;
+        let cmdlog = match &r.cmd_log_dir {
+            Some(d) => Some(
+                CmdLog::new(d.clone(), r.mask_patterns.parsed.clone()).map_err(|e| {
+                    Error::Config(format!(
+                        "config key 'cmd_log_dir': cannot create {}: {e}",
+                        d.display()
+                    ))
+                })?,
+            ),
             None => None,
         };
         crate::platform::all().map_err(Error::Config)?;
-        let known_hosts = c
+        let known_hosts = r
             .known_hosts
             .clone()
-            .unwrap_or_else(|| c.state_dir.join("known_hosts"));
+            .unwrap_or_else(|| r.state_dir.join("known_hosts"));
         let registry = Registry::new(Settings {
             known_hosts: crate::trust::KnownHosts::new(known_hosts),
-            allowed_hosts: parking_lot::RwLock::new(c.allowed_hosts.clone()),
-            commands: parking_lot::RwLock::new(Arc::new(c.commands.clone())),
-            max_sessions: c.max_sessions,
-            max_output_bytes: c.max_output_bytes,
-            max_exec_output_bytes: c.max_exec_output_bytes,
-            keepalive_interval: c.keepalive_interval,
-            dead_peer_timeout: c.dead_peer_timeout,
-            command_timeout: c.command_timeout,
+            allowed_hosts: parking_lot::RwLock::new(c.live.allowed_hosts.parsed.clone()),
+            commands: parking_lot::RwLock::new(Arc::new(c.live.commands.clone())),
+            max_sessions: r.max_sessions,
+            max_output_bytes: r.max_output_bytes,
+            max_exec_output_bytes: r.max_exec_output_bytes,
+            keepalive_interval: r.keepalive_interval,
+            dead_peer_timeout: r.dead_peer_timeout,
+            command_timeout: c.live.command_timeout,
             cmdlog,
-            masker: c.masker.clone(),
+            masker: r.mask_patterns.parsed.clone(),
             metrics: Arc::new(crate::metrics::Metrics::new()),
         });
         let web = crate::web::Web::from_config(c, registry.clone());
         let api = Arc::new(Api::new(registry.clone(), api_live(c), web));
         let nofile = crate::util::raise_nofile_limit();
-        let max_connections = crate::util::connection_cap(c.max_connections, nofile);
-        if max_connections < c.max_connections {
+        let max_connections = crate::util::connection_cap(r.max_connections, nofile);
+        if max_connections < r.max_connections {
             log::warn!(
                 "max_connections lowered from {} to {max_connections}: the open-file limit is \
                  {nofile} (raise LimitNOFILE or ulimit -n)",
-                c.max_connections
+                r.max_connections
             );
         }
-        let max_connections_per_client = c.connections_per_client(max_connections);
+        let max_connections_per_client = r.connections_per_client(max_connections);
         let limits = Limits {
             max_connections,
             max_connections_per_client,
-            max_body_bytes: c.max_body_bytes,
+            max_body_bytes: r.max_body_bytes,
             ..Limits::default()
         };
         let http = HttpServer::start(listener, limits, api.clone())
             .map_err(|e| Error::Config(format!("cannot start HTTP server: {e}")))?;
         // The reaper thread runs even when `stale_reaper` is off, so that a reload can turn it on.
-        let reaper_settings = Arc::new(Mutex::new((c.stale_reaper, c.reaper_interval)));
+        let reaper_settings = Arc::new(Mutex::new((c.live.stale_reaper, c.live.reaper_interval)));
         let (tx, rx) = bounded::<()>(1);
         let reg = registry.clone();
         let settings = reaper_settings.clone();
@@ -139,7 +146,7 @@ impl Broker {
             "netdev-broker {} listening on http://{addr} (max_connections {max_connections}, \
              {max_connections_per_client} per client, max_sessions {}, reaper {})",
             env!("CARGO_PKG_VERSION"),
-            c.max_sessions,
+            r.max_sessions,
             reaper_text(c)
         );
         Ok(Broker {
@@ -170,14 +177,22 @@ impl Broker {
         for w in &loaded.warnings {
             log::warn!("{w}");
         }
-        let c = loaded.config;
-        let (live, restart) = crate::config::changes(&self.current, &c);
-        crate::logging::set_level(c.log_level);
-        self.api.set_live(api_live(&c));
-        self.api.web.set_auth(crate::web::WebAuth::from_config(&c));
-        self.registry.set_allowed_hosts(c.allowed_hosts.clone());
-        self.registry.set_command_rules(c.commands.clone());
-        *self.reaper_settings.lock() = (c.stale_reaper, c.reaper_interval);
+        for n in &loaded.notes {
+            log::info!("{n}");
+        }
+        let (live, restart) = crate::config::changes(&self.current, &loaded.config);
+        // The live part is swapped whole; what needs a restart keeps its running values, and
+        // is compared against them next time (so a later reload still reports it).
+        self.current.live = loaded.config.live;
+        self.current.source = loaded.config.source;
+        let c = &self.current;
+        crate::logging::set_level(c.live.log_level);
+        self.api.set_live(api_live(c));
+        self.api.web.set_auth(crate::web::WebAuth::from_config(c));
+        self.registry
+            .set_allowed_hosts(c.live.allowed_hosts.parsed.clone());
+        self.registry.set_command_rules(c.live.commands.clone());
+        *self.reaper_settings.lock() = (c.live.stale_reaper, c.live.reaper_interval);
         if let Some((tx, _)) = &self.reaper {
             // Full: a wake-up is already pending, which is as good.
             let _ = tx.try_send(());
@@ -196,14 +211,8 @@ impl Broker {
             } else {
                 format!("changed: {}", live.join(", "))
             },
-            reaper_text(&c)
+            reaper_text(c)
         );
-        // What needs a restart stays as it runs, and is compared against that next time.
-        let mut next = c;
-        for k in restart {
-            keep_running_value(&mut next, &self.current, k);
-        }
-        self.current = next;
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -245,38 +254,5 @@ impl Broker {
 impl Drop for Broker {
     fn drop(&mut self) {
         self.stop();
-    }
-}
-
-/// Put back a restart-only key's running value (so a later reload still reports it).
-fn keep_running_value(next: &mut Config, running: &Config, key: &str) {
-    let r = running;
-    match key {
-        "host" => next.host = r.host.clone(),
-        "port" => next.port = r.port,
-        "log_mode" => next.log_mode = r.log_mode,
-        "log_file" => next.log_file = r.log_file.clone(),
-        "cmd_log_dir" => next.cmd_log_dir = r.cmd_log_dir.clone(),
-        "keepalive_interval" => next.keepalive_interval = r.keepalive_interval,
-        "dead_peer_timeout" => next.dead_peer_timeout = r.dead_peer_timeout,
-        "workers" => next.workers = r.workers,
-        "max_sessions" => next.max_sessions = r.max_sessions,
-        "max_connections" => next.max_connections = r.max_connections,
-        "max_connections_per_client" => {
-            next.max_connections_per_client = r.max_connections_per_client
-        }
-        "max_body_bytes" => next.max_body_bytes = r.max_body_bytes,
-        "max_output_bytes" => next.max_output_bytes = r.max_output_bytes,
-        "max_exec_output_bytes" => next.max_exec_output_bytes = r.max_exec_output_bytes,
-        "state_dir" => next.state_dir = r.state_dir.clone(),
-        "known_hosts" => next.known_hosts = r.known_hosts.clone(),
-        "mask_patterns" => {
-            next.masker = r.masker.clone();
-            match r.lists.get(key) {
-                Some(l) => next.lists.insert(key.to_string(), l.clone()),
-                None => next.lists.remove(key),
-            };
-        }
-        _ => {}
     }
 }

@@ -48,10 +48,10 @@ pub struct WebAuth {
 impl WebAuth {
     pub fn from_config(c: &Config) -> WebAuth {
         WebAuth {
-            users: c.web_users.clone(),
-            key: c.web_secret_key.clone(),
-            ttl: c.web_session_ttl,
-            trusted_proxies: c.trusted_proxies.clone(),
+            users: c.live.web_users.clone(),
+            key: c.live.web_secret_key.clone(),
+            ttl: c.live.web_session_ttl,
+            trusted_proxies: c.live.trusted_proxies.parsed.clone(),
         }
     }
 }

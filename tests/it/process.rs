@@ -630,7 +630,7 @@ fn sighup_turns_the_reaper_and_the_dashboard_on() {
     let hash = bcrypt::hash("CANARY-web-pw-1", 4).unwrap();
     std::fs::write(
         &cfg,
-        format!("{base}stale_reaper: true\nreaper_interval: 1\nmax_connections: 300\nweb_secret_key: CANARY-key-31-0123456789abcdef0123\nweb_users:\n  - username: ops\n    password_hash: '{hash}'\n"),
+        format!("{base}stale_reaper: true\nreaper_interval: 1\nmax_connections: 300\nmetrics_public: true\nweb_secret_key: CANARY-key-31-0123456789abcdef0123\nweb_users:\n  - username: ops\n    password_hash: '{hash}'\n"),
     )
     .unwrap();
     hup(&p);
@@ -647,6 +647,138 @@ fn sighup_turns_the_reaper_and_the_dashboard_on() {
         "{text}"
     );
     assert!(text.contains("reaper every 1 s"), "{text}");
+    assert!(
+        text.contains("metrics_public") && !text.contains("'metrics_public' changed but needs"),
+        "metrics_public is applied live, and said so once: {text}"
+    );
+    assert_eq!(
+        call(p.addr, "GET", "/metrics", None, None).status,
+        200,
+        "metrics_public applies"
+    );
+    // The restart-only key kept its running value: the same file again still reports it,
+    // and the live keys, already in effect, are not changed again.
+    hup(&p);
+    let reported = |t: &str| {
+        t.matches("'max_connections' changed but needs a restart")
+            .count()
+    };
+    assert!(
+        wait_until(Duration::from_secs(5), || reported(
+            &std::fs::read_to_string(&log).unwrap()
+        ) == 2),
+        "a second reload reports the restart-only key again"
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("applied (nothing changed;"), "{text}");
     assert!(!text.contains("CANARY-key-31") && !text.contains(TOKEN));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A state_dir the broker cannot use stops it at start (exit 2), naming the key and the path,
+/// instead of a 500 at the first session's open.
+#[test]
+fn an_unusable_state_dir_stops_the_start() {
+    let dir = tmpdir("state");
+    let file = dir.join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let cfg = dir.join("config.yml");
+    let state = file.join("state");
+    std::fs::write(
+        &cfg,
+        format!("api_token: {TOKEN}\nstate_dir: {}\n", state.display()),
+    )
+    .unwrap();
+    let port = free_port().to_string();
+    let args = ["serve", "--config", cfg.to_str().unwrap(), "--port", &port];
+    let (code, out, err) = run_to_end(&args, None);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains("config key 'state_dir'") && err.contains(&state.display().to_string()),
+        "{err}"
+    );
+    // An explicit known_hosts is where the state goes: its directory is the one checked.
+    let kh = file.join("known_hosts");
+    std::fs::write(
+        &cfg,
+        format!("api_token: {TOKEN}\nknown_hosts: {}\n", kh.display()),
+    )
+    .unwrap();
+    let (code, out, err) = run_to_end(&args, None);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains("config key 'known_hosts'") && err.contains(&file.display().to_string()),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// No config file at all, a user other than root (as root, the test runs the broker as
+/// nobody): the default state_dir (/var/lib/netdev-broker) is not theirs, so the broker uses
+/// $XDG_STATE_HOME/netdev-broker and says so at INFO.
+#[test]
+fn without_a_config_file_a_user_gets_a_state_dir_of_their_own() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    if std::path::Path::new("/etc/netdev-broker/config.yml").exists() {
+        eprintln!("skipped: /etc/netdev-broker/config.yml exists (the default config)");
+        return;
+    }
+    // SAFETY: geteuid cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    let default_usable =
+        !root && netdev_broker::config::dir_usable("/var/lib/netdev-broker".as_ref()).is_ok();
+    if default_usable {
+        eprintln!("skipped: this user can use /var/lib/netdev-broker");
+        return;
+    }
+    let dir = tmpdir("peruser");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let port = free_port();
+    let mut c = Command::new(BIN);
+    c.args(["serve", "--port", &port.to_string()])
+        .env("NETDEV_BROKER_API_TOKEN", TOKEN)
+        .env("XDG_STATE_HOME", &dir)
+        .env("HOME", &dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if root {
+        c.uid(65534).gid(65534);
+    }
+    let child = c.spawn().unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut p = Proc { child, addr };
+    let up = wait_until(Duration::from_secs(10), || {
+        std::net::TcpStream::connect(addr).is_ok()
+    });
+    let _ = p.child.kill();
+    let _ = p.child.wait();
+    let mut out = String::new();
+    p.child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    p.child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    assert!(up, "broker did not start: {out}");
+    let mine = dir.join("netdev-broker");
+    let note = out
+        .lines()
+        .find(|l| l.contains("state_dir is"))
+        .unwrap_or_else(|| panic!("no note about state_dir: {out}"));
+    assert!(
+        note.contains(" INFO ")
+            && note.contains("/var/lib/netdev-broker")
+            && note.contains(&mine.display().to_string()),
+        "{note}"
+    );
+    assert!(mine.is_dir(), "made at start");
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -41,7 +41,7 @@ pub fn tmpdir(tag: &str) -> std::path::PathBuf {
 /// Start a broker with the given extra YAML config.
 pub fn broker(extra_yaml: &str) -> TestBroker {
     let mut c: Config = config::from_yaml(extra_yaml).unwrap().config;
-    c.api_token = Secret::new(TOKEN);
+    c.live.api_token = Secret::new(TOKEN);
     start(c)
 }
 
@@ -49,8 +49,8 @@ pub fn start(mut c: Config) -> TestBroker {
     let dir = tmpdir("broker");
     // Each broker keeps its own state (known_hosts): fake devices get new host keys on every
     // start, and ports are reused across tests.
-    if c.state_dir == Config::default().state_dir {
-        c.state_dir = dir.clone();
+    if c.restart.state_dir == Config::default().restart.state_dir {
+        c.restart.state_dir = dir.clone();
     }
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let broker = Broker::start_on(&c, listener).unwrap();
