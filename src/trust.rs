@@ -3,6 +3,7 @@
 //! allow-list, and the command allow/deny rules. Pure logic plus one file; no sockets.
 
 use crate::error::Error;
+use ipnet::IpNet;
 use parking_lot::Mutex;
 use regex::Regex;
 use sha2::{Digest, Sha256};
@@ -191,7 +192,7 @@ impl Algorithms {
 /// CIDRs and hostname globs. Empty: anything.
 #[derive(Debug, Clone, Default)]
 pub struct HostList {
-    cidrs: Vec<(IpAddr, u8)>,
+    cidrs: Vec<IpNet>,
     globs: Vec<String>,
 }
 
@@ -203,35 +204,30 @@ impl HostList {
             if s.is_empty() {
                 continue;
             }
-            let (addr, len) = match s.split_once('/') {
-                Some((a, n)) => (a, Some(n)),
-                None => (s, None),
-            };
-            match addr.parse::<IpAddr>() {
-                Ok(ip) => {
-                    let max = if ip.is_ipv4() { 32 } else { 128 };
-                    let len = match len {
-                        Some(n) => n
-                            .parse::<u8>()
-                            .ok()
-                            .filter(|n| *n <= max)
-                            .ok_or_else(|| format!("bad prefix length in '{s}'"))?,
-                        None => max,
-                    };
-                    l.cidrs.push((ip, len));
-                }
-                Err(_) if len.is_none() => {
-                    let g = s.to_ascii_lowercase();
-                    if !g
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b"-._*?".contains(&b))
-                    {
-                        return Err(format!("'{s}' is neither a CIDR nor a hostname glob"));
+            // An address alone is a host route (/32, /128); host bits under the prefix are
+            // allowed (10.1.2.3/8 is 10.0.0.0/8).
+            let net = match s.split_once('/') {
+                None => s.parse::<IpAddr>().ok().map(IpNet::from),
+                Some((addr, _)) => match s.parse::<IpNet>() {
+                    Ok(n) => Some(n),
+                    Err(_) if addr.parse::<IpAddr>().is_ok() => {
+                        return Err(format!("bad prefix length in '{s}'"))
                     }
-                    l.globs.push(g);
-                }
-                Err(_) => return Err(format!("'{s}' is not a valid CIDR")),
+                    Err(_) => return Err(format!("'{s}' is not a valid CIDR")),
+                },
+            };
+            if let Some(n) = net {
+                l.cidrs.push(n);
+                continue;
             }
+            let g = s.to_ascii_lowercase();
+            if !g
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._*?".contains(&b))
+            {
+                return Err(format!("'{s}' is neither a CIDR nor a hostname glob"));
+            }
+            l.globs.push(g);
         }
         Ok(l)
     }
@@ -248,39 +244,18 @@ impl HostList {
         self.globs.iter().any(|g| glob(g.as_bytes(), n.as_bytes()))
     }
 
+    /// An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) is matched as the IPv4 address it is.
     pub fn matches_addr(&self, ip: IpAddr) -> bool {
         let ip = match ip {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
             v4 => v4,
         };
-        self.cidrs.iter().any(|(net, len)| in_cidr(ip, *net, *len))
+        self.cidrs.iter().any(|net| net.contains(&ip))
     }
 
     /// Is a target allowed: by its name (glob), or by its address (CIDR)?
     pub fn allows(&self, name: &str, ip: IpAddr) -> bool {
         self.is_empty() || self.matches_name(name) || self.matches_addr(ip)
-    }
-}
-
-fn in_cidr(ip: IpAddr, net: IpAddr, len: u8) -> bool {
-    match (ip, net) {
-        (IpAddr::V4(a), IpAddr::V4(n)) => {
-            let mask = if len == 0 {
-                0
-            } else {
-                u32::MAX << (32 - u32::from(len))
-            };
-            u32::from(a) & mask == u32::from(n) & mask
-        }
-        (IpAddr::V6(a), IpAddr::V6(n)) => {
-            let mask = if len == 0 {
-                0
-            } else {
-                u128::MAX << (128 - u32::from(len))
-            };
-            u128::from(a) & mask == u128::from(n) & mask
-        }
-        _ => false,
     }
 }
 
@@ -710,6 +685,14 @@ mod tests {
         assert!(l.allows("x", ip("2001:db8::1")));
         assert!(l.allows("x", ip("::ffff:10.1.1.1")));
         assert!(HostList::parse(&["10.0.0.0/33"]).is_err());
+        assert!(HostList::parse(&["2001:db8::/129"]).is_err());
+        assert!(HostList::parse(&["10.0.0.0/"]).is_err());
+        assert!(HostList::parse(&["sw1/24"]).is_err());
+        // Host bits under the prefix are ignored; ::/0 holds every IPv6 address only.
+        let l = HostList::parse(&["172.16.5.9/12", "::/0"]).unwrap();
+        assert!(l.allows("x", ip("172.31.255.1")) && !l.allows("x", ip("172.32.0.1")));
+        assert!(l.allows("x", ip("fe80::1")) && !l.allows("x", ip("8.8.8.8")));
+        assert!(!l.allows("x", ip("::ffff:8.8.8.8")));
         assert!(HostList::parse(&["a b"]).is_err());
         assert!(HostList::parse::<&str>(&[])
             .unwrap()
