@@ -3,6 +3,8 @@
 //! allow-list, and the command allow/deny rules. Pure logic plus one file; no sockets.
 
 use crate::error::Error;
+use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
+use base64::Engine;
 use ipnet::IpNet;
 use parking_lot::Mutex;
 use regex::Regex;
@@ -44,47 +46,18 @@ impl HostKeyPolicy {
 
 /// `SHA256:` + unpadded base64 of the SHA-256 of the key blob, as `ssh-keygen -l` prints.
 pub fn fingerprint(blob: &[u8]) -> String {
-    format!("SHA256:{}", base64(&Sha256::digest(blob), false))
+    format!("SHA256:{}", STANDARD_NO_PAD.encode(Sha256::digest(blob)))
 }
 
-const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-pub fn base64(data: &[u8], pad: bool) -> String {
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..=chunk.len() {
-            out.push(B64[((n >> (18 - 6 * i)) & 63) as usize] as char);
-        }
-        if pad {
-            for _ in chunk.len()..3 {
-                out.push('=');
-            }
-        }
-    }
-    out
+/// A key blob as known_hosts writes it: standard base64, padded.
+pub fn encode_blob(blob: &[u8]) -> String {
+    STANDARD.encode(blob)
 }
 
-pub fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    let s = s.trim_end_matches('=');
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    let (mut acc, mut bits) = (0u32, 0u32);
-    for c in s.bytes() {
-        let v = B64.iter().position(|x| *x == c)? as u32;
-        acc = (acc << 6) | v;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    Some(out)
+/// The key blob of a known_hosts line: canonical padded standard base64 only (a missing, short
+/// or extra `=`, or stray bits in the last character, make the line unusable).
+pub fn decode_blob(b64: &str) -> Option<Vec<u8>> {
+    STANDARD.decode(b64).ok()
 }
 
 /// The key type named inside an SSH public key blob (`ssh-ed25519`, `ssh-rsa`, ...).
@@ -418,7 +391,7 @@ impl KnownHosts {
             let (Some(hosts), Some(kt), Some(b64)) = (f.next(), f.next(), f.next()) else {
                 continue;
             };
-            let Some(blob) = base64_decode(b64) else {
+            let Some(blob) = decode_blob(b64) else {
                 continue;
             };
             out.push(Entry {
@@ -508,7 +481,7 @@ impl KnownHosts {
                 "host key for {name} is not known (host_key_policy strict): {key_type} {fp}"
             )));
         }
-        let line = format!("{name} {key_type} {}\n", base64(blob, true));
+        let line = format!("{name} {key_type} {}\n", encode_blob(blob));
         self.append(&line).map_err(|e| {
             Error::local_io(
                 &format!("cannot record the host key in {}", self.path.display()),
@@ -547,20 +520,61 @@ mod tests {
 
     #[test]
     fn base64_and_fingerprints_match_openssh() {
-        assert_eq!(base64(b"", true), "");
-        assert_eq!(base64(b"f", true), "Zg==");
-        assert_eq!(base64(b"fo", false), "Zm8");
-        assert_eq!(base64(b"foobar", true), "Zm9vYmFy");
-        assert_eq!(base64_decode("Zm9vYg==").unwrap(), b"foob");
+        assert_eq!(encode_blob(b""), "");
+        assert_eq!(encode_blob(b"f"), "Zg==");
+        assert_eq!(encode_blob(b"foobar"), "Zm9vYmFy");
+        assert_eq!(decode_blob("Zm9vYg==").unwrap(), b"foob");
         // ssh-keygen -lf of this ed25519 public key prints this fingerprint.
-        let b =
-            base64_decode("AAAAC3NzaC1lZDI1NTE5AAAAIFNkdBVPFDHbe8TLSuvHK0xVZJTVEWMpEDYpw/Hjowew")
-                .unwrap();
+        let b = decode_blob("AAAAC3NzaC1lZDI1NTE5AAAAIFNkdBVPFDHbe8TLSuvHK0xVZJTVEWMpEDYpw/Hjowew")
+            .unwrap();
         assert_eq!(blob_type(&b).as_deref(), Some("ssh-ed25519"));
         assert_eq!(
             fingerprint(&b),
             "SHA256:Wd9wVYY9oVf3m4O9dp1Nll5Cqed4bgqI27svl9tfaUI"
         );
+        // Unpadded, as fingerprints are.
+        assert_eq!(fingerprint(b"").len(), "SHA256:".len() + 43);
+    }
+
+    /// The old decoder dropped any run of `=` and accepted stray bits; known_hosts blobs are
+    /// padded standard base64, so only the canonical form is read.
+    #[test]
+    fn known_hosts_base64_must_be_canonical() {
+        for bad in [
+            "Zm9vYg",
+            "Zm9vYg=",
+            "Zm9vYg===",
+            "Zm9vYh==",
+            "Zg=a",
+            "Zm9v=",
+            "Zm9v YmFy",
+            "Zm9v-_",
+        ] {
+            assert!(decode_blob(bad).is_none(), "{bad}");
+        }
+        let dir = std::env::temp_dir().join(format!("nb-kh64-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let kh = KnownHosts::new(dir.join("known_hosts"));
+        let a = blob("ssh-ed25519", b"key-a");
+        let padded = encode_blob(&a);
+        assert!(padded.ends_with('='), "{padded}");
+        // The key's line with its padding cut is not read: the key is not known.
+        std::fs::write(
+            &kh.path,
+            format!("h1 ssh-ed25519 {}\n", padded.trim_end_matches('=')),
+        )
+        .unwrap();
+        let err = kh.verify("h1", 22, &a, HostKeyPolicy::Strict).unwrap_err();
+        assert!(err.to_string().contains("not known"), "{err}");
+        std::fs::write(&kh.path, format!("h1 ssh-ed25519 {padded}\n")).unwrap();
+        assert_eq!(
+            kh.verify("h1", 22, &a, HostKeyPolicy::Strict)
+                .unwrap()
+                .verdict,
+            "known"
+        );
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]
@@ -620,7 +634,7 @@ mod tests {
         // A second type listed by the operator is known, and both are offered first.
         kh.append(&format!(
             "[10.0.0.1]:2222 ecdsa-sha2-nistp256 {}\n",
-            base64(&e, true)
+            encode_blob(&e)
         ))
         .unwrap();
         assert_eq!(
