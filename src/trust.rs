@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub enum HostKeyPolicy {
-    /// Warn on every connect; accept any key. Weakest.
+    /// Warn on every connect; accept any key (known_hosts is not read, so `@revoked` lines do
+    /// not apply either). Weakest.
     Off = 0,
     /// Record unknown keys, refuse changed ones (the default).
     #[default]
@@ -327,9 +328,47 @@ pub struct KnownHosts {
 }
 
 struct Entry {
-    patterns: Vec<String>,
+    hosts: Hosts,
+    /// `@revoked`: this key must never be accepted for the hosts of the line.
+    revoked: bool,
     key_type: String,
     blob: Vec<u8>,
+}
+
+/// The host field of a known_hosts line.
+enum Hosts {
+    /// Comma-separated patterns (`*`, `?`, `!` negation), lowercased.
+    Patterns(Vec<String>),
+    /// `|1|salt|hash` (ssh-keygen -H, HashKnownHosts): HMAC-SHA1 of the name, keyed by the salt.
+    Hashed { salt: Vec<u8>, hash: Vec<u8> },
+}
+
+impl Hosts {
+    fn parse(field: &str) -> Option<Hosts> {
+        let Some(hashed) = field.strip_prefix("|1|") else {
+            return Some(Hosts::Patterns(
+                field.split(',').map(|h| h.to_ascii_lowercase()).collect(),
+            ));
+        };
+        let (salt, hash) = hashed.split_once('|')?;
+        let (salt, hash) = (decode_blob(salt)?, decode_blob(hash)?);
+        (salt.len() == 20 && hash.len() == 20).then_some(Hosts::Hashed { salt, hash })
+    }
+
+    /// `name` as [`host_entry_name`] writes it.
+    fn matches(&self, name: &str) -> bool {
+        match self {
+            Hosts::Patterns(p) => pattern_matches(p, name),
+            Hosts::Hashed { salt, hash } => {
+                use hmac::Mac;
+                let Ok(mut mac) = hmac::Hmac::<sha1::Sha1>::new_from_slice(salt) else {
+                    return false;
+                };
+                mac.update(name.as_bytes());
+                mac.verify_slice(hash).is_ok()
+            }
+        }
+    }
 }
 
 /// The host name as known_hosts writes it: `host` on port 22, `[host]:port` otherwise.
@@ -378,24 +417,25 @@ impl KnownHosts {
         let mut out = Vec::new();
         for line in text.lines() {
             let line = line.trim();
-            // Comments, markers (@cert-authority, @revoked) and hashed names (|1|...) are not
-            // used: the broker writes plain entries of its own.
-            if line.is_empty()
-                || line.starts_with('#')
-                || line.starts_with('@')
-                || line.starts_with('|')
-            {
+            if line.is_empty() || line.starts_with('#') {
                 continue;
             }
             let mut f = line.split_whitespace();
+            // `@revoked` is honoured; `@cert-authority` lines are not used (no certificates).
+            let revoked = match line.starts_with('@').then(|| f.next()).flatten() {
+                None => false,
+                Some("@revoked") => true,
+                Some(_) => continue,
+            };
             let (Some(hosts), Some(kt), Some(b64)) = (f.next(), f.next(), f.next()) else {
                 continue;
             };
-            let Some(blob) = decode_blob(b64) else {
+            let (Some(hosts), Some(blob)) = (Hosts::parse(hosts), decode_blob(b64)) else {
                 continue;
             };
             out.push(Entry {
-                patterns: hosts.split(',').map(|h| h.to_ascii_lowercase()).collect(),
+                hosts,
+                revoked,
                 key_type: kt.to_string(),
                 blob,
             });
@@ -411,7 +451,7 @@ impl KnownHosts {
         let mut v: Vec<String> = Self::entries(&self.path)
             .unwrap_or_default()
             .into_iter()
-            .filter(|e| pattern_matches(&e.patterns, &name))
+            .filter(|e| !e.revoked && e.hosts.matches(&name))
             .map(|e| e.key_type)
             .collect();
         v.dedup();
@@ -440,10 +480,20 @@ impl KnownHosts {
         }
         let _g = self.lock.lock();
         let entries = Self::entries(&self.path)?;
-        let mine: Vec<&Entry> = entries
+        let (revoked, mine): (Vec<&Entry>, Vec<&Entry>) = entries
             .iter()
-            .filter(|e| pattern_matches(&e.patterns, &name))
-            .collect();
+            .filter(|e| e.hosts.matches(&name))
+            .partition(|e| e.revoked);
+        if revoked
+            .iter()
+            .any(|e| e.key_type == key_type && e.blob == blob)
+        {
+            return Err(Error::Connect(format!(
+                "host key for {name} is revoked: known_hosts ({}) marks {key_type} {fp} @revoked; \
+                 the device may be using a stolen key",
+                self.path.display()
+            )));
+        }
         if mine
             .iter()
             .any(|e| e.key_type == key_type && e.blob == blob)
@@ -733,5 +783,95 @@ mod tests {
         assert!(legacy[1].contains(&"ssh-rsa".to_string()));
         assert!(legacy[2].contains(&"3des-cbc".to_string()));
         assert!(legacy[3].contains(&"hmac-sha1".to_string()));
+    }
+
+    /// The ed25519 key of `base64_and_fingerprints_match_openssh`.
+    const ED: &str = "AAAAC3NzaC1lZDI1NTE5AAAAIFNkdBVPFDHbe8TLSuvHK0xVZJTVEWMpEDYpw/Hjowew";
+
+    fn known_hosts_with(tag: &str, text: &str) -> (KnownHosts, PathBuf) {
+        let dir = std::env::temp_dir().join(format!("nb-kh-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let kh = KnownHosts::new(dir.join("known_hosts"));
+        std::fs::write(&kh.path, text).unwrap();
+        (kh, dir)
+    }
+
+    /// Hashed names (`ssh-keygen -H`) match their host; they were skipped.
+    #[test]
+    fn known_hosts_hashed_lines_match_their_host() {
+        // `ssh-keygen -H` of the plain lines for 10.0.0.1, [10.0.0.1]:2222 and sw1.lab.
+        let text = format!(
+            "|1|GQN4so4U8ZcplXqj0LgWhPHa2D0=|ZjdksHmw0/S+1Z1ZKL12ENxv01M= ssh-ed25519 {ED}\n\
+             |1|6iPLrrZittM1KG/tZnpfFDl7eJc=|5Rnr67bKhgNsLnTHp6hylfzesjw= ssh-ed25519 {ED}\n\
+             |1|yLzxXH+1JqEX2HVt8HGqRyb3Wvk=|pQqL7yeb8MWfyTXd/i6i0/ADDPU= ssh-ed25519 {ED}\n\
+             |1|bm90IGJhc2U2NA|xx ssh-ed25519 {ED}\n"
+        );
+        let (kh, dir) = known_hosts_with("hashed", &text);
+        let ed = decode_blob(ED).unwrap();
+        for (host, port) in [("10.0.0.1", 22), ("10.0.0.1", 2222), ("SW1.lab", 22)] {
+            let seen = kh.verify(host, port, &ed, HostKeyPolicy::Strict);
+            assert_eq!(seen.unwrap().verdict, "known", "{host}:{port}");
+        }
+        assert_eq!(kh.known_types("10.0.0.1", 2222), ["ssh-ed25519"]);
+        assert!(kh.known_types("10.0.0.1", 2223).is_empty());
+        let err = kh
+            .verify("10.0.0.2", 22, &ed, HostKeyPolicy::Strict)
+            .unwrap_err();
+        assert!(err.to_string().contains("not known"), "{err}");
+        // A hashed line is an entry like any other: another key for its host is a mismatch.
+        let other = blob("ssh-ed25519", b"key-b");
+        let err = kh
+            .verify("10.0.0.1", 2222, &other, HostKeyPolicy::AcceptNew)
+            .unwrap_err();
+        assert!(err.to_string().contains("host key mismatch"), "{err}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// A key marked `@revoked` is refused (it was skipped, and so could be recorded anew).
+    #[test]
+    fn known_hosts_revoked_keys_are_refused() {
+        let a = blob("ssh-ed25519", b"key-a");
+        let b = blob("ssh-ed25519", b"key-b");
+        let text = format!(
+            "@revoked 10.0.0.1,sw?.lab ssh-ed25519 {a64}\n\
+             @cert-authority * ssh-ed25519 {b64}\n\
+             @revoked |1|GQN4so4U8ZcplXqj0LgWhPHa2D0=|ZjdksHmw0/S+1Z1ZKL12ENxv01M= ssh-ed25519 {b64}\n\
+             sw1.lab ssh-ed25519 {a64}\n",
+            a64 = encode_blob(&a),
+            b64 = encode_blob(&b),
+        );
+        let (kh, dir) = known_hosts_with("revoked", &text);
+        for policy in [HostKeyPolicy::AcceptNew, HostKeyPolicy::Strict] {
+            // Revoked, even where a plain line lists the same key.
+            for host in ["10.0.0.1", "sw1.lab"] {
+                let err = kh.verify(host, 22, &a, policy).unwrap_err();
+                assert!(err.to_string().contains("revoked"), "{host}: {err}");
+                assert_eq!(err.status(), 502);
+            }
+            // Through a hashed name too (10.0.0.1).
+            let err = kh.verify("10.0.0.1", 22, &b, policy).unwrap_err();
+            assert!(err.to_string().contains("revoked"), "{err}");
+        }
+        // A revoked line is no known key: it neither makes another key a mismatch nor counts
+        // as a known type; the other key is learnt under accept-new.
+        assert!(kh.known_types("10.0.0.1", 22).is_empty());
+        assert_eq!(kh.known_types("sw1.lab", 22), ["ssh-ed25519"]);
+        assert_eq!(
+            kh.verify("sw2.lab", 22, &b, HostKeyPolicy::AcceptNew)
+                .unwrap()
+                .verdict,
+            "recorded"
+        );
+        // The revoked key is fine for a host its line does not name.
+        assert_eq!(
+            kh.verify("10.0.0.9", 22, &a, HostKeyPolicy::AcceptNew)
+                .unwrap()
+                .verdict,
+            "recorded"
+        );
+        let text = std::fs::read_to_string(&kh.path).unwrap();
+        assert_eq!(text.lines().count(), 6, "{text}");
+        std::fs::remove_dir_all(&dir).ok();
     }
 }
