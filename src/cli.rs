@@ -3,6 +3,8 @@
 
 use crate::config::Overrides;
 use crate::secret::Secret;
+use lexopt::{Arg, Parser};
+use std::ffi::OsString;
 
 pub const USAGE: &str = "\
 Usage: netdev-broker [serve] [OPTIONS]
@@ -66,74 +68,118 @@ pub struct TelnetDebug {
     pub timeout: std::time::Duration,
 }
 
-fn demo(mut args: impl Iterator<Item = String>) -> Result<Command, String> {
+/// What a refused argument looks like in a message (an option by its name).
+fn shown(arg: Arg) -> String {
+    match arg {
+        Arg::Short(c) => format!("-{c}"),
+        Arg::Long(l) => format!("--{l}"),
+        Arg::Value(v) => v.to_string_lossy().into_owned(),
+    }
+}
+
+/// An argument as text. Its value is not shown: it may be a password or the token.
+fn text(v: OsString, what: &str) -> Result<String, String> {
+    v.into_string()
+        .map_err(|_| format!("{what} is not valid UTF-8"))
+}
+
+/// The value of the option just read, given as `--flag value` or `--flag=value`; `missing` is
+/// the message when there is none.
+fn value(p: &mut Parser, flag: &str, missing: &str) -> Result<String, String> {
+    let v = p.value().map_err(|_| missing.to_string())?;
+    text(v, &format!("the value of {flag}"))
+}
+
+fn next(p: &mut Parser) -> Result<Option<Arg<'_>>, String> {
+    p.next().map_err(|e| match e {
+        lexopt::Error::UnexpectedValue { option, .. } => format!("{option} takes no value"),
+        e => e.to_string(),
+    })
+}
+
+fn demo(mut p: Parser) -> Result<Command, String> {
+    const PORT: &str = "--port needs a port number (0: any free one)";
     let mut port = 8765;
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "-h" | "--help" => return Ok(Command::Help),
-            "--port" => {
-                port = args
-                    .next()
-                    .and_then(|p| p.parse::<u16>().ok())
-                    .ok_or("--port needs a port number (0: any free one)")?
-            }
-            _ => return Err(format!("unknown demo option '{a}'")),
+    while let Some(arg) = next(&mut p)? {
+        match arg {
+            Arg::Short('h') | Arg::Long("help") => return Ok(Command::Help),
+            Arg::Long("port") => port = value(&mut p, "--port", PORT)?.parse().map_err(|_| PORT)?,
+            a => return Err(format!("unknown demo option '{}'", shown(a))),
         }
     }
     Ok(Command::Demo { port })
 }
 
-fn hash_password(mut args: impl Iterator<Item = String>) -> Result<Command, String> {
+fn hash_password(mut p: Parser) -> Result<Command, String> {
+    const COST: &str = "--cost needs a number from 4 to 31";
     let mut cost = crate::cmd_hash::DEFAULT_COST;
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "-h" | "--help" => return Ok(Command::Help),
-            "--cost" => {
-                cost = args
-                    .next()
-                    .and_then(|c| c.parse::<u32>().ok())
+    while let Some(arg) = next(&mut p)? {
+        match arg {
+            Arg::Short('h') | Arg::Long("help") => return Ok(Command::Help),
+            Arg::Long("cost") => {
+                cost = value(&mut p, "--cost", COST)?
+                    .parse::<u32>()
+                    .ok()
                     .filter(|c| (4..=31).contains(c))
-                    .ok_or("--cost needs a number from 4 to 31")?
+                    .ok_or(COST)?
             }
-            _ => return Err(format!("unknown hash-password option '{a}'")),
+            a => return Err(format!("unknown hash-password option '{}'", shown(a))),
         }
     }
     Ok(Command::HashPassword { cost })
 }
 
-fn check_config(mut args: impl Iterator<Item = String>) -> Result<Command, String> {
+fn check_config(mut p: Parser) -> Result<Command, String> {
     let mut ov = Overrides::default();
-    while let Some(a) = args.next() {
-        match a.split_once('=') {
-            Some(("--config", p)) => ov.config = Some(p.into()),
-            _ => match a.as_str() {
-                "-h" | "--help" => return Ok(Command::Help),
-                "--config" => ov.config = Some(args.next().ok_or("--config needs a path")?.into()),
-                _ => return Err(format!("unknown check-config option '{a}'")),
-            },
+    while let Some(arg) = next(&mut p)? {
+        match arg {
+            Arg::Short('h') | Arg::Long("help") => return Ok(Command::Help),
+            Arg::Long("config") => {
+                ov.config = Some(value(&mut p, "--config", "--config needs a path")?.into())
+            }
+            a => return Err(format!("unknown check-config option '{}'", shown(a))),
         }
     }
     Ok(Command::CheckConfig(ov))
 }
 
-fn telnet_debug(args: impl Iterator<Item = String>) -> Result<Command, String> {
+/// A positional argument of telnet-debug that starts with a dash: `-` (password from standard
+/// input) or a password like `-secret`. Only `-h` and the long options are options here.
+fn dash_positional(a: &std::ffi::OsStr) -> bool {
+    let b = a.as_encoded_bytes();
+    b.starts_with(b"-") && !b.starts_with(b"--") && b != b"-h"
+}
+
+fn telnet_debug(mut p: Parser) -> Result<Command, String> {
+    const TIMEOUT: &str = "--timeout needs a number of seconds (0-3600)";
     let mut pos = Vec::new();
     let mut device_type = "cisco_ios".to_string();
     let mut timeout = 30.0f64;
-    let mut it = args.peekable();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "-h" | "--help" => return Ok(Command::Help),
-            "--device-type" => device_type = it.next().ok_or("--device-type needs a value")?,
-            "--timeout" => {
-                timeout = it
-                    .next()
-                    .and_then(|v| v.parse::<f64>().ok())
-                    .filter(|t| *t > 0.0 && *t <= 3600.0)
-                    .ok_or("--timeout needs a number of seconds (0-3600)")?
+    loop {
+        let raw = p
+            .try_raw_args()
+            .and_then(|mut r| r.next_if(dash_positional));
+        if let Some(v) = raw {
+            pos.push(text(v, "an argument")?);
+            continue;
+        }
+        let Some(arg) = next(&mut p)? else {
+            break;
+        };
+        match arg {
+            Arg::Short('h') | Arg::Long("help") => return Ok(Command::Help),
+            Arg::Long("device-type") => {
+                device_type = value(&mut p, "--device-type", "--device-type needs a value")?
             }
-            _ if a.starts_with("--") => return Err(format!("unknown option '{a}'")),
-            _ => pos.push(a),
+            Arg::Long("timeout") => {
+                timeout = value(&mut p, "--timeout", TIMEOUT)?
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|t| *t > 0.0 && *t <= 3600.0)
+                    .ok_or(TIMEOUT)?
+            }
+            Arg::Value(v) => pos.push(text(v, "an argument")?),
+            a => return Err(format!("unknown option '{}'", shown(a))),
         }
     }
     if !(3..=5).contains(&pos.len()) {
@@ -165,48 +211,47 @@ fn telnet_debug(args: impl Iterator<Item = String>) -> Result<Command, String> {
     }))
 }
 
-/// Parse arguments (without the program name).
-pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String> {
+/// Parse arguments (without the program name). Every option takes its value as `--flag value`
+/// or `--flag=value`; an argument that is not UTF-8 is refused (exit 2, as any usage error).
+pub fn parse<I>(args: I) -> Result<Command, String>
+where
+    I: IntoIterator,
+    I::Item: Into<OsString>,
+{
+    let mut p = Parser::from_args(args);
     let mut ov = Overrides::default();
-    let mut it = args.into_iter().peekable();
     let mut first = true;
-    while let Some(arg) = it.next() {
-        if first && !arg.starts_with('-') {
-            first = false;
-            match arg.as_str() {
-                "serve" => continue,
-                "telnet-debug" => return telnet_debug(it),
-                "demo" => return demo(it),
-                "hash-password" => return hash_password(it),
-                "check-config" => return check_config(it),
+    while let Some(arg) = next(&mut p)? {
+        match arg {
+            Arg::Value(sub) if first => match text(sub, "the subcommand")?.as_str() {
+                "serve" => {}
+                "telnet-debug" => return telnet_debug(p),
+                "demo" => return demo(p),
+                "hash-password" => return hash_password(p),
+                "check-config" => return check_config(p),
                 other => {
                     return Err(format!(
                         "unknown subcommand '{other}' (available: serve, demo, telnet-debug, hash-password, check-config)"
                     ))
                 }
+            },
+            Arg::Short('h') | Arg::Long("help") => return Ok(Command::Help),
+            Arg::Short('V') | Arg::Long("version") => return Ok(Command::Version),
+            Arg::Long("config") => {
+                ov.config = Some(value(&mut p, "--config", "--config needs a value")?.into())
             }
+            Arg::Long("host") => ov.host = Some(value(&mut p, "--host", "--host needs a value")?),
+            Arg::Long("port") => ov.port = Some(value(&mut p, "--port", "--port needs a value")?),
+            Arg::Long("api-token") => {
+                let t = value(&mut p, "--api-token", "--api-token needs a value")?;
+                ov.api_token = Some(Secret::new(t))
+            }
+            Arg::Long("log-level") => {
+                ov.log_level = Some(value(&mut p, "--log-level", "--log-level needs a value")?)
+            }
+            a => return Err(format!("unknown option '{}'", shown(a))),
         }
         first = false;
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
-            _ => (arg.clone(), None),
-        };
-        let mut value = |name: &str| -> Result<String, String> {
-            match inline.clone().or_else(|| it.next()) {
-                Some(v) => Ok(v),
-                None => Err(format!("{name} needs a value")),
-            }
-        };
-        match flag.as_str() {
-            "-h" | "--help" => return Ok(Command::Help),
-            "-V" | "--version" => return Ok(Command::Version),
-            "--config" => ov.config = Some(value("--config")?.into()),
-            "--host" => ov.host = Some(value("--host")?),
-            "--port" => ov.port = Some(value("--port")?),
-            "--api-token" => ov.api_token = Some(Secret::new(value("--api-token")?)),
-            "--log-level" => ov.log_level = Some(value("--log-level")?),
-            other => return Err(format!("unknown option '{other}'")),
-        }
     }
     Ok(Command::Serve(ov))
 }
@@ -288,5 +333,91 @@ mod tests {
             Ok(Command::CheckConfig(Overrides { config: None, .. }))
         ));
         assert!(parse(args("check-config --port 1")).is_err());
+    }
+
+    /// Every subcommand takes `--flag=value` as well as `--flag value` (`demo --port=0` was
+    /// refused while `serve --port=0` worked).
+    #[test]
+    fn every_subcommand_takes_flag_equals_value() {
+        for a in ["demo --port=0", "demo --port 0"] {
+            assert!(
+                matches!(parse(args(a)), Ok(Command::Demo { port: 0 })),
+                "{a}"
+            );
+        }
+        assert!(parse(args("demo --port=x")).is_err());
+        assert!(parse(args("demo --port")).is_err());
+        assert!(parse(args("demo extra")).is_err());
+        assert!(matches!(parse(args("demo --help")), Ok(Command::Help)));
+        for a in ["hash-password --cost=5", "hash-password --cost 5"] {
+            assert!(
+                matches!(parse(args(a)), Ok(Command::HashPassword { cost: 5 })),
+                "{a}"
+            );
+        }
+        assert!(parse(args("hash-password --cost=3")).is_err());
+        assert!(parse(args("hash-password --cost")).is_err());
+        for a in [
+            "check-config --config=/x.yml",
+            "check-config --config /x.yml",
+        ] {
+            let Ok(Command::CheckConfig(ov)) = parse(args(a)) else {
+                panic!("{a}")
+            };
+            assert_eq!(ov.config.unwrap().to_str(), Some("/x.yml"));
+        }
+        let Ok(Command::TelnetDebug(t)) = parse(args(
+            "telnet-debug --device-type=hp_procurve sw1 u p --timeout=2.5",
+        )) else {
+            panic!()
+        };
+        assert_eq!(t.device_type, "hp_procurve");
+        assert_eq!(t.timeout, std::time::Duration::from_millis(2500));
+        assert!(parse(args("telnet-debug sw1 u p --bogus")).is_err());
+        let Command::Serve(ov) = parse(args(
+            "--api-token=-starts-with-dash --log-level=INFO --config=/c.yml --host=::1",
+        ))
+        .unwrap() else {
+            panic!()
+        };
+        assert_eq!(ov.api_token.unwrap().expose(), "-starts-with-dash");
+        assert_eq!(ov.log_level.as_deref(), Some("INFO"));
+        assert_eq!(ov.host.as_deref(), Some("::1"));
+        assert!(parse(args("serve --help=x")).is_ok());
+        assert!(parse(args("serve extra")).is_err());
+        assert!(parse(args("--port 1 serve")).is_err());
+    }
+
+    /// `-` (password from standard input) and passwords that start with a dash stay positional.
+    #[test]
+    fn telnet_debug_takes_dash_passwords() {
+        let Ok(Command::TelnetDebug(t)) = parse(args("telnet-debug sw1 u - -en")) else {
+            panic!()
+        };
+        assert_eq!(t.password.expose(), "-");
+        assert_eq!(t.enable_password.unwrap().expose(), "-en");
+        assert!(matches!(parse(args("telnet-debug -h")), Ok(Command::Help)));
+    }
+
+    /// Arguments that are not UTF-8 are refused with a message (they panicked), without showing
+    /// the value (it may be a password or the token).
+    #[test]
+    fn non_utf8_arguments_are_refused() {
+        use std::os::unix::ffi::OsStringExt;
+        let bad = || OsString::from_vec(b"se\xffcret".to_vec());
+        let cases: [Vec<OsString>; 5] = [
+            vec!["--api-token".into(), bad()],
+            vec![OsString::from_vec(b"--api-token=se\xffcret".to_vec())],
+            vec![bad()],
+            vec!["telnet-debug".into(), "h".into(), "u".into(), bad()],
+            vec!["check-config".into(), "--config".into(), bad()],
+        ];
+        for c in cases {
+            let e = parse(c.clone()).unwrap_err();
+            assert!(
+                e.contains("not valid UTF-8") && !e.contains("cret"),
+                "{c:?}: {e}"
+            );
+        }
     }
 }

@@ -480,7 +480,7 @@ impl Conn<'_> {
         }
     }
 
-    /// Read one request head. Returns the head's bytes (without the blank line).
+    /// Read one request head. Returns the head's bytes, its blank line included.
     fn read_head(&mut self, idle: Duration) -> Result<Vec<u8>, ReadErr> {
         // Skip stray CRLFs between requests (RFC 9112 §2.2).
         let idle_deadline = Instant::now() + idle;
@@ -509,9 +509,7 @@ impl Conn<'_> {
                         "Request header fields too large".into(),
                     ));
                 }
-                let head = self.buf[..end].to_vec();
-                self.buf.drain(..end + skip);
-                return Ok(head);
+                return Ok(self.buf.drain(..end + skip).collect());
             }
             scanned = self.buf.len().saturating_sub(3);
             if self.buf.len() > self.limits.max_head_bytes {
@@ -597,10 +595,11 @@ impl ChunkedBody {
             let rest = &buf[*pos..];
             match self.state {
                 ChunkState::Size => {
-                    let Some(line) = take_line(rest, CHUNK_LINE_MAX, pos)? else {
+                    let start = *pos;
+                    if take_line(rest, CHUNK_LINE_MAX, pos)?.is_none() {
                         return Ok(None);
-                    };
-                    let size = chunk_size(line)?;
+                    }
+                    let size = chunk_size(&buf[start..*pos])?;
                     if size == 0 {
                         self.state = ChunkState::Trailer;
                     } else if self.body.len().saturating_add(size) > self.max {
@@ -673,15 +672,28 @@ fn take_line<'a>(rest: &'a [u8], max: usize, pos: &mut usize) -> Result<Option<&
     Ok(Some(line))
 }
 
-/// A chunk-size line: hex digits (at most 8), optionally followed by `;extensions`.
+/// A chunk-size line with its line end: hex digits (at most 8), optionally followed by
+/// `;extensions`, as `httparse::parse_chunk_size` reads it. That wants CRLF; a bare LF is
+/// accepted here, as in the head.
 fn chunk_size(line: &[u8]) -> Result<usize, Refusal> {
     let bad = || (400, "invalid chunk size".to_string());
-    let text = std::str::from_utf8(line).map_err(|_| bad())?;
-    let digits = text.split(';').next().unwrap_or("").trim();
-    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+    let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+    if !(1..=8).contains(&digits) {
         return Err(bad());
     }
-    usize::from_str_radix(digits, 16).map_err(|_| bad())
+    let crlf;
+    let line = if line.ends_with(b"\r\n") {
+        line
+    } else {
+        crlf = [line.strip_suffix(b"\n").unwrap_or(line), b"\r\n"].concat();
+        &crlf
+    };
+    match httparse::parse_chunk_size(line) {
+        Ok(httparse::Status::Complete((n, size))) if n == line.len() => {
+            usize::try_from(size).map_err(|_| bad())
+        }
+        _ => Err(bad()),
+    }
 }
 
 /// Position of the end of the head and the length of the terminator, searching from `from`.
@@ -709,56 +721,42 @@ pub struct Head {
     pub headers: Vec<(String, String)>,
 }
 
-fn is_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-}
+/// Header fields a request may carry.
+const MAX_HEADERS: usize = 100;
 
-/// Parse a request head (no socket involved; fuzzable).
+/// Parse a complete request head, blank line included (no socket involved; fuzzable). The
+/// syntax is httparse's (strict: no obsolete folding, no blanks around names, no control
+/// characters); every field is kept as text, so a head that is not UTF-8 is refused whole.
 pub fn parse_head(raw: &[u8]) -> Result<Head, String> {
-    let text =
-        std::str::from_utf8(raw).map_err(|_| "request head is not valid UTF-8".to_string())?;
-    let mut lines = text.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
-    let first = lines.next().unwrap_or("");
-    let mut parts = first.split(' ');
-    let (method, target, version) = match (parts.next(), parts.next(), parts.next(), parts.next()) {
-        (Some(m), Some(t), Some(v), None) => (m, t, v),
-        _ => return Err("malformed request line".into()),
-    };
-    if !is_token(method) {
-        return Err("malformed method".into());
+    std::str::from_utf8(raw).map_err(|_| "request head is not valid UTF-8".to_string())?;
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut slots);
+    match req.parse(raw) {
+        Ok(httparse::Status::Complete(n)) if n == raw.len() => {}
+        Ok(_) => return Err("incomplete request head".into()),
+        Err(e) => {
+            return Err(match e {
+                httparse::Error::Token => "malformed method",
+                httparse::Error::Version => "unsupported HTTP version",
+                httparse::Error::HeaderName => "malformed header line",
+                httparse::Error::HeaderValue => "invalid character in header value",
+                httparse::Error::TooManyHeaders => "too many header fields",
+                _ => "malformed request line",
+            }
+            .into())
+        }
     }
-    if target.is_empty()
-        || !target.starts_with('/')
-        || target.bytes().any(|b| b <= b' ' || b == 0x7f)
-    {
+    let (Some(method), Some(target), Some(minor)) = (req.method, req.path, req.version) else {
+        return Err("malformed request line".into());
+    };
+    // Origin form only: no `*`, no absolute URI.
+    if !target.starts_with('/') {
         return Err("malformed request target".into());
     }
-    let minor = match version {
-        "HTTP/1.1" => 1,
-        "HTTP/1.0" => 0,
-        _ => return Err("unsupported HTTP version".into()),
-    };
-    let mut headers = Vec::new();
-    for line in lines {
-        if line.is_empty() {
-            continue;
-        }
-        if line.starts_with(' ') || line.starts_with('\t') {
-            return Err("obsolete header folding is not accepted".into());
-        }
-        let (name, value) = line.split_once(':').ok_or("malformed header line")?;
-        if !is_token(name) {
-            return Err("malformed header name".into());
-        }
-        if value.bytes().any(|b| b == 0 || b == b'\r') {
-            return Err("invalid character in header value".into());
-        }
-        if headers.len() >= 100 {
-            return Err("too many header fields".into());
-        }
-        headers.push((name.to_string(), value.trim().to_string()));
+    let mut headers = Vec::with_capacity(req.headers.len());
+    for h in req.headers.iter() {
+        let value = std::str::from_utf8(h.value).map_err(|_| "invalid header value")?;
+        headers.push((h.name.to_string(), value.trim().to_string()));
     }
     Ok(Head {
         method: method.to_string(),
@@ -1039,25 +1037,42 @@ mod tests {
 
     #[test]
     fn parses_heads() {
-        let h = parse_head(b"POST /session HTTP/1.1\r\nHost: x\r\nX-API-Token:  abc \r\n").unwrap();
+        let h =
+            parse_head(b"POST /session HTTP/1.1\r\nHost: x\r\nX-API-Token:  abc \r\n\r\n").unwrap();
         assert_eq!(h.method, "POST");
         assert_eq!(h.target, "/session");
         assert_eq!(h.minor, 1);
         assert_eq!(header(&h.headers, "x-api-token"), Some("abc"));
+        let h = parse_head(b"GET /a?b=c HTTP/1.0\nX: 1\n\n").unwrap();
+        assert_eq!((h.target.as_str(), h.minor), ("/a?b=c", 0));
         let bad: &[&[u8]] = &[
             b"GET / HTTP/2.0",
             b"GET  / HTTP/1.1",
             b"GET /a b HTTP/1.1",
             b"GET noslash HTTP/1.1",
+            b"GET * HTTP/1.1",
             b"G\x00T / HTTP/1.1",
             b"GET / HTTP/1.1\r\n folded",
             b"GET / HTTP/1.1\r\nno colon",
             b"GET / HTTP/1.1\r\nBad Name: x",
+            b"GET / HTTP/1.1\r\nName : x",
+            b"GET / HTTP/1.1\r\nX: a\x00b",
+            b"GET / HTTP/1.1\r\nX: a\rb",
+            b"GET / HTTP/1.1\r\nX: \xff",
             b"\xff\xfe / HTTP/1.1",
         ];
         for b in bad {
-            assert!(parse_head(b).is_err(), "{:?}", String::from_utf8_lossy(b));
+            let whole = [b, &b"\r\n\r\n"[..]].concat();
+            assert!(
+                parse_head(&whole).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(b)
+            );
         }
+        // Only a complete head is parsed.
+        assert!(parse_head(b"GET / HTTP/1.1\r\nHost: x\r\n").is_err());
+        let many: String = (0..=MAX_HEADERS).map(|i| format!("X{i}: v\r\n")).collect();
+        assert!(parse_head(format!("GET / HTTP/1.1\r\n{many}\r\n").as_bytes()).is_err());
     }
 
     #[test]
@@ -1124,6 +1139,8 @@ mod tests {
         assert_eq!(status(b"zz\r\n", 10), 400);
         assert_eq!(status(b"123456789\r\n", 10), 400);
         assert_eq!(status(b"\r\n", 10), 400);
+        assert_eq!(status(b" 5\r\nabcde\r\n0\r\n\r\n", 10), 400);
+        assert_eq!(status(b"5x\r\nabcde\r\n0\r\n\r\n", 10), 400);
         assert_eq!(status(b"3\r\nabcX\r\n", 10), 400);
         // A size line, or a trailer line, that never ends is refused once over its limit.
         let mut long = b"1".to_vec();

@@ -25,7 +25,7 @@ fn run() -> Result<(), Error> {
     // wipe it from /proc/PID/environ.
     let env_token = netdev_broker::secret::take_env_secret(TOKEN_ENV);
     let env_token = || env_token.as_ref().map(|t| t.expose().to_string());
-    let cmd = cli::parse(std::env::args().skip(1))
+    let cmd = cli::parse(std::env::args_os().skip(1))
         .map_err(|m| Error::Config(format!("{m}\n\n{}", cli::USAGE)))?;
     let ov = match cmd {
         Command::Help => {

@@ -18,14 +18,10 @@ impl Secret {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
-    /// Constant-time comparison (for the API token).
+    /// Constant-time comparison (for the API token): the time does not depend on where the
+    /// bytes differ, only on whether the lengths do.
     pub fn ct_eq(&self, other: &[u8]) -> bool {
-        let a = self.0.as_bytes();
-        let mut diff = (a.len() != other.len()) as u8;
-        for (i, x) in a.iter().enumerate() {
-            diff |= x ^ other.get(i).copied().unwrap_or(0);
-        }
-        diff == 0
+        subtle::ConstantTimeEq::ct_eq(self.0.as_bytes(), other).into()
     }
 }
 

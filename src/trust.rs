@@ -3,6 +3,9 @@
 //! allow-list, and the command allow/deny rules. Pure logic plus one file; no sockets.
 
 use crate::error::Error;
+use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
+use base64::Engine;
+use ipnet::IpNet;
 use parking_lot::Mutex;
 use regex::Regex;
 use sha2::{Digest, Sha256};
@@ -12,7 +15,8 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub enum HostKeyPolicy {
-    /// Warn on every connect; accept any key. Weakest.
+    /// Warn on every connect; accept any key (known_hosts is not read, so `@revoked` lines do
+    /// not apply either). Weakest.
     Off = 0,
     /// Record unknown keys, refuse changed ones (the default).
     #[default]
@@ -43,47 +47,18 @@ impl HostKeyPolicy {
 
 /// `SHA256:` + unpadded base64 of the SHA-256 of the key blob, as `ssh-keygen -l` prints.
 pub fn fingerprint(blob: &[u8]) -> String {
-    format!("SHA256:{}", base64(&Sha256::digest(blob), false))
+    format!("SHA256:{}", STANDARD_NO_PAD.encode(Sha256::digest(blob)))
 }
 
-const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-pub fn base64(data: &[u8], pad: bool) -> String {
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..=chunk.len() {
-            out.push(B64[((n >> (18 - 6 * i)) & 63) as usize] as char);
-        }
-        if pad {
-            for _ in chunk.len()..3 {
-                out.push('=');
-            }
-        }
-    }
-    out
+/// A key blob as known_hosts writes it: standard base64, padded.
+pub fn encode_blob(blob: &[u8]) -> String {
+    STANDARD.encode(blob)
 }
 
-pub fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    let s = s.trim_end_matches('=');
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    let (mut acc, mut bits) = (0u32, 0u32);
-    for c in s.bytes() {
-        let v = B64.iter().position(|x| *x == c)? as u32;
-        acc = (acc << 6) | v;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    Some(out)
+/// The key blob of a known_hosts line: canonical padded standard base64 only (a missing, short
+/// or extra `=`, or stray bits in the last character, make the line unusable).
+pub fn decode_blob(b64: &str) -> Option<Vec<u8>> {
+    STANDARD.decode(b64).ok()
 }
 
 /// The key type named inside an SSH public key blob (`ssh-ed25519`, `ssh-rsa`, ...).
@@ -191,7 +166,7 @@ impl Algorithms {
 /// CIDRs and hostname globs. Empty: anything.
 #[derive(Debug, Clone, Default)]
 pub struct HostList {
-    cidrs: Vec<(IpAddr, u8)>,
+    cidrs: Vec<IpNet>,
     globs: Vec<String>,
 }
 
@@ -203,35 +178,30 @@ impl HostList {
             if s.is_empty() {
                 continue;
             }
-            let (addr, len) = match s.split_once('/') {
-                Some((a, n)) => (a, Some(n)),
-                None => (s, None),
-            };
-            match addr.parse::<IpAddr>() {
-                Ok(ip) => {
-                    let max = if ip.is_ipv4() { 32 } else { 128 };
-                    let len = match len {
-                        Some(n) => n
-                            .parse::<u8>()
-                            .ok()
-                            .filter(|n| *n <= max)
-                            .ok_or_else(|| format!("bad prefix length in '{s}'"))?,
-                        None => max,
-                    };
-                    l.cidrs.push((ip, len));
-                }
-                Err(_) if len.is_none() => {
-                    let g = s.to_ascii_lowercase();
-                    if !g
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b"-._*?".contains(&b))
-                    {
-                        return Err(format!("'{s}' is neither a CIDR nor a hostname glob"));
+            // An address alone is a host route (/32, /128); host bits under the prefix are
+            // allowed (10.1.2.3/8 is 10.0.0.0/8).
+            let net = match s.split_once('/') {
+                None => s.parse::<IpAddr>().ok().map(IpNet::from),
+                Some((addr, _)) => match s.parse::<IpNet>() {
+                    Ok(n) => Some(n),
+                    Err(_) if addr.parse::<IpAddr>().is_ok() => {
+                        return Err(format!("bad prefix length in '{s}'"))
                     }
-                    l.globs.push(g);
-                }
-                Err(_) => return Err(format!("'{s}' is not a valid CIDR")),
+                    Err(_) => return Err(format!("'{s}' is not a valid CIDR")),
+                },
+            };
+            if let Some(n) = net {
+                l.cidrs.push(n);
+                continue;
             }
+            let g = s.to_ascii_lowercase();
+            if !g
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._*?".contains(&b))
+            {
+                return Err(format!("'{s}' is neither a CIDR nor a hostname glob"));
+            }
+            l.globs.push(g);
         }
         Ok(l)
     }
@@ -248,39 +218,18 @@ impl HostList {
         self.globs.iter().any(|g| glob(g.as_bytes(), n.as_bytes()))
     }
 
+    /// An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) is matched as the IPv4 address it is.
     pub fn matches_addr(&self, ip: IpAddr) -> bool {
         let ip = match ip {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
             v4 => v4,
         };
-        self.cidrs.iter().any(|(net, len)| in_cidr(ip, *net, *len))
+        self.cidrs.iter().any(|net| net.contains(&ip))
     }
 
     /// Is a target allowed: by its name (glob), or by its address (CIDR)?
     pub fn allows(&self, name: &str, ip: IpAddr) -> bool {
         self.is_empty() || self.matches_name(name) || self.matches_addr(ip)
-    }
-}
-
-fn in_cidr(ip: IpAddr, net: IpAddr, len: u8) -> bool {
-    match (ip, net) {
-        (IpAddr::V4(a), IpAddr::V4(n)) => {
-            let mask = if len == 0 {
-                0
-            } else {
-                u32::MAX << (32 - u32::from(len))
-            };
-            u32::from(a) & mask == u32::from(n) & mask
-        }
-        (IpAddr::V6(a), IpAddr::V6(n)) => {
-            let mask = if len == 0 {
-                0
-            } else {
-                u128::MAX << (128 - u32::from(len))
-            };
-            u128::from(a) & mask == u128::from(n) & mask
-        }
-        _ => false,
     }
 }
 
@@ -379,9 +328,47 @@ pub struct KnownHosts {
 }
 
 struct Entry {
-    patterns: Vec<String>,
+    hosts: Hosts,
+    /// `@revoked`: this key must never be accepted for the hosts of the line.
+    revoked: bool,
     key_type: String,
     blob: Vec<u8>,
+}
+
+/// The host field of a known_hosts line.
+enum Hosts {
+    /// Comma-separated patterns (`*`, `?`, `!` negation), lowercased.
+    Patterns(Vec<String>),
+    /// `|1|salt|hash` (ssh-keygen -H, HashKnownHosts): HMAC-SHA1 of the name, keyed by the salt.
+    Hashed { salt: Vec<u8>, hash: Vec<u8> },
+}
+
+impl Hosts {
+    fn parse(field: &str) -> Option<Hosts> {
+        let Some(hashed) = field.strip_prefix("|1|") else {
+            return Some(Hosts::Patterns(
+                field.split(',').map(|h| h.to_ascii_lowercase()).collect(),
+            ));
+        };
+        let (salt, hash) = hashed.split_once('|')?;
+        let (salt, hash) = (decode_blob(salt)?, decode_blob(hash)?);
+        (salt.len() == 20 && hash.len() == 20).then_some(Hosts::Hashed { salt, hash })
+    }
+
+    /// `name` as [`host_entry_name`] writes it.
+    fn matches(&self, name: &str) -> bool {
+        match self {
+            Hosts::Patterns(p) => pattern_matches(p, name),
+            Hosts::Hashed { salt, hash } => {
+                use hmac::Mac;
+                let Ok(mut mac) = hmac::Hmac::<sha1::Sha1>::new_from_slice(salt) else {
+                    return false;
+                };
+                mac.update(name.as_bytes());
+                mac.verify_slice(hash).is_ok()
+            }
+        }
+    }
 }
 
 /// The host name as known_hosts writes it: `host` on port 22, `[host]:port` otherwise.
@@ -430,24 +417,25 @@ impl KnownHosts {
         let mut out = Vec::new();
         for line in text.lines() {
             let line = line.trim();
-            // Comments, markers (@cert-authority, @revoked) and hashed names (|1|...) are not
-            // used: the broker writes plain entries of its own.
-            if line.is_empty()
-                || line.starts_with('#')
-                || line.starts_with('@')
-                || line.starts_with('|')
-            {
+            if line.is_empty() || line.starts_with('#') {
                 continue;
             }
             let mut f = line.split_whitespace();
+            // `@revoked` is honoured; `@cert-authority` lines are not used (no certificates).
+            let revoked = match line.starts_with('@').then(|| f.next()).flatten() {
+                None => false,
+                Some("@revoked") => true,
+                Some(_) => continue,
+            };
             let (Some(hosts), Some(kt), Some(b64)) = (f.next(), f.next(), f.next()) else {
                 continue;
             };
-            let Some(blob) = base64_decode(b64) else {
+            let (Some(hosts), Some(blob)) = (Hosts::parse(hosts), decode_blob(b64)) else {
                 continue;
             };
             out.push(Entry {
-                patterns: hosts.split(',').map(|h| h.to_ascii_lowercase()).collect(),
+                hosts,
+                revoked,
                 key_type: kt.to_string(),
                 blob,
             });
@@ -463,7 +451,7 @@ impl KnownHosts {
         let mut v: Vec<String> = Self::entries(&self.path)
             .unwrap_or_default()
             .into_iter()
-            .filter(|e| pattern_matches(&e.patterns, &name))
+            .filter(|e| !e.revoked && e.hosts.matches(&name))
             .map(|e| e.key_type)
             .collect();
         v.dedup();
@@ -492,10 +480,20 @@ impl KnownHosts {
         }
         let _g = self.lock.lock();
         let entries = Self::entries(&self.path)?;
-        let mine: Vec<&Entry> = entries
+        let (revoked, mine): (Vec<&Entry>, Vec<&Entry>) = entries
             .iter()
-            .filter(|e| pattern_matches(&e.patterns, &name))
-            .collect();
+            .filter(|e| e.hosts.matches(&name))
+            .partition(|e| e.revoked);
+        if revoked
+            .iter()
+            .any(|e| e.key_type == key_type && e.blob == blob)
+        {
+            return Err(Error::Connect(format!(
+                "host key for {name} is revoked: known_hosts ({}) marks {key_type} {fp} @revoked; \
+                 the device may be using a stolen key",
+                self.path.display()
+            )));
+        }
         if mine
             .iter()
             .any(|e| e.key_type == key_type && e.blob == blob)
@@ -533,7 +531,7 @@ impl KnownHosts {
                 "host key for {name} is not known (host_key_policy strict): {key_type} {fp}"
             )));
         }
-        let line = format!("{name} {key_type} {}\n", base64(blob, true));
+        let line = format!("{name} {key_type} {}\n", encode_blob(blob));
         self.append(&line).map_err(|e| {
             Error::local_io(
                 &format!("cannot record the host key in {}", self.path.display()),
@@ -572,20 +570,61 @@ mod tests {
 
     #[test]
     fn base64_and_fingerprints_match_openssh() {
-        assert_eq!(base64(b"", true), "");
-        assert_eq!(base64(b"f", true), "Zg==");
-        assert_eq!(base64(b"fo", false), "Zm8");
-        assert_eq!(base64(b"foobar", true), "Zm9vYmFy");
-        assert_eq!(base64_decode("Zm9vYg==").unwrap(), b"foob");
+        assert_eq!(encode_blob(b""), "");
+        assert_eq!(encode_blob(b"f"), "Zg==");
+        assert_eq!(encode_blob(b"foobar"), "Zm9vYmFy");
+        assert_eq!(decode_blob("Zm9vYg==").unwrap(), b"foob");
         // ssh-keygen -lf of this ed25519 public key prints this fingerprint.
-        let b =
-            base64_decode("AAAAC3NzaC1lZDI1NTE5AAAAIFNkdBVPFDHbe8TLSuvHK0xVZJTVEWMpEDYpw/Hjowew")
-                .unwrap();
+        let b = decode_blob("AAAAC3NzaC1lZDI1NTE5AAAAIFNkdBVPFDHbe8TLSuvHK0xVZJTVEWMpEDYpw/Hjowew")
+            .unwrap();
         assert_eq!(blob_type(&b).as_deref(), Some("ssh-ed25519"));
         assert_eq!(
             fingerprint(&b),
             "SHA256:Wd9wVYY9oVf3m4O9dp1Nll5Cqed4bgqI27svl9tfaUI"
         );
+        // Unpadded, as fingerprints are.
+        assert_eq!(fingerprint(b"").len(), "SHA256:".len() + 43);
+    }
+
+    /// The old decoder dropped any run of `=` and accepted stray bits; known_hosts blobs are
+    /// padded standard base64, so only the canonical form is read.
+    #[test]
+    fn known_hosts_base64_must_be_canonical() {
+        for bad in [
+            "Zm9vYg",
+            "Zm9vYg=",
+            "Zm9vYg===",
+            "Zm9vYh==",
+            "Zg=a",
+            "Zm9v=",
+            "Zm9v YmFy",
+            "Zm9v-_",
+        ] {
+            assert!(decode_blob(bad).is_none(), "{bad}");
+        }
+        let dir = std::env::temp_dir().join(format!("nb-kh64-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let kh = KnownHosts::new(dir.join("known_hosts"));
+        let a = blob("ssh-ed25519", b"key-a");
+        let padded = encode_blob(&a);
+        assert!(padded.ends_with('='), "{padded}");
+        // The key's line with its padding cut is not read: the key is not known.
+        std::fs::write(
+            &kh.path,
+            format!("h1 ssh-ed25519 {}\n", padded.trim_end_matches('=')),
+        )
+        .unwrap();
+        let err = kh.verify("h1", 22, &a, HostKeyPolicy::Strict).unwrap_err();
+        assert!(err.to_string().contains("not known"), "{err}");
+        std::fs::write(&kh.path, format!("h1 ssh-ed25519 {padded}\n")).unwrap();
+        assert_eq!(
+            kh.verify("h1", 22, &a, HostKeyPolicy::Strict)
+                .unwrap()
+                .verdict,
+            "known"
+        );
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]
@@ -645,7 +684,7 @@ mod tests {
         // A second type listed by the operator is known, and both are offered first.
         kh.append(&format!(
             "[10.0.0.1]:2222 ecdsa-sha2-nistp256 {}\n",
-            base64(&e, true)
+            encode_blob(&e)
         ))
         .unwrap();
         assert_eq!(
@@ -710,6 +749,14 @@ mod tests {
         assert!(l.allows("x", ip("2001:db8::1")));
         assert!(l.allows("x", ip("::ffff:10.1.1.1")));
         assert!(HostList::parse(&["10.0.0.0/33"]).is_err());
+        assert!(HostList::parse(&["2001:db8::/129"]).is_err());
+        assert!(HostList::parse(&["10.0.0.0/"]).is_err());
+        assert!(HostList::parse(&["sw1/24"]).is_err());
+        // Host bits under the prefix are ignored; ::/0 holds every IPv6 address only.
+        let l = HostList::parse(&["172.16.5.9/12", "::/0"]).unwrap();
+        assert!(l.allows("x", ip("172.31.255.1")) && !l.allows("x", ip("172.32.0.1")));
+        assert!(l.allows("x", ip("fe80::1")) && !l.allows("x", ip("8.8.8.8")));
+        assert!(!l.allows("x", ip("::ffff:8.8.8.8")));
         assert!(HostList::parse(&["a b"]).is_err());
         assert!(HostList::parse::<&str>(&[])
             .unwrap()
@@ -736,5 +783,95 @@ mod tests {
         assert!(legacy[1].contains(&"ssh-rsa".to_string()));
         assert!(legacy[2].contains(&"3des-cbc".to_string()));
         assert!(legacy[3].contains(&"hmac-sha1".to_string()));
+    }
+
+    /// The ed25519 key of `base64_and_fingerprints_match_openssh`.
+    const ED: &str = "AAAAC3NzaC1lZDI1NTE5AAAAIFNkdBVPFDHbe8TLSuvHK0xVZJTVEWMpEDYpw/Hjowew";
+
+    fn known_hosts_with(tag: &str, text: &str) -> (KnownHosts, PathBuf) {
+        let dir = std::env::temp_dir().join(format!("nb-kh-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let kh = KnownHosts::new(dir.join("known_hosts"));
+        std::fs::write(&kh.path, text).unwrap();
+        (kh, dir)
+    }
+
+    /// Hashed names (`ssh-keygen -H`) match their host; they were skipped.
+    #[test]
+    fn known_hosts_hashed_lines_match_their_host() {
+        // `ssh-keygen -H` of the plain lines for 10.0.0.1, [10.0.0.1]:2222 and sw1.lab.
+        let text = format!(
+            "|1|GQN4so4U8ZcplXqj0LgWhPHa2D0=|ZjdksHmw0/S+1Z1ZKL12ENxv01M= ssh-ed25519 {ED}\n\
+             |1|6iPLrrZittM1KG/tZnpfFDl7eJc=|5Rnr67bKhgNsLnTHp6hylfzesjw= ssh-ed25519 {ED}\n\
+             |1|yLzxXH+1JqEX2HVt8HGqRyb3Wvk=|pQqL7yeb8MWfyTXd/i6i0/ADDPU= ssh-ed25519 {ED}\n\
+             |1|bm90IGJhc2U2NA|xx ssh-ed25519 {ED}\n"
+        );
+        let (kh, dir) = known_hosts_with("hashed", &text);
+        let ed = decode_blob(ED).unwrap();
+        for (host, port) in [("10.0.0.1", 22), ("10.0.0.1", 2222), ("SW1.lab", 22)] {
+            let seen = kh.verify(host, port, &ed, HostKeyPolicy::Strict);
+            assert_eq!(seen.unwrap().verdict, "known", "{host}:{port}");
+        }
+        assert_eq!(kh.known_types("10.0.0.1", 2222), ["ssh-ed25519"]);
+        assert!(kh.known_types("10.0.0.1", 2223).is_empty());
+        let err = kh
+            .verify("10.0.0.2", 22, &ed, HostKeyPolicy::Strict)
+            .unwrap_err();
+        assert!(err.to_string().contains("not known"), "{err}");
+        // A hashed line is an entry like any other: another key for its host is a mismatch.
+        let other = blob("ssh-ed25519", b"key-b");
+        let err = kh
+            .verify("10.0.0.1", 2222, &other, HostKeyPolicy::AcceptNew)
+            .unwrap_err();
+        assert!(err.to_string().contains("host key mismatch"), "{err}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// A key marked `@revoked` is refused (it was skipped, and so could be recorded anew).
+    #[test]
+    fn known_hosts_revoked_keys_are_refused() {
+        let a = blob("ssh-ed25519", b"key-a");
+        let b = blob("ssh-ed25519", b"key-b");
+        let text = format!(
+            "@revoked 10.0.0.1,sw?.lab ssh-ed25519 {a64}\n\
+             @cert-authority * ssh-ed25519 {b64}\n\
+             @revoked |1|GQN4so4U8ZcplXqj0LgWhPHa2D0=|ZjdksHmw0/S+1Z1ZKL12ENxv01M= ssh-ed25519 {b64}\n\
+             sw1.lab ssh-ed25519 {a64}\n",
+            a64 = encode_blob(&a),
+            b64 = encode_blob(&b),
+        );
+        let (kh, dir) = known_hosts_with("revoked", &text);
+        for policy in [HostKeyPolicy::AcceptNew, HostKeyPolicy::Strict] {
+            // Revoked, even where a plain line lists the same key.
+            for host in ["10.0.0.1", "sw1.lab"] {
+                let err = kh.verify(host, 22, &a, policy).unwrap_err();
+                assert!(err.to_string().contains("revoked"), "{host}: {err}");
+                assert_eq!(err.status(), 502);
+            }
+            // Through a hashed name too (10.0.0.1).
+            let err = kh.verify("10.0.0.1", 22, &b, policy).unwrap_err();
+            assert!(err.to_string().contains("revoked"), "{err}");
+        }
+        // A revoked line is no known key: it neither makes another key a mismatch nor counts
+        // as a known type; the other key is learnt under accept-new.
+        assert!(kh.known_types("10.0.0.1", 22).is_empty());
+        assert_eq!(kh.known_types("sw1.lab", 22), ["ssh-ed25519"]);
+        assert_eq!(
+            kh.verify("sw2.lab", 22, &b, HostKeyPolicy::AcceptNew)
+                .unwrap()
+                .verdict,
+            "recorded"
+        );
+        // The revoked key is fine for a host its line does not name.
+        assert_eq!(
+            kh.verify("10.0.0.9", 22, &a, HostKeyPolicy::AcceptNew)
+                .unwrap()
+                .verdict,
+            "recorded"
+        );
+        let text = std::fs::read_to_string(&kh.path).unwrap();
+        assert_eq!(text.lines().count(), 6, "{text}");
+        std::fs::remove_dir_all(&dir).ok();
     }
 }

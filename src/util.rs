@@ -3,35 +3,27 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// ISO-8601 UTC with seconds and an explicit offset, as Python's `isoformat()` printed it:
-/// `2026-03-12T14:30:00+00:00`.
+/// `2026-03-12T14:30:00+00:00`. Before 1970 is 1970; past the end of jiff's range
+/// (9999-12-30T22:00:00Z) is that end.
 pub fn iso8601(t: SystemTime) -> String {
     let secs = t
         .duration_since(UNIX_EPOCH)
         .unwrap_or(Duration::ZERO)
         .as_secs();
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let (y, m, d) = civil_from_days(days);
+    let ts = i64::try_from(secs)
+        .ok()
+        .and_then(|s| jiff::Timestamp::from_second(s).ok())
+        .unwrap_or(jiff::Timestamp::MAX);
+    let d = jiff::tz::Offset::UTC.to_datetime(ts);
     format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}+00:00",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}+00:00",
+        d.year(),
+        d.month(),
+        d.day(),
+        d.hour(),
+        d.minute(),
+        d.second()
     )
-}
-
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 /// A 128-bit random id from the OS RNG, as 32 lowercase hex characters.
@@ -106,10 +98,19 @@ mod tests {
             (1_773_325_800, "2026-03-12T14:30:00+00:00"),
             (951_782_400, "2000-02-29T00:00:00+00:00"),
             (4_107_542_399, "2100-02-28T23:59:59+00:00"),
+            (253_402_293_600, "9999-12-30T22:00:00+00:00"),
+            (253_402_300_800, "9999-12-30T22:00:00+00:00"),
         ];
         for (secs, want) in cases {
             assert_eq!(iso8601(UNIX_EPOCH + Duration::from_secs(secs)), want);
         }
+        // Sub-seconds are cut, not rounded; before the epoch is the epoch.
+        let t = UNIX_EPOCH + Duration::from_millis(1_773_325_800_999);
+        assert_eq!(iso8601(t), "2026-03-12T14:30:00+00:00");
+        assert_eq!(
+            iso8601(UNIX_EPOCH - Duration::from_secs(5)),
+            "1970-01-01T00:00:00+00:00"
+        );
     }
 
     #[test]

@@ -474,34 +474,11 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-/// `application/x-www-form-urlencoded`.
+/// `application/x-www-form-urlencoded`, decoded as browsers encode it (WHATWG URL standard):
+/// `+` is a blank, a `%` not followed by two hex digits stays as it is, bytes that are not
+/// UTF-8 become U+FFFD. A repeated name keeps its last value.
 fn parse_form(body: &[u8]) -> HashMap<String, String> {
-    let text = String::from_utf8_lossy(body);
-    text.split('&')
-        .filter_map(|kv| {
-            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-            Some((percent_decode(k)?, percent_decode(v)?))
-        })
-        .collect()
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let h = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
-                out.push(u8::from_str_radix(h, 16).ok()?);
-                i += 2;
-            }
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8(out).ok()
+    form_urlencoded::parse(body).into_owned().collect()
 }
 
 #[cfg(test)]
@@ -514,8 +491,10 @@ mod tests {
         assert_eq!(f["username"], "ad<min");
         assert_eq!(f["password"], "a b&c");
         assert_eq!(f["csrf"], "");
-        assert!(percent_decode("%zz").is_none());
-        assert!(percent_decode("%4").is_none());
+        let f = parse_form(b"a=%zz&b=%4&c=%FF&&d&a=%41%42");
+        assert_eq!((f["a"].as_str(), f["b"].as_str()), ("AB", "%4"));
+        assert_eq!((f["c"].as_str(), f["d"].as_str()), ("\u{fffd}", ""));
+        assert_eq!(f.len(), 4);
         assert_eq!(unhex(&hex(b"\x00\xffab")).unwrap(), b"\x00\xffab");
         assert!(unhex("abc").is_none());
         assert!(unhex("zz").is_none());

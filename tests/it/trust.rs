@@ -172,6 +172,31 @@ fn strict_refuses_unknown_keys_and_accepts_listed_ones() {
     assert_eq!(status(&b, &id)["host_key_check"], "known");
 }
 
+/// A host key marked `@revoked` in known_hosts is refused before login, under accept-new as
+/// under strict, and is not learnt again (the line was skipped until then).
+#[test]
+fn a_revoked_host_key_is_refused_and_never_recorded() {
+    let dev = device(DeviceConfig::default());
+    for policy in ["accept-new", "strict"] {
+        let b = broker(&format!("host_key_policy: {policy}\n"));
+        let revoked = format!("@revoked * {}\n", dev.host_key_openssh());
+        std::fs::write(b.dir.join("known_hosts"), &revoked).unwrap();
+        let r = b.post("/session", &body(dev.port(), json!({})));
+        assert_eq!(r.status, 502, "{policy}");
+        let d = detail(&r);
+        assert!(
+            d.contains("revoked") && d.contains(&dev.host_key_sha256()),
+            "{policy}: {d}"
+        );
+        assert!(dev.auth_methods_tried().is_empty(), "{policy}");
+        assert_eq!(
+            std::fs::read_to_string(b.dir.join("known_hosts")).unwrap(),
+            revoked,
+            "{policy}"
+        );
+    }
+}
+
 #[test]
 fn off_needs_the_override_and_then_skips_the_check() {
     let b = broker("host_key_policy_override: any\n");
