@@ -35,9 +35,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use parking_lot::Mutex;
 use regex::bytes::Regex;
 
-pub mod line_edit;
-
-pub use line_edit::{Event as LineEvent, History, LineEditor};
+pub use fake_device::line_edit;
+pub use fake_device::{History, JournalEntry, LineEditor, LineEvent};
 
 // Telnet commands and options.
 const IAC: u8 = 255;
@@ -253,16 +252,6 @@ impl std::fmt::Debug for TelnetDevice {
             .field("active", &self.active_connections())
             .finish()
     }
-}
-
-/// One line a fake device's CLI acted on ([`TelnetDevice::journal_entries`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JournalEntry {
-    /// The mode the line was executed in, named like the IOS persona of the SSH fake: `user`,
-    /// `priv`, `config`, `config-if`.
-    pub mode: String,
-    /// The line as executed (after line editing; invalid UTF-8 replaced by U+FFFD).
-    pub line: String,
 }
 
 fn kill_all(shared: &Shared) {

@@ -5,8 +5,8 @@
 //! and Telnet, under a deny-list and under an allow-list. The journal must never hold a line
 //! the rules refuse.
 
-use crate::fake_ssh::{DeviceConfig, FakeDevice};
 use crate::support::*;
+use fake_device::{DeviceConfig, FakeDevice};
 use netdev_broker::demo::{DeviceOptions, TelnetDevice};
 use regex::Regex;
 use serde_json::{json, Value};

@@ -1,7 +1,7 @@
 //! The real binary as a process: CLI, config errors, SIGTERM, and secrets never logged.
 
-use crate::fake_ssh::{DeviceConfig, FakeDevice};
 use crate::support::*;
+use fake_device::{DeviceConfig, FakeDevice};
 use serde_json::json;
 use std::io::Read;
 use std::net::SocketAddr;
