@@ -26,12 +26,18 @@ pub struct Session {
     p: &'static Persona,
     cfg: DeviceConfig,
     started: bool,
+    /// The session echoes what is typed (a Telnet client may refuse WILL ECHO).
+    echo: bool,
     hostname: String,
     mode: String,
     /// Context shown in the prompt of some modes (`Et1`, ` interfaces ge-0/0/1`).
     ctx: String,
     /// Lines per page; 0 = paging off.
     page_len: usize,
+    /// `terminal width` (shown by `{term_width}`).
+    width: usize,
+    /// The client's terminal type, when the transport tells (Telnet TERMINAL-TYPE).
+    term_type: String,
     /// False while a `| no-more` job runs.
     job_paging: bool,
     /// Received but not yet processed input bytes.
@@ -73,6 +79,7 @@ impl Session {
             log,
             p,
             started: false,
+            echo: true,
             hostname: cfg.hostname.clone(),
             mode: if cfg.start_privileged {
                 p.start_mode_privileged.clone()
@@ -81,6 +88,8 @@ impl Session {
             },
             ctx: String::new(),
             page_len: p.pager.as_ref().map_or(0, |x| x.length),
+            width: 80,
+            term_type: String::new(),
             job_paging: true,
             input: VecDeque::new(),
             last_cr: false,
@@ -113,6 +122,24 @@ impl Session {
     /// The persona's SSH server identification (`SSH-2.0-Cisco-1.25`).
     pub fn ssh_server_id(&self) -> &'static str {
         &self.p.ssh_server_id
+    }
+
+    /// Echo what is typed (default), or not (a Telnet client that refused WILL ECHO echoes
+    /// locally).
+    pub fn set_echo(&mut self, on: bool) {
+        self.echo = on;
+        self.editor.set_echo(on);
+    }
+
+    /// The pause before each output line ([`DeviceConfig::line_delay`]): the front waits this
+    /// long before each [`Session::job_step`], which then makes one line.
+    pub fn line_delay(&self) -> Duration {
+        self.cfg.line_delay
+    }
+
+    /// The client's terminal type (Telnet TERMINAL-TYPE), shown by `{term_type}`.
+    pub fn set_terminal_type(&mut self, t: &str) {
+        self.term_type = t.to_string();
     }
 
     /// Whether [`Session::start`] was called.
@@ -224,9 +251,11 @@ impl Session {
         }
         let mut buf = std::mem::take(&mut self.pending);
         let paging = self.page_len > 0 && self.job_paging && self.p.pager.is_some();
+        let start_count = self.page_count;
         let done = match self.job.as_mut() {
             Some(job) => {
-                while buf.len() < CHUNK {
+                let delay = !self.cfg.line_delay.is_zero();
+                while buf.len() < CHUNK && !(delay && self.page_count > start_count) {
                     if paging && self.page_count >= self.page_budget {
                         break;
                     }
@@ -601,9 +630,11 @@ impl Session {
                         String::from_utf8_lossy(&line).into_owned(),
                     );
                 }
+                self.log.record(Input::Control("^Z".into()));
             }
             Some(LineEvent::Abort) => {
                 // Ctrl-C: nothing runs; in configuration mode it is like `end`.
+                self.log.record(Input::Control("^C".into()));
                 self.end_pending = true;
                 self.show_prompt();
             }
@@ -655,6 +686,8 @@ impl Session {
                 .filter(|(k, _)| k.starts_with(&w))
                 .map(|(k, _)| k.as_str())
                 .collect();
+            let mut hits = hits;
+            hits.sort();
             if !hits.is_empty() {
                 return vec![hits.join("  "), String::new()];
             }
@@ -665,7 +698,9 @@ impl Session {
         let mut out: Vec<String> = if partial {
             Vec::new()
         } else {
-            n.kws.iter().map(|(k, _)| format!("  {k}")).collect()
+            let mut kws: Vec<String> = n.kws.iter().map(|(k, _)| format!("  {k}")).collect();
+            kws.sort();
+            kws
         };
         for (p, _) in &n.params {
             out.push(match p {
@@ -689,7 +724,7 @@ impl Session {
             self.command_byte(b);
             return;
         }
-        let echo = !self.ask.as_ref().is_some_and(|(a, _, _)| a.hidden);
+        let echo = self.echo && !self.ask.as_ref().is_some_and(|(a, _, _)| a.hidden);
         if eol {
             let line = String::from_utf8_lossy(&std::mem::take(&mut self.line)).into_owned();
             self.emit("\r\n");
@@ -786,7 +821,8 @@ impl Session {
     fn dispatch(&mut self, line: &str, toks: &[(usize, &str)], mode: &str) {
         let p = self.p;
         let trie = &p.tries[mode];
-        let (toks, filter) = match self.split_filter(line, toks, trie) {
+        let accept_any = self.mode_def(mode).accept_any;
+        let (toks, filter) = match self.split_filter(line, toks, trie, accept_any) {
             Ok(x) => x,
             Err(()) => {
                 self.show_prompt();
@@ -851,6 +887,7 @@ impl Session {
         line: &str,
         toks: &'t [(usize, &'t str)],
         trie: &Trie,
+        accept_any: bool,
     ) -> Result<(Toks<'t>, Option<Filter>), ()> {
         let p = self.p;
         if p.filters.is_empty() {
@@ -859,6 +896,11 @@ impl Session {
         let Some(i) = toks.iter().position(|(_, t)| *t == "|") else {
             return Ok((toks, None));
         };
+        // A configuration line (`description a | b`) is taken whole: only a command of the
+        // mode (`do show run | include x`) has an output to filter.
+        if accept_any && !matches!(trie.parse(&toks[..i]), Parse::Match { .. }) {
+            return Ok((toks, None));
+        }
         let Some(&(off, w)) = toks.get(i + 1) else {
             self.error(&p.errors.incomplete, line, None);
             return Err(());
@@ -975,6 +1017,9 @@ impl Session {
             .replace("{ctx}", &self.ctx)
             .replace("{password}", &self.cfg.password)
             .replace("{answer}", answer)
+            .replace("{term_type}", &self.term_type)
+            .replace("{term_length}", &self.page_len.to_string())
+            .replace("{term_width}", &self.width.to_string())
             .replace("{clock}", &clock_line());
         for (i, a) in args.iter().enumerate() {
             s = s.replace(&format!("{{{}}}", i + 1), a);
@@ -1045,6 +1090,11 @@ impl Session {
                 return;
             }
             self.page_len = n;
+        }
+        if let Some(w) = &a.width {
+            if let Ok(n) = self.fill(w, &run.args, &run.answer).parse() {
+                self.width = n;
+            }
         }
         for l in &a.say {
             let mut v = Vec::new();
@@ -1195,16 +1245,57 @@ impl Session {
     }
 }
 
-fn clock_line() -> String {
-    let now = std::time::SystemTime::now()
+/// Days since 1970-01-01 to (year, month 1-12, day), proleptic Gregorian (H. Hinnant).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// `*10:42:17.311 UTC Mon Nov 23 2026`, as IOS prints `show clock` with no NTP.
+pub fn clock_at(t: std::time::SystemTime) -> String {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let now = t
         .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let secs = now.as_secs() % 86400;
+        .unwrap_or(Duration::ZERO);
+    let secs = now.as_secs();
+    let days = (secs / 86_400) as i64;
+    let sod = secs % 86_400;
+    let (y, m, d) = civil_from_days(days);
+    let wd = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][days.rem_euclid(7) as usize];
+    let month = MONTHS[(m as usize).clamp(1, 12) - 1];
     format!(
-        "*{:02}:{:02}:{:02}.{:03} UTC Mon Mar 1 2024",
-        secs / 3600,
-        (secs / 60) % 60,
-        secs % 60,
+        "*{:02}:{:02}:{:02}.{:03} UTC {wd} {month} {d} {y}",
+        sod / 3600,
+        sod % 3600 / 60,
+        sod % 60,
         now.subsec_millis()
     )
+}
+
+fn clock_line() -> String {
+    clock_at(std::time::SystemTime::now())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clock_format_and_date_math() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(19_723), (2024, 1, 1));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+        let t = std::time::UNIX_EPOCH + Duration::from_millis(1_773_325_800_123);
+        assert_eq!(clock_at(t), "*14:30:00.123 UTC Thu Mar 12 2026");
+    }
 }

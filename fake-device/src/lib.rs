@@ -8,24 +8,29 @@
 //!   ([`engine::Session`]: bytes in, bytes out, timers and an end action); no I/O of its own.
 //! * [`line_edit`]: the IOS line editor every command line is read through; the lines the CLI
 //!   acts on are kept in a journal ([`JournalEntry`]).
-//! * Fronts that carry a session over a transport: [`ssh`] (feature `ssh`: russh + tokio, for
-//!   tests, examples and benches only).
+//! * Fronts that carry a session over a transport: [`telnet`] (std threads: `netdev-broker
+//!   demo` and the Telnet tests) and [`ssh`] (feature `ssh`: russh + tokio, for tests, examples
+//!   and benches only).
 //!
 //! Without features the crate uses std threads only and pulls no async runtime, so the product
 //! can link it.
 
+use std::collections::VecDeque;
 use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 
 pub mod engine;
 pub mod line_edit;
 pub mod persona;
 #[cfg(feature = "ssh")]
 pub mod ssh;
+pub mod telnet;
 
 pub use line_edit::{Event as LineEvent, History, LineEditor};
 pub use persona::{persona_names, persona_test, Dialogue, Exchange, PersonaTest};
 #[cfg(feature = "ssh")]
 pub use ssh::{gen_client_key_openssh, gen_host_key_openssh, FakeDevice};
+pub use telnet::{DeviceOptions, TelnetDevice};
 
 /// Behaviour of one fake device.
 #[derive(Clone, Debug)]
@@ -56,6 +61,8 @@ pub struct DeviceConfig {
     pub motd: Option<String>,
     /// Every prompt is written in two separate writes with a short gap (`R1` then `#`).
     pub prompt_split: bool,
+    /// Pause before each output line of a command (a slow device); default zero.
+    pub line_delay: Duration,
     /// Every prompt is wrapped in colour escape codes (`\x1b[1;32m` ... `\x1b[0m`).
     pub ansi_prompt: bool,
     /// Host key: an unencrypted OpenSSH-format private key (`-----BEGIN OPENSSH PRIVATE
@@ -114,6 +121,7 @@ impl Default for DeviceConfig {
             motd: None,
             prompt_split: false,
             ansi_prompt: false,
+            line_delay: Duration::ZERO,
             host_key: None,
             auth: AuthMode::Password,
         }
@@ -132,6 +140,9 @@ pub enum Input {
     Hidden { question: String, text: String },
     /// The key pressed at a `Press any key to continue` screen (`\r` shows as "").
     Key { question: String, text: String },
+    /// A control key the line editor acted on at a prompt: `^Z` (recorded after the line it
+    /// ended, if any) or `^C` (the line is dropped).
+    Control(String),
 }
 
 /// One line a fake device's CLI acted on (the journal).
@@ -145,10 +156,19 @@ pub struct JournalEntry {
 }
 
 /// What every session of a device received: shared by the sessions and the device's handle.
+/// Only the newest [`Log::MAX`] inputs and journal entries are kept.
 #[derive(Debug, Default)]
 pub struct Log {
-    inputs: Mutex<Vec<Input>>,
-    journal: Mutex<Vec<JournalEntry>>,
+    inputs: Mutex<VecDeque<Input>>,
+    journal: Mutex<VecDeque<JournalEntry>>,
+}
+
+fn push_capped<T>(q: &Mutex<VecDeque<T>>, x: T) {
+    let mut q = lock(q);
+    if q.len() >= Log::MAX {
+        q.pop_front();
+    }
+    q.push_back(x);
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -156,23 +176,28 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Log {
+    pub const MAX: usize = 10_000;
+
     pub fn record(&self, input: Input) {
-        lock(&self.inputs).push(input);
+        push_capped(&self.inputs, input);
     }
 
     pub fn journal_push(&self, entry: JournalEntry) {
-        lock(&self.journal).push(entry);
+        push_capped(&self.journal, entry);
     }
 
     /// Every line received, in order: commands and answers to questions as typed; lines typed
     /// at a hidden question (`Password:`) are recorded as `<hidden>`. Empty lines are recorded
-    /// as `""`. Keys pressed at `Press any key` are not lines. [`Log::inputs`] tells commands
+    /// as `""`; Ctrl-Z and Ctrl-C as `^Z` and `^C`. Keys pressed at `Press any key` are not
+    /// lines. [`Log::inputs`] tells commands
     /// and answers apart.
     pub fn lines_received(&self) -> Vec<String> {
         lock(&self.inputs)
             .iter()
             .filter_map(|i| match i {
-                Input::Command(t) | Input::Answer { text: t, .. } => Some(t.clone()),
+                Input::Command(t) | Input::Answer { text: t, .. } | Input::Control(t) => {
+                    Some(t.clone())
+                }
                 Input::Hidden { .. } => Some("<hidden>".to_string()),
                 Input::Key { .. } => None,
             })
@@ -182,7 +207,7 @@ impl Log {
     /// Everything received, in order, telling commands, answers to questions (with the
     /// question), hidden answers (with what arrived) and keys apart.
     pub fn inputs(&self) -> Vec<Input> {
-        lock(&self.inputs).clone()
+        lock(&self.inputs).iter().cloned().collect()
     }
 
     /// The command lines the CLI acted on, in order: each line as the IOS line editor finished
@@ -195,7 +220,7 @@ impl Log {
 
     /// [`Log::journal`] with the persona mode each line was executed in.
     pub fn journal_entries(&self) -> Vec<JournalEntry> {
-        lock(&self.journal).clone()
+        lock(&self.journal).iter().cloned().collect()
     }
 
     /// The answers given to questions so far: (question, answer), hidden ones included with

@@ -189,9 +189,10 @@ pub(crate) struct CommandDef {
 }
 
 /// What a command (or an answer) does. Steps run in this order: `if` (then/else replace the
-/// rest), reject check (when `record`), `paging`, `say`, `hostname`, `record`, `mode`, `ctx`,
+/// rest), reject check (when `record`), `paging`, `width`, `say`, `hostname`, `record`, `mode`, `ctx`,
 /// `run_in`, `builtin`, `ask`. Templates: `{1}`.. (arguments), `{line}`, `{answer}`,
-/// `{hostname}`, `{user}`, `{ctx}`, `{indent}`.
+/// `{hostname}`, `{user}`, `{ctx}`, `{indent}`, `{clock}`, `{term_type}`, `{term_length}`,
+/// `{term_width}`.
 #[derive(Deserialize, Debug, Default)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Action {
@@ -209,6 +210,9 @@ pub(crate) struct Action {
     /// `off`, `on`, or a template giving the page length (0 = off).
     #[serde(default)]
     pub(crate) paging: Option<String>,
+    /// A template giving the terminal width (shown by `{term_width}`).
+    #[serde(default)]
+    pub(crate) width: Option<String>,
     #[serde(default)]
     pub(crate) hostname: Option<String>,
     /// Config lines to record (checked against `reject` first).

@@ -791,6 +791,10 @@ impl Shell {
                 return Ok(());
             }
             if self.s.is_writing() {
+                let d = self.s.line_delay();
+                if !d.is_zero() {
+                    tokio::time::sleep(d).await;
+                }
                 self.drain_nonblocking().await?;
                 self.s.job_step();
                 self.flush().await?;

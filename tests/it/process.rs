@@ -310,7 +310,7 @@ fn demo_prints_commands_that_work() {
             String::from_utf8_lossy(&out.stderr)
         );
         assert!(text.contains("\"mode\": \"enable\""), "{text}");
-        assert!(text.contains("Cisco IOS XE Software"), "{text}");
+        assert!(text.contains("Cisco IOS Software"), "{text}");
         assert!(text.contains("[OK]"), "{text}");
         assert!(text.trim_end().ends_with("204"), "{text}");
     } else {
