@@ -9,8 +9,9 @@
 //! * [`line_edit`]: the IOS line editor every command line is read through; the lines the CLI
 //!   acts on are kept in a journal ([`JournalEntry`]).
 //! * Fronts that carry a session over a transport: [`telnet`] (std threads: `netdev-broker
-//!   demo` and the Telnet tests) and [`ssh`] (feature `ssh`: russh + tokio, for tests, examples
-//!   and benches only).
+//!   demo` and the Telnet tests), [`stdio`] (stdin/stdout: an sshd `ForceCommand`, the bench's
+//!   latency device) and [`ssh`] (feature `ssh`: russh + tokio, for tests, examples and
+//!   benches only).
 //!
 //! Without features the crate uses std threads only and pulls no async runtime, so the product
 //! can link it.
@@ -24,6 +25,7 @@ pub mod line_edit;
 pub mod persona;
 #[cfg(feature = "ssh")]
 pub mod ssh;
+pub mod stdio;
 pub mod telnet;
 
 pub use line_edit::{Event as LineEvent, History, LineEditor};

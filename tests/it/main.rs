@@ -15,6 +15,7 @@ mod platforms;
 mod policy;
 mod process;
 mod soak;
+mod stdio;
 mod support;
 mod telnet;
 mod trust;
