@@ -1,5 +1,5 @@
 //! Run the fake SSH network device (the one the integration tests use) in the foreground, as
-//! any of its platform personas (`tests/fixtures/devices/*.yml`).
+//! any of its platform personas (`fake-device/personas/*.yml`).
 //!
 //! ```text
 //! cargo run --example fake_ssh_device -- --port 2222 \
@@ -12,10 +12,7 @@
 //! Listens on 127.0.0.1 only, with a fresh ed25519 host key on every start. Runs until
 //! Ctrl-C / SIGTERM.
 
-#[path = "../tests/it/fake_ssh.rs"]
-mod fake_ssh;
-
-use fake_ssh::{DeviceConfig, FakeDevice};
+use fake_device::{DeviceConfig, FakeDevice};
 
 const USAGE: &str = "usage: fake_ssh_device [--port N] [--username U] [--password P] \
 [--enable-password E] [--hostname H] [--privileged] [--banner TEXT] [--exec-timeout SECS] \

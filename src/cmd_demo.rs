@@ -2,10 +2,10 @@
 //! Telnet, a random API token, and the curl commands to try. For a newcomer without a switch.
 
 use crate::config::Config;
-use crate::demo::{DeviceOptions, TelnetDevice};
 use crate::error::Error;
 use crate::secret::Secret;
 use crate::server::Broker;
+use fake_device::{DeviceOptions, TelnetDevice};
 use std::net::{SocketAddr, TcpListener};
 
 pub struct DemoArgs {

@@ -13,7 +13,6 @@ pub mod cmd_hash;
 pub mod cmdlog;
 pub mod config;
 pub mod debug;
-pub mod demo;
 pub mod error;
 pub mod http;
 pub mod logging;

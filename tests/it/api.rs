@@ -1,8 +1,8 @@
 //! The HTTP API against the fake SSH device: the seed's walkthrough, status codes, exec
 //! semantics, timeouts, reaper, command log.
 
-use crate::fake_ssh::{DeviceConfig, FakeDevice};
 use crate::support::*;
+use fake_device::{DeviceConfig, FakeDevice};
 use serde_json::json;
 use std::time::{Duration, Instant};
 

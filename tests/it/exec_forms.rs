@@ -3,8 +3,8 @@
 //! pagers answered when paging stays on, CLI keepalive against the device's idle timeout,
 //! device types and the generic profile.
 
-use crate::fake_ssh::{DeviceConfig, FakeDevice};
 use crate::support::*;
+use fake_device::{DeviceConfig, FakeDevice};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 

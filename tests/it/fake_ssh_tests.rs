@@ -1,11 +1,11 @@
-//! Self-tests of the fake SSH device (`fake_ssh.rs`), using libssh2 (the `ssh2` crate) as the
-//! client, like the broker does.
+//! Self-tests of the fake SSH device (the `fake-device` crate's SSH front), using libssh2 (the
+//! `ssh2` crate) as the client, like the broker does.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use crate::fake_ssh::{
+use fake_device::{
     gen_client_key_openssh, gen_host_key_openssh, persona_test, AuthMode, DeviceConfig, FakeDevice,
     Input, PersonaTest,
 };
@@ -1549,7 +1549,7 @@ macro_rules! persona_tests {
             fn fake_every_persona_has_tests() {
                 let mut tested = vec![$(stringify!($name)),*];
                 tested.sort();
-                let mut all = crate::fake_ssh::FakeDevice::persona_names();
+                let mut all = fake_device::FakeDevice::persona_names();
                 all.sort();
                 assert_eq!(tested, all);
             }

@@ -4,8 +4,8 @@
 //! /proc/PID/{task,fd} count the broker alone.
 
 use crate::child::{count_dir, free_port};
-use crate::fake_ssh::{DeviceConfig, FakeDevice};
 use crate::support::*;
+use fake_device::{DeviceConfig, FakeDevice};
 use serde_json::{json, Value};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;

@@ -42,7 +42,7 @@ fn key_file_outside_key_dir_answers_the_same_whether_it_exists_or_not() {
 /// any that reach a message another way (`logging` unit tests).
 #[test]
 fn a_username_with_a_newline_cannot_forge_a_log_line() {
-    use crate::fake_ssh::{DeviceConfig, FakeDevice};
+    use fake_device::{DeviceConfig, FakeDevice};
     const FORGED: &str = "2026-01-01T00:00:00.000Z INFO  [http-conn] dashboard: admin logged in";
     let user = format!("ops\n{FORGED}\r\x1b[2K");
     let dev = FakeDevice::start(DeviceConfig {

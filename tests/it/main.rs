@@ -1,4 +1,4 @@
-//! One integration-test binary (links once). Modules: the fake SSH device, the API suite, and
+//! One integration-test binary (links once). Modules: the self-tests of the fake SSH device (the `fake-device` crate), the API suite, and
 //! the tests that run the real broker binary as a process.
 
 mod abuse;
@@ -6,7 +6,6 @@ mod api;
 mod child;
 mod docs;
 mod exec_forms;
-mod fake_ssh;
 mod fake_ssh_tests;
 mod faults;
 mod hardening;
@@ -16,6 +15,7 @@ mod platforms;
 mod policy;
 mod process;
 mod soak;
+mod stdio;
 mod support;
 mod telnet;
 mod trust;

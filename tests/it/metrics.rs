@@ -1,8 +1,8 @@
 //! `GET /metrics`: token rules, exact numbers after a known sequence of requests, and a strict
 //! check of the text exposition format 0.0.4.
 
-use crate::fake_ssh::{DeviceConfig, FakeDevice};
 use crate::support::*;
+use fake_device::{DeviceConfig, FakeDevice};
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -4,8 +4,8 @@
 //! save, stop_on_error, interactive dialogues, pagers when paging cannot be turned off, and a
 //! hostile login (MOTD full of prompt-like lines, ANSI-coloured prompt split across packets).
 
-use crate::fake_ssh::{persona_test, DeviceConfig, FakeDevice, PersonaTest};
 use crate::support::*;
+use fake_device::{persona_test, DeviceConfig, FakeDevice, PersonaTest};
 use serde_json::{json, Value};
 
 fn ok(r: &Resp) -> Value {

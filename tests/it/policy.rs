@@ -5,9 +5,9 @@
 //! and Telnet, under a deny-list and under an allow-list. The journal must never hold a line
 //! the rules refuse.
 
-use crate::fake_ssh::{DeviceConfig, FakeDevice};
 use crate::support::*;
-use netdev_broker::demo::{DeviceOptions, TelnetDevice};
+use fake_device::{DeviceConfig, FakeDevice};
+use fake_device::{DeviceOptions, TelnetDevice};
 use regex::Regex;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -439,8 +439,8 @@ fn one_small_request_cannot_make_the_broker_hold_much_memory() {
     assert!([404, 422].contains(&r.status), "{}", r.status);
     let at_cap_peak = b.hwm_kb().saturating_sub(base);
 
-    // 40 long outputs (about 2.2 MB each, 90 MB in all) from an 814-byte body.
-    let body = json!({"commands": vec!["show long 100000"; 40], "timeout": 120});
+    // 40 long outputs (40,000 numbered lines: about 2.2 MB each, 90 MB in all) from a short body.
+    let body = json!({"commands": vec!["show long 40000"; 40], "timeout": 120});
     assert!(body.to_string().len() < 1000);
     b.reset_hwm();
     let r = exec(&body);

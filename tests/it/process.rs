@@ -1,7 +1,7 @@
 //! The real binary as a process: CLI, config errors, SIGTERM, and secrets never logged.
 
-use crate::fake_ssh::{DeviceConfig, FakeDevice};
 use crate::support::*;
+use fake_device::{DeviceConfig, FakeDevice};
 use serde_json::json;
 use std::io::Read;
 use std::net::SocketAddr;
@@ -333,7 +333,7 @@ fn demo_prints_commands_that_work() {
             String::from_utf8_lossy(&out.stderr)
         );
         assert!(text.contains("\"mode\": \"enable\""), "{text}");
-        assert!(text.contains("Cisco IOS XE Software"), "{text}");
+        assert!(text.contains("Cisco IOS Software"), "{text}");
         assert!(text.contains("[OK]"), "{text}");
         assert!(text.trim_end().ends_with("204"), "{text}");
     } else {

@@ -13,9 +13,9 @@
 
 use crate::abuse::run_malformed;
 use crate::child::*;
-use crate::fake_ssh::{DeviceConfig, FakeDevice};
 use crate::malformed::{self, Reply};
 use crate::support::*;
+use fake_device::{DeviceConfig, FakeDevice};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};

@@ -2,10 +2,10 @@
 //! rotation, off), key and keyboard-interactive authentication, algorithm lists, the device
 //! allow-list and command rules. Real OpenSSH sshd: tests/external/test_26_openssh.py.
 
-use crate::fake_ssh::{
+use crate::support::*;
+use fake_device::{
     gen_client_key_openssh, gen_host_key_openssh, AuthMode, DeviceConfig, FakeDevice,
 };
-use crate::support::*;
 use serde_json::{json, Value};
 
 fn device(cfg: DeviceConfig) -> FakeDevice {

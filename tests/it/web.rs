@@ -2,8 +2,8 @@
 //! CSRF, the login rate limit (and X-Forwarded-For only from trusted proxies), escaping, close
 //! one and close all. The browser test is tests/browser.
 
-use crate::fake_ssh::{DeviceConfig, FakeDevice};
 use crate::support::*;
+use fake_device::{DeviceConfig, FakeDevice};
 use serde_json::json;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
