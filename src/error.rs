@@ -126,12 +126,32 @@ impl Error {
     }
 }
 
-/// Out of descriptors (EMFILE, ENFILE), memory or threads (ENOMEM, EAGAIN from clone).
-pub fn is_resource_exhaustion(e: &std::io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOMEM) | Some(libc::ENOBUFS)
-    ) || e.kind() == std::io::ErrorKind::OutOfMemory
+pub use crate::util::is_resource_exhaustion;
+
+impl From<crate::transport::ConnectError> for Error {
+    fn from(e: crate::transport::ConnectError) -> Error {
+        use crate::transport::ConnectError as C;
+        match e {
+            C::NotAllowed { .. } => Error::Forbidden(e.to_string()),
+            C::TimedOut { .. } => Error::OpenTimeout(e.to_string()),
+            C::Local {
+                ref context,
+                ref source,
+            } => Error::local_io(context, source),
+            C::Auth { .. } | C::KeyFile { .. } => Error::DeviceAuth(e.to_string()),
+            C::Algorithm { field, message } => {
+                Error::validation(vec![json!("body"), json!(field)], message, "value_error")
+            }
+            C::Library { .. } => Error::Internal(e.to_string()),
+            C::Resolve { .. }
+            | C::NoAddress { .. }
+            | C::Tcp { .. }
+            | C::Socket { .. }
+            | C::Ssh { .. }
+            | C::HostKey { .. }
+            | C::NoSsh => Error::Connect(e.to_string()),
+        }
+    }
 }
 
 impl fmt::Display for Error {

@@ -124,3 +124,11 @@ mod tests {
         assert_ne!(a, b);
     }
 }
+
+/// Out of descriptors (EMFILE, ENFILE), memory or threads (ENOMEM, EAGAIN from clone).
+pub fn is_resource_exhaustion(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOMEM) | Some(libc::ENOBUFS)
+    ) || e.kind() == std::io::ErrorKind::OutOfMemory
+}

@@ -511,7 +511,7 @@ fn session_main(reg: Arc<Registry>, id: String, req: OpenRequest, reply: OpenRep
         let (transport, login): (Box<dyn Transport>, _) = match req.protocol {
             // A build without the `ssh` feature (the fuzz targets') cannot open SSH sessions.
             #[cfg(not(feature = "ssh"))]
-            Protocol::Ssh => return Err(Error::Connect("this build has no SSH transport".into())),
+            Protocol::Ssh => return Err(crate::transport::ConnectError::NoSsh.into()),
             #[cfg(feature = "ssh")]
             Protocol::Ssh => {
                 let params = SshParams {
