@@ -14,7 +14,8 @@ pub mod cmdlog;
 pub mod config;
 pub mod debug;
 pub mod demo;
-pub mod error;
+/// The API's error table (`api/error.rs`); `config` and the CLI still use its `Config` variant.
+pub use api::error;
 pub mod http;
 pub mod logging;
 pub mod mask;

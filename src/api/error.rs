@@ -1,5 +1,9 @@
-//! The one error type of the broker, and the one place that decides the HTTP status of each error.
+//! The one table from every error a client can be answered with (the API's own, and the
+//! layers' `OpenError`, `ExecError`, `ConnectError`) to its HTTP status, its FastAPI-shaped JSON
+//! body and its metrics `result` label. Nothing else decides a status for an error. This module
+//! depends on no other part of `api/` (so `http.rs` may use it without knowing routes).
 
+use crate::session::{ExecError, OpenError};
 use serde_json::{json, Map, Value};
 use std::fmt;
 
@@ -90,6 +94,30 @@ impl Error {
         }
     }
 
+    /// The `result` label of the opens and execs counters.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Error::Unauthorized | Error::DeviceAuth(_) => "auth_failed",
+            Error::Forbidden(_) => "forbidden",
+            Error::SessionNotFound | Error::RouteNotFound => "not_found",
+            Error::Busy => "busy",
+            Error::SessionDead(_) => "session_dead",
+            Error::PayloadTooLarge(_) => "too_large",
+            Error::Validation(_) => "invalid",
+            Error::Connect(_) => "connect_error",
+            Error::Capacity(_) => "refused_full",
+            Error::OpenTimeout(_) => "timeout",
+            Error::WithFields(inner, _) => inner.label(),
+            Error::MethodNotAllowed(_)
+            | Error::Exec(_)
+            | Error::Internal(_)
+            | Error::Config(_)
+            | Error::BadRequest(_)
+            | Error::UnknownHost(_)
+            | Error::HeadersTooLarge => "error",
+        }
+    }
+
     /// JSON body: `{"detail": ...}` as FastAPI sends it.
     pub fn body(&self) -> Value {
         match self {
@@ -127,6 +155,43 @@ impl Error {
 }
 
 pub use crate::util::is_resource_exhaustion;
+
+impl From<OpenError> for Error {
+    fn from(e: OpenError) -> Error {
+        match e {
+            OpenError::Connect(c) => c.into(),
+            OpenError::NoPrompt(m) => Error::OpenTimeout(m),
+            OpenError::Lost(m) => Error::Connect(m),
+            OpenError::LoginRefused(m) | OpenError::EnableRefused(m) => Error::DeviceAuth(m),
+            OpenError::Refused(m) => Error::Forbidden(m),
+            OpenError::Platform(m) => Error::Internal(m),
+            OpenError::OpenThread(ref source) => {
+                Error::local_io("cannot start a thread for the open", source)
+            }
+            OpenError::ShuttingDown
+            | OpenError::SessionLimit { .. }
+            | OpenError::SessionThread(_) => Error::Capacity(e.to_string()),
+            OpenError::NoRandomness(_) | OpenError::Panicked => Error::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<ExecError> for Error {
+    fn from(e: ExecError) -> Error {
+        match e {
+            ExecError::NotFound => Error::SessionNotFound,
+            ExecError::Busy => Error::Busy,
+            ExecError::Dead(m) | ExecError::Closed(m) => Error::SessionDead(m),
+            ExecError::TimedOut(m) | ExecError::Desynced(m) | ExecError::DeviceFailed(m) => {
+                Error::Exec(m)
+            }
+            ExecError::Refused(m) => Error::Forbidden(m),
+            ExecError::NoConfigMode { .. } | ExecError::NoSave { .. } => {
+                Error::BadRequest(e.to_string())
+            }
+        }
+    }
+}
 
 impl From<crate::transport::ConnectError> for Error {
     fn from(e: crate::transport::ConnectError) -> Error {
@@ -215,6 +280,139 @@ mod tests {
         ];
         for (e, s) in cases {
             assert_eq!(e.status(), s, "{e:?}");
+        }
+    }
+
+    /// The labels the metrics had when they were derived from statuses: the label is a
+    /// function of the status, as before.
+    #[test]
+    fn labels_follow_the_statuses() {
+        let cases: Vec<Error> = vec![
+            Error::Unauthorized,
+            Error::DeviceAuth("x".into()),
+            Error::Forbidden("x".into()),
+            Error::OpenTimeout("x".into()),
+            Error::Connect("x".into()),
+            Error::SessionNotFound,
+            Error::RouteNotFound,
+            Error::MethodNotAllowed(&["GET"]),
+            Error::SessionDead("x".into()),
+            Error::Busy,
+            Error::Exec("x".into()),
+            Error::WithFields(Box::new(Error::Busy), Map::new()),
+            Error::validation(vec![], "m", "t"),
+            Error::BadRequest("x".into()),
+            Error::UnknownHost("x".into()),
+            Error::PayloadTooLarge(1),
+            Error::HeadersTooLarge,
+            Error::Capacity("x".into()),
+            Error::Config("x".into()),
+            Error::Internal("x".into()),
+        ];
+        for e in cases {
+            let by_status = match e.status() {
+                401 => "auth_failed",
+                403 => "forbidden",
+                404 => "not_found",
+                409 => "busy",
+                410 => "session_dead",
+                413 => "too_large",
+                422 => "invalid",
+                502 => "connect_error",
+                503 => "refused_full",
+                504 => "timeout",
+                _ => "error",
+            };
+            assert_eq!(e.label(), by_status, "{e:?}");
+        }
+    }
+
+    /// Layer errors reach the client with the status and detail they had before the layers
+    /// had their own types.
+    #[test]
+    fn layer_errors_keep_their_status_and_detail() {
+        use crate::transport::ConnectError as C;
+        let io = || std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let cases: Vec<(Error, u16, &str)> = vec![
+            (
+                C::NotAllowed {
+                    host: "h".into(),
+                    addresses: vec!["10.0.0.1".parse().unwrap()],
+                }
+                .into(),
+                403,
+                "Forbidden: h (10.0.0.1) is not in allowed_hosts",
+            ),
+            (
+                C::timed_out("TCP connect", "h").into(),
+                504,
+                "Connection timed out: TCP connect to h did not complete in time",
+            ),
+            (
+                C::NoAddress { host: "h".into() }.into(),
+                502,
+                "Connection error: h: name resolved to no address",
+            ),
+            (
+                C::Algorithm {
+                    field: "kex",
+                    message: "no usable algorithm in the list".into(),
+                }
+                .into(),
+                422,
+                "",
+            ),
+            (
+                OpenError::Connect(C::Auth {
+                    message: "h rejected the credentials".into(),
+                    source: None,
+                })
+                .into(),
+                401,
+                "Authentication failed: h rejected the credentials",
+            ),
+            (
+                OpenError::SessionLimit { max: 3 }.into(),
+                503,
+                "Session limit reached (max_sessions = 3)",
+            ),
+            (
+                OpenError::OpenThread(io()).into(),
+                500,
+                "Internal error: cannot start a thread for the open: connection refused",
+            ),
+            (ExecError::NotFound.into(), 404, "Session not found"),
+            (
+                ExecError::Busy.into(),
+                409,
+                "Session is busy (concurrent exec in progress)",
+            ),
+            (
+                ExecError::Closed("gone".into()).into(),
+                410,
+                "Session connection is dead: gone",
+            ),
+            (ExecError::TimedOut("slow".into()).into(), 500, "slow"),
+            (ExecError::Refused("no".into()).into(), 403, "Forbidden: no"),
+            (
+                ExecError::NoSave {
+                    platform: "p".into(),
+                }
+                .into(),
+                400,
+                "Bad request: platform p has no save command",
+            ),
+        ];
+        for (e, status, detail) in cases {
+            assert_eq!(e.status(), status, "{e:?}");
+            if status == 422 {
+                assert_eq!(
+                    e.body(),
+                    json!({"detail": [{"type": "value_error", "loc": ["body", "kex"], "msg": "no usable algorithm in the list"}]})
+                );
+            } else {
+                assert_eq!(e.body()["detail"], detail, "{e:?}");
+            }
         }
     }
 
