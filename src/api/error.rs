@@ -416,6 +416,54 @@ mod tests {
         }
     }
 
+    /// The layers below `api/` know no HTTP: they name neither this table nor `http.rs`, build
+    /// no FastAPI body locations and ask no error for a status.
+    #[test]
+    fn no_layer_below_api_knows_http() {
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let layers = [
+            "transport",
+            "session",
+            "channel",
+            "platform",
+            "trust.rs",
+            "metrics.rs",
+        ];
+        let forbidden = [
+            "crate::error",
+            "crate::api",
+            "crate::http",
+            "FieldError",
+            "json!(\"body\")",
+            ".status()",
+        ];
+        let mut files = Vec::new();
+        let mut todo: Vec<_> = layers.iter().map(|l| src.join(l)).collect();
+        while let Some(p) = todo.pop() {
+            if p.is_dir() {
+                for e in std::fs::read_dir(&p).unwrap() {
+                    todo.push(e.unwrap().path());
+                }
+            } else if p.extension().is_some_and(|e| e == "rs") {
+                files.push(p);
+            }
+        }
+        assert!(files.len() > 10, "{files:?}");
+        for f in files {
+            let text = std::fs::read_to_string(&f).unwrap();
+            for (n, line) in text.lines().enumerate() {
+                for bad in forbidden {
+                    assert!(
+                        !line.contains(bad),
+                        "{}:{}: {bad:?} below api/: {line}",
+                        f.display(),
+                        n + 1
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn validation_body_has_fastapi_shape() {
         let e = Error::validation(
