@@ -60,6 +60,8 @@ pub fn run(mut a: TelnetDebug) -> i32 {
     ) {
         Ok(t) => t,
         Err(e) => {
+            // As a client would see it: the status and detail of the API's table.
+            let e = crate::api::error::Error::from(e);
             say(&format!("[stop] connecting failed ({}): {e}", e.status()));
             return 1;
         }
@@ -99,6 +101,7 @@ pub fn run(mut a: TelnetDebug) -> i32 {
             0
         }
         Err(e) => {
+            let e = crate::api::error::Error::from(e);
             say(&format!("[stop] {} ({})", e, e.status()));
             1
         }

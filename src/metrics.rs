@@ -2,7 +2,6 @@
 //! 0.0.4. Every label value is one of a small fixed set (route templates, result names, status
 //! codes): never a path, a session id, a host or any other free-form string.
 
-use crate::error::Error;
 use crate::session::Registry;
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
@@ -47,25 +46,6 @@ impl CloseReason {
             CloseReason::Dashboard => "closed from the dashboard",
             CloseReason::Shutdown => "broker shutting down",
         }
-    }
-}
-
-/// The result label of an open or an exec, from the error's status (the one mapping in
-/// src/error.rs), so a new error variant needs no change here.
-pub fn result_label(r: Result<(), &Error>) -> &'static str {
-    let Err(e) = r else { return "ok" };
-    match e.status() {
-        401 => "auth_failed",
-        403 => "forbidden",
-        404 => "not_found",
-        409 => "busy",
-        410 => "session_dead",
-        413 => "too_large",
-        422 => "invalid",
-        502 => "connect_error",
-        503 => "refused_full",
-        504 => "timeout",
-        _ => "error",
     }
 }
 
@@ -115,20 +95,18 @@ impl Metrics {
         }
     }
 
-    pub fn session_opened(&self, protocol: &'static str, r: Result<(), &Error>) {
-        *self
-            .opens
-            .lock()
-            .entry((protocol, result_label(r)))
-            .or_default() += 1;
+    /// Count an open's answer; `result` is "ok" or the error's label (`api::error`).
+    pub fn session_opened(&self, protocol: &'static str, result: &'static str) {
+        *self.opens.lock().entry((protocol, result)).or_default() += 1;
     }
 
     pub fn session_closed(&self, reason: CloseReason) {
         *self.closes.lock().entry(reason.label()).or_default() += 1;
     }
 
-    pub fn exec_done(&self, r: Result<(), &Error>, took: Duration) {
-        *self.execs.lock().entry(result_label(r)).or_default() += 1;
+    /// Count an exec's answer; `result` is "ok" or the error's label (`api::error`).
+    pub fn exec_done(&self, result: &'static str, took: Duration) {
+        *self.execs.lock().entry(result).or_default() += 1;
         let s = took.as_secs_f64();
         let mut h = self.exec_duration.lock();
         let i = EXEC_BUCKETS
@@ -347,40 +325,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn results_follow_the_status_mapping() {
-        assert_eq!(result_label(Ok(())), "ok");
-        assert_eq!(
-            result_label(Err(&Error::DeviceAuth("x".into()))),
-            "auth_failed"
-        );
-        assert_eq!(
-            result_label(Err(&Error::OpenTimeout("x".into()))),
-            "timeout"
-        );
-        assert_eq!(
-            result_label(Err(&Error::Connect("x".into()))),
-            "connect_error"
-        );
-        assert_eq!(
-            result_label(Err(&Error::Forbidden("x".into()))),
-            "forbidden"
-        );
-        assert_eq!(
-            result_label(Err(&Error::Capacity("x".into()))),
-            "refused_full"
-        );
-        assert_eq!(
-            result_label(Err(&Error::validation(vec![], "m", "t"))),
-            "invalid"
-        );
-        assert_eq!(result_label(Err(&Error::Internal("x".into()))), "error");
-    }
-
-    #[test]
     fn histogram_buckets_are_upper_bounds() {
         let m = Metrics::new();
-        m.exec_done(Ok(()), Duration::from_millis(5));
-        m.exec_done(Ok(()), Duration::from_secs(100));
+        m.exec_done("ok", Duration::from_millis(5));
+        m.exec_done("ok", Duration::from_secs(100));
         let h = m.exec_duration.lock();
         assert_eq!(h.counts[0], 1);
         assert_eq!(h.counts[EXEC_BUCKETS.len()], 1);

@@ -2,7 +2,7 @@
 //! the SSH algorithm lists (modern by default, legacy SHA-1 only on request), the device
 //! allow-list, and the command allow/deny rules. Pure logic plus one file; no sockets.
 
-use crate::error::Error;
+use crate::transport::ConnectError;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
 use base64::Engine;
 use ipnet::IpNet;
@@ -403,15 +403,15 @@ impl KnownHosts {
         }
     }
 
-    fn entries(path: &Path) -> Result<Vec<Entry>, Error> {
+    fn entries(path: &Path) -> Result<Vec<Entry>, ConnectError> {
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => {
-                return Err(Error::local_io(
-                    &format!("cannot read {}", path.display()),
-                    &e,
-                ))
+            Err(source) => {
+                return Err(ConnectError::Local {
+                    context: format!("cannot read {}", path.display()),
+                    source,
+                })
             }
         };
         let mut out = Vec::new();
@@ -465,7 +465,7 @@ impl KnownHosts {
         port: u16,
         blob: &[u8],
         policy: HostKeyPolicy,
-    ) -> Result<HostKeySeen, Error> {
+    ) -> Result<HostKeySeen, ConnectError> {
         let name = host_entry_name(host, port);
         let key_type = blob_type(blob).unwrap_or_else(|| "unknown".into());
         let fp = fingerprint(blob);
@@ -488,11 +488,13 @@ impl KnownHosts {
             .iter()
             .any(|e| e.key_type == key_type && e.blob == blob)
         {
-            return Err(Error::Connect(format!(
+            return Err(ConnectError::HostKey {
+                message: format!(
                 "host key for {name} is revoked: known_hosts ({}) marks {key_type} {fp} @revoked; \
                  the device may be using a stolen key",
                 self.path.display()
-            )));
+            ),
+            });
         }
         if mine
             .iter()
@@ -503,40 +505,40 @@ impl KnownHosts {
         // Only an entry of the same key type can be contradicted; an entry of another type
         // (the host also has an ECDSA key) is not a mismatch.
         if let Some(old) = mine.iter().find(|e| e.key_type == key_type) {
-            return Err(Error::Connect(format!(
+            return Err(ConnectError::HostKey { message: format!(
                 "host key mismatch for {name}: known_hosts ({}) has {key_type} {}, the device presented {key_type} {fp}. \
                  The key was not replaced; if the device was really re-keyed, remove the old line \
                  (ssh-keygen -R '{name}' -f {}) and connect again",
                 self.path.display(),
                 fingerprint(&old.blob),
                 self.path.display()
-            )));
+            ) });
         }
         let other_types: Vec<&str> = mine.iter().map(|e| e.key_type.as_str()).collect();
         if !other_types.is_empty() {
             // Known types are offered first, so a device that still had its known key would
             // have shown it. Only another type now: re-keyed, or not the same device. Never
             // learn that silently.
-            return Err(Error::Connect(format!(
+            return Err(ConnectError::HostKey { message: format!(
                 "host key mismatch for {name}: known_hosts ({}) has {} for it, the device presented only {key_type} {fp}. \
                  The key was not recorded; if the device was really re-keyed, remove the old line \
                  (ssh-keygen -R '{name}' -f {}) and connect again",
                 self.path.display(),
                 other_types.join(", "),
                 self.path.display()
-            )));
+            ) });
         }
         if policy == HostKeyPolicy::Strict {
-            return Err(Error::Connect(format!(
-                "host key for {name} is not known (host_key_policy strict): {key_type} {fp}"
-            )));
+            return Err(ConnectError::HostKey {
+                message: format!(
+                    "host key for {name} is not known (host_key_policy strict): {key_type} {fp}"
+                ),
+            });
         }
         let line = format!("{name} {key_type} {}\n", encode_blob(blob));
-        self.append(&line).map_err(|e| {
-            Error::local_io(
-                &format!("cannot record the host key in {}", self.path.display()),
-                &e,
-            )
+        self.append(&line).map_err(|source| ConnectError::Local {
+            context: format!("cannot record the host key in {}", self.path.display()),
+            source,
         })?;
         log::info!("{name}: new host key recorded: {key_type} {fp}");
         Ok(seen("recorded"))
@@ -664,7 +666,7 @@ mod tests {
                 && m.contains(&fingerprint(&b)),
             "{m}"
         );
-        assert_eq!(err.status(), 502);
+        assert!(matches!(err, ConnectError::HostKey { .. }), "{err:?}");
         // Another port is another host.
         assert_eq!(
             kh.verify("10.0.0.1", 22, &b, HostKeyPolicy::AcceptNew)
@@ -847,7 +849,7 @@ mod tests {
             for host in ["10.0.0.1", "sw1.lab"] {
                 let err = kh.verify(host, 22, &a, policy).unwrap_err();
                 assert!(err.to_string().contains("revoked"), "{host}: {err}");
-                assert_eq!(err.status(), 502);
+                assert!(matches!(err, ConnectError::HostKey { .. }), "{err:?}");
             }
             // Through a hashed name too (10.0.0.1).
             let err = kh.verify("10.0.0.1", 22, &b, policy).unwrap_err();

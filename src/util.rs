@@ -79,6 +79,14 @@ pub fn connection_cap(configured: usize, nofile: u64) -> usize {
     configured.min(usize::try_from(allowed).unwrap_or(usize::MAX))
 }
 
+/// Out of descriptors (EMFILE, ENFILE), memory or threads (ENOMEM, EAGAIN from clone).
+pub fn is_resource_exhaustion(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOMEM) | Some(libc::ENOBUFS)
+    ) || e.kind() == std::io::ErrorKind::OutOfMemory
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,6 +3,7 @@
 //! are handed to the session thread together with the way back to the client.
 
 mod docs;
+pub mod error;
 mod host;
 pub mod wire;
 
@@ -12,7 +13,7 @@ use crate::error::Error;
 use crate::http::{Handler, Request, Responder, Response};
 use crate::platform;
 use crate::secret::Secret;
-use crate::session::{ConfigJob, ExecJob, ExecReport, OpenRequest, Protocol, Registry};
+use crate::session::{ConfigJob, ExecError, ExecJob, ExecReport, OpenRequest, Protocol, Registry};
 use crate::trust::{Algorithms, HostKeyPolicy, HostList};
 use parking_lot::RwLock;
 use serde_json::{json, Value};
@@ -292,8 +293,8 @@ impl Api {
         }
     }
 
-    /// An open refused before it reaches the registry is counted here; the registry counts
-    /// every other answer.
+    /// Every answer of an open is counted here: one refused here now, the others when the
+    /// registry or the session thread calls the reply.
     fn open(
         &self,
         req: &Request,
@@ -310,7 +311,7 @@ impl Api {
             };
             self.registry
                 .metrics()
-                .session_opened(protocol.name(), Err(e));
+                .session_opened(protocol.name(), e.label());
         }
         r
     }
@@ -384,9 +385,14 @@ impl Api {
         let responder = slot
             .take()
             .ok_or_else(|| Error::Internal("responder already used".into()))?;
+        let metrics = self.registry.metrics().clone();
+        let protocol = open.protocol.name();
         self.registry.open(
             open,
             Box::new(move |r| {
+                let r = r.map_err(Error::from);
+                let label = r.as_ref().map_or_else(Error::label, |_| "ok");
+                metrics.session_opened(protocol, label);
                 responder.send(match r {
                     Ok(info) => Response::json(201, &wire::opened_json(&info)),
                     Err(e) => error_response(&e),
@@ -408,7 +414,9 @@ impl Api {
         let started = Instant::now();
         let r = self.exec_checked(id, req, slot, started, live);
         if let Err(e) = &r {
-            self.registry.metrics().exec_done(Err(e), started.elapsed());
+            self.registry
+                .metrics()
+                .exec_done(e.label(), started.elapsed());
         }
         r
     }
@@ -442,16 +450,10 @@ impl Api {
                 lines: b.config.unwrap_or_default(),
                 save: b.save,
             }),
-            reply: Box::new(move |r: Result<ExecReport, Error>| {
-                let result = match &r {
-                    Ok(ExecReport { failure: None, .. }) => Ok(()),
-                    Ok(ExecReport {
-                        failure: Some(f), ..
-                    }) => Err(&f.error),
-                    Err(e) => Err(e),
-                };
-                metrics.exec_done(result, started.elapsed());
-                responder.send(exec_response(r))
+            reply: Box::new(move |r: Result<ExecReport, ExecError>| {
+                let response = exec_response(r);
+                metrics.exec_done(response.1, started.elapsed());
+                responder.send(response.0)
             }),
         };
         self.registry.exec(id, job);
@@ -505,13 +507,14 @@ fn check_config_support(profile: &str, config: bool, save: bool) -> Result<(), E
     ))
 }
 
-fn exec_response(r: Result<ExecReport, Error>) -> Response {
-    match r {
-        Err(e) => error_response(&e),
+/// The answer to an exec and its metrics `result` label.
+fn exec_response(r: Result<ExecReport, ExecError>) -> (Response, &'static str) {
+    let e = match r {
+        Err(e) => Error::from(e),
         Ok(ExecReport {
             results,
             failure: None,
-        }) => Response::json_body(200, wire::exec_answer(&results)),
+        }) => return (Response::json_body(200, wire::exec_answer(&results)), "ok"),
         Ok(ExecReport {
             results,
             failure: Some(f),
@@ -519,7 +522,8 @@ fn exec_response(r: Result<ExecReport, Error>) -> Response {
             let mut extra = wire::exec_json(&results);
             extra.insert("command".into(), json!(f.command));
             extra.insert("partial_output".into(), json!(f.partial));
-            error_response(&Error::WithFields(Box::new(f.error), extra))
+            Error::WithFields(Box::new(f.error.into()), extra)
         }
-    }
+    };
+    (error_response(&e), e.label())
 }

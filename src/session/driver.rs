@@ -2,10 +2,10 @@
 //! command and tell where its output ends, and how to leave. Everything platform-specific comes
 //! from the [`Platform`] table.
 
+use super::error::OpenError;
 use crate::channel::typed::Step;
 use crate::channel::Pat;
 use crate::channel::{matcher, Acc, Channel, ReadFail};
-use crate::error::Error;
 use crate::platform::{Answer, Platform};
 use crate::secret::Secret;
 use regex::Regex;
@@ -141,15 +141,15 @@ const NO_BREAK_WAIT: Duration = Duration::from_millis(500);
 /// Newlines sent at open to make sure the prompt found is the device's, not a banner line.
 const PROMPT_CONFIRMATIONS: usize = 3;
 
-fn open_fail(what: &str, host: &str, f: ReadFail, acc: &Acc) -> Error {
+fn open_fail(what: &str, host: &str, f: ReadFail, acc: &Acc) -> OpenError {
     match f {
-        ReadFail::Timeout => Error::OpenTimeout(format!(
+        ReadFail::Timeout => OpenError::NoPrompt(format!(
             "{what} on {host}: no prompt before the deadline (last line received: {:?})",
             acc.waiting_line()
         )),
-        ReadFail::Closed(m) => Error::Connect(format!("{what} on {host}: {m}")),
-        ReadFail::Cancelled => Error::Connect(format!("{what} on {host}: cancelled")),
-        ReadFail::Refused(m) => Error::Forbidden(format!("{what} on {host}: {m}")),
+        ReadFail::Closed(m) => OpenError::Lost(format!("{what} on {host}: {m}")),
+        ReadFail::Cancelled => OpenError::Lost(format!("{what} on {host}: cancelled")),
+        ReadFail::Refused(m) => OpenError::Refused(format!("{what} on {host}: {m}")),
     }
 }
 
@@ -209,7 +209,7 @@ impl Driver {
         chan: Channel,
         platform: &'static Platform,
         o: &OpenOptions,
-    ) -> Result<Driver, Error> {
+    ) -> Result<Driver, OpenError> {
         let (host, deadline) = (o.host, o.deadline);
         let mut d = Driver {
             chan,
@@ -240,7 +240,8 @@ impl Driver {
         };
         pats.extend(platform.login.iter().map(|a| Pat::Search(&a.expect)));
         let (mut answered, mut users, mut passwords) = (0, 0, 0);
-        let refused = |why: String| Error::DeviceAuth(format!("{host} rejected the login: {why}"));
+        let refused =
+            |why: String| OpenError::LoginRefused(format!("{host} rejected the login: {why}"));
         loop {
             let hit = d
                 .chan
@@ -293,7 +294,7 @@ impl Driver {
                         .note(&format!("[match] login question {:?}", a.expect.as_str()));
                     answered += 1;
                     if answered > MAX_LOGIN_ANSWERS {
-                        return Err(Error::Connect(format!(
+                        return Err(OpenError::Lost(format!(
                             "{host}: still asking questions after {MAX_LOGIN_ANSWERS} answers (last line {line:?})"
                         )));
                     }
@@ -354,18 +355,18 @@ impl Driver {
                     }
                 }
                 Err(CmdFail::Timeout { .. }) | Err(CmdFail::Desynced { .. }) => {
-                    return Err(Error::OpenTimeout(format!(
+                    return Err(OpenError::NoPrompt(format!(
                         "{host}: no prompt after {cmd:?} before the deadline"
                     )));
                 }
                 Err(CmdFail::Closed { reason, .. }) => {
-                    return Err(Error::Connect(format!("{host}: {reason}")))
+                    return Err(OpenError::Lost(format!("{host}: {reason}")))
                 }
                 Err(CmdFail::Cancelled { .. }) => {
-                    return Err(Error::Connect(format!("{host}: cancelled")))
+                    return Err(OpenError::Lost(format!("{host}: cancelled")))
                 }
                 Err(CmdFail::Refused { why, .. }) => {
-                    return Err(Error::Forbidden(format!("{host}: {why}")))
+                    return Err(OpenError::Refused(format!("{host}: {why}")))
                 }
             }
         }
@@ -380,7 +381,7 @@ impl Driver {
         what: &str,
         host: &str,
         deadline: Instant,
-    ) -> Result<String, Error> {
+    ) -> Result<String, OpenError> {
         let mut acc = Acc::new(OPEN_OUTPUT_CAP);
         let pats = [Pat::Line(&self.platform.generic_prompt)];
         let r = self.chan.send(data, step, deadline).and_then(|_| {
@@ -404,16 +405,16 @@ impl Driver {
     }
 
     /// Learn the hostname part of the prompt and the mode from a prompt line.
-    fn learn(&mut self, line: &str) -> Result<(), Error> {
+    fn learn(&mut self, line: &str) -> Result<(), OpenError> {
         let base = self
             .platform
             .prompt_base(line)
             .map(str::to_string)
-            .ok_or_else(|| Error::Connect(format!("cannot make out the prompt in {line:?}")))?;
+            .ok_or_else(|| OpenError::Lost(format!("cannot make out the prompt in {line:?}")))?;
         self.prompt = self
             .platform
             .learned_prompt(&base)
-            .map_err(Error::Internal)?;
+            .map_err(OpenError::Platform)?;
         self.base = base;
         self.mode = self.platform.mode_of(line).unwrap_or("unknown").to_string();
         Ok(())
@@ -438,7 +439,7 @@ impl Driver {
         secret: Option<&Secret>,
         level: Option<u8>,
         deadline: Instant,
-    ) -> Result<(), Error> {
+    ) -> Result<(), OpenError> {
         let Some(en) = &self.platform.enable else {
             return Ok(());
         };
@@ -504,7 +505,7 @@ impl Driver {
         let text = matcher::clean(&acc.kept);
         let failure = en.failures.iter().find(|f| text.contains(f.as_str()));
         if rejected || (secret.is_some_and(|s| !s.is_empty()) && self.mode != en.mode) {
-            return Err(Error::DeviceAuth(format!(
+            return Err(OpenError::EnableRefused(format!(
                 "{host} refused the enable password{}",
                 failure.map(|f| format!(" ({f})")).unwrap_or_default()
             )));

@@ -5,7 +5,7 @@ use super::*;
 use crate::platform::lookup;
 use crate::transport::scripted::{step, Scripted, Step};
 
-fn driver(platform: &str, greeting: &[&[u8]], steps: Vec<Step>) -> Result<Driver, Error> {
+fn driver(platform: &str, greeting: &[&[u8]], steps: Vec<Step>) -> Result<Driver, OpenError> {
     let t = Scripted::new(greeting, steps);
     let p = lookup(platform).unwrap();
     Driver::open(
@@ -404,7 +404,7 @@ fn a_device_that_prints_no_line_break_before_its_prompt_still_opens() {
     );
 }
 
-fn telnet_open(greeting: &[&[u8]], steps: Vec<Step>) -> Result<Driver, Error> {
+fn telnet_open(greeting: &[&[u8]], steps: Vec<Step>) -> Result<Driver, OpenError> {
     let t = Scripted::new(greeting, steps);
     let pw = Secret::new("s3cret");
     Driver::open(
@@ -468,7 +468,7 @@ fn telnet_login_refusals_are_401() {
             step("s3cret\n", &[reply]),
         ];
         match telnet_open(&[b"Username: "], steps) {
-            Err(e @ Error::DeviceAuth(_)) => assert!(e.to_string().contains(want), "{e}"),
+            Err(e @ OpenError::LoginRefused(_)) => assert!(e.to_string().contains(want), "{e}"),
             Err(e) => panic!("{want}: {e}"),
             Ok(_) => panic!("{want}: logged in"),
         }
@@ -476,7 +476,7 @@ fn telnet_login_refusals_are_401() {
     // Nothing at all: 504.
     assert!(matches!(
         telnet_open(&[], vec![]),
-        Err(Error::OpenTimeout(_))
+        Err(OpenError::NoPrompt(_))
     ));
 }
 

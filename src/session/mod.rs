@@ -2,11 +2,13 @@
 //! The registry holds only handles: metadata, flags and the sender of the session's inbox.
 
 pub mod driver;
+mod error;
+
+pub use error::{ExecError, OpenError};
 
 use crate::channel::typed::Step;
 use crate::channel::Channel;
 use crate::cmdlog::{CmdLog, Entry};
-use crate::error::Error;
 use crate::mask::Masker;
 use crate::metrics::{CloseReason, Metrics};
 use crate::platform::Platform;
@@ -156,13 +158,13 @@ pub struct ExecReport {
 }
 
 pub struct ExecFailure {
-    pub error: Error,
+    pub error: ExecError,
     pub command: String,
     pub partial: String,
 }
 
-pub type ExecReply = Box<dyn FnOnce(Result<ExecReport, Error>) + Send>;
-pub type OpenReply = Box<dyn FnOnce(Result<SessionInfo, Error>) + Send>;
+pub type ExecReply = Box<dyn FnOnce(Result<ExecReport, ExecError>) + Send>;
+pub type OpenReply = Box<dyn FnOnce(Result<SessionInfo, OpenError>) + Send>;
 
 pub struct ExecJob {
     pub items: Vec<ExecItem>,
@@ -262,32 +264,22 @@ impl Registry {
     /// Start opening a session on its own thread; `reply` is called from that thread when the
     /// session is up (after it is registered) or failed. Capacity errors are returned at once.
     pub fn open(self: &Arc<Self>, req: OpenRequest, reply: OpenReply) {
-        // Every answer of an open is counted here, whichever path gives it.
-        let metrics = self.settings.metrics.clone();
-        let protocol = req.protocol.name();
-        let reply: OpenReply = Box::new(move |r| {
-            metrics.session_opened(protocol, r.as_ref().map(|_| ()));
-            reply(r)
-        });
         if self.shutting_down.load(Ordering::SeqCst) {
-            return reply(Err(Error::Capacity("The broker is shutting down".into())));
+            return reply(Err(OpenError::ShuttingDown));
         }
         // Reserve a slot: sessions plus those being opened never exceed max_sessions.
         let opening = self.opening.fetch_add(1, Ordering::SeqCst) + 1;
         if self.len() + opening > self.settings.max_sessions {
             self.opening.fetch_sub(1, Ordering::SeqCst);
-            return reply(Err(Error::Capacity(format!(
-                "Session limit reached (max_sessions = {})",
-                self.settings.max_sessions
-            ))));
+            return reply(Err(OpenError::SessionLimit {
+                max: self.settings.max_sessions,
+            }));
         }
         let id = match random_id() {
             Ok(id) => id,
             Err(e) => {
                 self.opening.fetch_sub(1, Ordering::SeqCst);
-                return reply(Err(Error::Internal(format!(
-                    "no randomness for a session id: {e}"
-                ))));
+                return reply(Err(OpenError::NoRandomness(e)));
             }
         };
         let reg = self.clone();
@@ -319,9 +311,7 @@ impl Registry {
             Err(e) => {
                 self.opening.fetch_sub(1, Ordering::SeqCst);
                 if let Some(reply) = slot.lock().take() {
-                    reply(Err(Error::Capacity(format!(
-                        "cannot start a session thread: {e}"
-                    ))));
+                    reply(Err(OpenError::SessionThread(e)));
                 }
             }
         }
@@ -330,7 +320,7 @@ impl Registry {
     /// Hand an exec to the session. 404/410/409 are answered through `job.reply` right here.
     pub fn exec(&self, id: &str, job: ExecJob) {
         let Some(h) = self.get(id) else {
-            return (job.reply)(Err(Error::SessionNotFound));
+            return (job.reply)(Err(ExecError::NotFound));
         };
         {
             let s = h.state.lock();
@@ -340,25 +330,25 @@ impl Registry {
                     .clone()
                     .unwrap_or_else(|| "connection lost".into());
                 drop(s);
-                return (job.reply)(Err(Error::SessionDead(format!("{why}; re-open required"))));
+                return (job.reply)(Err(ExecError::Dead(format!("{why}; re-open required"))));
             }
         }
         if h.busy
             .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
             .is_err()
         {
-            return (job.reply)(Err(Error::Busy));
+            return (job.reply)(Err(ExecError::Busy));
         }
         match h.inbox.try_send(Job::Exec(job)) {
             Ok(()) => {}
             Err(TrySendError::Full(Job::Exec(job))) => {
                 h.busy.store(false, Ordering::SeqCst);
-                (job.reply)(Err(Error::Busy));
+                (job.reply)(Err(ExecError::Busy));
             }
             Err(TrySendError::Disconnected(Job::Exec(job))) => {
                 h.busy.store(false, Ordering::SeqCst);
                 h.mark_dead("the session thread has ended");
-                (job.reply)(Err(Error::SessionDead(
+                (job.reply)(Err(ExecError::Dead(
                     "the session thread has ended; re-open required".into(),
                 )));
             }
@@ -511,7 +501,7 @@ fn session_main(reg: Arc<Registry>, id: String, req: OpenRequest, reply: OpenRep
         let (transport, login): (Box<dyn Transport>, _) = match req.protocol {
             // A build without the `ssh` feature (the fuzz targets') cannot open SSH sessions.
             #[cfg(not(feature = "ssh"))]
-            Protocol::Ssh => return Err(Error::Connect("this build has no SSH transport".into())),
+            Protocol::Ssh => return Err(OpenError::Connect(crate::transport::ConnectError::NoSsh)),
             #[cfg(feature = "ssh")]
             Protocol::Ssh => {
                 let params = SshParams {
@@ -559,7 +549,7 @@ fn session_main(reg: Arc<Registry>, id: String, req: OpenRequest, reply: OpenRep
             },
         )?;
         let negotiated = driver.negotiated();
-        Ok::<_, Error>((driver, negotiated, host_key))
+        Ok::<_, OpenError>((driver, negotiated, host_key))
     };
     // The open (TCP, SSH key exchange, login, prompt discovery) runs on a short-lived thread:
     // its deep stack (OpenSSL and libssh2 key exchange, regex compilation) goes away with it,
@@ -571,12 +561,8 @@ fn session_main(reg: Arc<Registry>, id: String, req: OpenRequest, reply: OpenRep
             .stack_size(SESSION_STACK)
             .spawn_scoped(s, open);
         match spawned {
-            Ok(h) => h.join().unwrap_or_else(|_| {
-                Err(Error::Internal(
-                    "the open thread panicked (see the broker log)".into(),
-                ))
-            }),
-            Err(e) => Err(Error::local_io("cannot start a thread for the open", &e)),
+            Ok(h) => h.join().unwrap_or_else(|_| Err(OpenError::Panicked)),
+            Err(e) => Err(OpenError::OpenThread(e)),
         }
     });
     let req_protocol = req.protocol;
@@ -669,7 +655,7 @@ fn session_main(reg: Arc<Registry>, id: String, req: OpenRequest, reply: OpenRep
         driver.mode
     );
     if shutting_down {
-        reply(Err(Error::Capacity("The broker is shutting down".into())));
+        reply(Err(OpenError::ShuttingDown));
         driver.close(Instant::now() + CLOSE_DEADLINE);
         return;
     }
@@ -735,7 +721,7 @@ fn serve(reg: &Registry, h: &Arc<SessionHandle>, mut driver: Driver, rx: Receive
     while let Ok(job) = rx.try_recv() {
         if let Job::Exec(job) = job {
             h.busy.store(false, Ordering::SeqCst);
-            (job.reply)(Err(Error::SessionDead(
+            (job.reply)(Err(ExecError::Closed(
                 "the session was closed before this exec ran".into(),
             )));
         }
@@ -759,21 +745,20 @@ enum Role {
 
 /// The steps of an exec: the config block (enter config mode unless already there, the lines,
 /// commit if saving in config mode, leave config mode if we entered it, save), then the commands.
-fn plan(driver: &Driver, job: &mut ExecJob) -> Result<Vec<(ExecItem, Role)>, Error> {
+fn plan(driver: &Driver, job: &mut ExecJob) -> Result<Vec<(ExecItem, Role)>, ExecError> {
     let mut steps = Vec::new();
     if let Some(c) = job.config.take() {
         let p = driver.platform();
-        let cfg = p.config.as_ref().ok_or_else(|| {
-            Error::BadRequest(format!("platform {} has no configuration mode", p.name))
+        let cfg = p.config.as_ref().ok_or_else(|| ExecError::NoConfigMode {
+            platform: p.name.clone(),
         })?;
         let save = match (c.save, &cfg.save) {
             (false, _) => None,
             (true, Some(s)) => Some(s),
             (true, None) => {
-                return Err(Error::BadRequest(format!(
-                    "platform {} has no save command",
-                    p.name
-                )))
+                return Err(ExecError::NoSave {
+                    platform: p.name.clone(),
+                })
             }
         };
         let in_config = driver.mode == cfg.mode;
@@ -821,12 +806,12 @@ fn run_exec(reg: &Registry, h: &Arc<SessionHandle>, driver: &mut Driver, mut job
     let steps = match plan(driver, &mut job).and_then(|steps| {
         driver
             .preflight(steps.iter().map(|(item, _)| item))
-            .map_err(Error::Forbidden)?;
+            .map_err(ExecError::Refused)?;
         Ok(steps)
     }) {
         Ok(s) => s,
         Err(e) => {
-            if let Error::Forbidden(why) = &e {
+            if let ExecError::Refused(why) = &e {
                 log::warn!(
                     "session {id} host {host}: exec refused by the command policy: {}",
                     reg.settings.masker.mask(why)
@@ -886,7 +871,7 @@ fn run_exec(reg: &Registry, h: &Arc<SessionHandle>, driver: &mut Driver, mut job
                         )
                     });
                     failure = Some(ExecFailure {
-                        error: Error::Exec(format!(
+                        error: ExecError::DeviceFailed(format!(
                             "Command {:?} failed: {why}",
                             reg.settings.masker.mask(&item.cmd)
                         )),
@@ -907,7 +892,7 @@ fn run_exec(reg: &Registry, h: &Arc<SessionHandle>, driver: &mut Driver, mut job
                 let cmd = reg.settings.masker.mask(&item.cmd);
                 let (error, partial, status) = match f {
                     CmdFail::Timeout { partial, .. } => (
-                        Error::Exec(format!(
+                        ExecError::TimedOut(format!(
                             "Command {cmd:?} timed out after {} s waiting for the prompt",
                             timeout.as_secs_f64()
                         )),
@@ -915,7 +900,7 @@ fn run_exec(reg: &Registry, h: &Arc<SessionHandle>, driver: &mut Driver, mut job
                         "timeout",
                     ),
                     CmdFail::Desynced { since } => (
-                        Error::Exec(format!(
+                        ExecError::Desynced(format!(
                             "The device has not returned to its prompt since {:?} timed out; nothing was sent. Retry later or re-open the session",
                             reg.settings.masker.mask(&since)
                         )),
@@ -925,15 +910,15 @@ fn run_exec(reg: &Registry, h: &Arc<SessionHandle>, driver: &mut Driver, mut job
                     CmdFail::Closed { partial, reason } => {
                         alive = false;
                         h.mark_dead(&reason);
-                        (Error::SessionDead(format!("{reason} (while running {cmd:?})")), partial, "error")
+                        (ExecError::Dead(format!("{reason} (while running {cmd:?})")), partial, "error")
                     }
                     CmdFail::Cancelled { partial } => (
-                        Error::SessionDead(format!("the session was closed while {cmd:?} was running")),
+                        ExecError::Closed(format!("the session was closed while {cmd:?} was running")),
                         partial,
                         "error",
                     ),
                     CmdFail::Refused { partial, why } => {
-                        (Error::Forbidden(why), partial, "refused")
+                        (ExecError::Refused(why), partial, "refused")
                     }
                 };
                 log::warn!("session {id} host {host}: {error}");

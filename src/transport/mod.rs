@@ -1,13 +1,15 @@
 //! Transports move bytes and nothing else: read with a deadline, write, keepalive, close.
 //! They know nothing of prompts or platforms.
 
+mod error;
 #[cfg(test)]
 pub mod scripted;
 #[cfg(feature = "ssh")]
 pub mod ssh;
 pub mod telnet;
 
-use crate::error::Error;
+pub use error::{Cause, ConnectError};
+
 use crate::trust::HostList;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::os::fd::{AsRawFd, RawFd};
@@ -40,12 +42,12 @@ pub(crate) fn remaining(deadline: Instant) -> Option<Duration> {
         .filter(|d| !d.is_zero())
 }
 
-pub(crate) fn timed_out(what: &str, host: &str) -> Error {
-    Error::OpenTimeout(format!("{what} to {host} did not complete in time"))
+pub(crate) fn timed_out(what: &str, host: &str) -> ConnectError {
+    ConnectError::timed_out(what, host)
 }
 
 /// Resolve with a deadline: getaddrinfo has none, so it runs on a short-lived helper thread.
-fn resolve(host: &str, port: u16, deadline: Instant) -> Result<Vec<SocketAddr>, Error> {
+fn resolve(host: &str, port: u16, deadline: Instant) -> Result<Vec<SocketAddr>, ConnectError> {
     let (tx, rx) = crossbeam_channel::bounded(1);
     let h = host.to_string();
     std::thread::Builder::new()
@@ -57,14 +59,18 @@ fn resolve(host: &str, port: u16, deadline: Instant) -> Result<Vec<SocketAddr>, 
                     .map(|a| a.collect::<Vec<_>>()),
             );
         })
-        .map_err(|e| Error::local_io("cannot start a resolver thread", &e))?;
+        .map_err(|source| ConnectError::Local {
+            context: "cannot start a resolver thread".into(),
+            source,
+        })?;
     let wait = remaining(deadline).ok_or_else(|| timed_out("name resolution", host))?;
     match rx.recv_timeout(wait) {
         Ok(Ok(addrs)) if !addrs.is_empty() => Ok(addrs),
-        Ok(Ok(_)) => Err(Error::Connect(format!(
-            "{host}: name resolved to no address"
-        ))),
-        Ok(Err(e)) => Err(Error::Connect(format!("cannot resolve {host}: {e}"))),
+        Ok(Ok(_)) => Err(ConnectError::NoAddress { host: host.into() }),
+        Ok(Err(source)) => Err(ConnectError::Resolve {
+            host: host.into(),
+            source,
+        }),
         Err(_) => Err(timed_out("name resolution", host)),
     }
 }
@@ -112,7 +118,7 @@ pub(crate) fn connect_tcp(
     port: u16,
     reach: Reach,
     deadline: Instant,
-) -> Result<TcpStream, Error> {
+) -> Result<TcpStream, ConnectError> {
     let allowed = reach.allowed;
     let resolved = resolve(host, port, deadline)?;
     let addrs: Vec<SocketAddr> = resolved
@@ -121,11 +127,10 @@ pub(crate) fn connect_tcp(
         .filter(|a| allowed.allows(host, a.ip()))
         .collect();
     if addrs.is_empty() {
-        let list: Vec<String> = resolved.iter().map(|a| a.ip().to_string()).collect();
-        return Err(Error::Forbidden(format!(
-            "{host} ({}) is not in allowed_hosts",
-            list.join(", ")
-        )));
+        return Err(ConnectError::NotAllowed {
+            host: host.into(),
+            addresses: resolved.iter().map(|a| a.ip()).collect(),
+        });
     }
     let mut last_err = None;
     for a in &addrs {
@@ -144,13 +149,15 @@ pub(crate) fn connect_tcp(
     match last_err {
         Some(e) if e.kind() == std::io::ErrorKind::TimedOut => Err(timed_out("TCP connect", host)),
         // socket() itself failed here, not the device.
-        Some(e) if crate::error::is_resource_exhaustion(&e) => Err(Error::local_io(
-            &format!("cannot connect to {host}:{port}"),
-            &e,
-        )),
-        Some(e) => Err(Error::Connect(format!(
-            "cannot connect to {host}:{port}: {e}"
-        ))),
+        Some(source) if crate::util::is_resource_exhaustion(&source) => Err(ConnectError::Local {
+            context: format!("cannot connect to {host}:{port}"),
+            source,
+        }),
+        Some(source) => Err(ConnectError::Tcp {
+            host: host.into(),
+            port,
+            source,
+        }),
         None => Err(timed_out("TCP connect", host)),
     }
 }

@@ -3,8 +3,7 @@
 //! Set-up runs in blocking mode with libssh2's timeout set to what is left of the open deadline;
 //! afterwards the session is non-blocking and every wait is a poll() on the socket with a deadline.
 
-use super::{connect_tcp, remaining, timed_out, Reach, Transport, TransportError};
-use crate::error::Error;
+use super::{connect_tcp, remaining, timed_out, ConnectError, Reach, Transport, TransportError};
 use crate::secret::Secret;
 use crate::trust::{algorithms_for_key_type, Algorithms, HostKeyPolicy, HostKeySeen, KnownHosts};
 use std::io::{Read, Write as _};
@@ -63,26 +62,34 @@ fn is_timeout(e: &ssh2::Error) -> bool {
     ) // TIMEOUT, EAGAIN
 }
 
-fn ssh_err(stage: &str, host: &str, e: ssh2::Error) -> Error {
+fn ssh_err(stage: &str, host: &str, e: ssh2::Error) -> ConnectError {
     if is_timeout(&e) {
         return timed_out(stage, host);
     }
     if is_auth_error(&e) {
-        return Error::DeviceAuth(format!("{host} rejected the credentials"));
+        return ConnectError::Auth {
+            message: format!("{host} rejected the credentials"),
+            source: Some(Box::new(e)),
+        };
     }
-    if let ssh2::ErrorCode::Session(-5) = e.code() {
-        return Error::Connect(format!(
+    let message = if let ssh2::ErrorCode::Session(-5) = e.code() {
+        format!(
             "{stage} with {host} failed: no common key-exchange/host-key algorithm ({})",
             e.message()
-        ));
+        )
+    } else {
+        format!("{stage} with {host} failed: {}", e.message())
+    };
+    ConnectError::Ssh {
+        message,
+        source: Some(Box::new(e)),
     }
-    Error::Connect(format!("{stage} with {host} failed: {}", e.message()))
 }
 
 /// Set the algorithm preferences: the session's lists, limited to what this libssh2 build
 /// supports; host key types already known for the host go first (as OpenSSH orders them).
 /// Returns a one-line summary of what is offered, for error messages.
-fn set_algorithms(session: &ssh2::Session, p: &SshParams) -> Result<String, Error> {
+fn set_algorithms(session: &ssh2::Session, p: &SshParams) -> Result<String, ConnectError> {
     use ssh2::MethodType as M;
     let [kex, mut hostkey, ciphers, macs] = p.algorithms.lists();
     let known = p.known_hosts.known_types(p.host, p.port);
@@ -122,9 +129,9 @@ fn set_algorithms(session: &ssh2::Session, p: &SshParams) -> Result<String, Erro
             .unwrap_or_default();
         let unknown: Vec<&String> = list.iter().filter(|a| !supported.contains(a)).collect();
         if explicit(field) && !unknown.is_empty() {
-            return Err(Error::validation(
-                vec![serde_json::json!("body"), serde_json::json!(field)],
-                format!(
+            return Err(ConnectError::Algorithm {
+                field,
+                message: format!(
                     "not supported by this build: {}; supported: {}",
                     unknown
                         .iter()
@@ -133,8 +140,7 @@ fn set_algorithms(session: &ssh2::Session, p: &SshParams) -> Result<String, Erro
                         .join(", "),
                     supported.join(", ")
                 ),
-                "value_error",
-            ));
+            });
         }
         let usable: Vec<&str> = list
             .iter()
@@ -142,17 +148,19 @@ fn set_algorithms(session: &ssh2::Session, p: &SshParams) -> Result<String, Erro
             .map(|s| s.as_str())
             .collect();
         if usable.is_empty() {
-            return Err(Error::validation(
-                vec![serde_json::json!("body"), serde_json::json!(field)],
-                "no usable algorithm in the list",
-                "value_error",
-            ));
+            return Err(ConnectError::Algorithm {
+                field,
+                message: "no usable algorithm in the list".into(),
+            });
         }
         let joined = usable.join(",");
         for t in types {
             session
                 .method_pref(*t, &joined)
-                .map_err(|e| Error::Internal(format!("libssh2 rejected {field} {joined}: {e}")))?;
+                .map_err(|e| ConnectError::Library {
+                    message: format!("libssh2 rejected {field} {joined}: {e}"),
+                    source: Some(Box::new(e)),
+                })?;
         }
         summary.push(format!("{field} [{joined}]"));
     }
@@ -182,17 +190,19 @@ impl ssh2::KeyboardInteractivePrompt for Answer<'_> {
 }
 
 impl SshTransport {
-    pub fn connect(p: &SshParams, deadline: Instant) -> Result<SshTransport, Error> {
+    pub fn connect(p: &SshParams, deadline: Instant) -> Result<SshTransport, ConnectError> {
         let host = p.host;
         // Algorithm lists are checked before anything connects: a bad name is a 422.
-        let mut session =
-            ssh2::Session::new().map_err(|e| Error::Internal(format!("libssh2 init: {e}")))?;
+        let mut session = ssh2::Session::new().map_err(|e| ConnectError::Library {
+            message: format!("libssh2 init: {e}"),
+            source: Some(Box::new(e)),
+        })?;
         let offered = set_algorithms(&session, p)?;
         let stream = connect_tcp(host, p.port, p.reach, deadline)?;
         let fd = stream.as_raw_fd();
         session.set_tcp_stream(stream);
         session.set_blocking(true);
-        let step = |s: &ssh2::Session, what: &str| -> Result<(), Error> {
+        let step = |s: &ssh2::Session, what: &str| -> Result<(), ConnectError> {
             let left = remaining(deadline).ok_or_else(|| timed_out(what, host))?;
             s.set_timeout(left.as_millis().clamp(1, u32::MAX as u128) as u32);
             Ok(())
@@ -200,17 +210,24 @@ impl SshTransport {
 
         step(&session, "SSH handshake")?;
         session.handshake().map_err(|e| match e.code() {
-            ssh2::ErrorCode::Session(-5) | ssh2::ErrorCode::Session(-8) => Error::Connect(format!(
-                "SSH handshake with {host} failed in key exchange ({}), most often because no algorithm is common. Offered {offered}. \
-                 Old devices often speak only SHA-1 algorithms: open the session with \
-                 \"legacy_algorithms\": true (or list them in kex / host_key_algorithms / ciphers / macs)",
-                e.message()
-            )),
+            ssh2::ErrorCode::Session(-5) | ssh2::ErrorCode::Session(-8) => ConnectError::Ssh {
+                message: format!(
+                    "SSH handshake with {host} failed in key exchange ({}), most often because no algorithm is common. Offered {offered}. \
+                     Old devices often speak only SHA-1 algorithms: open the session with \
+                     \"legacy_algorithms\": true (or list them in kex / host_key_algorithms / ciphers / macs)",
+                    e.message()
+                ),
+                source: Some(Box::new(e)),
+            },
             _ => ssh_err("SSH handshake", host, e),
         })?;
         let host_key = match session.host_key() {
             Some((blob, _)) => Some(p.known_hosts.verify(host, p.port, blob, p.policy)?),
-            None => return Err(Error::Connect(format!("{host} presented no host key"))),
+            None => {
+                return Err(ConnectError::HostKey {
+                    message: format!("{host} presented no host key"),
+                })
+            }
         };
 
         step(&session, "authentication")?;
@@ -231,11 +248,14 @@ impl SshTransport {
                 ) {
                     // A wrong passphrase or an unreadable key is our side's problem: say so.
                     if !is_auth_error(&e) {
-                        return Err(Error::DeviceAuth(format!(
-                            "key authentication to {host} failed: {} (libssh2 error {}; wrong passphrase or unusable key file?)",
-                            e.message(),
-                            e.code()
-                        )));
+                        return Err(ConnectError::KeyFile {
+                            message: format!(
+                                "key authentication to {host} failed: {} (libssh2 error {}; wrong passphrase or unusable key file?)",
+                                e.message(),
+                                e.code()
+                            ),
+                            source: Some(Box::new(e)),
+                        });
                     }
                     auth_err = Some(e);
                 }
@@ -268,13 +288,16 @@ impl SshTransport {
         }
         if !session.authenticated() {
             return Err(match auth_err {
-                Some(_) => Error::DeviceAuth(format!(
-                    "{host} rejected the credentials for user {:?}",
-                    p.username
-                )),
-                None => Error::DeviceAuth(format!(
-                    "{host} offers no authentication method we can use with the credentials given (methods: {methods})"
-                )),
+                Some(e) => ConnectError::Auth {
+                    message: format!("{host} rejected the credentials for user {:?}", p.username),
+                    source: Some(Box::new(e)),
+                },
+                None => ConnectError::Auth {
+                    message: format!(
+                        "{host} offers no authentication method we can use with the credentials given (methods: {methods})"
+                    ),
+                    source: None,
+                },
             });
         }
 

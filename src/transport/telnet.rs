@@ -7,8 +7,9 @@
 //! else. Data: IAC IAC is a 255 byte, NUL after CR is dropped; outgoing 255 is doubled, and a
 //! line break is sent as CR LF (the NVT newline).
 
-use super::{connect_tcp, escape_bytes, poll_fd, Reach, Trace, Transport, TransportError};
-use crate::error::Error;
+use super::{
+    connect_tcp, escape_bytes, poll_fd, ConnectError, Reach, Trace, Transport, TransportError,
+};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::fd::AsRawFd;
@@ -323,11 +324,15 @@ impl TelnetTransport {
         reach: Reach,
         deadline: Instant,
         trace: Option<Trace>,
-    ) -> Result<TelnetTransport, Error> {
+    ) -> Result<TelnetTransport, ConnectError> {
         let stream = connect_tcp(host, port, reach, deadline)?;
         stream
             .set_nonblocking(true)
-            .map_err(|e| Error::Connect(format!("{host}:{port}: {e}")))?;
+            .map_err(|source| ConnectError::Socket {
+                host: host.into(),
+                port,
+                source,
+            })?;
         Ok(TelnetTransport {
             stream,
             codec: Codec::default(),

@@ -1,0 +1,498 @@
+//! The one table from every error a client can be answered with (the API's own, and the
+//! layers' `OpenError`, `ExecError`, `ConnectError`) to its HTTP status, its FastAPI-shaped JSON
+//! body and its metrics `result` label. Nothing else decides a status for an error. This module
+//! depends on no other part of `api/` (so `http.rs` may use it without knowing routes).
+
+use crate::session::{ExecError, OpenError};
+use serde_json::{json, Map, Value};
+use std::fmt;
+
+/// One field-level validation problem, in FastAPI/pydantic's shape.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldError {
+    pub loc: Vec<Value>,
+    pub msg: String,
+    pub kind: &'static str,
+}
+
+impl FieldError {
+    pub fn new(loc: Vec<Value>, msg: impl Into<String>, kind: &'static str) -> Self {
+        FieldError {
+            loc,
+            msg: msg.into(),
+            kind,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum Error {
+    /// Missing or wrong X-API-Token.
+    Unauthorized,
+    /// The device rejected our credentials (login or enable).
+    DeviceAuth(String),
+    /// The target or a command is outside what the configuration allows (403).
+    Forbidden(String),
+    /// Connect, handshake, login or first prompt did not finish in time.
+    OpenTimeout(String),
+    /// Any other failure to reach or talk to the device while opening.
+    Connect(String),
+    /// No such session.
+    SessionNotFound,
+    /// No such route.
+    RouteNotFound,
+    /// Route exists, method does not; carries the allowed methods.
+    MethodNotAllowed(&'static [&'static str]),
+    /// The session exists but its connection is dead.
+    SessionDead(String),
+    /// Another exec is running on the session.
+    Busy,
+    /// The broker could not run a command (deadline passed, transport failed).
+    Exec(String),
+    /// Another error plus fields (partial output, results so far) merged into its JSON body
+    /// next to `detail`; the status is the inner error's.
+    WithFields(Box<Error>, Map<String, Value>),
+    /// Request body or field validation failed (FastAPI's 422 shape).
+    Validation(Vec<FieldError>),
+    /// Malformed HTTP.
+    BadRequest(String),
+    /// A token-less route asked for under a `Host` that is not one of the broker's names (a
+    /// DNS-rebinding guard); carries the host as sent.
+    UnknownHost(String),
+    /// Body larger than max_body_bytes.
+    PayloadTooLarge(usize),
+    /// Header block too large.
+    HeadersTooLarge,
+    /// A limit was reached (max_sessions, connections, queue).
+    Capacity(String),
+    /// Start-up / configuration problem (never reaches HTTP).
+    Config(String),
+    /// A bug or an unexpected failure inside the broker.
+    Internal(String),
+}
+
+impl Error {
+    /// The single mapping from error to HTTP status.
+    pub fn status(&self) -> u16 {
+        match self {
+            Error::Unauthorized | Error::DeviceAuth(_) => 401,
+            Error::Forbidden(_) => 403,
+            Error::OpenTimeout(_) => 504,
+            Error::Connect(_) => 502,
+            Error::SessionNotFound | Error::RouteNotFound => 404,
+            Error::MethodNotAllowed(_) => 405,
+            Error::SessionDead(_) => 410,
+            Error::Busy => 409,
+            Error::Exec(_) | Error::Internal(_) | Error::Config(_) => 500,
+            Error::WithFields(inner, _) => inner.status(),
+            Error::Validation(_) => 422,
+            Error::BadRequest(_) => 400,
+            Error::UnknownHost(_) => 421,
+            Error::PayloadTooLarge(_) => 413,
+            Error::HeadersTooLarge => 431,
+            Error::Capacity(_) => 503,
+        }
+    }
+
+    /// The `result` label of the opens and execs counters.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Error::Unauthorized | Error::DeviceAuth(_) => "auth_failed",
+            Error::Forbidden(_) => "forbidden",
+            Error::SessionNotFound | Error::RouteNotFound => "not_found",
+            Error::Busy => "busy",
+            Error::SessionDead(_) => "session_dead",
+            Error::PayloadTooLarge(_) => "too_large",
+            Error::Validation(_) => "invalid",
+            Error::Connect(_) => "connect_error",
+            Error::Capacity(_) => "refused_full",
+            Error::OpenTimeout(_) => "timeout",
+            Error::WithFields(inner, _) => inner.label(),
+            Error::MethodNotAllowed(_)
+            | Error::Exec(_)
+            | Error::Internal(_)
+            | Error::Config(_)
+            | Error::BadRequest(_)
+            | Error::UnknownHost(_)
+            | Error::HeadersTooLarge => "error",
+        }
+    }
+
+    /// JSON body: `{"detail": ...}` as FastAPI sends it.
+    pub fn body(&self) -> Value {
+        match self {
+            Error::Validation(errs) => {
+                let detail: Vec<Value> = errs
+                    .iter()
+                    .map(|e| json!({"type": e.kind, "loc": e.loc, "msg": e.msg}))
+                    .collect();
+                json!({ "detail": detail })
+            }
+            Error::WithFields(inner, extra) => {
+                let mut m = extra.clone();
+                m.insert("detail".into(), inner.body()["detail"].clone());
+                Value::Object(m)
+            }
+            other => json!({ "detail": other.to_string() }),
+        }
+    }
+
+    /// A local I/O failure while serving a request: out of descriptors or memory is a capacity
+    /// problem (503, try again), anything else is internal (500).
+    pub fn local_io(context: &str, e: &std::io::Error) -> Error {
+        if is_resource_exhaustion(e) {
+            Error::Capacity(format!(
+                "{context}: {e}; the broker is out of resources, try again shortly"
+            ))
+        } else {
+            Error::Internal(format!("{context}: {e}"))
+        }
+    }
+
+    pub fn validation(loc: Vec<Value>, msg: impl Into<String>, kind: &'static str) -> Error {
+        Error::Validation(vec![FieldError::new(loc, msg, kind)])
+    }
+}
+
+pub use crate::util::is_resource_exhaustion;
+
+impl From<OpenError> for Error {
+    fn from(e: OpenError) -> Error {
+        match e {
+            OpenError::Connect(c) => c.into(),
+            OpenError::NoPrompt(m) => Error::OpenTimeout(m),
+            OpenError::Lost(m) => Error::Connect(m),
+            OpenError::LoginRefused(m) | OpenError::EnableRefused(m) => Error::DeviceAuth(m),
+            OpenError::Refused(m) => Error::Forbidden(m),
+            OpenError::Platform(m) => Error::Internal(m),
+            OpenError::OpenThread(ref source) => {
+                Error::local_io("cannot start a thread for the open", source)
+            }
+            OpenError::ShuttingDown
+            | OpenError::SessionLimit { .. }
+            | OpenError::SessionThread(_) => Error::Capacity(e.to_string()),
+            OpenError::NoRandomness(_) | OpenError::Panicked => Error::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<ExecError> for Error {
+    fn from(e: ExecError) -> Error {
+        match e {
+            ExecError::NotFound => Error::SessionNotFound,
+            ExecError::Busy => Error::Busy,
+            ExecError::Dead(m) | ExecError::Closed(m) => Error::SessionDead(m),
+            ExecError::TimedOut(m) | ExecError::Desynced(m) | ExecError::DeviceFailed(m) => {
+                Error::Exec(m)
+            }
+            ExecError::Refused(m) => Error::Forbidden(m),
+            ExecError::NoConfigMode { .. } | ExecError::NoSave { .. } => {
+                Error::BadRequest(e.to_string())
+            }
+        }
+    }
+}
+
+impl From<crate::transport::ConnectError> for Error {
+    fn from(e: crate::transport::ConnectError) -> Error {
+        use crate::transport::ConnectError as C;
+        match e {
+            C::NotAllowed { .. } => Error::Forbidden(e.to_string()),
+            C::TimedOut { .. } => Error::OpenTimeout(e.to_string()),
+            C::Local {
+                ref context,
+                ref source,
+            } => Error::local_io(context, source),
+            C::Auth { .. } | C::KeyFile { .. } => Error::DeviceAuth(e.to_string()),
+            C::Algorithm { field, message } => {
+                Error::validation(vec![json!("body"), json!(field)], message, "value_error")
+            }
+            C::Library { .. } => Error::Internal(e.to_string()),
+            C::Resolve { .. }
+            | C::NoAddress { .. }
+            | C::Tcp { .. }
+            | C::Socket { .. }
+            | C::Ssh { .. }
+            | C::HostKey { .. }
+            | C::NoSsh => Error::Connect(e.to_string()),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Unauthorized => f.write_str("Invalid or missing API token"),
+            Error::DeviceAuth(m) => write!(f, "Authentication failed: {m}"),
+            Error::Forbidden(m) => write!(f, "Forbidden: {m}"),
+            Error::OpenTimeout(m) => write!(f, "Connection timed out: {m}"),
+            Error::Connect(m) => write!(f, "Connection error: {m}"),
+            Error::SessionNotFound => f.write_str("Session not found"),
+            Error::RouteNotFound => f.write_str("Not Found"),
+            Error::MethodNotAllowed(_) => f.write_str("Method Not Allowed"),
+            Error::SessionDead(m) => write!(f, "Session connection is dead: {m}"),
+            Error::Busy => f.write_str("Session is busy (concurrent exec in progress)"),
+            Error::Exec(detail) => f.write_str(detail),
+            Error::WithFields(inner, _) => inner.fmt(f),
+            Error::Validation(errs) => {
+                let parts: Vec<String> = errs.iter().map(|e| e.msg.clone()).collect();
+                write!(f, "Validation error: {}", parts.join("; "))
+            }
+            Error::BadRequest(m) => write!(f, "Bad request: {m}"),
+            Error::UnknownHost(h) => write!(
+                f,
+                "Misdirected request: Host {h:?} is not a name of this broker (use its address, \
+                 localhost, or a name listed in the config's server_names)"
+            ),
+            Error::PayloadTooLarge(limit) => {
+                write!(f, "Request body too large (limit {limit} bytes)")
+            }
+            Error::HeadersTooLarge => f.write_str("Request header fields too large"),
+            Error::Capacity(m) => f.write_str(m),
+            Error::Config(m) => f.write_str(m),
+            Error::Internal(m) => write!(f, "Internal error: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_follow_the_seed() {
+        let cases: Vec<(Error, u16)> = vec![
+            (Error::Unauthorized, 401),
+            (Error::DeviceAuth("x".into()), 401),
+            (Error::OpenTimeout("x".into()), 504),
+            (Error::Connect("x".into()), 502),
+            (Error::SessionNotFound, 404),
+            (Error::SessionDead("x".into()), 410),
+            (Error::Busy, 409),
+            (Error::PayloadTooLarge(1), 413),
+            (Error::UnknownHost("x".into()), 421),
+            (Error::Capacity("x".into()), 503),
+            (Error::validation(vec![], "m", "t"), 422),
+        ];
+        for (e, s) in cases {
+            assert_eq!(e.status(), s, "{e:?}");
+        }
+    }
+
+    /// The labels the metrics had when they were derived from statuses: the label is a
+    /// function of the status, as before.
+    #[test]
+    fn labels_follow_the_statuses() {
+        let cases: Vec<Error> = vec![
+            Error::Unauthorized,
+            Error::DeviceAuth("x".into()),
+            Error::Forbidden("x".into()),
+            Error::OpenTimeout("x".into()),
+            Error::Connect("x".into()),
+            Error::SessionNotFound,
+            Error::RouteNotFound,
+            Error::MethodNotAllowed(&["GET"]),
+            Error::SessionDead("x".into()),
+            Error::Busy,
+            Error::Exec("x".into()),
+            Error::WithFields(Box::new(Error::Busy), Map::new()),
+            Error::validation(vec![], "m", "t"),
+            Error::BadRequest("x".into()),
+            Error::UnknownHost("x".into()),
+            Error::PayloadTooLarge(1),
+            Error::HeadersTooLarge,
+            Error::Capacity("x".into()),
+            Error::Config("x".into()),
+            Error::Internal("x".into()),
+        ];
+        for e in cases {
+            let by_status = match e.status() {
+                401 => "auth_failed",
+                403 => "forbidden",
+                404 => "not_found",
+                409 => "busy",
+                410 => "session_dead",
+                413 => "too_large",
+                422 => "invalid",
+                502 => "connect_error",
+                503 => "refused_full",
+                504 => "timeout",
+                _ => "error",
+            };
+            assert_eq!(e.label(), by_status, "{e:?}");
+        }
+    }
+
+    /// Layer errors reach the client with the status and detail they had before the layers
+    /// had their own types.
+    #[test]
+    fn layer_errors_keep_their_status_and_detail() {
+        use crate::transport::ConnectError as C;
+        let io = || std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let cases: Vec<(Error, u16, &str)> = vec![
+            (
+                C::NotAllowed {
+                    host: "h".into(),
+                    addresses: vec!["10.0.0.1".parse().unwrap()],
+                }
+                .into(),
+                403,
+                "Forbidden: h (10.0.0.1) is not in allowed_hosts",
+            ),
+            (
+                C::timed_out("TCP connect", "h").into(),
+                504,
+                "Connection timed out: TCP connect to h did not complete in time",
+            ),
+            (
+                C::NoAddress { host: "h".into() }.into(),
+                502,
+                "Connection error: h: name resolved to no address",
+            ),
+            (
+                C::Algorithm {
+                    field: "kex",
+                    message: "no usable algorithm in the list".into(),
+                }
+                .into(),
+                422,
+                "",
+            ),
+            (
+                OpenError::Connect(C::Auth {
+                    message: "h rejected the credentials".into(),
+                    source: None,
+                })
+                .into(),
+                401,
+                "Authentication failed: h rejected the credentials",
+            ),
+            (
+                OpenError::SessionLimit { max: 3 }.into(),
+                503,
+                "Session limit reached (max_sessions = 3)",
+            ),
+            (
+                OpenError::OpenThread(io()).into(),
+                500,
+                "Internal error: cannot start a thread for the open: connection refused",
+            ),
+            (ExecError::NotFound.into(), 404, "Session not found"),
+            (
+                ExecError::Busy.into(),
+                409,
+                "Session is busy (concurrent exec in progress)",
+            ),
+            (
+                ExecError::Closed("gone".into()).into(),
+                410,
+                "Session connection is dead: gone",
+            ),
+            (ExecError::TimedOut("slow".into()).into(), 500, "slow"),
+            (ExecError::Refused("no".into()).into(), 403, "Forbidden: no"),
+            (
+                ExecError::NoSave {
+                    platform: "p".into(),
+                }
+                .into(),
+                400,
+                "Bad request: platform p has no save command",
+            ),
+        ];
+        for (e, status, detail) in cases {
+            assert_eq!(e.status(), status, "{e:?}");
+            if status == 422 {
+                assert_eq!(
+                    e.body(),
+                    json!({"detail": [{"type": "value_error", "loc": ["body", "kex"], "msg": "no usable algorithm in the list"}]})
+                );
+            } else {
+                assert_eq!(e.body()["detail"], detail, "{e:?}");
+            }
+        }
+    }
+
+    /// The layers below `api/` know no HTTP: they name neither this table nor `http.rs`, build
+    /// no FastAPI body locations and ask no error for a status.
+    #[test]
+    fn no_layer_below_api_knows_http() {
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let layers = [
+            "transport",
+            "session",
+            "channel",
+            "platform",
+            "trust.rs",
+            "metrics.rs",
+        ];
+        let forbidden = [
+            "crate::error",
+            "crate::api",
+            "crate::http",
+            "FieldError",
+            "json!(\"body\")",
+            ".status()",
+        ];
+        let mut files = Vec::new();
+        let mut todo: Vec<_> = layers.iter().map(|l| src.join(l)).collect();
+        while let Some(p) = todo.pop() {
+            if p.is_dir() {
+                for e in std::fs::read_dir(&p).unwrap() {
+                    todo.push(e.unwrap().path());
+                }
+            } else if p.extension().is_some_and(|e| e == "rs") {
+                files.push(p);
+            }
+        }
+        assert!(files.len() > 10, "{files:?}");
+        for f in files {
+            let text = std::fs::read_to_string(&f).unwrap();
+            for (n, line) in text.lines().enumerate() {
+                for bad in forbidden {
+                    assert!(
+                        !line.contains(bad),
+                        "{}:{}: {bad:?} below api/: {line}",
+                        f.display(),
+                        n + 1
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn validation_body_has_fastapi_shape() {
+        let e = Error::validation(
+            vec![json!("body"), json!("host")],
+            "Field required",
+            "missing",
+        );
+        assert_eq!(
+            e.body(),
+            json!({"detail": [{"type": "missing", "loc": ["body", "host"], "msg": "Field required"}]})
+        );
+        assert_eq!(
+            Error::SessionNotFound.body(),
+            json!({"detail": "Session not found"})
+        );
+    }
+
+    #[test]
+    fn exec_error_keeps_extra_fields_next_to_detail() {
+        let mut extra = Map::new();
+        extra.insert("partial_output".into(), json!("abc"));
+        let e = Error::WithFields(Box::new(Error::Exec("timed out".into())), extra.clone());
+        assert_eq!(e.status(), 500);
+        assert_eq!(
+            e.body(),
+            json!({"detail": "timed out", "partial_output": "abc"})
+        );
+        let e = Error::WithFields(Box::new(Error::SessionDead("gone".into())), extra);
+        assert_eq!(e.status(), 410);
+        assert_eq!(e.body()["partial_output"], "abc");
+    }
+}
