@@ -3,17 +3,14 @@
 //! under a low fd limit. The leak and resource-limit cases run the real binary, so that
 //! /proc/PID/{task,fd} count the broker alone.
 
-use crate::child::{count_dir, free_port};
+use crate::child::{Broker, Output};
 use crate::support::*;
 use fake_device::{DeviceConfig, FakeDevice};
-use serde_json::{json, Value};
-use std::net::{SocketAddr, TcpStream};
-use std::os::unix::process::CommandExt;
+use serde_json::json;
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
-
-const BIN: &str = env!("CARGO_BIN_EXE_netdev-broker");
 
 fn device() -> FakeDevice {
     FakeDevice::start(DeviceConfig {
@@ -22,109 +19,9 @@ fn device() -> FakeDevice {
     })
 }
 
-/// The real broker as a child process; killed on drop.
-struct Proc {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Proc {
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-    fn alive(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
-    }
-    fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Resp {
-        let b = body.map(|b| b.to_string());
-        call(self.addr, method, path, Some(TOKEN), b.as_deref())
-    }
-    fn open(&self, port: u16) -> String {
-        let body = json!({"host": "127.0.0.1", "port": port, "username": "admin", "password": PASSWORD, "timeout": 10});
-        let r = self.call("POST", "/session", Some(&body));
-        assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
-        r.json()["session_id"].as_str().unwrap().to_string()
-    }
-    fn exec(&self, id: &str, cmds: Value, timeout: f64) -> Resp {
-        self.call(
-            "POST",
-            &format!("/session/{id}/exec"),
-            Some(&json!({"commands": cmds, "timeout": timeout})),
-        )
-    }
-    fn threads(&self) -> usize {
-        count_dir(&format!("/proc/{}/task", self.pid()))
-    }
-    fn fds(&self) -> usize {
-        count_dir(&format!("/proc/{}/fd", self.pid()))
-    }
-}
-
-/// Start the binary, optionally with one rlimit (soft = hard) set in the child before exec.
-fn spawn_with(cfg: &Path, port: u16, limits: Option<(libc::__rlimit_resource_t, u64)>) -> Proc {
-    let mut c = Command::new(BIN);
-    c.args([
-        "serve",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--port",
-        &port.to_string(),
-    ]);
-    finish_spawn(c, port, limits)
-}
-
-fn finish_spawn(
-    mut c: Command,
-    port: u16,
-    limits: Option<(libc::__rlimit_resource_t, u64)>,
-) -> Proc {
-    c.env("NETDEV_BROKER_API_TOKEN", TOKEN)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    if let Some((res, lim)) = limits {
-        // SAFETY: only async-signal-safe calls between fork and exec.
-        unsafe {
-            c.pre_exec(move || {
-                let l = libc::rlimit {
-                    rlim_cur: lim,
-                    rlim_max: lim,
-                };
-                if libc::setrlimit(res, &l) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                // A write past RLIMIT_FSIZE then fails with EFBIG instead of killing us.
-                libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
-                Ok(())
-            });
-        }
-    }
-    let child = c.spawn().unwrap();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let mut p = Proc { child, addr };
-    assert!(
-        wait_until(Duration::from_secs(10), || p.alive()
-            && TcpStream::connect(addr).is_ok()),
-        "broker did not start"
-    );
-    p
-}
-
-fn config(dir: &Path, extra: &str) -> PathBuf {
-    let cfg = dir.join("config.yml");
-    std::fs::write(
-        &cfg,
-        format!("log_level: INFO\nstate_dir: {}\n{extra}", dir.display()),
-    )
-    .unwrap();
-    cfg
+/// The real broker (`log_level: INFO`, its own state_dir), output discarded.
+fn serve(tag: &str) -> crate::child::Spawn {
+    Broker::serve(tag).output(Output::Null)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -201,8 +98,7 @@ fn device_frozen_then_killed_mid_exec_answers_fast() {
 #[test]
 fn never_returning_prompt_times_out_on_time_and_leaks_nothing() {
     let dev = device();
-    let dir = tmpdir("faults3");
-    let p = spawn_with(&config(&dir, ""), free_port(), None);
+    let p = serve("faults3").start();
     // Warm up (first session creates lazily-started threads, if any).
     let id = p.open(dev.port());
     assert_eq!(p.exec(&id, json!(["show clock"]), 5.0).status, 200);
@@ -260,7 +156,6 @@ fn never_returning_prompt_times_out_on_time_and_leaks_nothing() {
         p.threads(),
         p.fds()
     );
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -284,32 +179,39 @@ fn cmdlog_lines(dir: &Path) -> usize {
 
 #[test]
 fn command_log_on_a_full_tmpfs_keeps_exec_working_and_recovers() {
+    // SAFETY: geteuid cannot fail.
     if unsafe { libc::geteuid() } != 0 || Command::new("unshare").arg("--help").output().is_err() {
-        eprintln!("item 11: skipped (needs root and unshare)");
+        skip(
+            "faults::command_log_on_a_full_tmpfs_keeps_exec_working_and_recovers",
+            "needs root and unshare (util-linux) for a tmpfs in a private mount namespace",
+        );
         return;
     }
     let dev = device();
-    let dir = tmpdir("faults11");
-    let logs = dir.join("cmds");
+    let s = serve("faults11");
+    let logs = s.dir().join("cmds");
     std::fs::create_dir_all(&logs).unwrap();
-    let cfg = config(&dir, &format!("cmd_log_dir: {}\n", logs.display()));
-    let port = free_port();
     // A private mount namespace with a 64 KiB tmpfs on the command-log directory; the broker
     // replaces the shell. The test sees the tmpfs through /proc/PID/root.
-    let mut c = Command::new("unshare");
-    c.args([
-        "-m",
-        "--propagation",
-        "private",
-        "sh",
-        "-c",
-        &format!(
-            "mount -t tmpfs -o size=64k tmpfs {} && exec {BIN} serve --config {} --port {port}",
-            logs.display(),
-            cfg.display()
-        ),
-    ]);
-    let p = finish_spawn(c, port, None);
+    let tmpfs = logs.clone();
+    let p = s
+        .yaml(&format!("cmd_log_dir: {}\n", logs.display()))
+        .wrap(move |broker| {
+            let mut c = Command::new("unshare");
+            c.args([
+                "-m",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                &format!(
+                    "mount -t tmpfs -o size=64k tmpfs {} && exec {broker}",
+                    tmpfs.display()
+                ),
+            ]);
+            c
+        })
+        .start();
     let inside = PathBuf::from(format!("/proc/{}/root{}", p.pid(), logs.display()));
     assert!(
         wait_until(Duration::from_secs(5), || std::fs::metadata(&inside)
@@ -368,17 +270,18 @@ fn command_log_on_a_full_tmpfs_keeps_exec_working_and_recovers() {
     eprintln!("item 11: log lines after space returned: {after}");
     assert!(after >= full + 2, "logging resumed: {full} -> {after}");
     drop(p);
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
 fn command_log_past_the_file_size_limit_keeps_exec_working() {
     let dev = device();
-    let dir = tmpdir("faults11f");
-    let logs = dir.join("cmds");
-    let cfg = config(&dir, &format!("cmd_log_dir: {}\n", logs.display()));
+    let s = serve("faults11f");
+    let logs = s.dir().join("cmds");
     // 4 KiB per file: a few `show version` lines overflow it.
-    let mut p = spawn_with(&cfg, free_port(), Some((libc::RLIMIT_FSIZE, 4096)));
+    let mut p = s
+        .yaml(&format!("cmd_log_dir: {}\n", logs.display()))
+        .fsize(4096)
+        .start();
     let id = p.open(dev.port());
     for _ in 0..10 {
         let r = p.exec(&id, json!(["show version"]), 5.0);
@@ -391,7 +294,6 @@ fn command_log_past_the_file_size_limit_keeps_exec_working() {
     eprintln!("item 11 (RLIMIT_FSIZE 4096): log file {size} bytes, broker alive");
     assert!(size <= 4096);
     assert_eq!(p.call("GET", "/health", None).status, 200);
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -409,18 +311,16 @@ fn read_answer(s: &mut TcpStream, wait: Duration) -> Vec<u8> {
 #[test]
 fn fd_limit_256_with_300_connections_keeps_the_listener() {
     use std::io::Write;
-    let dir = tmpdir("faults12");
-    let port = free_port();
-    let log = dir.join("broker.log");
+    let s = serve("faults12");
+    let log = s.dir().join("broker.log");
     // The 300 clients are one address here: no per-client cap below the global one.
-    let cfg = config(
-        &dir,
-        &format!(
+    let mut p = s
+        .yaml(&format!(
             "log_file: {}\nlog_mode: file\nmax_connections_per_client: 512\n",
             log.display()
-        ),
-    );
-    let mut p = spawn_with(&cfg, port, Some((libc::RLIMIT_NOFILE, 256)));
+        ))
+        .nofile(256)
+        .start();
     let addr = p.addr;
     let fds_idle = p.fds();
     // 300 clients connect and send nothing: the broker serves as many as its descriptors allow
@@ -489,15 +389,12 @@ fn fd_limit_256_with_300_connections_keeps_the_listener() {
         text.contains("max_connections lowered from 512 to 48: the open-file limit is 256"),
         "{text}"
     );
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
 fn descriptors_used_up_by_sessions_answer_503_and_recover() {
     let dev = device();
-    let dir = tmpdir("faults12b");
-    let port = free_port();
-    let mut p = spawn_with(&config(&dir, ""), port, Some((libc::RLIMIT_NOFILE, 256)));
+    let mut p = serve("faults12b").nofile(256).start();
     // Sessions take the descriptors (one socket each) until an open fails.
     let mut ids = Vec::new();
     let mut failure = None;
@@ -574,7 +471,6 @@ fn descriptors_used_up_by_sessions_answer_503_and_recover() {
     let id = p.open(dev.port());
     let r = p.exec(&id, json!(["show clock"]), 10.0);
     assert_eq!(r.status, 200);
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -582,8 +478,7 @@ fn descriptors_used_up_by_sessions_answer_503_and_recover() {
 
 #[test]
 fn environment_token_is_wiped_from_proc_environ_and_survives_reload() {
-    let dir = tmpdir("faults10");
-    let p = spawn_with(&config(&dir, ""), free_port(), None);
+    let p = serve("faults10").start();
     let environ = std::fs::read(format!("/proc/{}/environ", p.pid())).unwrap();
     let cmdline = std::fs::read(format!("/proc/{}/cmdline", p.pid())).unwrap();
     let has = |hay: &[u8]| hay.windows(TOKEN.len()).any(|w| w == TOKEN.as_bytes());
@@ -601,15 +496,13 @@ fn environment_token_is_wiped_from_proc_environ_and_survives_reload() {
         call(p.addr, "GET", "/sessions", Some("wrong"), None).status,
         401
     );
-    // SAFETY: plain kill(2) on our own child.
-    unsafe { libc::kill(p.pid() as i32, libc::SIGHUP) };
+    p.hup();
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(p.call("GET", "/sessions", None).status, 200);
     assert_eq!(
         call(p.addr, "GET", "/sessions", Some("wrong"), None).status,
         401
     );
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -690,7 +583,10 @@ fn half_open_device_errors_by_the_deadline_and_is_found_dead_while_idle() {
     let net = match NetPair::create() {
         Ok(n) => n,
         Err(e) if std::env::var("CI").is_err() => {
-            eprintln!("item 2 skipped: cannot create network namespaces ({e})");
+            skip(
+                "faults::half_open_device_errors_by_the_deadline_and_is_found_dead_while_idle",
+                &format!("cannot create network namespaces (needs root and iproute2): {e}"),
+            );
             return;
         }
         Err(e) => panic!("CI must run the half-open test: {e}"),
@@ -788,26 +684,17 @@ fn half_open_device_errors_by_the_deadline_and_is_found_dead_while_idle() {
 // ---------------------------------------------------------------------------------------------
 // 4. A device that floods 100 MB: capped output, bounded memory, the session goes on.
 
-fn status_kb(pid: u32, field: &str) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    s.lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
-
 #[test]
 fn flood_of_100_mb_is_capped_with_bounded_memory_and_the_session_goes_on() {
     let dev = device();
-    let dir = tmpdir("faults4");
-    let p = spawn_with(&config(&dir, ""), free_port(), None);
+    let p = serve("faults4").start();
     let id = p.open(dev.port());
     assert_eq!(p.exec(&id, json!(["show clock"]), 10.0).status, 200);
-    let rss_before = status_kb(p.pid(), "VmRSS:");
+    let rss_before = p.rss_kb();
     let t = Instant::now();
     let r = p.exec(&id, json!(["show flood 100"]), 120.0);
     let took = t.elapsed();
-    let hwm = status_kb(p.pid(), "VmHWM:");
+    let hwm = p.hwm_kb();
     let j = r.json();
     let out = j["outputs"]["show flood 100"].as_str().unwrap_or("");
     eprintln!(
@@ -817,7 +704,7 @@ fn flood_of_100_mb_is_capped_with_bounded_memory_and_the_session_goes_on() {
         100.0 / took.as_secs_f64(),
         out.len(),
         j["results"][0]["truncated"],
-        status_kb(p.pid(), "VmRSS:")
+        p.rss_kb()
     );
     assert_eq!(r.status, 200, "{j}");
     assert_eq!(j["results"][0]["truncated"], true);
@@ -833,7 +720,6 @@ fn flood_of_100_mb_is_capped_with_bounded_memory_and_the_session_goes_on() {
         .as_str()
         .unwrap()
         .contains(':'));
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,38 +1,11 @@
 //! The real binary as a process: CLI, config errors, SIGTERM, and secrets never logged.
 
+use crate::child::{free_port, run as run_to_end, Broker, Output};
 use crate::support::*;
 use fake_device::{DeviceConfig, FakeDevice};
 use serde_json::json;
-use std::io::Read;
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
-
-const BIN: &str = env!("CARGO_BIN_EXE_netdev-broker");
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn run_to_end(args: &[&str], env_token: Option<&str>) -> (i32, String, String) {
-    let mut c = Command::new(BIN);
-    c.args(args)
-        .env_remove("NETDEV_BROKER_API_TOKEN")
-        .stdin(Stdio::null());
-    if let Some(t) = env_token {
-        c.env("NETDEV_BROKER_API_TOKEN", t);
-    }
-    let o = c.output().unwrap();
-    (
-        o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stdout).into(),
-        String::from_utf8_lossy(&o.stderr).into(),
-    )
-}
 
 #[test]
 fn cli_help_version_and_config_errors() {
@@ -67,15 +40,14 @@ fn cli_help_version_and_config_errors() {
     // An argument that is not UTF-8: a usage error (exit 2) naming the option, not a panic.
     {
         use std::os::unix::ffi::OsStrExt;
-        let o = Command::new(BIN)
-            .arg("--api-token")
-            .arg(std::ffi::OsStr::from_bytes(b"CANARY\xffSECRET"))
-            .env_remove("NETDEV_BROKER_API_TOKEN")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert_eq!(o.status.code(), Some(2), "{err}");
+        let (code, _, err) = run_to_end(
+            &[
+                std::ffi::OsStr::new("--api-token"),
+                std::ffi::OsStr::from_bytes(b"CANARY\xffSECRET"),
+            ],
+            None,
+        );
+        assert_eq!(code, 2, "{err}");
         assert!(err.contains("--api-token is not valid UTF-8"), "{err}");
         assert!(
             !err.contains("panicked") && !err.contains("SECRET"),
@@ -87,44 +59,6 @@ fn cli_help_version_and_config_errors() {
     assert_eq!(code, 2, "{out}{err}");
     assert!(err.contains("--port needs a port number"), "{err}");
     std::fs::remove_dir_all(&dir).ok();
-}
-
-struct Proc {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn spawn(cfg: &std::path::Path, port: u16) -> Proc {
-    let child = Command::new(BIN)
-        .args([
-            "serve",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--port",
-            &port.to_string(),
-        ])
-        .env("NETDEV_BROKER_API_TOKEN", TOKEN)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    assert!(
-        wait_until(Duration::from_secs(10), || std::net::TcpStream::connect(
-            addr
-        )
-        .is_ok()),
-        "broker did not start"
-    );
-    Proc { child, addr }
 }
 
 #[test]
@@ -143,7 +77,10 @@ fn sigterm_closes_sessions_and_no_secret_is_ever_logged() {
         format!("log_level: DEBUG\nlog_mode: both\nlog_file: {}\ncmd_log_dir: {}\nstate_dir: {}\nfavourite_colour: blue\n", log.display(), cmdlog.display(), dir.display()),
     )
     .unwrap();
-    let mut p = spawn(&cfg, free_port());
+    let mut p = Broker::serve("proc")
+        .config(&cfg)
+        .output(Output::Piped)
+        .start();
     let body = json!({"host": "127.0.0.1", "port": dev.port(), "username": "admin", "password": PASSWORD, "enable_password": ENABLE});
     let r = call(
         p.addr,
@@ -209,19 +146,10 @@ fn sigterm_closes_sessions_and_no_secret_is_ever_logged() {
         200
     );
 
-    let t = Instant::now();
-    // SAFETY: sending a signal to our own child process.
-    unsafe { libc::kill(p.child.id() as i32, libc::SIGTERM) };
-    let status = loop {
-        if let Some(s) = p.child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "broker did not exit after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    p.term();
+    let status = p
+        .wait_exit(Duration::from_secs(10))
+        .expect("broker did not exit after SIGTERM");
     assert_eq!(status.code(), Some(0), "exit code after SIGTERM");
     assert!(
         wait_until(Duration::from_secs(3), || dev.active_connections() == 0),
@@ -229,20 +157,7 @@ fn sigterm_closes_sessions_and_no_secret_is_ever_logged() {
     );
     assert!(dev.lines_received().iter().any(|l| l == "exit"));
 
-    let mut stdout = String::new();
-    let mut stderr = String::new();
-    p.child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut stdout)
-        .unwrap();
-    p.child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
+    let (stdout, stderr) = p.read_output();
     let logfile = std::fs::read_to_string(&log).unwrap();
     assert!(logfile.contains("opened"), "log file is written: {logfile}");
     assert!(
@@ -274,20 +189,14 @@ fn sigterm_closes_sessions_and_no_secret_is_ever_logged() {
 #[test]
 fn demo_prints_commands_that_work() {
     use std::io::BufRead;
-    let child = Command::new(BIN)
-        // `--port=0` (refused until lexopt; `--port 0` is in src/cli.rs's tests).
-        .args(["demo", "--port=0"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
     // Killed on drop if the test fails half-way.
-    let mut p = Proc {
-        child,
-        addr: "127.0.0.1:1".parse().unwrap(),
-    };
-    let stdout = p.child.stdout.take().unwrap();
+    let mut p = Broker::serve("demo")
+        // `--port=0` (refused until lexopt; `--port 0` is in src/cli.rs's tests).
+        .argv(["demo", "--port=0"])
+        .token(None)
+        .output(Output::StdoutPiped)
+        .start();
+    let stdout = p.take_stdout();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in std::io::BufReader::new(stdout)
@@ -339,16 +248,10 @@ fn demo_prints_commands_that_work() {
     } else {
         panic!("curl and jq are needed (.ci/run installs them)");
     }
-    // SAFETY: sending a signal to our own child process.
-    unsafe { libc::kill(p.child.id() as i32, libc::SIGTERM) };
-    let t = Instant::now();
-    let status = loop {
-        if let Some(s) = p.child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(t.elapsed() < Duration::from_secs(10), "demo did not exit");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    p.term();
+    let status = p
+        .wait_exit(Duration::from_secs(10))
+        .expect("demo did not exit");
     assert_eq!(status.code(), Some(0));
 }
 
@@ -429,30 +332,12 @@ fn check_config_validates_masks_and_checks_permissions() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
-fn spawn_without_env_token(cfg: &std::path::Path, port: u16) -> Proc {
-    let child = Command::new(BIN)
-        .args(["serve", "--config", cfg.to_str().unwrap()])
-        .args(["--port", &port.to_string()])
-        .env_remove("NETDEV_BROKER_API_TOKEN")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    assert!(
-        wait_until(Duration::from_secs(10), || std::net::TcpStream::connect(
-            addr
-        )
-        .is_ok()),
-        "broker did not start"
-    );
-    Proc { child, addr }
-}
-
-fn hup(p: &Proc) {
-    // SAFETY: sending a signal to our own child process.
-    unsafe { libc::kill(p.child.id() as i32, libc::SIGHUP) };
+fn spawn_without_env_token(tag: &str, cfg: &std::path::Path) -> Broker {
+    Broker::serve(tag)
+        .config(cfg)
+        .token(None)
+        .output(Output::Null)
+        .start()
 }
 
 /// SIGHUP with a session open: new token, level and denied commands apply, the session stays;
@@ -472,7 +357,7 @@ fn sighup_reloads_live_settings_keeps_sessions_and_reopens_the_log() {
         dir.display()
     );
     std::fs::write(&cfg, format!("{base}api_token: {TOKEN}\nlog_level: INFO\n")).unwrap();
-    let mut p = spawn_without_env_token(&cfg, free_port());
+    let mut p = spawn_without_env_token("hup", &cfg);
     let exec = |token: &str, id: &str, cmd: &str| {
         call(
             p.addr,
@@ -504,7 +389,7 @@ fn sighup_reloads_live_settings_keeps_sessions_and_reopens_the_log() {
         format!("{base}api_token: {new_token}\nlog_level: DEBUG\ndenied_commands: ['^show run']\nmax_sessions: 7\n"),
     )
     .unwrap();
-    hup(&p);
+    p.hup();
     assert!(
         wait_until(Duration::from_secs(5), || call(
             p.addr,
@@ -552,7 +437,7 @@ fn sighup_reloads_live_settings_keeps_sessions_and_reopens_the_log() {
         format!("{base}api_token: third\nreaper_interval: often\n"),
     )
     .unwrap();
-    hup(&p);
+    p.hup();
     assert!(
         wait_until(Duration::from_secs(5), || std::fs::read_to_string(&log)
             .unwrap_or_default()
@@ -578,19 +463,10 @@ fn sighup_reloads_live_settings_keeps_sessions_and_reopens_the_log() {
     assert_eq!(exec(new_token, &id, "show running-config").status, 403);
 
     // SIGTERM still ends it cleanly.
-    // SAFETY: sending a signal to our own child process.
-    unsafe { libc::kill(p.child.id() as i32, libc::SIGTERM) };
-    let t = Instant::now();
-    let status = loop {
-        if let Some(s) = p.child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "no exit after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    p.term();
+    let status = p
+        .wait_exit(Duration::from_secs(10))
+        .expect("no exit after SIGTERM");
     assert_eq!(status.code(), Some(0));
     for text in [std::fs::read_to_string(&log).unwrap(), old_log] {
         for canary in [TOKEN, new_token, PASSWORD] {
@@ -621,7 +497,7 @@ fn sighup_turns_the_reaper_and_the_dashboard_on() {
         format!("{base}stale_reaper: false\nreaper_interval: 1\n"),
     )
     .unwrap();
-    let p = spawn_without_env_token(&cfg, free_port());
+    let p = spawn_without_env_token("hup2", &cfg);
     let body = json!({"host": "127.0.0.1", "port": dev.port(), "username": "admin", "password": PASSWORD, "timeout": 10, "session_timeout": 1});
     let r = call(
         p.addr,
@@ -656,7 +532,7 @@ fn sighup_turns_the_reaper_and_the_dashboard_on() {
         format!("{base}stale_reaper: true\nreaper_interval: 1\nmax_connections: 300\nmetrics_public: true\nweb_secret_key: CANARY-key-31-0123456789abcdef0123\nweb_users:\n  - username: ops\n    password_hash: '{hash}'\n"),
     )
     .unwrap();
-    hup(&p);
+    p.hup();
     assert!(
         wait_until(Duration::from_secs(8), || status(&id) == 404),
         "the reaper, turned on by the reload, reaps the idle session"
@@ -681,7 +557,7 @@ fn sighup_turns_the_reaper_and_the_dashboard_on() {
     );
     // The restart-only key kept its running value: the same file again still reports it,
     // and the live keys, already in effect, are not changed again.
-    hup(&p);
+    p.hup();
     let reported = |t: &str| {
         t.matches("'max_connections' changed but needs a restart")
             .count()
@@ -742,9 +618,12 @@ fn an_unusable_state_dir_stops_the_start() {
 #[test]
 fn without_a_config_file_a_user_gets_a_state_dir_of_their_own() {
     use std::os::unix::fs::PermissionsExt;
-    use std::os::unix::process::CommandExt;
+    const NAME: &str = "process::without_a_config_file_a_user_gets_a_state_dir_of_their_own";
     if std::path::Path::new("/etc/netdev-broker/config.yml").exists() {
-        eprintln!("skipped: /etc/netdev-broker/config.yml exists (the default config)");
+        skip(
+            NAME,
+            "/etc/netdev-broker/config.yml exists (the default config)",
+        );
         return;
     }
     // SAFETY: geteuid cannot fail.
@@ -752,44 +631,25 @@ fn without_a_config_file_a_user_gets_a_state_dir_of_their_own() {
     let default_usable =
         !root && netdev_broker::config::dir_usable("/var/lib/netdev-broker".as_ref()).is_ok();
     if default_usable {
-        eprintln!("skipped: this user can use /var/lib/netdev-broker");
+        skip(NAME, "this user can use /var/lib/netdev-broker");
         return;
     }
     let dir = tmpdir("peruser");
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
-    let port = free_port();
-    let mut c = Command::new(BIN);
-    c.args(["serve", "--port", &port.to_string()])
-        .env("NETDEV_BROKER_API_TOKEN", TOKEN)
+    let mut spawn = Broker::serve("peruser")
+        .no_config()
         .env("XDG_STATE_HOME", &dir)
         .env("HOME", &dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .output(Output::Piped)
+        .no_wait();
     if root {
-        c.uid(65534).gid(65534);
+        spawn = spawn.uid_gid(65534, 65534);
     }
-    let child = c.spawn().unwrap();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let mut p = Proc { child, addr };
-    let up = wait_until(Duration::from_secs(10), || {
-        std::net::TcpStream::connect(addr).is_ok()
-    });
-    let _ = p.child.kill();
-    let _ = p.child.wait();
-    let mut out = String::new();
-    p.child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    p.child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
+    let mut p = spawn.start();
+    let up = p.wait_health(Duration::from_secs(10));
+    p.kill();
+    let (mut out, err) = p.read_output();
+    out.push_str(&err);
     assert!(up, "broker did not start: {out}");
     let mine = dir.join("netdev-broker");
     let note = out
