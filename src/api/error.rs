@@ -65,8 +65,6 @@ pub enum Error {
     HeadersTooLarge,
     /// A limit was reached (max_sessions, connections, queue).
     Capacity(String),
-    /// Start-up / configuration problem (never reaches HTTP).
-    Config(String),
     /// A bug or an unexpected failure inside the broker.
     Internal(String),
 }
@@ -83,7 +81,7 @@ impl Error {
             Error::MethodNotAllowed(_) => 405,
             Error::SessionDead(_) => 410,
             Error::Busy => 409,
-            Error::Exec(_) | Error::Internal(_) | Error::Config(_) => 500,
+            Error::Exec(_) | Error::Internal(_) => 500,
             Error::WithFields(inner, _) => inner.status(),
             Error::Validation(_) => 422,
             Error::BadRequest(_) => 400,
@@ -111,7 +109,6 @@ impl Error {
             Error::MethodNotAllowed(_)
             | Error::Exec(_)
             | Error::Internal(_)
-            | Error::Config(_)
             | Error::BadRequest(_)
             | Error::UnknownHost(_)
             | Error::HeadersTooLarge => "error",
@@ -249,7 +246,6 @@ impl fmt::Display for Error {
             }
             Error::HeadersTooLarge => f.write_str("Request header fields too large"),
             Error::Capacity(m) => f.write_str(m),
-            Error::Config(m) => f.write_str(m),
             Error::Internal(m) => write!(f, "Internal error: {m}"),
         }
     }
@@ -306,7 +302,6 @@ mod tests {
             Error::PayloadTooLarge(1),
             Error::HeadersTooLarge,
             Error::Capacity("x".into()),
-            Error::Config("x".into()),
             Error::Internal("x".into()),
         ];
         for e in cases {

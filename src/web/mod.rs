@@ -4,8 +4,8 @@
 
 mod pages;
 
+use crate::api::error::Error;
 use crate::config::{Config, WebUser};
-use crate::error::Error;
 use crate::http::{Request, Response};
 use crate::secret::Secret;
 use crate::session::Registry;
