@@ -2,12 +2,11 @@
 //! loader, same environment token), check the file's permissions, and print what the broker
 //! would run with, secrets masked.
 
-use crate::config::{self, Overrides};
-use crate::error::Error;
+use crate::config::{self, ConfigError, Overrides};
 
 /// Returns the report to print (warnings first, then one `key: value` per line), or the error
 /// that `serve` would stop on, or the permission problem.
-pub fn run(ov: &Overrides, env_token: Option<String>) -> Result<String, Error> {
+pub fn run(ov: &Overrides, env_token: Option<String>) -> Result<String, ConfigError> {
     let mut ov = ov.clone();
     // Unlike `serve`, the default path must exist: checking nothing is not a check.
     let path = ov

@@ -2,9 +2,8 @@
 //! Telnet, a random API token, and the curl commands to try. For a newcomer without a switch.
 
 use crate::config::Config;
-use crate::error::Error;
 use crate::secret::Secret;
-use crate::server::Broker;
+use crate::server::{Broker, StartError};
 use fake_device::{DeviceOptions, TelnetDevice};
 use std::net::{SocketAddr, TcpListener};
 
@@ -14,16 +13,16 @@ pub struct DemoArgs {
 }
 
 /// Start both, print how to use them, and run until `wait` returns (a signal).
-pub fn run(a: &DemoArgs, wait: impl FnOnce()) -> Result<(), Error> {
-    let token = crate::util::random_id().map_err(|e| Error::Internal(e.to_string()))?;
+pub fn run(a: &DemoArgs, wait: impl FnOnce()) -> Result<(), StartError> {
+    let token = crate::util::random_id().map_err(|e| StartError::Internal(e.to_string()))?;
     let device = TelnetDevice::start(DeviceOptions {
         enable_secret: Some("cisco".into()),
         banner: Some("netdev-broker demo device: a fake Cisco IOS switch (Telnet)".into()),
         ..DeviceOptions::default()
     })
-    .map_err(|e| Error::Config(format!("cannot start the demo device: {e}")))?;
+    .map_err(|e| StartError::io("cannot start the demo device", e))?;
     let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], a.port)))
-        .map_err(|e| Error::Config(format!("cannot listen on 127.0.0.1:{}: {e}", a.port)))?;
+        .map_err(|e| StartError::io(format!("cannot listen on 127.0.0.1:{}", a.port), e))?;
     let mut c = Config::default();
     c.live.api_token = Secret::new(token.clone());
     c.restart.state_dir = std::env::temp_dir();

@@ -11,6 +11,7 @@
 //! spawns a thread per connection without limit, sets no socket timeouts and stops for good on the
 //! first accept error (EMFILE).
 
+use crate::api::error::Error;
 use crossbeam_channel::{bounded, Receiver, Sender};
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -327,7 +328,7 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                         "connection from {peer} refused: {} connections open (max_connections)",
                         shared.limits.max_connections
                     );
-                    reject(stream, 503, "Too many connections");
+                    reject(stream, &Error::Capacity("Too many connections".into()));
                     continue;
                 }
                 let ip = client_ip(&peer);
@@ -341,7 +342,10 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                         );
                         last_per_client_log = Some(Instant::now());
                     }
-                    reject(stream, 503, "Too many connections from your address");
+                    reject(
+                        stream,
+                        &Error::Capacity("Too many connections from your address".into()),
+                    );
                     continue;
                 }
                 let id = shared.next_conn.fetch_add(1, Ordering::Relaxed);
@@ -369,7 +373,7 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                     Err(e) => {
                         log::error!("cannot start a connection thread: {e}");
                         if let Some(s) = shared.conns.lock().remove(&id) {
-                            reject(s, 503, "Server overloaded");
+                            reject(s, &Error::Capacity("Server overloaded".into()));
                         }
                         release_client_slot(&shared, ip);
                         shared.active.fetch_sub(1, Ordering::SeqCst);
@@ -389,7 +393,10 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                 }
                 drop(spare.take());
                 if let Ok((stream, _)) = listener.accept() {
-                    reject(stream, 503, "Too many open files: try again shortly");
+                    reject(
+                        stream,
+                        &Error::Capacity("Too many open files: try again shortly".into()),
+                    );
                 }
                 spare = spare_fd();
                 if spare.is_none() {
@@ -413,9 +420,14 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     }
 }
 
-fn reject(mut stream: TcpStream, status: u16, detail: &str) {
+/// The answer to a refusal of this module, from the table (`api/error.rs`).
+fn refusal(e: &Error) -> Response {
+    Response::json(e.status(), &e.body())
+}
+
+fn reject(mut stream: TcpStream, e: &Error) {
     let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
-    let resp = Response::json(status, &serde_json::json!({ "detail": detail }));
+    let resp = refusal(e);
     let _ = write_response(&mut stream, &resp, false);
     // Closing with the request unread would send a reset, which can destroy the answer before
     // the client reads it: read what has already arrived (without waiting), then close.
@@ -435,8 +447,8 @@ fn reject(mut stream: TcpStream, status: u16, detail: &str) {
 enum ReadErr {
     /// The peer closed or went idle: close quietly.
     Closed,
-    /// Answer with this status and detail, then close.
-    Reply(u16, String),
+    /// Answer with this refusal, then close.
+    Reply(Error),
 }
 
 struct Conn<'a> {
@@ -469,12 +481,12 @@ impl Conn<'_> {
     }
 
     /// Read more bytes: the peer closing is `Closed`, the deadline passing is a 408 answer.
-    fn fill_more(&mut self, deadline: Instant, timeout_msg: &str) -> Result<(), ReadErr> {
+    fn fill_more(&mut self, deadline: Instant, timeout_msg: &'static str) -> Result<(), ReadErr> {
         match self.fill(deadline) {
             Ok(0) => Err(ReadErr::Closed),
             Ok(_) => Ok(()),
             Err(ReadErr::Closed) if Instant::now() >= deadline => {
-                Err(ReadErr::Reply(408, timeout_msg.into()))
+                Err(ReadErr::Reply(Error::RequestTimeout(timeout_msg)))
             }
             Err(e) => Err(e),
         }
@@ -504,19 +516,13 @@ impl Conn<'_> {
             if let Some((end, skip)) = find_head_end(&self.buf, scanned) {
                 // The end may arrive in the same read as the bytes past the cap.
                 if end > self.limits.max_head_bytes {
-                    return Err(ReadErr::Reply(
-                        431,
-                        "Request header fields too large".into(),
-                    ));
+                    return Err(ReadErr::Reply(Error::HeadersTooLarge));
                 }
                 return Ok(self.buf.drain(..end + skip).collect());
             }
             scanned = self.buf.len().saturating_sub(3);
             if self.buf.len() > self.limits.max_head_bytes {
-                return Err(ReadErr::Reply(
-                    431,
-                    "Request header fields too large".into(),
-                ));
+                return Err(ReadErr::Reply(Error::HeadersTooLarge));
             }
             self.fill_more(deadline, "Request header timeout")?;
         }
@@ -535,7 +541,7 @@ impl Conn<'_> {
             match body.feed(&mut self.buf) {
                 Ok(Some(b)) => return Ok(b),
                 Ok(None) => self.fill_more(deadline, "Request body timeout")?,
-                Err((status, msg)) => return Err(ReadErr::Reply(status, msg)),
+                Err(e) => return Err(ReadErr::Reply(e)),
             }
         }
     }
@@ -558,8 +564,8 @@ enum ChunkState {
     Done,
 }
 
-/// The status and detail a request is refused with.
-pub type Refusal = (u16, String);
+/// What a request is refused with (its status and detail come from `api/error.rs`).
+pub type Refusal = Error;
 
 /// A chunked request body (RFC 9112 §7.1) decoded as its bytes arrive, independent of the socket
 /// (fuzzed by fuzz/fuzz_targets/http_head.rs). The body is capped at `max` bytes.
@@ -603,10 +609,7 @@ impl ChunkedBody {
                     if size == 0 {
                         self.state = ChunkState::Trailer;
                     } else if self.body.len().saturating_add(size) > self.max {
-                        return Err((
-                            413,
-                            format!("Request body too large (limit {} bytes)", self.max),
-                        ));
+                        return Err(Error::PayloadTooLarge(self.max));
                     } else {
                         self.state = ChunkState::Data(size);
                     }
@@ -634,7 +637,7 @@ impl ChunkedBody {
                         self.state = ChunkState::Size;
                     }
                     [] | [b'\r'] => return Ok(None),
-                    _ => return Err((400, "chunk not followed by CRLF".into())),
+                    _ => return Err(Error::Framing("chunk not followed by CRLF".into())),
                 },
                 ChunkState::Trailer => {
                     let Some(line) = take_line(rest, TRAILER_LINE_MAX, pos)? else {
@@ -654,7 +657,7 @@ impl ChunkedBody {
 /// The line at the start of `rest` without its LF or CRLF, advancing `pos` past it; None while
 /// its end has not arrived; an error once it is longer than `max` bytes.
 fn take_line<'a>(rest: &'a [u8], max: usize, pos: &mut usize) -> Result<Option<&'a [u8]>, Refusal> {
-    let too_long = || (400, "chunk header line too long".to_string());
+    let too_long = || Error::Framing("chunk header line too long".into());
     // A line of `max` bytes ends within max + 2 (CR LF).
     let Some(i) = rest.iter().take(max + 2).position(|b| *b == b'\n') else {
         return if rest.len() >= max + 2 {
@@ -676,7 +679,7 @@ fn take_line<'a>(rest: &'a [u8], max: usize, pos: &mut usize) -> Result<Option<&
 /// `;extensions`, as `httparse::parse_chunk_size` reads it. That wants CRLF; a bare LF is
 /// accepted here, as in the head.
 fn chunk_size(line: &[u8]) -> Result<usize, Refusal> {
-    let bad = || (400, "invalid chunk size".to_string());
+    let bad = || Error::Framing("invalid chunk size".into());
     let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
     if !(1..=8).contains(&digits) {
         return Err(bad());
@@ -795,8 +798,8 @@ fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
         let head = match conn.read_head(idle) {
             Ok(h) => h,
             Err(ReadErr::Closed) => break,
-            Err(ReadErr::Reply(status, msg)) => {
-                reply_and_close(&mut conn.stream, status, &msg);
+            Err(ReadErr::Reply(e)) => {
+                reply_and_close(&mut conn.stream, &e);
                 break;
             }
         };
@@ -805,7 +808,7 @@ fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
         let head = match parse_head(&head) {
             Ok(h) => h,
             Err(msg) => {
-                reply_and_close(&mut conn.stream, 400, &msg);
+                reply_and_close(&mut conn.stream, &Error::Framing(msg));
                 break;
             }
         };
@@ -817,8 +820,8 @@ fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
         let body = match read_body(&mut conn, &head) {
             Ok(b) => b,
             Err(ReadErr::Closed) => break,
-            Err(ReadErr::Reply(status, msg)) => {
-                reply_and_close(&mut conn.stream, status, &msg);
+            Err(ReadErr::Reply(e)) => {
+                reply_and_close(&mut conn.stream, &e);
                 break;
             }
         };
@@ -857,19 +860,13 @@ fn wait_response(rx: &Receiver<Response>, shared: &Shared) -> Response {
         match rx.recv_timeout(Duration::from_millis(250)) {
             Ok(r) => return r,
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
-                return Response::json(
-                    500,
-                    &serde_json::json!({"detail": "Internal Server Error"}),
-                );
+                return refusal(&Error::NoAnswer);
             }
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
                 if shared.shutdown.load(Ordering::SeqCst) {
                     let since = *shutdown_seen.get_or_insert_with(Instant::now);
                     if since.elapsed() >= shared.grace {
-                        return Response::json(
-                            503,
-                            &serde_json::json!({"detail": "The broker is shutting down"}),
-                        );
+                        return refusal(&Error::Capacity("The broker is shutting down".into()));
                     }
                 }
             }
@@ -893,23 +890,26 @@ fn read_body(conn: &mut Conn, head: &Head) -> Result<Vec<u8>, ReadErr> {
         .filter(|(k, _)| k.eq_ignore_ascii_case("Transfer-Encoding"))
         .count();
     if te_count > 1 {
-        return Err(ReadErr::Reply(400, "repeated Transfer-Encoding".into()));
+        return Err(ReadErr::Reply(Error::Framing(
+            "repeated Transfer-Encoding".into(),
+        )));
     }
     if te.is_some() && !cls.is_empty() {
-        return Err(ReadErr::Reply(
-            400,
+        return Err(ReadErr::Reply(Error::Framing(
             "both Transfer-Encoding and Content-Length".into(),
-        ));
+        )));
     }
     let expect = header(&head.headers, "Expect");
     if let Some(e) = expect {
         if !e.eq_ignore_ascii_case("100-continue") {
-            return Err(ReadErr::Reply(417, "Expectation Failed".into()));
+            return Err(ReadErr::Reply(Error::ExpectationFailed));
         }
     }
     let len: usize = if let Some(te) = te {
         if !te.trim().eq_ignore_ascii_case("chunked") {
-            return Err(ReadErr::Reply(501, "unsupported Transfer-Encoding".into()));
+            return Err(ReadErr::Reply(Error::NotImplemented(
+                "unsupported Transfer-Encoding".into(),
+            )));
         }
         send_continue(conn, expect)?;
         return conn.read_chunked(max, deadline);
@@ -918,16 +918,13 @@ fn read_body(conn: &mut Conn, head: &Head) -> Result<Vec<u8>, ReadErr> {
             || first.is_empty()
             || !first.bytes().all(|b| b.is_ascii_digit())
         {
-            return Err(ReadErr::Reply(400, "invalid Content-Length".into()));
+            return Err(ReadErr::Reply(Error::Framing(
+                "invalid Content-Length".into(),
+            )));
         }
         match first.parse::<usize>() {
             Ok(n) if n <= max => n,
-            _ => {
-                return Err(ReadErr::Reply(
-                    413,
-                    format!("Request body too large (limit {max} bytes)"),
-                ))
-            }
+            _ => return Err(ReadErr::Reply(Error::PayloadTooLarge(max))),
         }
     } else {
         0
@@ -951,8 +948,8 @@ fn send_continue(conn: &mut Conn, expect: Option<&str>) -> Result<(), ReadErr> {
 /// Answer an error and close without losing the answer: closing a socket with unread input
 /// makes the kernel send RST, which can destroy the response before the client reads it. So stop
 /// writing, then read and discard what the client still sends, for at most 1 s or 4 MiB.
-fn reply_and_close(stream: &mut TcpStream, status: u16, msg: &str) {
-    let resp = Response::json(status, &serde_json::json!({ "detail": msg }));
+fn reply_and_close(stream: &mut TcpStream, e: &Error) {
+    let resp = refusal(e);
     if write_response(stream, &resp, false).is_err() {
         return;
     }
@@ -1131,7 +1128,7 @@ mod tests {
     #[test]
     fn chunked_bodies_are_bounded() {
         let status = |wire: &[u8], max: usize| match chunked(wire, max, 1).0 {
-            Err((s, _)) => s,
+            Err(e) => e.status(),
             other => panic!("{other:?}"),
         };
         assert_eq!(status(b"5\r\nabcde\r\n0\r\n\r\n", 4), 413);

@@ -13,8 +13,6 @@ pub mod cmd_hash;
 pub mod cmdlog;
 pub mod config;
 pub mod debug;
-/// The API's error table (`api/error.rs`); `config` and the CLI still use its `Config` variant.
-pub use api::error;
 pub mod http;
 pub mod logging;
 pub mod mask;

@@ -1,7 +1,7 @@
 use netdev_broker::cli::{self, Command};
-use netdev_broker::config::{self, TOKEN_ENV};
-use netdev_broker::error::Error;
-use netdev_broker::{logging, server::Broker};
+use netdev_broker::config::{self, ConfigError, TOKEN_ENV};
+use netdev_broker::logging;
+use netdev_broker::server::{Broker, StartError};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 fn main() {
@@ -11,22 +11,23 @@ fn main() {
         Err(e) => {
             eprintln!("netdev-broker: {e}");
             log::logger().flush();
+            // Exit 2: the configuration, the command line or a start-up resource; 1: a bug.
             match e {
-                Error::Config(_) => 2,
-                _ => 1,
+                StartError::Internal(_) => 1,
+                StartError::Config(_) | StartError::Io { .. } | StartError::Platform(_) => 2,
             }
         }
     };
     std::process::exit(code);
 }
 
-fn run() -> Result<(), Error> {
+fn run() -> Result<(), StartError> {
     // Before any thread exists: keep the token from the environment for start and reloads, and
     // wipe it from /proc/PID/environ.
     let env_token = netdev_broker::secret::take_env_secret(TOKEN_ENV);
     let env_token = || env_token.as_ref().map(|t| t.expose().to_string());
     let cmd = cli::parse(std::env::args_os().skip(1))
-        .map_err(|m| Error::Config(format!("{m}\n\n{}", cli::USAGE)))?;
+        .map_err(|m| ConfigError::new(format!("{m}\n\n{}", cli::USAGE)))?;
     let ov = match cmd {
         Command::Help => {
             print!("{}", cli::USAGE);
@@ -38,9 +39,9 @@ fn run() -> Result<(), Error> {
         }
         Command::Demo { port } => {
             let c = netdev_broker::config::Config::default();
-            logging::init(&c).map_err(Error::Config)?;
+            logging::init(&c).map_err(ConfigError::new)?;
             let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
-                .map_err(|e| Error::Config(format!("cannot install signal handlers: {e}")))?;
+                .map_err(|e| StartError::io("cannot install signal handlers", e))?;
             return netdev_broker::cmd_demo::run(
                 &netdev_broker::cmd_demo::DemoArgs { port },
                 || {
@@ -53,7 +54,7 @@ fn run() -> Result<(), Error> {
             std::process::exit(code);
         }
         Command::HashPassword { cost } => {
-            let hash = netdev_broker::cmd_hash::run(cost).map_err(Error::Config)?;
+            let hash = netdev_broker::cmd_hash::run(cost).map_err(ConfigError::new)?;
             println!("{hash}");
             return Ok(());
         }
@@ -66,7 +67,7 @@ fn run() -> Result<(), Error> {
     };
     let loaded = config::load(&ov, env_token())?;
     let c = loaded.config;
-    logging::init(&c).map_err(Error::Config)?;
+    logging::init(&c).map_err(ConfigError::new)?;
     for w in &loaded.warnings {
         log::warn!("{w}");
     }
@@ -82,7 +83,7 @@ fn run() -> Result<(), Error> {
         }
     }
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
-        .map_err(|e| Error::Config(format!("cannot install signal handlers: {e}")))?;
+        .map_err(|e| StartError::io("cannot install signal handlers", e))?;
     let mut broker = Broker::start(&c)?;
     drop(c);
     for sig in signals.forever() {

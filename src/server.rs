@@ -3,8 +3,7 @@
 
 use crate::api::{Api, ApiLive, ApiTrust};
 use crate::cmdlog::CmdLog;
-use crate::config::{Config, Overrides};
-use crate::error::Error;
+use crate::config::{Config, ConfigError, Overrides};
 use crate::http::{HttpServer, Limits};
 use crate::session::{Registry, Settings};
 use crossbeam_channel::{bounded, RecvTimeoutError, Sender};
@@ -44,6 +43,62 @@ fn api_live(c: &Config) -> ApiLive {
     }
 }
 
+/// Why the broker (or a command that runs it) could not start. Not a client's error: it is
+/// printed on stderr and `main` exits 2 (1 for `Internal`), as before this type existed. A type
+/// of its own, not a `ConfigError`, because binding a port or starting a thread can fail with a
+/// config that is perfectly valid.
+#[derive(Debug)]
+pub enum StartError {
+    /// The configuration (or the command line) is wrong, or names a directory that cannot be used.
+    Config(ConfigError),
+    /// A resource the broker needs at start (its port, a thread, signal handlers) is not
+    /// available: `<context>: <I/O error>`.
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+    /// The embedded platform tables do not load (a build problem).
+    Platform(String),
+    /// Something that should not fail did (exit 1).
+    Internal(String),
+}
+
+impl StartError {
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> StartError {
+        StartError::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+impl From<ConfigError> for StartError {
+    fn from(e: ConfigError) -> StartError {
+        StartError::Config(e)
+    }
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Config(e) => e.fmt(f),
+            StartError::Io { context, source } => write!(f, "{context}: {source}"),
+            StartError::Platform(m) => f.write_str(m),
+            StartError::Internal(m) => write!(f, "Internal error: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StartError::Config(e) => Some(e),
+            StartError::Io { source, .. } => Some(source),
+            StartError::Platform(_) | StartError::Internal(_) => None,
+        }
+    }
+}
+
 fn reaper_text(c: &Config) -> String {
     if c.live.stale_reaper {
         format!("every {} s", c.live.reaper_interval.as_secs())
@@ -54,32 +109,31 @@ fn reaper_text(c: &Config) -> String {
 
 impl Broker {
     /// Bind and start serving. Port 0 picks a free port (tests).
-    pub fn start(c: &Config) -> Result<Broker, Error> {
+    pub fn start(c: &Config) -> Result<Broker, StartError> {
         let r = &c.restart;
         let listener = TcpListener::bind((r.host.as_str(), r.port))
-            .map_err(|e| Error::Config(format!("cannot listen on {}:{}: {e}", r.host, r.port)))?;
+            .map_err(|e| StartError::io(format!("cannot listen on {}:{}", r.host, r.port), e))?;
         Broker::start_on(c, listener)
     }
 
-    pub fn start_on(c: &Config, listener: TcpListener) -> Result<Broker, Error> {
+    pub fn start_on(c: &Config, listener: TcpListener) -> Result<Broker, StartError> {
         let addr = listener
             .local_addr()
-            .map_err(|e| Error::Config(format!("listener: {e}")))?;
+            .map_err(|e| StartError::io("listener", e))?;
         let r = &c.restart;
         // Found now, not as an error at the first session's open.
         crate::config::ensure_state(r)?;
         let cmdlog = match &r.cmd_log_dir {
             Some(d) => Some(
                 CmdLog::new(d.clone(), r.mask_patterns.parsed.clone()).map_err(|e| {
-                    Error::Config(format!(
-                        "config key 'cmd_log_dir': cannot create {}: {e}",
-                        d.display()
-                    ))
+                    let context =
+                        format!("config key 'cmd_log_dir': cannot create {}", d.display());
+                    ConfigError::io(context, e).with_key("cmd_log_dir")
                 })?,
             ),
             None => None,
         };
-        crate::platform::all().map_err(Error::Config)?;
+        crate::platform::all().map_err(StartError::Platform)?;
         let known_hosts = r
             .known_hosts
             .clone()
@@ -117,7 +171,7 @@ impl Broker {
             ..Limits::default()
         };
         let http = HttpServer::start(listener, limits, api.clone())
-            .map_err(|e| Error::Config(format!("cannot start HTTP server: {e}")))?;
+            .map_err(|e| StartError::io("cannot start HTTP server", e))?;
         // The reaper thread runs even when `stale_reaper` is off, so that a reload can turn it on.
         let reaper_settings = Arc::new(Mutex::new((c.live.stale_reaper, c.live.reaper_interval)));
         let (tx, rx) = bounded::<()>(1);
@@ -140,7 +194,7 @@ impl Broker {
                     Err(RecvTimeoutError::Disconnected) => break,
                 }
             })
-            .map_err(|e| Error::Config(format!("cannot start reaper: {e}")))?;
+            .map_err(|e| StartError::io("cannot start reaper", e))?;
         let reaper = Some((tx, h));
         log::info!(
             "netdev-broker {} listening on http://{addr} (max_connections {max_connections}, \

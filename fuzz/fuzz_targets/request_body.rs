@@ -8,9 +8,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use netdev_broker::api::error::Error;
 use netdev_broker::api::wire::{exec_body, open_body};
 use netdev_broker::channel::typed::is_control;
-use netdev_broker::error::Error;
 use netdev_broker::platform;
 use netdev_broker::transport::validate_host;
 use std::time::Duration;

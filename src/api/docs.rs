@@ -5,7 +5,7 @@
 //! The page loads nothing from outside the broker: its Content-Security-Policy allows only the
 //! broker's own origin, and the script is a separate file (no inline script or style).
 
-use crate::error::Error;
+use crate::api::error::Error;
 use crate::http::{Request, Response};
 use serde_json::{json, Value};
 use std::sync::OnceLock;

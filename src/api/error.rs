@@ -25,7 +25,7 @@ impl FieldError {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 pub enum Error {
     /// Missing or wrong X-API-Token.
     Unauthorized,
@@ -65,8 +65,23 @@ pub enum Error {
     HeadersTooLarge,
     /// A limit was reached (max_sessions, connections, queue).
     Capacity(String),
-    /// Start-up / configuration problem (never reaches HTTP).
-    Config(String),
+    /// `http.rs`: the request's framing is malformed (head, Content-Length, chunks); the detail
+    /// is the problem as found, without the `Bad request:` prefix of [`Error::BadRequest`].
+    Framing(String),
+    /// `http.rs`: the head or the body did not arrive in time (a slow client).
+    RequestTimeout(&'static str),
+    /// `http.rs`: an `Expect` other than `100-continue`.
+    ExpectationFailed,
+    /// `http.rs`: a Transfer-Encoding other than chunked.
+    NotImplemented(String),
+    /// `http.rs`: the handler dropped its responder without answering (it panicked).
+    NoAnswer,
+    /// `web/`: wrong dashboard username or password.
+    LoginFailed,
+    /// `web/`: a dashboard form without a valid CSRF token.
+    StaleForm,
+    /// `web/`: too many failed dashboard logins from one address; seconds to wait.
+    TooManyLogins(u64),
     /// A bug or an unexpected failure inside the broker.
     Internal(String),
 }
@@ -75,18 +90,22 @@ impl Error {
     /// The single mapping from error to HTTP status.
     pub fn status(&self) -> u16 {
         match self {
-            Error::Unauthorized | Error::DeviceAuth(_) => 401,
-            Error::Forbidden(_) => 403,
+            Error::Unauthorized | Error::DeviceAuth(_) | Error::LoginFailed => 401,
+            Error::Forbidden(_) | Error::StaleForm => 403,
             Error::OpenTimeout(_) => 504,
             Error::Connect(_) => 502,
             Error::SessionNotFound | Error::RouteNotFound => 404,
             Error::MethodNotAllowed(_) => 405,
             Error::SessionDead(_) => 410,
             Error::Busy => 409,
-            Error::Exec(_) | Error::Internal(_) | Error::Config(_) => 500,
+            Error::Exec(_) | Error::Internal(_) | Error::NoAnswer => 500,
             Error::WithFields(inner, _) => inner.status(),
             Error::Validation(_) => 422,
-            Error::BadRequest(_) => 400,
+            Error::BadRequest(_) | Error::Framing(_) => 400,
+            Error::RequestTimeout(_) => 408,
+            Error::ExpectationFailed => 417,
+            Error::NotImplemented(_) => 501,
+            Error::TooManyLogins(_) => 429,
             Error::UnknownHost(_) => 421,
             Error::PayloadTooLarge(_) => 413,
             Error::HeadersTooLarge => 431,
@@ -97,8 +116,8 @@ impl Error {
     /// The `result` label of the opens and execs counters.
     pub fn label(&self) -> &'static str {
         match self {
-            Error::Unauthorized | Error::DeviceAuth(_) => "auth_failed",
-            Error::Forbidden(_) => "forbidden",
+            Error::Unauthorized | Error::DeviceAuth(_) | Error::LoginFailed => "auth_failed",
+            Error::Forbidden(_) | Error::StaleForm => "forbidden",
             Error::SessionNotFound | Error::RouteNotFound => "not_found",
             Error::Busy => "busy",
             Error::SessionDead(_) => "session_dead",
@@ -111,7 +130,12 @@ impl Error {
             Error::MethodNotAllowed(_)
             | Error::Exec(_)
             | Error::Internal(_)
-            | Error::Config(_)
+            | Error::NoAnswer
+            | Error::Framing(_)
+            | Error::RequestTimeout(_)
+            | Error::ExpectationFailed
+            | Error::NotImplemented(_)
+            | Error::TooManyLogins(_)
             | Error::BadRequest(_)
             | Error::UnknownHost(_)
             | Error::HeadersTooLarge => "error",
@@ -249,8 +273,19 @@ impl fmt::Display for Error {
             }
             Error::HeadersTooLarge => f.write_str("Request header fields too large"),
             Error::Capacity(m) => f.write_str(m),
-            Error::Config(m) => f.write_str(m),
             Error::Internal(m) => write!(f, "Internal error: {m}"),
+            Error::Framing(m) | Error::NotImplemented(m) => f.write_str(m),
+            Error::RequestTimeout(m) => f.write_str(m),
+            Error::ExpectationFailed => f.write_str("Expectation Failed"),
+            Error::NoAnswer => f.write_str("Internal Server Error"),
+            Error::LoginFailed => f.write_str("Invalid username or password."),
+            Error::StaleForm => f.write_str(
+                "The form was stale or not sent by this dashboard. Reload the page and try again.",
+            ),
+            Error::TooManyLogins(secs) => write!(
+                f,
+                "Too many failed logins from your address. Try again in {secs} s."
+            ),
         }
     }
 }
@@ -306,8 +341,15 @@ mod tests {
             Error::PayloadTooLarge(1),
             Error::HeadersTooLarge,
             Error::Capacity("x".into()),
-            Error::Config("x".into()),
             Error::Internal("x".into()),
+            Error::Framing("x".into()),
+            Error::RequestTimeout("x"),
+            Error::ExpectationFailed,
+            Error::NotImplemented("x".into()),
+            Error::NoAnswer,
+            Error::LoginFailed,
+            Error::StaleForm,
+            Error::TooManyLogins(1),
         ];
         for e in cases {
             let by_status = match e.status() {
@@ -462,6 +504,152 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The code of `path` before its tests, with comments and string and char literals blanked
+    /// (newlines kept, so line numbers hold).
+    fn code_of(path: &std::path::Path) -> String {
+        let text = std::fs::read_to_string(path).unwrap();
+        let text = text.split("#[cfg(test)]").next().unwrap();
+        let b = text.as_bytes();
+        let mut out = String::with_capacity(b.len());
+        let mut i = 0;
+        let blank = |out: &mut String, s: &[u8]| {
+            out.extend(s.iter().map(|c| if *c == b'\n' { '\n' } else { ' ' }))
+        };
+        while i < b.len() {
+            let rest = &b[i..];
+            let end = if rest.starts_with(b"//") {
+                rest.iter().position(|c| *c == b'\n').unwrap_or(rest.len())
+            } else if rest.starts_with(b"/*") {
+                rest.windows(2)
+                    .position(|w| w == b"*/")
+                    .map_or(rest.len(), |p| p + 2)
+            } else if rest.starts_with(b"r\"") || rest.starts_with(b"r#") {
+                let hashes = rest[1..].iter().take_while(|c| **c == b'#').count();
+                let close: Vec<u8> = std::iter::once(b'"')
+                    .chain(std::iter::repeat_n(b'#', hashes))
+                    .collect();
+                let open = 2 + hashes;
+                if rest.get(open - 1) != Some(&b'"') {
+                    out.push(rest[0] as char);
+                    i += 1;
+                    continue;
+                }
+                rest[open..]
+                    .windows(close.len())
+                    .position(|w| w == close.as_slice())
+                    .map_or(rest.len(), |p| open + p + close.len())
+            } else if rest[0] == b'"' {
+                let mut j = 1;
+                while j < rest.len() && rest[j] != b'"' {
+                    j += if rest[j] == b'\\' { 2 } else { 1 };
+                }
+                j + 1
+            } else if rest[0] == b'\'' && rest.get(1) == Some(&b'\\') {
+                rest[2..]
+                    .iter()
+                    .position(|c| *c == b'\'')
+                    .map_or(rest.len(), |p| p + 3)
+            } else if rest[0] == b'\'' && rest.get(2) == Some(&b'\'') {
+                3
+            } else {
+                out.push(rest[0] as char);
+                i += 1;
+                continue;
+            };
+            let end = end.min(rest.len());
+            blank(&mut out, &rest[..end]);
+            i += end;
+        }
+        out
+    }
+
+    /// Nothing outside this table decides the status or the body of an error: `http.rs` (its
+    /// framing and capacity refusals), `web/` (its error pages), `config/`, `server.rs`, `main.rs`
+    /// and the `cmd_*` commands write no error status as a number and build no
+    /// `{"detail": ...}` body. Successes (2xx, 3xx) are written where they are produced, and
+    /// `http::reason` names the reason phrases of every status.
+    #[test]
+    fn nothing_outside_the_table_decides_a_status() {
+        const ERROR_STATUSES: &[u32] = &[
+            400, 401, 403, 404, 405, 408, 409, 410, 413, 417, 421, 422, 429, 431, 500, 501, 502,
+            503, 504,
+        ];
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut todo: Vec<_> = [
+            "http.rs",
+            "web",
+            "config",
+            "server.rs",
+            "main.rs",
+            "cmd_check.rs",
+            "cmd_demo.rs",
+            "cmd_hash.rs",
+        ]
+        .iter()
+        .map(|l| src.join(l))
+        .collect();
+        let mut files = Vec::new();
+        while let Some(p) = todo.pop() {
+            if p.is_dir() {
+                for e in std::fs::read_dir(&p).unwrap() {
+                    todo.push(e.unwrap().path());
+                }
+            } else if p.extension().is_some_and(|e| e == "rs") {
+                files.push(p);
+            }
+        }
+        assert!(files.len() >= 12, "{files:?}");
+        let mut found = Vec::new();
+        for f in &files {
+            let raw = std::fs::read_to_string(f).unwrap();
+            let raw = raw.split("#[cfg(test)]").next().unwrap();
+            for (n, line) in raw.lines().enumerate() {
+                let squeezed: String = line.chars().filter(|c| !c.is_whitespace()).collect();
+                if squeezed.contains("json!({\"detail\"") {
+                    found.push(format!("{}:{}: {line}", f.display(), n + 1));
+                }
+            }
+            let mut code = code_of(f);
+            // The reason phrases: a name for every status, not a decision.
+            if let Some(start) = code.find("pub fn reason(") {
+                let end = code[start..]
+                    .find("\n}\n")
+                    .map_or(code.len(), |e| start + e);
+                let lines = code[start..end].matches('\n').count();
+                code.replace_range(start..end, &"\n".repeat(lines));
+            }
+            for (n, line) in code.lines().enumerate() {
+                let b = line.as_bytes();
+                let mut i = 0;
+                while i < b.len() {
+                    if !b[i].is_ascii_digit() {
+                        i += 1;
+                        continue;
+                    }
+                    let start = i;
+                    while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
+                        i += 1;
+                    }
+                    let glued = start > 0
+                        && (b[start - 1].is_ascii_alphanumeric()
+                            || b[start - 1] == b'_'
+                            || b[start - 1] == b'.');
+                    let number: Option<u32> = line[start..i].parse().ok();
+                    // Timeouts in milliseconds are numbers too.
+                    let duration = line[..start].ends_with("from_millis(");
+                    if !glued && !duration && number.is_some_and(|n| ERROR_STATUSES.contains(&n)) {
+                        found.push(format!("{}:{}: {}", f.display(), n + 1, line.trim()));
+                    }
+                }
+            }
+        }
+        assert!(
+            found.is_empty(),
+            "statuses or bodies decided outside api/error.rs:\n{}",
+            found.join("\n")
+        );
     }
 
     #[test]

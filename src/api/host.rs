@@ -9,7 +9,7 @@
 //! checked either: every browser sends one.
 
 use super::{Api, ApiLive};
-use crate::error::Error;
+use crate::api::error::Error;
 use crate::http::Request;
 use std::net::IpAddr;
 

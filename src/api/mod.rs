@@ -9,7 +9,7 @@ pub mod wire;
 
 pub use host::HostGuard;
 
-use crate::error::Error;
+use crate::api::error::Error;
 use crate::http::{Handler, Request, Responder, Response};
 use crate::platform;
 use crate::secret::Secret;

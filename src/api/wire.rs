@@ -1,8 +1,8 @@
 //! JSON wire types: request validation with FastAPI/pydantic-shaped 422 errors, and the JSON
 //! bodies of responses. Nothing else in the broker builds or parses API JSON.
 
+use crate::api::error::{Error, FieldError};
 use crate::channel::typed::{char_name, is_control, Step};
-use crate::error::{Error, FieldError};
 use crate::secret::Secret;
 use crate::session::driver::{CmdResult, ExecItem, Interaction};
 use crate::session::{SessionHandle, SessionInfo};

@@ -6,16 +6,17 @@
 //! in config.example.yml (`tests::every_key_is_declared_once` checks both).
 
 mod describe;
+mod error;
 mod keys;
 mod parse;
 mod perm;
 
 pub use describe::{changes, documented_keys, keys, Class};
+pub use error::ConfigError;
 pub use keys::{Listed, Live, Restart};
 pub use parse::parse_level;
 pub use perm::{check_permissions, dir_usable, ensure_state};
 
-use crate::error::Error;
 use crate::secret::Secret;
 use crate::trust::CommandRules;
 use serde_norway::{Mapping, Value};
@@ -80,7 +81,7 @@ pub struct Loaded {
 
 /// Load the file (explicit path, else the default path if it exists, else none), apply the
 /// environment token and the command-line overrides, validate.
-pub fn load(ov: &Overrides, env_token: Option<String>) -> Result<Loaded, Error> {
+pub fn load(ov: &Overrides, env_token: Option<String>) -> Result<Loaded, ConfigError> {
     let path: Option<PathBuf> = match &ov.config {
         Some(p) => Some(p.clone()),
         None if Path::new(DEFAULT_CONFIG_PATH).exists() => Some(DEFAULT_CONFIG_PATH.into()),
@@ -88,7 +89,7 @@ pub fn load(ov: &Overrides, env_token: Option<String>) -> Result<Loaded, Error> 
     };
     let text = match &path {
         Some(p) => std::fs::read_to_string(p)
-            .map_err(|e| Error::Config(format!("cannot read config file {}: {e}", p.display())))?,
+            .map_err(|e| ConfigError::io(format!("cannot read config file {}", p.display()), e))?,
         None => String::new(),
     };
     let mut loaded = from_yaml(&text)?;
@@ -108,7 +109,7 @@ pub fn load(ov: &Overrides, env_token: Option<String>) -> Result<Loaded, Error> 
     if let Some(p) = &ov.port {
         c.restart.port = parse::int_in(&Value::String(p.clone()), 0, 65_535)
             .map(|n| n as u16)
-            .map_err(|m| Error::Config(format!("--port: {m}")))?;
+            .map_err(|m| ConfigError::new(format!("--port: {m}")).with_key("port"))?;
     }
     if let Some(t) = &ov.api_token {
         if !t.is_empty() {
@@ -116,8 +117,8 @@ pub fn load(ov: &Overrides, env_token: Option<String>) -> Result<Loaded, Error> 
         }
     }
     if let Some(l) = &ov.log_level {
-        c.live.log_level =
-            parse_level(l).map_err(|m| Error::Config(format!("--log-level: {m}")))?;
+        c.live.log_level = parse_level(l)
+            .map_err(|m| ConfigError::new(format!("--log-level: {m}")).with_key("log_level"))?;
     }
     validate(c)?;
     Ok(loaded)
@@ -168,21 +169,21 @@ fn from_map<T: serde::de::DeserializeOwned>(map: &Mapping) -> Result<T, (String,
 }
 
 /// Parse a YAML document into a Config (no file, env or flags involved). Empty text = defaults.
-pub fn from_yaml(text: &str) -> Result<Loaded, Error> {
+pub fn from_yaml(text: &str) -> Result<Loaded, ConfigError> {
     let mut warnings = Vec::new();
     let mut secret_keys = Vec::new();
     let doc: Value = if text.trim().is_empty() {
         Value::Null
     } else {
         serde_norway::from_str(text)
-            .map_err(|e| Error::Config(format!("config file is not valid YAML: {e}")))?
+            .map_err(|e| ConfigError::new(format!("config file is not valid YAML: {e}")))?
     };
     let written = match doc {
         Value::Null => Mapping::new(),
         Value::Mapping(m) => m,
         _ => {
-            return Err(Error::Config(
-                "config file must be a YAML mapping of keys to values".into(),
+            return Err(ConfigError::new(
+                "config file must be a YAML mapping of keys to values",
             ))
         }
     };
@@ -218,14 +219,14 @@ pub fn from_yaml(text: &str) -> Result<Loaded, Error> {
                 .flatten()
                 .min_by_key(|(k, _)| pos(k))
                 .unwrap_or_default();
-            return Err(Error::Config(match key.as_str() {
-                "." => format!("config file: {m}"),
-                _ => format!("config key '{key}': {m}"),
-            }));
+            return Err(match key.as_str() {
+                "." => ConfigError::new(format!("config file: {m}")),
+                _ => ConfigError::key(&key, m),
+            });
         }
     };
     live.commands = CommandRules::new(&live.denied_commands, &live.allowed_commands)
-        .map_err(|m| Error::Config(format!("config key 'denied_commands': {m}")))?;
+        .map_err(|m| ConfigError::key("denied_commands", m))?;
     for key in &order {
         if let Some((_, w)) = RETIRED.iter().find(|(r, _)| r == key) {
             warnings.push(w.to_string());
@@ -248,18 +249,22 @@ pub fn from_yaml(text: &str) -> Result<Loaded, Error> {
     })
 }
 
-fn validate(c: &Config) -> Result<(), Error> {
+fn validate(c: &Config) -> Result<(), ConfigError> {
     if c.live.api_token.is_empty() {
-        return Err(Error::Config(format!(
-            "config key 'api_token' is required: set it in the config file, in ${TOKEN_ENV}, or with --api-token"
-        )));
+        return Err(ConfigError::about(
+            "api_token",
+            format!(
+                "config key 'api_token' is required: set it in the config file, in ${TOKEN_ENV}, or with --api-token"
+            ),
+        ));
     }
     if c.restart.host.trim().is_empty() {
-        return Err(Error::Config("config key 'host': must not be empty".into()));
+        return Err(ConfigError::key("host", "must not be empty"));
     }
     if !c.live.web_users.is_empty() && c.live.web_secret_key.is_empty() {
-        return Err(Error::Config(
-            "config key 'web_secret_key' is required when web_users is set".into(),
+        return Err(ConfigError::about(
+            "web_secret_key",
+            "config key 'web_secret_key' is required when web_users is set",
         ));
     }
     Ok(())

@@ -2,19 +2,19 @@
 //! secrets that other users can read; `serve` warns), and the state directory the broker must
 //! be able to write (checked at start, not found at the first session's open).
 
-use crate::error::Error;
+use super::ConfigError;
 use std::path::Path;
 
 /// The permission check of `check-config`: a file holding secrets must not be readable or
 /// writable by other users (an error); group-writable is a warning.
-pub fn check_permissions(path: &Path, secret_keys: &[String]) -> Result<Vec<String>, Error> {
+pub fn check_permissions(path: &Path, secret_keys: &[String]) -> Result<Vec<String>, ConfigError> {
     use std::os::unix::fs::PermissionsExt;
     let meta = std::fs::metadata(path)
-        .map_err(|e| Error::Config(format!("cannot stat {}: {e}", path.display())))?;
+        .map_err(|e| ConfigError::io(format!("cannot stat {}", path.display()), e))?;
     let mode = meta.permissions().mode() & 0o7777;
     let mut warnings = Vec::new();
     if mode & 0o007 != 0 && !secret_keys.is_empty() {
-        return Err(Error::Config(format!(
+        return Err(ConfigError::new(format!(
             "{} has mode {mode:04o}: it holds {} and must not be readable or writable by other users (chmod 0640, owner root, group netdev-broker)",
             path.display(),
             secret_keys.join(", ")
@@ -94,7 +94,7 @@ pub fn ensure_dir(dir: &Path, name: Option<&str>) -> Result<(), String> {
 
 /// The directory the known_hosts file lives in, made and checked at start: `state_dir`, or
 /// the directory of an explicit `known_hosts`. The error names the key.
-pub fn ensure_state(c: &super::Restart) -> Result<(), Error> {
+pub fn ensure_state(c: &super::Restart) -> Result<(), ConfigError> {
     let (key, dir, name) = match &c.known_hosts {
         None => ("state_dir", c.state_dir.as_path(), Some("known_hosts")),
         Some(f) => (
@@ -105,5 +105,5 @@ pub fn ensure_state(c: &super::Restart) -> Result<(), Error> {
             f.file_name().and_then(|n| n.to_str()),
         ),
     };
-    ensure_dir(dir, name).map_err(|m| Error::Config(format!("config key '{key}': {m}")))
+    ensure_dir(dir, name).map_err(|m| ConfigError::key(key, m))
 }

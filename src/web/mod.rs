@@ -4,8 +4,8 @@
 
 mod pages;
 
+use crate::api::error::Error;
 use crate::config::{Config, WebUser};
-use crate::error::Error;
 use crate::http::{Request, Response};
 use crate::secret::Secret;
 use crate::session::Registry;
@@ -146,7 +146,11 @@ impl Web {
                     req.path(),
                     self.client(req)
                 );
-                return html(403, pages::message("Refused", "The form was stale or not sent by this dashboard. Reload the page and try again.", login, self.registry.len()));
+                let e = Error::StaleForm;
+                return html_error(
+                    &e,
+                    pages::message("Refused", &e.to_string(), login, self.registry.len()),
+                );
             }
             return match segs {
                 ["logout"] => {
@@ -193,17 +197,9 @@ impl Web {
         // attempts cannot all pass the limit and each get a bcrypt check.
         if let Err(wait) = self.reserve_attempt(client) {
             log::warn!("dashboard: login from {client} refused: too many failed logins");
-            return html(
-                429,
-                pages::login(
-                    Some(&format!(
-                        "Too many failed logins from your address. Try again in {} s.",
-                        wait.as_secs().max(1)
-                    )),
-                    "",
-                ),
-            )
-            .with_header("Retry-After", &wait.as_secs().max(1).to_string());
+            let e = Error::TooManyLogins(wait.as_secs().max(1));
+            return html_error(&e, pages::login(Some(&e.to_string()), ""))
+                .with_header("Retry-After", &wait.as_secs().max(1).to_string());
         }
         let form = parse_form(&req.body);
         let name = form.get("username").map(String::as_str).unwrap_or("");
@@ -226,17 +222,15 @@ impl Web {
                     "unknown user".to_string()
                 }
             );
-            return html(
-                401,
-                pages::login(Some("Invalid username or password."), name),
-            );
+            let e = Error::LoginFailed;
+            return html_error(&e, pages::login(Some(&e.to_string()), name));
         };
         self.failures.lock().remove(&client);
         let cookie = match self.issue(&user.username) {
             Some(c) => c,
             None => {
-                return html(
-                    500,
+                return html_error(
+                    &Error::Internal("cannot create a login session".into()),
                     pages::login(Some("Could not create a login session."), ""),
                 )
             }
@@ -436,6 +430,11 @@ fn cookie<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
         .filter_map(|c| c.trim().split_once('='))
         .find(|(k, _)| *k == name)
         .map(|(_, v)| v)
+}
+
+/// A page answering an error: its status from the table (`api/error.rs`), its text rendered here.
+fn html_error(e: &Error, markup: maud::Markup) -> Response {
+    html(e.status(), markup)
 }
 
 fn html(status: u16, markup: maud::Markup) -> Response {
