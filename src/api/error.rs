@@ -458,6 +458,21 @@ mod tests {
         }
     }
 
+    /// The `.rs` files under `roots` (files or directories).
+    fn rs_files(mut todo: Vec<std::path::PathBuf>) -> Vec<std::path::PathBuf> {
+        let mut files = Vec::new();
+        while let Some(p) = todo.pop() {
+            if p.is_dir() {
+                for e in std::fs::read_dir(&p).unwrap() {
+                    todo.push(e.unwrap().path());
+                }
+            } else if p.extension().is_some_and(|e| e == "rs") {
+                files.push(p);
+            }
+        }
+        files
+    }
+
     /// The layers below `api/` know no HTTP: they name neither this table nor `http.rs`, build
     /// no FastAPI body locations and ask no error for a status.
     #[test]
@@ -479,17 +494,7 @@ mod tests {
             "json!(\"body\")",
             ".status()",
         ];
-        let mut files = Vec::new();
-        let mut todo: Vec<_> = layers.iter().map(|l| src.join(l)).collect();
-        while let Some(p) = todo.pop() {
-            if p.is_dir() {
-                for e in std::fs::read_dir(&p).unwrap() {
-                    todo.push(e.unwrap().path());
-                }
-            } else if p.extension().is_some_and(|e| e == "rs") {
-                files.push(p);
-            }
-        }
+        let files = rs_files(layers.iter().map(|l| src.join(l)).collect());
         assert!(files.len() > 10, "{files:?}");
         for f in files {
             let text = std::fs::read_to_string(&f).unwrap();
@@ -577,29 +582,21 @@ mod tests {
             503, 504,
         ];
         let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-        let mut todo: Vec<_> = [
-            "http.rs",
-            "web",
-            "config",
-            "server.rs",
-            "main.rs",
-            "cmd_check.rs",
-            "cmd_demo.rs",
-            "cmd_hash.rs",
-        ]
-        .iter()
-        .map(|l| src.join(l))
-        .collect();
-        let mut files = Vec::new();
-        while let Some(p) = todo.pop() {
-            if p.is_dir() {
-                for e in std::fs::read_dir(&p).unwrap() {
-                    todo.push(e.unwrap().path());
-                }
-            } else if p.extension().is_some_and(|e| e == "rs") {
-                files.push(p);
-            }
-        }
+        let files = rs_files(
+            [
+                "http.rs",
+                "web",
+                "config",
+                "server.rs",
+                "main.rs",
+                "cmd_check.rs",
+                "cmd_demo.rs",
+                "cmd_hash.rs",
+            ]
+            .iter()
+            .map(|l| src.join(l))
+            .collect(),
+        );
         assert!(files.len() >= 12, "{files:?}");
         let mut found = Vec::new();
         for f in &files {

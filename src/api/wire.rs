@@ -53,11 +53,11 @@ pub const MAX_CONFIG_LINES: usize = 10_000;
 /// Most interactions of one command.
 pub const MAX_INTERACTIONS: usize = 16;
 
-/// The first control character of `s` that is not in `allowed`, as a 422 message.
-fn control_char(s: &str, allowed: &[char]) -> Option<String> {
+/// The first control character of `s`, as a 422 message.
+fn control_char(s: &str) -> Option<String> {
     s.chars()
         .enumerate()
-        .find(|(_, c)| is_control(*c) && !allowed.contains(c))
+        .find(|(_, c)| is_control(*c))
         .map(|(i, c)| {
             format!(
                 "must not contain control characters: {} at position {i}",
@@ -73,7 +73,7 @@ fn typed_text_error(s: &str) -> Option<String> {
             "String should have at most {MAX_LINE_CHARS} characters"
         ));
     }
-    control_char(s, &[])
+    control_char(s)
 }
 
 /// Reads fields of one JSON object, collecting every problem (pydantic reports them all).
@@ -248,7 +248,7 @@ impl<'a> Fields<'a> {
     /// A string that is sent to the device as login data: no control character at all.
     pub fn login_text(&mut self, name: &str, required: bool) -> Option<String> {
         let s = self.string(name, required)?;
-        if let Some(m) = control_char(&s, &[]) {
+        if let Some(m) = control_char(&s) {
             self.err(name, m, "value_error");
         }
         Some(s)

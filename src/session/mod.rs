@@ -733,19 +733,10 @@ fn serve(reg: &Registry, h: &Arc<SessionHandle>, mut driver: Driver, rx: Receive
     }
 }
 
-/// What a step of an exec is for (config steps are built from platform data).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Role {
-    Command,
-    ConfigEnter,
-    ConfigLine,
-    ConfigExit,
-    Save,
-}
-
 /// The steps of an exec: the config block (enter config mode unless already there, the lines,
 /// commit if saving in config mode, leave config mode if we entered it, save), then the commands.
-fn plan(driver: &Driver, job: &mut ExecJob) -> Result<Vec<(ExecItem, Role)>, ExecError> {
+/// Each item's `step` says what it is for (the command policy and the run loop read it).
+fn plan(driver: &Driver, job: &mut ExecJob) -> Result<Vec<ExecItem>, ExecError> {
     let mut steps = Vec::new();
     if let Some(c) = job.config.take() {
         let p = driver.platform();
@@ -765,32 +756,29 @@ fn plan(driver: &Driver, job: &mut ExecJob) -> Result<Vec<(ExecItem, Role)>, Exe
         let enter = !in_config && (!c.lines.is_empty() || save.is_some_and(|s| s.in_config));
         let step = |item: ExecItem, step: Step| ExecItem { step, ..item };
         if enter {
-            let item = step(ExecItem::plain(&cfg.enter), Step::ConfigEnter);
-            steps.push((item, Role::ConfigEnter));
+            steps.push(step(ExecItem::plain(&cfg.enter), Step::ConfigEnter));
         }
         for l in c.lines {
-            steps.push((
-                step(ExecItem::plain(&l), Step::ConfigLine),
-                Role::ConfigLine,
-            ));
+            steps.push(step(ExecItem::plain(&l), Step::ConfigLine));
         }
         if let Some(s) = save.filter(|s| s.in_config) {
-            let item = step(ExecItem::answering(&s.command, &s.answers), Step::Save);
-            steps.push((item, Role::Save));
+            steps.push(step(
+                ExecItem::answering(&s.command, &s.answers),
+                Step::Save,
+            ));
         }
         if enter || (in_config && save.is_some_and(|s| !s.in_config)) {
-            let item = step(
-                ExecItem::answering(&cfg.exit, &cfg.exit_answers),
-                Step::ConfigExit,
-            );
-            steps.push((item, Role::ConfigExit));
+            let exit = ExecItem::answering(&cfg.exit, &cfg.exit_answers);
+            steps.push(step(exit, Step::ConfigExit));
         }
         if let Some(s) = save.filter(|s| !s.in_config) {
-            let item = step(ExecItem::answering(&s.command, &s.answers), Step::Save);
-            steps.push((item, Role::Save));
+            steps.push(step(
+                ExecItem::answering(&s.command, &s.answers),
+                Step::Save,
+            ));
         }
     }
-    steps.extend(job.items.drain(..).map(|i| (i, Role::Command)));
+    steps.append(&mut job.items);
     Ok(steps)
 }
 
@@ -804,9 +792,7 @@ fn run_exec(reg: &Registry, h: &Arc<SessionHandle>, driver: &mut Driver, mut job
     // tried against it before the first is sent (a refusal sends nothing).
     driver.set_rules(reg.settings.commands.read().clone());
     let steps = match plan(driver, &mut job).and_then(|steps| {
-        driver
-            .preflight(steps.iter().map(|(item, _)| item))
-            .map_err(ExecError::Refused)?;
+        driver.preflight(steps.iter()).map_err(ExecError::Refused)?;
         Ok(steps)
     }) {
         Ok(s) => s,
@@ -836,8 +822,9 @@ fn run_exec(reg: &Registry, h: &Arc<SessionHandle>, driver: &mut Driver, mut job
         .as_ref()
         .map(|c| c.mode.clone())
         .unwrap_or_default();
-    for (item, role) in &steps {
-        if skipping && *role != Role::ConfigExit {
+    for item in &steps {
+        let role = item.step;
+        if skipping && role != Step::ConfigExit {
             continue;
         }
         let timeout = item.timeout.unwrap_or(job.timeout);
@@ -860,7 +847,7 @@ fn run_exec(reg: &Registry, h: &Arc<SessionHandle>, driver: &mut Driver, mut job
                     r.truncated,
                 );
                 // Never send config lines outside config mode.
-                let refused_enter = *role == Role::ConfigEnter
+                let refused_enter = role == Step::ConfigEnter
                     && (r.failure.is_some() || driver.mode != config_mode);
                 let stop = refused_enter || (job.stop_on_error && r.failure.is_some());
                 if stop && failure.is_none() {
@@ -881,7 +868,7 @@ fn run_exec(reg: &Registry, h: &Arc<SessionHandle>, driver: &mut Driver, mut job
                 }
                 results.push(r);
                 if stop {
-                    if matches!(role, Role::ConfigEnter | Role::ConfigLine) && !refused_enter {
+                    if matches!(role, Step::ConfigEnter | Step::ConfigLine) && !refused_enter {
                         skipping = true;
                     } else {
                         break;
