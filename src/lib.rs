@@ -6,24 +6,19 @@
 
 pub mod api;
 pub mod channel;
-pub mod cli;
-pub mod cmd_check;
-pub mod cmd_demo;
-pub mod cmd_hash;
-pub mod cmdlog;
+pub mod cmd;
 pub mod config;
-pub mod debug;
 pub mod http;
-pub mod logging;
-pub mod mask;
 pub mod memory;
-pub mod metrics;
+pub mod observe;
 pub mod platform;
+mod policy;
 pub mod secret;
 pub mod server;
 pub mod session;
+#[cfg(test)]
+mod source_scan;
 pub mod transport;
-pub mod trust;
 pub mod util;
 pub mod version;
 pub mod web;

@@ -1,8 +1,8 @@
-use netdev_broker::cli::{self, Command};
-use netdev_broker::config::{self, ConfigError, TOKEN_ENV};
-use netdev_broker::logging;
-use netdev_broker::server::{Broker, StartError};
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use netdev_broker::cmd::cli::{self, Command};
+use netdev_broker::config::{ConfigError, TOKEN_ENV};
+use netdev_broker::observe::logging;
+use netdev_broker::server::StartError;
+use signal_hook::consts::{SIGINT, SIGTERM};
 
 fn main() {
     netdev_broker::memory::limit_arenas();
@@ -42,63 +42,28 @@ fn run() -> Result<(), StartError> {
             logging::init(&c).map_err(ConfigError::new)?;
             let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
                 .map_err(|e| StartError::io("cannot install signal handlers", e))?;
-            return netdev_broker::cmd_demo::run(
-                &netdev_broker::cmd_demo::DemoArgs { port },
+            return netdev_broker::cmd::demo::run(
+                &netdev_broker::cmd::demo::DemoArgs { port },
                 || {
                     signals.forever().next();
                 },
             );
         }
         Command::TelnetDebug(a) => {
-            let code = netdev_broker::debug::run(a);
+            let code = netdev_broker::cmd::telnet_debug::run(a);
             std::process::exit(code);
         }
         Command::HashPassword { cost } => {
-            let hash = netdev_broker::cmd_hash::run(cost).map_err(ConfigError::new)?;
+            let hash = netdev_broker::cmd::hash::run(cost).map_err(ConfigError::new)?;
             println!("{hash}");
             return Ok(());
         }
         Command::CheckConfig(ov) => {
-            let report = netdev_broker::cmd_check::run(&ov, env_token())?;
+            let report = netdev_broker::cmd::check::run(&ov, env_token())?;
             print!("{report}");
             return Ok(());
         }
         Command::Serve(ov) => ov,
     };
-    let loaded = config::load(&ov, env_token())?;
-    let c = loaded.config;
-    logging::init(&c).map_err(ConfigError::new)?;
-    for w in &loaded.warnings {
-        log::warn!("{w}");
-    }
-    for n in &loaded.notes {
-        log::info!("{n}");
-    }
-    if let Some(src) = &c.source {
-        log::info!("configuration from {}", src.display());
-        // The rule check-config enforces; serve starts anyway, but says so.
-        match config::check_permissions(src, &loaded.secret_keys) {
-            Ok(warnings) => warnings.iter().for_each(|w| log::warn!("{w}")),
-            Err(e) => log::warn!("{e}; check-config refuses this file"),
-        }
-    }
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
-        .map_err(|e| StartError::io("cannot install signal handlers", e))?;
-    let mut broker = Broker::start(&c)?;
-    drop(c);
-    for sig in signals.forever() {
-        if sig == SIGHUP {
-            // logrotate's move-then-HUP, or `systemctl reload`: same overrides and variable
-            // as at start.
-            log::info!("SIGHUP received: reopening the log file and reloading the configuration");
-            broker.reload(&ov, env_token());
-            continue;
-        }
-        log::info!("signal {sig} received, shutting down");
-        break;
-    }
-    broker.shutdown();
-    log::info!("bye");
-    log::logger().flush();
-    Ok(())
+    netdev_broker::cmd::serve::run(&ov, env_token)
 }

@@ -2,9 +2,9 @@
 //! a reload (SIGHUP) applies a new config's live settings to them.
 
 use crate::api::{Api, ApiLive, ApiTrust};
-use crate::cmdlog::CmdLog;
 use crate::config::{Config, ConfigError, Overrides};
 use crate::http::{HttpServer, Limits};
+use crate::observe::cmdlog::CmdLog;
 use crate::session::{Registry, Settings};
 use crossbeam_channel::{bounded, RecvTimeoutError, Sender};
 use parking_lot::Mutex;
@@ -139,7 +139,7 @@ impl Broker {
             .clone()
             .unwrap_or_else(|| r.state_dir.join("known_hosts"));
         let registry = Registry::new(Settings {
-            known_hosts: crate::trust::KnownHosts::new(known_hosts),
+            known_hosts: crate::policy::KnownHosts::new(known_hosts),
             allowed_hosts: parking_lot::RwLock::new(c.live.allowed_hosts.parsed.clone()),
             commands: parking_lot::RwLock::new(Arc::new(c.live.commands.clone())),
             max_sessions: r.max_sessions,
@@ -150,7 +150,7 @@ impl Broker {
             command_timeout: c.live.command_timeout,
             cmdlog,
             masker: r.mask_patterns.parsed.clone(),
-            metrics: Arc::new(crate::metrics::Metrics::new()),
+            metrics: Arc::new(crate::observe::metrics::Metrics::new()),
         });
         let web = crate::web::Web::from_config(c, registry.clone());
         let api = Arc::new(Api::new(registry.clone(), api_live(c), web));
@@ -218,7 +218,7 @@ impl Broker {
     /// the same command-line overrides and environment token, and apply what can change without
     /// dropping sessions. A config that does not load changes nothing: the running one stays.
     pub fn reload(&mut self, ov: &Overrides, env_token: Option<String>) {
-        if let Err(e) = crate::logging::reopen() {
+        if let Err(e) = crate::observe::logging::reopen() {
             log::error!("reload: {e}; still writing to the old log file");
         }
         let loaded = match crate::config::load(ov, env_token) {
@@ -240,7 +240,7 @@ impl Broker {
         self.current.live = loaded.config.live;
         self.current.source = loaded.config.source;
         let c = &self.current;
-        crate::logging::set_level(c.live.log_level);
+        crate::observe::logging::set_level(c.live.log_level);
         self.api.set_live(api_live(c));
         self.api.web.set_auth(crate::web::WebAuth::from_config(c));
         self.registry

@@ -1,4 +1,4 @@
-//! The HTTP/1.1 framing of `src/http.rs` over arbitrary client bytes: where the head ends (found
+//! The HTTP/1.1 framing of `src/http/framing.rs` over arbitrary client bytes: where the head ends (found
 //! at once, or across reads as the connection scans), the head parser, and the chunked body
 //! decoder fed whole or in pieces. Nothing may panic; the pieces must decide exactly as the
 //! whole does; every accepted head and body must respect the limits.

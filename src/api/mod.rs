@@ -12,9 +12,9 @@ pub use host::HostGuard;
 use crate::api::error::Error;
 use crate::http::{Handler, Request, Responder, Response};
 use crate::platform;
+use crate::policy::{Algorithms, HostKeyPolicy, HostList};
 use crate::secret::Secret;
 use crate::session::{ConfigJob, ExecError, ExecJob, ExecReport, OpenRequest, Protocol, Registry};
-use crate::trust::{Algorithms, HostKeyPolicy, HostList};
 use parking_lot::RwLock;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -152,7 +152,7 @@ impl Handler for Api {
     fn observe(&self, method: &str, path: &str, status: u16) {
         self.registry.metrics().http_request(
             self.route_template(path),
-            crate::metrics::method_label(method),
+            crate::observe::metrics::method_label(method),
             status,
         );
     }
@@ -262,8 +262,15 @@ impl Api {
             }
             return Ok(Outcome::Now(Response {
                 status: 200,
-                headers: vec![("Content-Type".into(), crate::metrics::CONTENT_TYPE.into())],
-                body: self.registry.metrics().render(&self.registry).into_bytes(),
+                headers: vec![(
+                    "Content-Type".into(),
+                    crate::observe::metrics::CONTENT_TYPE.into(),
+                )],
+                body: self
+                    .registry
+                    .metrics()
+                    .render(self.registry.gauge_states())
+                    .into_bytes(),
             }));
         }
         self.authorized(req, &live)?;
@@ -286,7 +293,7 @@ impl Api {
             ["session", id, "exec"] => self.exec(id, req, slot, &live),
             ["session", id] => {
                 self.registry
-                    .remove(id, crate::metrics::CloseReason::Delete);
+                    .remove(id, crate::observe::metrics::CloseReason::Delete);
                 Ok(Outcome::Now(Response::empty(204)))
             }
             _ => Err(Error::RouteNotFound),

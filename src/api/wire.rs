@@ -367,7 +367,7 @@ pub struct OpenBody {
     pub macs: Option<Vec<String>>,
     pub key_file: Option<String>,
     pub passphrase: Option<crate::secret::Secret>,
-    pub host_key_policy: Option<crate::trust::HostKeyPolicy>,
+    pub host_key_policy: Option<crate::policy::HostKeyPolicy>,
 }
 
 pub fn open_body(body: &[u8]) -> Result<OpenBody, Error> {
@@ -389,7 +389,7 @@ pub fn open_body(body: &[u8]) -> Result<OpenBody, Error> {
     let ciphers = f.names("ciphers");
     let macs = f.names("macs");
     let host_key_policy = match f.string("host_key_policy", false) {
-        Some(p) => match crate::trust::HostKeyPolicy::parse(&p) {
+        Some(p) => match crate::policy::HostKeyPolicy::parse(&p) {
             Ok(p) => Some(p),
             Err(m) => {
                 f.err("host_key_policy", m, "value_error");
@@ -400,7 +400,7 @@ pub fn open_body(body: &[u8]) -> Result<OpenBody, Error> {
     };
     let device_type = f
         .string("device_type", false)
-        .unwrap_or_else(|| "cisco_ios".into());
+        .unwrap_or_else(|| crate::platform::DEFAULT_DEVICE_TYPE.into());
     let port = f.int("port", 1, 65_535).map(|p| p as u16);
     let timeout = f
         .seconds("timeout", 0.1, 3600.0)

@@ -160,7 +160,7 @@ impl Channel {
     }
 
     /// The command policy texts are checked against from now on.
-    pub fn set_rules(&mut self, rules: std::sync::Arc<crate::trust::CommandRules>) {
+    pub fn set_rules(&mut self, rules: std::sync::Arc<crate::policy::CommandRules>) {
         self.guard.set_rules(rules);
     }
 

@@ -16,7 +16,7 @@
 //! Nothing here knows HTTP or platforms: the driver hands over the platform's [`LineSyntax`] and
 //! the session the operator's [`CommandRules`].
 
-use crate::trust::CommandRules;
+use crate::policy::CommandRules;
 use std::sync::Arc;
 
 /// Why a text is typed. Decides whether the operator's command rules apply to it.

@@ -6,9 +6,9 @@
 //! that each key has a default, a doc line and exactly one class.
 
 use super::{LogMode, WebUser};
-use crate::mask::Masker;
+use crate::observe::mask::Masker;
+use crate::policy::{CommandRules, HostKeyPolicy, HostList};
 use crate::secret::Secret;
-use crate::trust::{CommandRules, HostKeyPolicy, HostList};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::time::Duration;

@@ -17,8 +17,8 @@ pub use keys::{Listed, Live, Restart};
 pub use parse::parse_level;
 pub use perm::{check_permissions, dir_usable, ensure_state};
 
+use crate::policy::CommandRules;
 use crate::secret::Secret;
-use crate::trust::CommandRules;
 use serde_norway::{Mapping, Value};
 use std::path::{Path, PathBuf};
 
@@ -562,7 +562,7 @@ web_session_ttl: 3600
         assert_eq!(l.session_timeout, Duration::from_secs(600));
         assert!(!l.stale_reaper && l.metrics_public);
         assert_eq!(r.max_sessions, 12);
-        assert_eq!(l.host_key_policy, crate::trust::HostKeyPolicy::Strict);
+        assert_eq!(l.host_key_policy, crate::policy::HostKeyPolicy::Strict);
         assert_eq!(r.log_mode, LogMode::File);
         assert_eq!(r.host, "10");
         assert!(l.web_users.is_empty() && r.cmd_log_dir.is_none() && l.key_dir.is_none());

@@ -33,6 +33,9 @@ const NETMIKO_NAMES: &str = include_str!("netmiko_device_types.txt");
 /// The profile for device types that have none of their own.
 pub const GENERIC: &str = "generic";
 
+/// The device type of an open request that names none (the API's documented default).
+pub const DEFAULT_DEVICE_TYPE: &str = "cisco_ios";
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Def {

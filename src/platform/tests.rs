@@ -1090,3 +1090,39 @@ fn fakenos_prompts_are_accepted() {
         ],
     );
 }
+
+/// No device-type branches outside `platform/`: no code there names a platform (a string literal
+/// equal to a profile's name) or compares a `device_type`. Platforms differ by their data only.
+#[test]
+fn no_code_outside_platform_names_a_platform() {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let names: Vec<String> = all().unwrap().iter().map(|p| p.name.clone()).collect();
+    assert!(names.len() >= 10, "{names:?}");
+    let files = crate::source_scan::rs_files(vec![src.clone()]);
+    let mut found = Vec::new();
+    for f in files.iter().filter(|f| {
+        !f.starts_with(src.join("platform")) && !f.to_string_lossy().ends_with("_tests.rs")
+    }) {
+        let text = std::fs::read_to_string(f).unwrap();
+        let code = text.split("#[cfg(test)]").next().unwrap();
+        for (n, line) in code.lines().enumerate() {
+            // Comments, and attributes (`target_os = "linux"` is no device type).
+            if line.trim_start().starts_with("//") || line.trim_start().starts_with("#[") {
+                continue;
+            }
+            let squeezed: String = line.chars().filter(|c| !c.is_whitespace()).collect();
+            let named = names.iter().find(|p| line.contains(&format!("\"{p}\"")));
+            if named.is_some()
+                || squeezed.contains("device_type==")
+                || squeezed.contains("device_type.as_str()")
+            {
+                found.push(format!("{}:{}: {line}", f.display(), n + 1));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "device-type branches outside platform/:\n{}",
+        found.join("\n")
+    );
+}

@@ -532,7 +532,7 @@ impl Driver {
     }
 
     /// The command policy for what is typed from now on.
-    pub fn set_rules(&mut self, rules: std::sync::Arc<crate::trust::CommandRules>) {
+    pub fn set_rules(&mut self, rules: std::sync::Arc<crate::policy::CommandRules>) {
         self.chan.set_rules(rules);
     }
 

@@ -541,7 +541,7 @@ fn every_send_path_is_seen_by_the_command_policy() {
     .unwrap();
     // Rules that every checked step passes: the walk is about being seen.
     d.set_rules(std::sync::Arc::new(
-        crate::trust::CommandRules::new(&["^reload"], &[]).unwrap(),
+        crate::policy::CommandRules::new(&["^reload"], &[]).unwrap(),
     ));
     let never = AtomicBool::new(false);
     let cfg = p.config.as_ref().unwrap();
@@ -608,7 +608,7 @@ fn every_send_path_is_seen_by_the_command_policy() {
         assert!(typed.contains(&s), "{s:?} never typed: {typed:?}");
     }
     // And a policy that refuses everything refuses each checked step before it is typed.
-    let deny_all = crate::trust::CommandRules::new(&["."], &[]).unwrap();
+    let deny_all = crate::policy::CommandRules::new(&["."], &[]).unwrap();
     let mut g = d.chan.guard().clone();
     g.set_rules(std::sync::Arc::new(deny_all));
     for s in S::ALL {

@@ -8,16 +8,16 @@ pub use error::{ExecError, OpenError};
 
 use crate::channel::typed::Step;
 use crate::channel::Channel;
-use crate::cmdlog::{CmdLog, Entry};
-use crate::mask::Masker;
-use crate::metrics::{CloseReason, Metrics};
+use crate::observe::cmdlog::{CmdLog, Entry};
+use crate::observe::mask::Masker;
+use crate::observe::metrics::{CloseReason, Metrics};
 use crate::platform::Platform;
+use crate::policy::{Algorithms, CommandRules, HostKeyPolicy, HostKeySeen, HostList, KnownHosts};
 use crate::secret::Secret;
 #[cfg(feature = "ssh")]
 use crate::transport::ssh::{SshParams, SshTransport};
 use crate::transport::telnet::TelnetTransport;
 use crate::transport::{Reach, Transport};
-use crate::trust::{Algorithms, CommandRules, HostKeyPolicy, HostKeySeen, HostList, KnownHosts};
 use crate::util::random_id;
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
 use driver::{CmdFail, CmdResult, Driver, ExecItem, Keepalive, Login, OpenOptions};
@@ -236,6 +236,24 @@ impl Registry {
     /// A reload's command policy: every exec from now on, on every session, is checked by it.
     pub fn set_command_rules(&self, r: CommandRules) {
         *self.settings.commands.write() = Arc::new(r);
+    }
+
+    /// Each held session's protocol and state for the session gauge: `alive`, `busy` (running
+    /// an exec) or `dead` (connection lost, not yet deleted or reaped).
+    pub fn gauge_states(&self) -> Vec<(&'static str, &'static str)> {
+        self.list()
+            .iter()
+            .map(|h| {
+                let state = if !h.state().alive {
+                    "dead"
+                } else if h.busy() {
+                    "busy"
+                } else {
+                    "alive"
+                };
+                (h.info.protocol, state)
+            })
+            .collect()
     }
 
     pub fn len(&self) -> usize {

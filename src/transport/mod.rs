@@ -10,7 +10,7 @@ pub mod telnet;
 
 pub use error::{Cause, ConnectError};
 
-use crate::trust::HostList;
+use crate::policy::HostList;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;

@@ -4,8 +4,8 @@
 //! afterwards the session is non-blocking and every wait is a poll() on the socket with a deadline.
 
 use super::{connect_tcp, remaining, timed_out, ConnectError, Reach, Transport, TransportError};
+use crate::policy::{algorithms_for_key_type, Algorithms, HostKeyPolicy, HostKeySeen, KnownHosts};
 use crate::secret::Secret;
-use crate::trust::{algorithms_for_key_type, Algorithms, HostKeyPolicy, HostKeySeen, KnownHosts};
 use std::io::{Read, Write as _};
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, Instant};

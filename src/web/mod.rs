@@ -7,9 +7,9 @@ mod pages;
 use crate::api::error::Error;
 use crate::config::{Config, WebUser};
 use crate::http::{Request, Response};
+use crate::policy::HostList;
 use crate::secret::Secret;
 use crate::session::Registry;
-use crate::trust::HostList;
 use hmac::{Hmac, Mac};
 use parking_lot::{Mutex, RwLock};
 use std::collections::{HashMap, VecDeque};
@@ -161,7 +161,7 @@ impl Web {
                 ["ui", "close", id] => {
                     if self
                         .registry
-                        .remove(id, crate::metrics::CloseReason::Dashboard)
+                        .remove(id, crate::observe::metrics::CloseReason::Dashboard)
                     {
                         log::info!("dashboard: {} closed session {id}", login.user);
                     }
@@ -174,7 +174,7 @@ impl Web {
                     for id in listed.split(',').filter(|s| !s.is_empty()) {
                         if self
                             .registry
-                            .remove(id, crate::metrics::CloseReason::Dashboard)
+                            .remove(id, crate::observe::metrics::CloseReason::Dashboard)
                         {
                             closed += 1;
                         }

@@ -27,7 +27,7 @@ fn serial() -> MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// The broker's head timeout (src/http.rs `Limits::default`; not a config key).
+/// The broker's head timeout (src/http/mod.rs `Limits::default`; not a config key).
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn no_panics(b: &Broker) {

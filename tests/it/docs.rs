@@ -249,7 +249,7 @@ fn document_and_router_agree() {
     assert!(checked > 3000, "{checked}");
 }
 
-/// Every operation lists the statuses it can answer (the single mapping in src/error.rs, the
+/// Every operation lists the statuses it can answer (the single mapping in src/api/error.rs, the
 /// error model in docs/api.md), each with a JSON body schema, and its examples are accepted by the
 /// broker's own request parser.
 #[test]

@@ -191,7 +191,7 @@ fn demo_prints_commands_that_work() {
     use std::io::BufRead;
     // Killed on drop if the test fails half-way.
     let mut p = Broker::serve("demo")
-        // `--port=0` (refused until lexopt; `--port 0` is in src/cli.rs's tests).
+        // `--port=0` (refused until lexopt; `--port 0` is in src/cmd/cli.rs's tests).
         .argv(["demo", "--port=0"])
         .token(None)
         .output(Output::StdoutPiped)

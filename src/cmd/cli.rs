@@ -112,7 +112,7 @@ fn demo(mut p: Parser) -> Result<Command, String> {
 
 fn hash_password(mut p: Parser) -> Result<Command, String> {
     const COST: &str = "--cost needs a number from 4 to 31";
-    let mut cost = crate::cmd_hash::DEFAULT_COST;
+    let mut cost = crate::cmd::hash::DEFAULT_COST;
     while let Some(arg) = next(&mut p)? {
         match arg {
             Arg::Short('h') | Arg::Long("help") => return Ok(Command::Help),
@@ -153,7 +153,7 @@ fn dash_positional(a: &std::ffi::OsStr) -> bool {
 fn telnet_debug(mut p: Parser) -> Result<Command, String> {
     const TIMEOUT: &str = "--timeout needs a number of seconds (0-3600)";
     let mut pos = Vec::new();
-    let mut device_type = "cisco_ios".to_string();
+    let mut device_type = crate::platform::DEFAULT_DEVICE_TYPE.to_string();
     let mut timeout = 30.0f64;
     loop {
         let raw = p

@@ -3,7 +3,7 @@
 //! passwords masked) and where it stopped and why. It replaces the original's telnet_debug.py.
 
 use crate::channel::Channel;
-use crate::cli::TelnetDebug;
+use crate::cmd::cli::TelnetDebug;
 use crate::platform;
 use crate::secret::Secret;
 use crate::session::driver::{Driver, Login, OpenOptions};
@@ -52,7 +52,7 @@ pub fn run(mut a: TelnetDebug) -> i32 {
         &a.host,
         a.port,
         crate::transport::Reach {
-            allowed: &crate::trust::HostList::default(),
+            allowed: &crate::policy::HostList::default(),
             dead_peer_timeout: Duration::from_secs(120),
         },
         deadline,

@@ -1,7 +1,7 @@
 //! Per-session JSONL command log (`<cmd_log_dir>/<session_id>.jsonl`): one flushed line per
 //! command, secrets masked, file mode 0640.
 
-use crate::mask::Masker;
+use crate::observe::mask::Masker;
 use crate::util::iso8601;
 use serde_json::json;
 use std::fs::OpenOptions;

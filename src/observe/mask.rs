@@ -242,7 +242,7 @@ mod tests {
     /// config.example.yml shows the defaults exactly (commented out).
     #[test]
     fn example_config_lists_the_defaults() {
-        let example = include_str!("../config.example.yml");
+        let example = include_str!("../../config.example.yml");
         let listed: Vec<&str> = example
             .lines()
             .skip_while(|l| *l != "# mask_patterns:")

@@ -1,311 +1,12 @@
-//! What the broker trusts and where it may reach: the host-key policy and its known_hosts file,
-//! the SSH algorithm lists (modern by default, legacy SHA-1 only on request), the device
-//! allow-list, and the command allow/deny rules. Pure logic plus one file; no sockets.
+//! The broker's own known_hosts file (OpenSSH format, hashed and `@revoked` lines read):
+//! lookups by host and port, and appends of newly accepted keys, serialised.
 
+use super::host_keys::{blob_type, decode_blob, encode_blob, fingerprint, HostKeyPolicy};
+use super::reach::glob;
 use crate::transport::ConnectError;
-use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
-use base64::Engine;
-use ipnet::IpNet;
 use parking_lot::Mutex;
-use regex::Regex;
-use sha2::{Digest, Sha256};
 use std::io::Write;
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
-pub enum HostKeyPolicy {
-    /// Warn on every connect; accept any key (known_hosts is not read, so `@revoked` lines do
-    /// not apply either). Weakest.
-    Off = 0,
-    /// Record unknown keys, refuse changed ones (the default).
-    #[default]
-    AcceptNew = 1,
-    /// Refuse unknown and changed keys.
-    Strict = 2,
-}
-
-impl HostKeyPolicy {
-    pub fn parse(s: &str) -> Result<HostKeyPolicy, String> {
-        match s.trim().to_ascii_lowercase().replace('_', "-").as_str() {
-            "strict" | "yes" => Ok(HostKeyPolicy::Strict),
-            "accept-new" => Ok(HostKeyPolicy::AcceptNew),
-            "off" | "no" => Ok(HostKeyPolicy::Off),
-            _ => Err(format!(
-                "unknown host key policy '{s}' (strict, accept-new or off)"
-            )),
-        }
-    }
-    pub fn name(self) -> &'static str {
-        match self {
-            HostKeyPolicy::Strict => "strict",
-            HostKeyPolicy::AcceptNew => "accept-new",
-            HostKeyPolicy::Off => "off",
-        }
-    }
-}
-
-/// `SHA256:` + unpadded base64 of the SHA-256 of the key blob, as `ssh-keygen -l` prints.
-pub fn fingerprint(blob: &[u8]) -> String {
-    format!("SHA256:{}", STANDARD_NO_PAD.encode(Sha256::digest(blob)))
-}
-
-/// A key blob as known_hosts writes it: standard base64, padded.
-pub fn encode_blob(blob: &[u8]) -> String {
-    STANDARD.encode(blob)
-}
-
-/// The key blob of a known_hosts line: canonical padded standard base64 only (a missing, short
-/// or extra `=`, or stray bits in the last character, make the line unusable).
-pub fn decode_blob(b64: &str) -> Option<Vec<u8>> {
-    STANDARD.decode(b64).ok()
-}
-
-/// The key type named inside an SSH public key blob (`ssh-ed25519`, `ssh-rsa`, ...).
-pub fn blob_type(blob: &[u8]) -> Option<String> {
-    let len = u32::from_be_bytes(blob.get(..4)?.try_into().ok()?) as usize;
-    let name = blob.get(4..4 + len)?;
-    std::str::from_utf8(name).ok().map(str::to_string)
-}
-
-/// The host key algorithms that produce keys of a key type (RSA keys sign with SHA-2 first).
-pub fn algorithms_for_key_type(t: &str) -> &'static [&'static str] {
-    match t {
-        "ssh-ed25519" => &["ssh-ed25519"],
-        "ecdsa-sha2-nistp256" => &["ecdsa-sha2-nistp256"],
-        "ecdsa-sha2-nistp384" => &["ecdsa-sha2-nistp384"],
-        "ecdsa-sha2-nistp521" => &["ecdsa-sha2-nistp521"],
-        "ssh-rsa" => &["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"],
-        "ssh-dss" => &["ssh-dss"],
-        _ => &[],
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Algorithms
-// ---------------------------------------------------------------------------------------------
-
-pub const MODERN_KEX: &[&str] = &[
-    "curve25519-sha256",
-    "curve25519-sha256@libssh.org",
-    "ecdh-sha2-nistp256",
-    "ecdh-sha2-nistp384",
-    "ecdh-sha2-nistp521",
-    "diffie-hellman-group-exchange-sha256",
-    "diffie-hellman-group16-sha512",
-    "diffie-hellman-group18-sha512",
-    "diffie-hellman-group14-sha256",
-];
-pub const LEGACY_KEX: &[&str] = &[
-    "diffie-hellman-group14-sha1",
-    "diffie-hellman-group-exchange-sha1",
-    "diffie-hellman-group1-sha1",
-];
-pub const MODERN_HOST_KEY: &[&str] = &[
-    "ssh-ed25519",
-    "ecdsa-sha2-nistp256",
-    "ecdsa-sha2-nistp384",
-    "ecdsa-sha2-nistp521",
-    "rsa-sha2-512",
-    "rsa-sha2-256",
-];
-pub const LEGACY_HOST_KEY: &[&str] = &["ssh-rsa", "ssh-dss"];
-pub const MODERN_CIPHERS: &[&str] = &[
-    "aes256-gcm@openssh.com",
-    "aes128-gcm@openssh.com",
-    "chacha20-poly1305@openssh.com",
-    "aes256-ctr",
-    "aes192-ctr",
-    "aes128-ctr",
-];
-pub const LEGACY_CIPHERS: &[&str] = &["aes256-cbc", "aes192-cbc", "aes128-cbc", "3des-cbc"];
-pub const MODERN_MACS: &[&str] = &[
-    "hmac-sha2-256-etm@openssh.com",
-    "hmac-sha2-512-etm@openssh.com",
-    "hmac-sha2-256",
-    "hmac-sha2-512",
-];
-pub const LEGACY_MACS: &[&str] = &["hmac-sha1", "hmac-sha1-96"];
-
-/// The algorithm lists one connection offers. `None` in a field: the default for `legacy`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Algorithms {
-    pub legacy: bool,
-    pub kex: Option<Vec<String>>,
-    pub host_key: Option<Vec<String>>,
-    pub ciphers: Option<Vec<String>>,
-    pub macs: Option<Vec<String>>,
-}
-
-impl Algorithms {
-    /// (kex, host key, ciphers, macs) in preference order.
-    pub fn lists(&self) -> [Vec<String>; 4] {
-        let pick = |given: &Option<Vec<String>>, modern: &[&str], legacy: &[&str]| match given {
-            Some(v) => v.clone(),
-            None => {
-                let mut v: Vec<String> = modern.iter().map(|s| s.to_string()).collect();
-                if self.legacy {
-                    v.extend(legacy.iter().map(|s| s.to_string()));
-                }
-                v
-            }
-        };
-        [
-            pick(&self.kex, MODERN_KEX, LEGACY_KEX),
-            pick(&self.host_key, MODERN_HOST_KEY, LEGACY_HOST_KEY),
-            pick(&self.ciphers, MODERN_CIPHERS, LEGACY_CIPHERS),
-            pick(&self.macs, MODERN_MACS, LEGACY_MACS),
-        ]
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Allow-list of devices
-// ---------------------------------------------------------------------------------------------
-
-/// CIDRs and hostname globs. Empty: anything.
-#[derive(Debug, Clone, Default)]
-pub struct HostList {
-    cidrs: Vec<IpNet>,
-    globs: Vec<String>,
-}
-
-impl HostList {
-    pub fn parse<S: AsRef<str>>(items: &[S]) -> Result<HostList, String> {
-        let mut l = HostList::default();
-        for it in items {
-            let s = it.as_ref().trim();
-            if s.is_empty() {
-                continue;
-            }
-            // An address alone is a host route (/32, /128); host bits under the prefix are
-            // allowed (10.1.2.3/8 is 10.0.0.0/8).
-            let net = match s.split_once('/') {
-                None => s.parse::<IpAddr>().ok().map(IpNet::from),
-                Some((addr, _)) => match s.parse::<IpNet>() {
-                    Ok(n) => Some(n),
-                    Err(_) if addr.parse::<IpAddr>().is_ok() => {
-                        return Err(format!("bad prefix length in '{s}'"))
-                    }
-                    Err(_) => return Err(format!("'{s}' is not a valid CIDR")),
-                },
-            };
-            if let Some(n) = net {
-                l.cidrs.push(n);
-                continue;
-            }
-            let g = s.to_ascii_lowercase();
-            if !g
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-._*?".contains(&b))
-            {
-                return Err(format!("'{s}' is neither a CIDR nor a hostname glob"));
-            }
-            l.globs.push(g);
-        }
-        Ok(l)
-    }
-
-    pub fn has_globs(&self) -> bool {
-        !self.globs.is_empty()
-    }
-    pub fn is_empty(&self) -> bool {
-        self.cidrs.is_empty() && self.globs.is_empty()
-    }
-
-    pub fn matches_name(&self, name: &str) -> bool {
-        let n = name.trim().to_ascii_lowercase();
-        self.globs.iter().any(|g| glob(g.as_bytes(), n.as_bytes()))
-    }
-
-    /// An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) is matched as the IPv4 address it is.
-    pub fn matches_addr(&self, ip: IpAddr) -> bool {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
-            v4 => v4,
-        };
-        self.cidrs.iter().any(|net| net.contains(&ip))
-    }
-
-    /// Is a target allowed: by its name (glob), or by its address (CIDR)?
-    pub fn allows(&self, name: &str, ip: IpAddr) -> bool {
-        self.is_empty() || self.matches_name(name) || self.matches_addr(ip)
-    }
-}
-
-/// `*` any run, `?` one character.
-fn glob(p: &[u8], s: &[u8]) -> bool {
-    let (mut pi, mut si, mut star, mut mark) = (0, 0, None, 0);
-    while si < s.len() {
-        if pi < p.len() && (p[pi] == b'?' || p[pi] == s[si]) {
-            pi += 1;
-            si += 1;
-        } else if pi < p.len() && p[pi] == b'*' {
-            star = Some(pi);
-            mark = si;
-            pi += 1;
-        } else if let Some(st) = star {
-            pi = st + 1;
-            mark += 1;
-            si = mark;
-        } else {
-            return false;
-        }
-    }
-    while pi < p.len() && p[pi] == b'*' {
-        pi += 1;
-    }
-    pi == p.len()
-}
-
-// ---------------------------------------------------------------------------------------------
-// Command rules
-// ---------------------------------------------------------------------------------------------
-
-#[derive(Debug, Clone, Default)]
-pub struct CommandRules {
-    denied: Vec<Regex>,
-    allowed: Vec<Regex>,
-}
-
-impl CommandRules {
-    pub fn new<S: AsRef<str>>(denied: &[S], allowed: &[S]) -> Result<CommandRules, String> {
-        // Device CLIs ignore case and repeated blanks, so the rules do too.
-        let c = |v: &[S]| -> Result<Vec<Regex>, String> {
-            v.iter()
-                .map(|p| {
-                    regex::RegexBuilder::new(p.as_ref())
-                        .case_insensitive(true)
-                        .size_limit(1 << 20)
-                        .build()
-                        .map_err(|e| format!("bad pattern {:?}: {e}", p.as_ref()))
-                })
-                .collect()
-        };
-        Ok(CommandRules {
-            denied: c(denied)?,
-            allowed: c(allowed)?,
-        })
-    }
-
-    /// No rule at all: only the characters of a text are checked.
-    pub fn is_empty(&self) -> bool {
-        self.denied.is_empty() && self.allowed.is_empty()
-    }
-
-    /// The denied_commands rule that matches `cmd` (blanks folded by the caller), if any.
-    pub fn denies(&self, cmd: &str) -> Option<&str> {
-        self.denied
-            .iter()
-            .find(|r| r.is_match(cmd))
-            .map(|r| r.as_str())
-    }
-
-    /// `cmd` (blanks folded by the caller) may run as far as allowed_commands goes.
-    pub fn allows(&self, cmd: &str) -> bool {
-        self.allowed.is_empty() || self.allowed.iter().any(|r| r.is_match(cmd))
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // known_hosts
@@ -571,65 +272,6 @@ mod tests {
     }
 
     #[test]
-    fn base64_and_fingerprints_match_openssh() {
-        assert_eq!(encode_blob(b""), "");
-        assert_eq!(encode_blob(b"f"), "Zg==");
-        assert_eq!(encode_blob(b"foobar"), "Zm9vYmFy");
-        assert_eq!(decode_blob("Zm9vYg==").unwrap(), b"foob");
-        // ssh-keygen -lf of this ed25519 public key prints this fingerprint.
-        let b = decode_blob("AAAAC3NzaC1lZDI1NTE5AAAAIFNkdBVPFDHbe8TLSuvHK0xVZJTVEWMpEDYpw/Hjowew")
-            .unwrap();
-        assert_eq!(blob_type(&b).as_deref(), Some("ssh-ed25519"));
-        assert_eq!(
-            fingerprint(&b),
-            "SHA256:Wd9wVYY9oVf3m4O9dp1Nll5Cqed4bgqI27svl9tfaUI"
-        );
-        // Unpadded, as fingerprints are.
-        assert_eq!(fingerprint(b"").len(), "SHA256:".len() + 43);
-    }
-
-    /// The old decoder dropped any run of `=` and accepted stray bits; known_hosts blobs are
-    /// padded standard base64, so only the canonical form is read.
-    #[test]
-    fn known_hosts_base64_must_be_canonical() {
-        for bad in [
-            "Zm9vYg",
-            "Zm9vYg=",
-            "Zm9vYg===",
-            "Zm9vYh==",
-            "Zg=a",
-            "Zm9v=",
-            "Zm9v YmFy",
-            "Zm9v-_",
-        ] {
-            assert!(decode_blob(bad).is_none(), "{bad}");
-        }
-        let dir = std::env::temp_dir().join(format!("nb-kh64-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let kh = KnownHosts::new(dir.join("known_hosts"));
-        let a = blob("ssh-ed25519", b"key-a");
-        let padded = encode_blob(&a);
-        assert!(padded.ends_with('='), "{padded}");
-        // The key's line with its padding cut is not read: the key is not known.
-        std::fs::write(
-            &kh.path,
-            format!("h1 ssh-ed25519 {}\n", padded.trim_end_matches('=')),
-        )
-        .unwrap();
-        let err = kh.verify("h1", 22, &a, HostKeyPolicy::Strict).unwrap_err();
-        assert!(err.to_string().contains("not known"), "{err}");
-        std::fs::write(&kh.path, format!("h1 ssh-ed25519 {padded}\n")).unwrap();
-        assert_eq!(
-            kh.verify("h1", 22, &a, HostKeyPolicy::Strict)
-                .unwrap()
-                .verdict,
-            "known"
-        );
-        std::fs::remove_dir_all(&dir).ok();
-    }
-
-    #[test]
     fn known_hosts_policies() {
         let dir = std::env::temp_dir().join(format!("nb-kh-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -730,66 +372,6 @@ mod tests {
         assert!(HostKeyPolicy::parse("maybe").is_err());
     }
 
-    #[test]
-    fn host_lists_and_command_rules() {
-        let l = HostList::parse(&[
-            "10.0.0.0/8",
-            "192.168.1.5",
-            "*.lab.example.net",
-            "sw?-core",
-            "2001:db8::/32",
-        ])
-        .unwrap();
-        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
-        assert!(l.allows("x", ip("10.20.30.40")));
-        assert!(!l.allows("x", ip("11.0.0.1")));
-        assert!(l.allows("x", ip("192.168.1.5")));
-        assert!(!l.allows("x", ip("192.168.1.6")));
-        assert!(l.allows("SW1.LAB.example.net", ip("8.8.8.8")));
-        assert!(l.allows("sw1-core", ip("8.8.8.8")));
-        assert!(!l.allows("sw12-core", ip("8.8.8.8")));
-        assert!(l.allows("x", ip("2001:db8::1")));
-        assert!(l.allows("x", ip("::ffff:10.1.1.1")));
-        assert!(HostList::parse(&["10.0.0.0/33"]).is_err());
-        assert!(HostList::parse(&["2001:db8::/129"]).is_err());
-        assert!(HostList::parse(&["10.0.0.0/"]).is_err());
-        assert!(HostList::parse(&["sw1/24"]).is_err());
-        // Host bits under the prefix are ignored; ::/0 holds every IPv6 address only.
-        let l = HostList::parse(&["172.16.5.9/12", "::/0"]).unwrap();
-        assert!(l.allows("x", ip("172.31.255.1")) && !l.allows("x", ip("172.32.0.1")));
-        assert!(l.allows("x", ip("fe80::1")) && !l.allows("x", ip("8.8.8.8")));
-        assert!(!l.allows("x", ip("::ffff:8.8.8.8")));
-        assert!(HostList::parse(&["a b"]).is_err());
-        assert!(HostList::parse::<&str>(&[])
-            .unwrap()
-            .allows("anything", ip("1.1.1.1")));
-        let r = CommandRules::new(&["^reload", "^erase\\b"], &[]).unwrap();
-        assert_eq!(r.denies("reload in 5"), Some("^reload"));
-        assert!(r.denies("show reload").is_none());
-        // Case is ignored (blanks are folded by the caller).
-        assert!(r.denies("RELOAD at 10:00").is_some());
-        assert!(r.denies("erase startup-config").is_some());
-        assert!(r.allows("configure terminal"));
-        let r = CommandRules::new(&[], &["^show ", "^ping "]).unwrap();
-        assert!(r.allows("show version"));
-        assert!(!r.allows("configure terminal"));
-        assert!(!r.is_empty() && CommandRules::default().is_empty());
-        let algs = Algorithms::default().lists();
-        assert!(!algs[0].iter().any(|k| k.ends_with("sha1")));
-        let legacy = Algorithms {
-            legacy: true,
-            ..Default::default()
-        }
-        .lists();
-        assert!(legacy[0].contains(&"diffie-hellman-group1-sha1".to_string()));
-        assert!(legacy[1].contains(&"ssh-rsa".to_string()));
-        assert!(legacy[2].contains(&"3des-cbc".to_string()));
-        assert!(legacy[3].contains(&"hmac-sha1".to_string()));
-    }
-
-    /// The ed25519 key of `base64_and_fingerprints_match_openssh`.
-    const ED: &str = "AAAAC3NzaC1lZDI1NTE5AAAAIFNkdBVPFDHbe8TLSuvHK0xVZJTVEWMpEDYpw/Hjowew";
-
     fn known_hosts_with(tag: &str, text: &str) -> (KnownHosts, PathBuf) {
         let dir = std::env::temp_dir().join(format!("nb-kh-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -876,4 +458,48 @@ mod tests {
         assert_eq!(text.lines().count(), 6, "{text}");
         std::fs::remove_dir_all(&dir).ok();
     }
+
+    /// The old decoder dropped any run of `=` and accepted stray bits; known_hosts blobs are
+    /// padded standard base64, so only the canonical form is read.
+    #[test]
+    fn known_hosts_base64_must_be_canonical() {
+        for bad in [
+            "Zm9vYg",
+            "Zm9vYg=",
+            "Zm9vYg===",
+            "Zm9vYh==",
+            "Zg=a",
+            "Zm9v=",
+            "Zm9v YmFy",
+            "Zm9v-_",
+        ] {
+            assert!(decode_blob(bad).is_none(), "{bad}");
+        }
+        let dir = std::env::temp_dir().join(format!("nb-kh64-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let kh = KnownHosts::new(dir.join("known_hosts"));
+        let a = blob("ssh-ed25519", b"key-a");
+        let padded = encode_blob(&a);
+        assert!(padded.ends_with('='), "{padded}");
+        // The key's line with its padding cut is not read: the key is not known.
+        std::fs::write(
+            &kh.path,
+            format!("h1 ssh-ed25519 {}\n", padded.trim_end_matches('=')),
+        )
+        .unwrap();
+        let err = kh.verify("h1", 22, &a, HostKeyPolicy::Strict).unwrap_err();
+        assert!(err.to_string().contains("not known"), "{err}");
+        std::fs::write(&kh.path, format!("h1 ssh-ed25519 {padded}\n")).unwrap();
+        assert_eq!(
+            kh.verify("h1", 22, &a, HostKeyPolicy::Strict)
+                .unwrap()
+                .verdict,
+            "known"
+        );
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// The ed25519 key whose fingerprint `host_keys::tests` checks.
+    const ED: &str = "AAAAC3NzaC1lZDI1NTE5AAAAIFNkdBVPFDHbe8TLSuvHK0xVZJTVEWMpEDYpw/Hjowew";
 }

@@ -2,7 +2,6 @@
 //! 0.0.4. Every label value is one of a small fixed set (route templates, result names, status
 //! codes): never a path, a session id, a host or any other free-form string.
 
-use crate::session::Registry;
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -135,8 +134,9 @@ impl Metrics {
         self.connections_lost.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The whole exposition. The session gauge is computed now from the registry.
-    pub fn render(&self, registry: &Registry) -> String {
+    /// The whole exposition. `sessions` gives each held session's protocol and state (`alive`,
+    /// `busy`, `dead`), read by the caller from the registry now.
+    pub fn render<'a>(&self, sessions: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
         let mut o = String::with_capacity(4096);
         let p = "netdev_broker_";
 
@@ -167,15 +167,8 @@ impl Metrics {
                 counts.insert((proto, state), 0);
             }
         }
-        for h in registry.list() {
-            let state = if !h.state().alive {
-                "dead"
-            } else if h.busy() {
-                "busy"
-            } else {
-                "alive"
-            };
-            *counts.entry((h.info.protocol, state)).or_default() += 1;
+        for (proto, state) in sessions {
+            *counts.entry((proto, state)).or_default() += 1;
         }
         for ((proto, state), n) in &counts {
             let _ = writeln!(

@@ -1,0 +1,9 @@
+//! The subcommands of the `netdev-broker` binary: the command line itself ([`cli`]), `serve`,
+//! `check-config`, `demo`, `hash-password` and `telnet-debug`.
+
+pub mod check;
+pub mod cli;
+pub mod demo;
+pub mod hash;
+pub mod serve;
+pub mod telnet_debug;

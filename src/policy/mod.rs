@@ -1,0 +1,17 @@
+//! What the broker trusts and where it may reach: the host-key policy and its known_hosts file,
+//! the SSH algorithm lists (modern by default, legacy SHA-1 only on request), the device
+//! allow-list, and the command allow/deny rules. Pure logic plus one file; no sockets.
+
+mod algorithms;
+mod commands;
+mod host_keys;
+mod known_hosts;
+mod reach;
+
+#[cfg(feature = "ssh")]
+pub use algorithms::algorithms_for_key_type;
+pub use algorithms::Algorithms;
+pub use commands::CommandRules;
+pub use host_keys::HostKeyPolicy;
+pub use known_hosts::{HostKeySeen, KnownHosts};
+pub use reach::HostList;
