@@ -511,78 +511,7 @@ fn session_main(reg: Arc<Registry>, id: String, req: OpenRequest, reply: OpenRep
         held: true,
     };
     let started = Instant::now();
-    let deadline = started + req.connect_timeout;
-    let allowed_hosts = reg.settings.allowed_hosts.read().clone();
-    let open = || {
-        #[cfg_attr(not(feature = "ssh"), allow(unused_mut))]
-        let mut host_key = None;
-        let (transport, login): (Box<dyn Transport>, _) = match req.protocol {
-            // A build without the `ssh` feature (the fuzz targets') cannot open SSH sessions.
-            #[cfg(not(feature = "ssh"))]
-            Protocol::Ssh => return Err(OpenError::Connect(crate::transport::ConnectError::NoSsh)),
-            #[cfg(feature = "ssh")]
-            Protocol::Ssh => {
-                let params = SshParams {
-                    host: &req.host,
-                    port: req.port,
-                    username: &req.username,
-                    password: &req.password,
-                    key_file: req.key_file.as_deref(),
-                    passphrase: req.passphrase.as_ref(),
-                    algorithms: &req.algorithms,
-                    known_hosts: &reg.settings.known_hosts,
-                    policy: req.host_key_policy,
-                    reach: Reach {
-                        allowed: &allowed_hosts,
-                        dead_peer_timeout: reg.settings.dead_peer_timeout,
-                    },
-                };
-                let t = SshTransport::connect(&params, deadline)?;
-                host_key = t.host_key.clone();
-                (Box::new(t), None)
-            }
-            Protocol::Telnet => {
-                let reach = Reach {
-                    allowed: &allowed_hosts,
-                    dead_peer_timeout: reg.settings.dead_peer_timeout,
-                };
-                let t = TelnetTransport::connect(&req.host, req.port, reach, deadline, None)?;
-                let login = Login {
-                    username: &req.username,
-                    password: &req.password,
-                };
-                (Box::new(t), Some(login))
-            }
-        };
-        let driver = Driver::open(
-            Channel::new(transport, req.platform.line.clone()),
-            req.platform,
-            &OpenOptions {
-                host: &req.host,
-                login,
-                enable_secret: req.enable_secret.as_ref(),
-                enable_level: req.enable_level,
-                max_output: reg.settings.max_output_bytes,
-                deadline,
-            },
-        )?;
-        let negotiated = driver.negotiated();
-        Ok::<_, OpenError>((driver, negotiated, host_key))
-    };
-    // The open (TCP, SSH key exchange, login, prompt discovery) runs on a short-lived thread:
-    // its deep stack (OpenSSL and libssh2 key exchange, regex compilation) goes away with it,
-    // and the session thread, which lives as long as the session, only ever touches the shallow
-    // stack of exec and keepalive. About 25 KiB less resident memory per held session.
-    let opened = std::thread::scope(|s| {
-        let spawned = std::thread::Builder::new()
-            .name(format!("sess-{}", id.get(..8).unwrap_or(&id)))
-            .stack_size(SESSION_STACK)
-            .spawn_scoped(s, open);
-        match spawned {
-            Ok(h) => h.join().unwrap_or_else(|_| Err(OpenError::Panicked)),
-            Err(e) => Err(OpenError::OpenThread(e)),
-        }
-    });
+    let opened = open_driver(&reg.settings, &req, format!("sess-{}", id.get(..8).unwrap_or(&id)));
     let req_protocol = req.protocol;
     let OpenRequest {
         host,
@@ -601,7 +530,11 @@ fn session_main(reg: Arc<Registry>, id: String, req: OpenRequest, reply: OpenRep
     drop(password);
     drop(enable_secret);
     drop(passphrase);
-    let (driver, negotiated, host_key) = match opened {
+    let Opened {
+        driver,
+        negotiated,
+        host_key,
+    } = match opened {
         Ok(x) => x,
         Err(e) => {
             slot.release();
@@ -679,6 +612,99 @@ fn session_main(reg: Arc<Registry>, id: String, req: OpenRequest, reply: OpenRep
     }
     reply(Ok(info));
     serve(&reg, &handle, driver, rx);
+}
+
+/// A session's driver, right after login and prompt discovery.
+pub(crate) struct Opened {
+    pub driver: Driver,
+    pub negotiated: String,
+    pub host_key: Option<HostKeySeen>,
+}
+
+/// Connect, log in and find the prompt (TCP, SSH key exchange or Telnet login, enable), on a
+/// short-lived thread named `thread_name`, within `req.connect_timeout`. Used by a session's
+/// own thread and by probes; the caller owns the driver afterwards.
+pub(crate) fn open_driver(
+    settings: &Settings,
+    req: &OpenRequest,
+    thread_name: String,
+) -> Result<Opened, OpenError> {
+    let deadline = Instant::now() + req.connect_timeout;
+    let allowed_hosts = settings.allowed_hosts.read().clone();
+    let open = || {
+        #[cfg_attr(not(feature = "ssh"), allow(unused_mut))]
+        let mut host_key = None;
+        let (transport, login): (Box<dyn Transport>, _) = match req.protocol {
+            // A build without the `ssh` feature (the fuzz targets') cannot open SSH sessions.
+            #[cfg(not(feature = "ssh"))]
+            Protocol::Ssh => return Err(OpenError::Connect(crate::transport::ConnectError::NoSsh)),
+            #[cfg(feature = "ssh")]
+            Protocol::Ssh => {
+                let params = SshParams {
+                    host: &req.host,
+                    port: req.port,
+                    username: &req.username,
+                    password: &req.password,
+                    key_file: req.key_file.as_deref(),
+                    passphrase: req.passphrase.as_ref(),
+                    algorithms: &req.algorithms,
+                    known_hosts: &settings.known_hosts,
+                    policy: req.host_key_policy,
+                    reach: Reach {
+                        allowed: &allowed_hosts,
+                        dead_peer_timeout: settings.dead_peer_timeout,
+                    },
+                };
+                let t = SshTransport::connect(&params, deadline)?;
+                host_key = t.host_key.clone();
+                (Box::new(t), None)
+            }
+            Protocol::Telnet => {
+                let reach = Reach {
+                    allowed: &allowed_hosts,
+                    dead_peer_timeout: settings.dead_peer_timeout,
+                };
+                let t = TelnetTransport::connect(&req.host, req.port, reach, deadline, None)?;
+                let login = Login {
+                    username: &req.username,
+                    password: &req.password,
+                };
+                (Box::new(t), Some(login))
+            }
+        };
+        let driver = Driver::open(
+            Channel::new(transport, req.platform.line.clone()),
+            req.platform,
+            &OpenOptions {
+                host: &req.host,
+                login,
+                enable_secret: req.enable_secret.as_ref(),
+                enable_level: req.enable_level,
+                max_output: settings.max_output_bytes,
+                deadline,
+            },
+        )?;
+        let negotiated = driver.negotiated();
+        Ok::<_, OpenError>(Opened {
+            driver,
+            negotiated,
+            host_key,
+        })
+    };
+    // The open (TCP, SSH key exchange, login, prompt discovery) runs on a short-lived thread:
+    // its deep stack (OpenSSL and libssh2 key exchange, regex compilation) goes away with it,
+    // and the session thread, which lives as long as the session, only ever touches the shallow
+    // stack of exec and keepalive. About 25 KiB less resident memory per held session.
+    std::thread::scope(|s| {
+        let spawned = std::thread::Builder::new()
+            .name(thread_name)
+            .stack_size(SESSION_STACK)
+            .spawn_scoped(s, open);
+        match spawned {
+            Ok(h) => h.join().unwrap_or_else(|_| Err(OpenError::Panicked)),
+            Err(e) => Err(OpenError::OpenThread(e)),
+        }
+    })
 }
 
 fn serve(reg: &Registry, h: &Arc<SessionHandle>, mut driver: Driver, rx: Receiver<Job>) {
