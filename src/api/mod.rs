@@ -330,7 +330,36 @@ impl Api {
         telnet_path: bool,
         live: &ApiLive,
     ) -> Result<Outcome, Error> {
-        let b = wire::open_body(&req.body)?;
+        let open = self.open_request(wire::open_body(&req.body)?, telnet_path, live)?;
+        // Taken only after every check above: an error there is answered by the caller.
+        let responder = slot
+            .take()
+            .ok_or_else(|| Error::Internal("responder already used".into()))?;
+        let metrics = self.registry.metrics().clone();
+        let protocol = open.protocol.name();
+        self.registry.open(
+            open,
+            Box::new(move |r| {
+                let r = r.map_err(Error::from);
+                let label = r.as_ref().map_or_else(Error::label, |_| "ok");
+                metrics.session_opened(protocol, label);
+                responder.send(match r {
+                    Ok(info) => Response::json(201, &wire::opened_json(&info)),
+                    Err(e) => error_response(&e),
+                })
+            }),
+        );
+        Ok(Outcome::Later)
+    }
+
+    /// An open body, checked against the live settings (device type, key file, host-key
+    /// policy, algorithms), as the request a session thread or a probe opens with.
+    pub(crate) fn open_request(
+        &self,
+        b: wire::OpenBody,
+        telnet_path: bool,
+        live: &ApiLive,
+    ) -> Result<OpenRequest, Error> {
         // Netmiko opens `*_telnet` device types over Telnet; so does POST /session.
         let protocol = if telnet_path
             || b.device_type
@@ -367,7 +396,7 @@ impl Api {
             ciphers: b.ciphers,
             macs: b.macs,
         };
-        let open = OpenRequest {
+        Ok(OpenRequest {
             key_file,
             passphrase: b.passphrase,
             algorithms,
@@ -387,26 +416,7 @@ impl Api {
             session_timeout: b.session_timeout.unwrap_or(live.default_session_timeout),
             enable_level: b.enable_level,
             keepalive_interval: b.keepalive_interval,
-        };
-        // Taken only after every check above: an error there is answered by the caller.
-        let responder = slot
-            .take()
-            .ok_or_else(|| Error::Internal("responder already used".into()))?;
-        let metrics = self.registry.metrics().clone();
-        let protocol = open.protocol.name();
-        self.registry.open(
-            open,
-            Box::new(move |r| {
-                let r = r.map_err(Error::from);
-                let label = r.as_ref().map_or_else(Error::label, |_| "ok");
-                metrics.session_opened(protocol, label);
-                responder.send(match r {
-                    Ok(info) => Response::json(201, &wire::opened_json(&info)),
-                    Err(e) => error_response(&e),
-                })
-            }),
-        );
-        Ok(Outcome::Later)
+        })
     }
 
     /// Every exec request that reached the route is counted and timed: one refused here now,
