@@ -1818,6 +1818,67 @@ mod tests {
     }
 
     #[test]
+    fn revert_timer_expires_with_no_connection_open() {
+        let dev = device(DeviceOptions {
+            minute: Duration::from_millis(400),
+            ..privileged()
+        });
+        let mut c = Client::login(dev.port(), "R1#");
+        c.cmd("conf t", "R1(config)#");
+        c.cmd("archive", "R1(config-archive)#");
+        c.cmd("path flash:rollback", "R1(config-archive)#");
+        c.cmd("end", "R1#");
+        c.cmd("configure terminal revert timer 1", "R1(config)#");
+        c.cmd(
+            "aaa authorization commands 15 default group tacacs+",
+            "R1(config)#",
+        );
+        let out = c.cmd("logging host 192.0.2.9", "R1(config)#");
+        assert!(out.contains("% Authorization failed.\r\n"), "{out:?}");
+        c.cmd("end", "R1#");
+        c.line("exit");
+        c.wait_closed();
+        wait_until("no connection", || dev.active_connections() == 0);
+        assert!(dev.revert_timer().is_some());
+        // Nobody is connected: the device reverts by itself.
+        wait_until("the revert", || dev.revert_timer().is_none());
+        assert!(!dev.running_config().iter().any(|l| l.starts_with("aaa")));
+        assert_eq!(
+            dev.journal().last().map(String::as_str),
+            Some(crate::REVERT_MARK)
+        );
+        let mut c = Client::login(dev.port(), "R1#");
+        c.cmd("conf t", "R1(config)#");
+        c.cmd("logging host 192.0.2.9", "R1(config)#");
+        assert!(dev
+            .running_config()
+            .contains(&"logging host 192.0.2.9".to_string()));
+    }
+
+    #[test]
+    fn break_key_returns_to_the_prompt_mid_output() {
+        let dev = device(privileged());
+        let mut c = Client::login(dev.port(), "R1#");
+        c.cmd("terminal length 0", "R1#");
+        c.line("show hang");
+        c.expect("working...\r\n");
+        c.send(b"\x1e");
+        c.expect("R1#");
+        // A long output (read between chunks).
+        c.line("show long 2000000");
+        c.expect("line 0001");
+        c.send(b"\x1e");
+        c.expect("\r\nR1#");
+        c.cmd("show privilege", "Current privilege level is 15\r\nR1#");
+        let j = dev.journal();
+        assert_eq!(
+            j.iter().filter(|l| *l == crate::BREAK_MARK).count(),
+            2,
+            "{j:?}"
+        );
+    }
+
+    #[test]
     fn grammar_abbreviations() {
         let dev = device(privileged());
         let mut c = Client::login(dev.port(), "R1#");
