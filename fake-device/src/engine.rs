@@ -9,7 +9,7 @@
 //! history, Ctrl-Z, Ctrl-C, `?`), for every persona; answers to questions (hidden or not) are
 //! read raw. Every line the CLI then acts on goes to the device's [`Log`] journal.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::io::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,17 +18,22 @@ use regex::Regex;
 
 use crate::line_edit::{Event as LineEvent, History, LineEditor};
 use crate::persona::{self, Action, Ask, ModeDef, Param, Parse, Persona, Trie};
+use crate::state::DeviceState;
 use crate::{DeviceConfig, Input, JournalEntry, Log};
+
+/// The journal line of a running command interrupted by a break key.
+pub const BREAK_MARK: &str = "<break>";
 
 /// One CLI session (one SSH shell channel, one Telnet connection, one stdio run).
 pub struct Session {
     log: Arc<Log>,
+    /// What the device keeps across sessions: running config, hostname, revert timer.
+    dev: Arc<DeviceState>,
     p: &'static Persona,
     cfg: DeviceConfig,
     started: bool,
     /// The session echoes what is typed (a Telnet client may refuse WILL ECHO).
     echo: bool,
-    hostname: String,
     mode: String,
     /// Context shown in the prompt of some modes (`Et1`, ` interfaces ge-0/0/1`).
     ctx: String,
@@ -62,25 +67,34 @@ pub struct Session {
     prompt_tail: Option<Vec<u8>>,
     action: Option<End>,
     last_input: Instant,
-    /// Config lines entered (and committed) in this session.
-    session_cfg: Vec<String>,
-    /// Uncommitted config lines (commit-model personas).
+    /// Uncommitted config lines (commit-model personas, candidate modes).
     candidate: Vec<String>,
+    /// What the candidate starts from when not the running config (`rollback N`).
+    candidate_base: Option<Vec<String>>,
     pending_hostname: Option<String>,
-    /// Config changed since the last save.
-    dirty: bool,
+    /// Session variables (`set`, `{$name}`).
+    vars: BTreeMap<String, String>,
 }
 
 impl Session {
-    /// A session of `cfg.persona` that records into `log`. Panics if there is no such persona.
+    /// A session of `cfg.persona` that records into `log`, on a device of its own (a new
+    /// [`DeviceState`]). Panics if there is no such persona.
     pub fn new(cfg: DeviceConfig, log: Arc<Log>) -> Session {
+        let dev = Arc::new(DeviceState::new(&cfg.hostname, cfg.minute, log));
+        Session::on_device(cfg, dev)
+    }
+
+    /// A session of `cfg.persona` on the device `dev` (shared with the device's other
+    /// sessions: running config, hostname, revert timer, journal). Panics if there is no such
+    /// persona.
+    pub fn on_device(cfg: DeviceConfig, dev: Arc<DeviceState>) -> Session {
         let p = persona::get(&cfg.persona);
         Session {
-            log,
+            log: Arc::clone(dev.log()),
+            dev,
             p,
             started: false,
             echo: true,
-            hostname: cfg.hostname.clone(),
             mode: if cfg.start_privileged {
                 p.start_mode_privileged.clone()
             } else {
@@ -106,12 +120,17 @@ impl Session {
             prompt_tail: None,
             action: None,
             last_input: Instant::now(),
-            session_cfg: Vec::new(),
             candidate: Vec::new(),
+            candidate_base: None,
             pending_hostname: None,
-            dirty: false,
+            vars: BTreeMap::new(),
             cfg,
         }
+    }
+
+    /// The device this session runs on.
+    pub fn device(&self) -> &Arc<DeviceState> {
+        &self.dev
     }
 
     /// The configuration the session was made with.
@@ -222,14 +241,15 @@ impl Session {
             Some(n) if self.started => Some(self.last_input + Duration::from_secs(n)),
             _ => None,
         };
-        match (slow_at, idle_at) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [slow_at, idle_at, self.dev.deadline()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
-    /// Time passed: the next `slow` line, the exec timeout.
+    /// Time passed: the next `slow` line, the exec timeout, the device's revert timer.
     pub fn on_timer(&mut self, now: Instant) {
+        self.dev.tick(now);
         if matches!(self.state, State::Slow { next, .. } if now >= next) {
             self.slow_tick();
         }
@@ -248,6 +268,9 @@ impl Session {
     pub fn job_step(&mut self) {
         if let Some(tail) = self.prompt_tail.take() {
             self.pending.extend_from_slice(&tail);
+        }
+        if self.take_break() {
+            return;
         }
         let mut buf = std::mem::take(&mut self.pending);
         let paging = self.page_len > 0 && self.job_paging && self.p.pager.is_some();
@@ -465,10 +488,12 @@ impl Session {
 
     fn prompt(&self) -> String {
         let t = &self.mode_def(&self.mode).prompt;
-        t.replace("{hostname}", &self.hostname)
+        let t = t
+            .replace("{hostname}", &self.dev.hostname())
             .replace("{user}", &self.cfg.username)
             .replace("{ctx}", &self.ctx)
-            .replace("{dirty}", if self.dirty { "*" } else { "" })
+            .replace("{dirty}", if self.dev.dirty() { "*" } else { "" });
+        self.fill_vars(t)
     }
 
     /// Print the prompt and go back to reading commands (a new, empty line).
@@ -550,6 +575,9 @@ impl Session {
             return;
         }
         while self.action.is_none() {
+            if self.take_break() {
+                continue;
+            }
             if !matches!(
                 self.state,
                 State::Idle(_) | State::More | State::Hang | State::PressKey
@@ -808,6 +836,7 @@ impl Session {
     // ----- commands ----------------------------------------------------------------------
 
     fn command(&mut self, line: &str) {
+        self.dev.tick(Instant::now());
         let toks = tokenize(line);
         if toks.is_empty() {
             self.show_prompt();
@@ -836,6 +865,10 @@ impl Session {
         }
         match trie.parse(toks) {
             Parse::Match { cmd, args } => {
+                if self.refused(line, mode, Some(&p.commands[cmd].cmd)) {
+                    self.show_prompt();
+                    return;
+                }
                 let mut run = Run {
                     line,
                     toks,
@@ -849,6 +882,10 @@ impl Session {
                 self.finish(run);
             }
             Parse::Invalid(_) if self.mode_def(mode).accept_any => {
+                if self.refused(line, mode, None) {
+                    self.show_prompt();
+                    return;
+                }
                 let mut run = Run {
                     line,
                     toks,
@@ -961,7 +998,7 @@ impl Session {
                 .replace("{token}", word)
                 .replace("{index}", &idx.to_string())
                 .replace("{line}", line.trim())
-                .replace("{hostname}", &self.hostname);
+                .replace("{hostname}", &self.dev.hostname());
             self.emit_line(&l);
         }
     }
@@ -1001,8 +1038,12 @@ impl Session {
         };
         let v = match c {
             "enable_password" => self.cfg.enable_password.is_some(),
-            "unsaved" => self.dirty,
-            "uncommitted" => !self.candidate.is_empty(),
+            "unsaved" => self.dev.dirty(),
+            "uncommitted" => !self.candidate.is_empty() || self.candidate_base.is_some(),
+            "timer" => self.dev.timer_running(),
+            c if c.starts_with("has:") => {
+                Regex::new(&c[4..]).is_ok_and(|re| self.dev.has_line(&re))
+            }
             "paging_locked" => self.cfg.paging_locked,
             _ => false,
         };
@@ -1012,7 +1053,7 @@ impl Session {
     /// Fill a template.
     fn fill(&self, t: &str, args: &[String], answer: &str) -> String {
         let mut s = t
-            .replace("{hostname}", &self.hostname)
+            .replace("{hostname}", &self.dev.hostname())
             .replace("{user}", &self.cfg.username)
             .replace("{ctx}", &self.ctx)
             .replace("{password}", &self.cfg.password)
@@ -1021,10 +1062,30 @@ impl Session {
             .replace("{term_length}", &self.page_len.to_string())
             .replace("{term_width}", &self.width.to_string())
             .replace("{clock}", &clock_line());
+        if s.contains("{timer_") {
+            let (given, minutes, left) = self.dev.timer_info().unwrap_or_default();
+            s = s
+                .replace("{timer_given}", &given)
+                .replace("{timer_minutes}", &minutes.to_string())
+                .replace("{timer_left}", &left.to_string());
+        }
         for (i, a) in args.iter().enumerate() {
             s = s.replace(&format!("{{{}}}", i + 1), a);
         }
+        self.fill_vars(s)
+    }
+
+    /// `{$name}`: the session variables.
+    fn fill_vars(&self, mut s: String) -> String {
+        for (k, v) in &self.vars {
+            s = s.replace(&format!("{{${k}}}"), v);
+        }
         s
+    }
+
+    /// Whether lines recorded in the current mode wait in the candidate.
+    fn in_candidate(&self) -> bool {
+        self.p.commit_model || self.mode_def(&self.mode).candidate
     }
 
     /// Expand `say` lines: blocks, conditional lines, config.
@@ -1049,7 +1110,7 @@ impl Session {
             }
         }
         match l {
-            "{config}" => out.extend(self.session_cfg.iter().cloned()),
+            "{config}" => out.extend(self.dev.running_config()),
             "{candidate}" => out.extend(self.candidate.iter().cloned()),
             _ => {
                 let s = self
@@ -1103,26 +1164,32 @@ impl Session {
         }
         if let Some(h) = &a.hostname {
             let h = self.fill(h, &run.args, &run.answer);
-            if self.p.commit_model {
+            if self.in_candidate() {
                 self.pending_hostname = Some(h);
             } else {
-                self.hostname = h;
+                self.dev.set_hostname(h);
             }
         }
         if !a.record.is_empty() {
             let indent = self.mode_def(&self.mode).indent.clone();
-            for r in &a.record {
-                let l = self
-                    .fill(r, &run.args, &run.answer)
-                    .replace("{line}", run.line.trim())
-                    .replace("{indent}", &indent);
-                if self.p.commit_model {
-                    self.candidate.push(l);
-                } else {
-                    self.session_cfg.push(l);
-                    self.dirty = true;
-                }
+            let lines: Vec<String> = a
+                .record
+                .iter()
+                .map(|r| {
+                    self.fill(r, &run.args, &run.answer)
+                        .replace("{line}", run.line.trim())
+                        .replace("{indent}", &indent)
+                })
+                .collect();
+            if self.in_candidate() {
+                self.candidate.extend(lines);
+            } else {
+                self.dev.push_config(lines);
             }
+        }
+        for (k, v) in &a.set {
+            let v = self.fill(v, &run.args, &run.answer);
+            self.vars.insert(k.clone(), v);
         }
         if let Some(m) = &a.mode {
             let target = if m == "^" {
@@ -1159,6 +1226,9 @@ impl Session {
                 self.dispatch(line, toks, m);
             }
             return;
+        }
+        if let Some(r) = &a.revert {
+            self.revert(r, run);
         }
         if let Some(b) = &a.builtin {
             self.builtin(b, run);
@@ -1201,17 +1271,29 @@ impl Session {
             "reload" => self.action = Some(End::Reload),
             "drop" => self.action = Some(End::Drop),
             "commit" => {
-                self.session_cfg.append(&mut self.candidate);
+                let lines = std::mem::take(&mut self.candidate);
+                self.dev.commit(self.candidate_base.take(), lines);
                 if let Some(h) = self.pending_hostname.take() {
-                    self.hostname = h;
+                    self.dev.set_hostname(h);
                 }
-                self.dirty = false;
+                // A commit saves on a commit-model platform; elsewhere (an Arista session)
+                // the running config still differs from the startup one.
+                self.dev.set_dirty(!self.p.commit_model);
             }
             "discard" => {
                 self.candidate.clear();
+                self.candidate_base = None;
                 self.pending_hostname = None;
             }
-            "save" => self.dirty = false,
+            "rollback" => {
+                let n = num(run).unwrap_or(0) as usize;
+                if let Some(c) = self.dev.history(n) {
+                    self.candidate.clear();
+                    self.pending_hostname = None;
+                    self.candidate_base = (n > 0).then_some(c);
+                }
+            }
+            "save" => self.dev.set_dirty(false),
             "clock" => run.out.push(clock_line()),
             "long" | "flood" | "slow" | "hang" => {
                 for l in std::mem::take(&mut run.out) {
@@ -1242,6 +1324,85 @@ impl Session {
             }
             _ => {}
         }
+    }
+}
+
+impl Session {
+    /// An operation on the device's revert timer.
+    fn revert(&mut self, r: &persona::RevertOp, run: &Run) {
+        let unit = r.unit();
+        if let Some(t) = &r.arm {
+            let given = self.fill(t, &run.args, &run.answer);
+            if let Some(d) = self.dev.duration(&given, unit) {
+                self.dev.arm(&given, d);
+            }
+        }
+        if let Some(t) = &r.reset {
+            let given = self.fill(t, &run.args, &run.answer);
+            if let Some(d) = self.dev.duration(&given, unit) {
+                self.dev.reset(&given, d);
+            }
+        }
+        if r.confirm {
+            self.dev.confirm();
+        }
+        if r.now {
+            self.dev.revert_now();
+        }
+    }
+
+    /// A break key waiting in the input while a test-hook command runs: the command stops,
+    /// `<break>` is journaled and the prompt comes back. True if it did.
+    fn take_break(&mut self) -> bool {
+        if !matches!(self.state, State::Output | State::Slow { .. } | State::Hang)
+            || self
+                .job
+                .as_ref()
+                .is_some_and(|j| matches!(j, Job::Lines(_)))
+        {
+            return false;
+        }
+        let keys = &self.p.break_keys;
+        let Some(i) = self
+            .input
+            .iter()
+            .position(|b| keys.iter().any(|k| k.as_bytes() == [*b]))
+        else {
+            return false;
+        };
+        self.input.drain(..=i);
+        self.last_cr = false;
+        self.job = None;
+        self.job_paging = true;
+        self.log.journal_push(JournalEntry {
+            mode: self.mode.clone(),
+            line: BREAK_MARK.to_string(),
+        });
+        self.emit("\r\n");
+        self.show_prompt();
+        true
+    }
+
+    /// A line the persona's `refuse` rules refuse now (`grammar`: the command's, `None` for
+    /// a config line of an `accept_any` mode). Prints the refusal.
+    fn refused(&mut self, line: &str, mode: &str, grammar: Option<&str>) -> bool {
+        let p = self.p;
+        for r in &p.refuse {
+            let Some((when, commands, except)) = &r.compiled else {
+                continue;
+            };
+            let by_mode = r.modes.iter().any(|m| m == mode);
+            let by_cmd = grammar.is_some_and(|g| commands.as_ref().is_some_and(|c| c.is_match(g)));
+            let excepted = grammar.is_some_and(|g| except.as_ref().is_some_and(|c| c.is_match(g)));
+            if (by_mode || by_cmd) && !excepted && self.dev.has_line(when) {
+                for l in &r.say {
+                    let l = self.fill(l, &[], "").replace("{line}", line.trim());
+                    self.emit_line(&l);
+                }
+                return true;
+            }
+        }
+        false
     }
 }
 

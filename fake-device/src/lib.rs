@@ -8,6 +8,8 @@
 //!   ([`engine::Session`]: bytes in, bytes out, timers and an end action); no I/O of its own.
 //! * [`line_edit`]: the IOS line editor every command line is read through; the lines the CLI
 //!   acts on are kept in a journal ([`JournalEntry`]).
+//! * [`state`]: what a device keeps across its sessions ([`DeviceState`]: running config,
+//!   hostname, the revert timer of a confirmed change, which expires by itself).
 //! * Fronts that carry a session over a transport: [`telnet`] (std threads: `netdev-broker
 //!   demo` and the Telnet tests), [`stdio`] (stdin/stdout: an sshd `ForceCommand`, the bench's
 //!   latency device) and [`ssh`] (feature `ssh`: russh + tokio, for tests, examples and
@@ -25,13 +27,16 @@ pub mod line_edit;
 pub mod persona;
 #[cfg(feature = "ssh")]
 pub mod ssh;
+pub mod state;
 pub mod stdio;
 pub mod telnet;
 
+pub use engine::BREAK_MARK;
 pub use line_edit::{Event as LineEvent, History, LineEditor};
 pub use persona::{persona_names, persona_test, Dialogue, Exchange, PersonaTest};
 #[cfg(feature = "ssh")]
 pub use ssh::{gen_client_key_openssh, gen_host_key_openssh, FakeDevice};
+pub use state::{DeviceState, REVERT_MARK};
 pub use telnet::{DeviceOptions, TelnetDevice};
 
 /// Behaviour of one fake device.
@@ -75,6 +80,10 @@ pub struct DeviceConfig {
     /// Which user-authentication methods are offered and accepted. Default
     /// [`AuthMode::Password`].
     pub auth: AuthMode,
+    /// How long a device "minute" lasts for the revert timers of confirmed changes
+    /// (`configure terminal revert timer 5`, `commit confirmed 5`); a device second is a
+    /// sixtieth of it. Default 60 s; tests use e.g. 1 s.
+    pub minute: Duration,
 }
 
 /// The user-authentication methods a [`FakeDevice`] offers and accepts (for
@@ -126,6 +135,7 @@ impl Default for DeviceConfig {
             line_delay: Duration::ZERO,
             host_key: None,
             auth: AuthMode::Password,
+            minute: Duration::from_secs(60),
         }
     }
 }

@@ -100,6 +100,14 @@ pub(crate) struct Persona {
     /// Printed before the device closes an idle session.
     #[serde(default)]
     pub(crate) idle_message: Option<String>,
+    /// Keys (one byte each) that interrupt a running test-hook command (`long`, `flood`,
+    /// `slow`, `hang`): the output stops, `<break>` is journaled, the prompt comes back.
+    #[serde(default)]
+    pub(crate) break_keys: Vec<String>,
+    /// Commands the device refuses while its running config holds a line (AAA command
+    /// authorization with no reachable server).
+    #[serde(default)]
+    pub(crate) refuse: Vec<RefuseRule>,
     /// Named output blocks, used as `@name` lines in `say`.
     #[serde(default)]
     pub(crate) blocks: BTreeMap<String, Vec<String>>,
@@ -130,6 +138,10 @@ pub(crate) struct ModeDef {
     pub(crate) accept_any: bool,
     #[serde(default)]
     pub(crate) indent: String,
+    /// Config lines recorded in this mode go to the session's candidate until `builtin:
+    /// commit` (an Arista configuration session), as on a `commit_model` persona.
+    #[serde(default)]
+    pub(crate) candidate: bool,
 }
 
 #[derive(Deserialize, Debug)]
@@ -170,6 +182,63 @@ pub(crate) struct RejectRule {
     pub(crate) at: usize,
 }
 
+/// While a running-config line matches `when`, every line typed in `modes` and every command
+/// whose grammar matches `commands` (in any mode) is refused with `say`, except the commands
+/// whose grammar matches `except`.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RefuseRule {
+    /// Regex on the lines of the running config.
+    pub(crate) when: String,
+    #[serde(default)]
+    pub(crate) modes: Vec<String>,
+    /// Regex on a command's grammar (its `cmd`, e.g. `configure terminal`).
+    #[serde(default)]
+    pub(crate) commands: Option<String>,
+    /// Regex on a command's grammar: never refused.
+    #[serde(default)]
+    pub(crate) except: Option<String>,
+    /// The refusal (templates as in `say`; `{line}`).
+    pub(crate) say: Vec<String>,
+    /// Built at load time: `when`, `commands`, `except`.
+    #[serde(skip)]
+    pub(crate) compiled: Option<(Regex, Option<Regex>, Option<Regex>)>,
+}
+
+/// An operation on the device's revert timer (a confirmed change).
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RevertOp {
+    /// Start the timer for this amount (a template, in `unit`): the running config is
+    /// snapshot first, unless a timer runs already (then it only restarts).
+    #[serde(default)]
+    pub(crate) arm: Option<String>,
+    /// Restart a running timer with this amount (a template, in `unit`).
+    #[serde(default)]
+    pub(crate) reset: Option<String>,
+    /// `minutes` (default), `seconds` or `hms` (`hh:mm:ss`); a device minute lasts
+    /// `DeviceConfig::minute`.
+    #[serde(default)]
+    pub(crate) unit: Option<String>,
+    /// Stop the timer, keeping the changes.
+    #[serde(default)]
+    pub(crate) confirm: bool,
+    /// Restore the snapshot now (journaled as `<revert>`).
+    #[serde(default)]
+    pub(crate) now: bool,
+}
+
+impl RevertOp {
+    pub(crate) fn unit(&self) -> crate::state::TimeUnit {
+        use crate::state::TimeUnit;
+        match self.unit.as_deref() {
+            Some("seconds") => TimeUnit::Seconds,
+            Some("hms") => TimeUnit::Hms,
+            _ => TimeUnit::Minutes,
+        }
+    }
+}
+
 #[derive(Deserialize, Debug)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Hooks {
@@ -189,14 +258,17 @@ pub(crate) struct CommandDef {
 }
 
 /// What a command (or an answer) does. Steps run in this order: `if` (then/else replace the
-/// rest), reject check (when `record`), `paging`, `width`, `say`, `hostname`, `record`, `mode`, `ctx`,
-/// `run_in`, `builtin`, `ask`. Templates: `{1}`.. (arguments), `{line}`, `{answer}`,
-/// `{hostname}`, `{user}`, `{ctx}`, `{indent}`, `{clock}`, `{term_type}`, `{term_length}`,
-/// `{term_width}`.
+/// rest), reject check (when `record`), `paging`, `width`, `say`, `hostname`, `record`, `set`,
+/// `mode`, `ctx`, `run_in`, `revert`, `builtin`, `ask`. Templates: `{1}`.. (arguments), `{line}`,
+/// `{answer}`, `{hostname}`, `{user}`, `{ctx}`, `{indent}`, `{clock}`, `{term_type}`,
+/// `{term_length}`, `{term_width}`, `{$name}` (a session variable, see `set`), `{timer_given}`,
+/// `{timer_minutes}`, `{timer_left}` (the revert timer: as given, minutes configured, seconds
+/// left).
 #[derive(Deserialize, Debug, Default)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Action {
-    /// `enable_password`, `unsaved`, `uncommitted`, `paging_locked`; `!` negates.
+    /// `enable_password`, `unsaved`, `uncommitted`, `paging_locked`, `timer` (a revert timer
+    /// runs), `has:REGEX` (a running-config line matches); `!` negates.
     #[serde(rename = "if", default)]
     pub(crate) cond: Option<String>,
     #[serde(default)]
@@ -223,11 +295,18 @@ pub(crate) struct Action {
     pub(crate) mode: Option<String>,
     #[serde(default)]
     pub(crate) ctx: Option<String>,
+    /// Session variables to set (name -> template), shown by `{$name}`.
+    #[serde(default)]
+    pub(crate) set: BTreeMap<String, String>,
+    /// An operation on the device's revert timer.
+    #[serde(default)]
+    pub(crate) revert: Option<RevertOp>,
     /// Run the rest of the line (after the first word) as a command of this mode.
     #[serde(default)]
     pub(crate) run_in: Option<String>,
-    /// `exit`, `reload`, `commit`, `discard`, `save`, `clock`, and the test hooks `long`,
-    /// `flood`, `slow`, `hang`, `drop`.
+    /// `exit`, `reload`, `commit`, `discard`, `rollback` (`{1}`, default 0: load the
+    /// configuration committed that many commits ago into the candidate), `save`, `clock`, and
+    /// the test hooks `long`, `flood`, `slow`, `hang`, `drop`.
     #[serde(default)]
     pub(crate) builtin: Option<String>,
     #[serde(default)]
@@ -490,6 +569,23 @@ fn load_persona(name: &str, text: &str) -> Result<Persona, String> {
     for (re, _) in &p.ctx_rewrite {
         Regex::new(re).map_err(|e| e.to_string())?;
     }
+    for k in &p.break_keys {
+        if k.len() != 1 {
+            return Err(format!("break key {k:?} is not one byte"));
+        }
+    }
+    for r in &mut p.refuse {
+        for m in &r.modes {
+            if !known(m) {
+                return Err(format!("refuse: unknown mode {m:?}"));
+            }
+        }
+        let re = |s: &str| Regex::new(s).map_err(|e| format!("refuse: {e}"));
+        let when = re(&r.when)?;
+        let commands = r.commands.as_deref().map(re).transpose()?;
+        let except = r.except.as_deref().map(re).transpose()?;
+        r.compiled = Some((when, commands, except));
+    }
     for c in &p.commands {
         for m in &c.modes {
             if !known(m) {
@@ -555,8 +651,8 @@ fn check_action(
     }
     if let Some(b) = &a.builtin {
         const B: &[&str] = &[
-            "exit", "reload", "commit", "discard", "save", "clock", "long", "flood", "slow",
-            "hang", "drop",
+            "exit", "reload", "commit", "discard", "rollback", "save", "clock", "long", "flood",
+            "slow", "hang", "drop",
         ];
         if !B.contains(&b.as_str()) {
             return Err(format!("unknown builtin {b:?}"));
@@ -567,6 +663,19 @@ fn check_action(
             if !blocks.contains_key(b) {
                 return Err(format!("unknown block {b:?}"));
             }
+        }
+    }
+    if let Some(r) = &a.revert {
+        if !matches!(
+            r.unit.as_deref(),
+            None | Some("minutes" | "seconds" | "hms")
+        ) {
+            return Err(format!("unknown revert unit {:?}", r.unit));
+        }
+    }
+    if let Some(c) = &a.cond {
+        if let Some(re) = c.trim_start_matches('!').strip_prefix("has:") {
+            Regex::new(re).map_err(|e| e.to_string())?;
         }
     }
     for sub in [&a.then, &a.otherwise].into_iter().flatten() {

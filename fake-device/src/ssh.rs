@@ -37,7 +37,7 @@ use tokio::time::Instant;
 
 use crate::engine::{self, End};
 use crate::persona;
-use crate::{lock, AuthMode, DeviceConfig, Input, JournalEntry, Log};
+use crate::{lock, AuthMode, DeviceConfig, DeviceState, Input, JournalEntry, Log};
 
 impl AuthMode {
     fn methods(&self) -> MethodSet {
@@ -67,6 +67,8 @@ struct Shared {
     cfg: DeviceConfig,
     /// What the sessions received (see [`FakeDevice::journal`]).
     log: Arc<Log>,
+    /// Running config, hostname, revert timer: shared by every shell.
+    dev: Arc<DeviceState>,
     total: AtomicUsize,
     next_id: AtomicU64,
     /// Open connections: id -> dup of the TCP socket (used for abrupt kills).
@@ -156,9 +158,16 @@ impl FakeDevice {
         let methods = cfg.auth.methods();
         let (freeze, _) = watch::channel(false);
         let persona = persona::get(&cfg.persona);
+        let log = Arc::new(Log::default());
+        let dev = Arc::new(DeviceState::new(
+            &cfg.hostname,
+            cfg.minute,
+            Arc::clone(&log),
+        ));
         let shared = Arc::new(Shared {
             cfg,
-            log: Arc::new(Log::default()),
+            log,
+            dev,
             total: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),
             conns: Mutex::new(HashMap::new()),
@@ -234,6 +243,22 @@ impl FakeDevice {
     /// their real text.
     pub fn answers(&self) -> Vec<(String, String)> {
         self.shared.log.answers()
+    }
+
+    /// The configuration lines entered on the device, over all connections, as the device
+    /// has them now (after a revert, the restored ones): see [`DeviceState::running_config`].
+    pub fn running_config(&self) -> Vec<String> {
+        self.shared.dev.running_config()
+    }
+
+    /// Time left before the device's revert timer expires (`None`: no timer runs).
+    pub fn revert_timer(&self) -> Option<Duration> {
+        self.shared.dev.revert_timer()
+    }
+
+    /// The device's state shared by its connections.
+    pub fn device(&self) -> &Arc<DeviceState> {
+        &self.shared.dev
     }
 
     /// Names of every persona fixture (`cisco_ios`, `juniper_junos`, ...).
@@ -437,9 +462,14 @@ async fn accept_loop(
             return;
         }
     };
+    // The device's own clock: a revert timer expires with no client connected too.
+    let mut clock = tokio::time::interval(Duration::from_millis(25));
     loop {
         tokio::select! {
             _ = stop.wait_for(|s| *s) => break,
+            _ = clock.tick() => {
+                shared.dev.tick(std::time::Instant::now());
+            }
             r = listener.accept() => match r {
                 Ok((stream, _)) => {
                     tokio::spawn(serve_conn(shared.clone(), config.clone(), stream));
@@ -736,7 +766,7 @@ async fn run_shell(shared: Arc<Shared>, conn_id: u64, handle: Handle, channel: C
     let out: Pin<Box<dyn AsyncWrite + Send>> = Box::pin(wr.make_writer());
     let (inject_tx, inject_rx) = mpsc::unbounded_channel();
     let freeze_rx = shared.freeze.subscribe();
-    let session = engine::Session::new(shared.cfg.clone(), shared.log.clone());
+    let session = engine::Session::on_device(shared.cfg.clone(), shared.dev.clone());
     let shell_id = shared.next_id.fetch_add(1, Ordering::SeqCst);
     let mut shell = Shell {
         shared,

@@ -31,7 +31,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crate::engine::{self, End, Session};
-use crate::{lock, DeviceConfig, JournalEntry, Log};
+use crate::{lock, DeviceConfig, DeviceState, JournalEntry, Log};
 
 // Telnet commands and options.
 const IAC: u8 = 255;
@@ -83,6 +83,9 @@ pub struct DeviceOptions {
     pub banner: Option<String>,
     /// Pause before each output line (a slow device); default zero.
     pub slow: Duration,
+    /// How long a device "minute" lasts for revert timers ([`DeviceConfig::minute`]);
+    /// default 60 s.
+    pub minute: Duration,
 }
 
 impl Default for DeviceOptions {
@@ -96,6 +99,7 @@ impl Default for DeviceOptions {
             start_privileged: false,
             banner: None,
             slow: Duration::ZERO,
+            minute: Duration::from_secs(60),
         }
     }
 }
@@ -111,6 +115,7 @@ impl DeviceOptions {
             enable_password: self.enable_secret.clone(),
             start_privileged: self.start_privileged,
             line_delay: self.slow,
+            minute: self.minute,
             exec_timeout_secs: Some(IDLE_TIMEOUT.as_secs()),
             ..DeviceConfig::default()
         }
@@ -128,6 +133,8 @@ struct Shared {
     opts: DeviceOptions,
     stop: AtomicBool,
     log: Arc<Log>,
+    /// Running config, hostname, revert timer: shared by every connection.
+    dev: Arc<DeviceState>,
     negotiation: Mutex<VecDeque<String>>,
     conns: Mutex<HashMap<u64, Registered>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
@@ -153,10 +160,17 @@ impl TelnetDevice {
         let listener = TcpListener::bind(addr)?;
         listener.set_nonblocking(true)?;
         let port = listener.local_addr()?.port();
+        let log = Arc::new(Log::default());
+        let dev = Arc::new(DeviceState::new(
+            &opts.hostname,
+            opts.minute,
+            Arc::clone(&log),
+        ));
         let shared = Arc::new(Shared {
             opts,
             stop: AtomicBool::new(false),
-            log: Arc::new(Log::default()),
+            log,
+            dev,
             negotiation: Mutex::new(VecDeque::new()),
             conns: Mutex::new(HashMap::new()),
             threads: Mutex::new(Vec::new()),
@@ -198,6 +212,22 @@ impl TelnetDevice {
     /// [`TelnetDevice::journal`] with the persona mode each line was executed in.
     pub fn journal_entries(&self) -> Vec<JournalEntry> {
         self.shared.log.journal_entries()
+    }
+
+    /// The configuration lines entered on the device, over all connections, as the device
+    /// has them now (after a revert, the restored ones): see [`DeviceState::running_config`].
+    pub fn running_config(&self) -> Vec<String> {
+        self.shared.dev.running_config()
+    }
+
+    /// Time left before the device's revert timer expires (`None`: no timer runs).
+    pub fn revert_timer(&self) -> Option<Duration> {
+        self.shared.dev.revert_timer()
+    }
+
+    /// The device's state shared by its connections.
+    pub fn device(&self) -> &Arc<DeviceState> {
+        &self.shared.dev
     }
 
     /// What clients negotiated, in order: "client DO ECHO", "client WILL NAWS", "NAWS 511x0",
@@ -272,6 +302,8 @@ fn push_capped(q: &Mutex<VecDeque<String>>, s: String) {
 
 fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener) {
     while !shared.stop.load(Ordering::SeqCst) {
+        // The device's own clock: a revert timer expires with no client connected too.
+        shared.dev.tick(Instant::now());
         match listener.accept() {
             Ok((stream, _)) => admit(shared, stream),
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
@@ -691,6 +723,14 @@ impl<'a> Conn<'a> {
         }
     }
 
+    /// [`Conn::read_some`] without waiting: only what has arrived already.
+    fn poll_some(&mut self) -> Result<(), Gone> {
+        self.stream.set_nonblocking(true).map_err(|_| Gone)?;
+        let r = self.read_some();
+        self.stream.set_nonblocking(false).map_err(|_| Gone)?;
+        r
+    }
+
     /// The next data byte (LF after CR dropped: one Enter).
     fn next_byte(&mut self, last_cr: &mut bool) -> Result<u8, Gone> {
         loop {
@@ -784,7 +824,7 @@ impl<'a> Conn<'a> {
         if !self.login()? {
             return Ok(());
         }
-        let mut s = Session::new(shared.opts.session_config(), Arc::clone(&shared.log));
+        let mut s = Session::on_device(shared.opts.session_config(), Arc::clone(&shared.dev));
         s.set_echo(self.telnet.echoing());
         s.start();
         loop {
@@ -817,6 +857,12 @@ impl<'a> Conn<'a> {
             if s.is_writing() {
                 if self.should_stop() {
                     return Err(Gone);
+                }
+                // What arrived meanwhile (a break key) without waiting.
+                self.poll_some()?;
+                if !self.input.is_empty() {
+                    let data: Vec<u8> = self.input.drain(..).collect();
+                    s.feed(&data);
                 }
                 let d = s.line_delay();
                 if !d.is_zero() {
@@ -1478,11 +1524,14 @@ mod tests {
             filtered,
             "show run | include TEST-DESC\r\n description TEST-DESC | core\r\nCORE1#"
         );
-        // Configuration belongs to the connection that typed it.
-        let mut other = Client::login(dev.port(), "R1#");
-        other.cmd("terminal length 0", "R1#");
-        let run2 = other.cmd("show running-config", "R1#");
-        assert!(run2.contains("hostname R1\r\n") && !run2.contains("TEST-DESC"));
+        // Configuration belongs to the device: another connection sees it.
+        let mut other = Client::login(dev.port(), "CORE1#");
+        other.cmd("terminal length 0", "CORE1#");
+        let run2 = other.cmd("show running-config", "CORE1#");
+        assert!(run2.contains("hostname CORE1\r\n") && run2.contains("TEST-DESC"));
+        assert!(dev
+            .running_config()
+            .contains(&" description TEST-DESC | core".to_string()));
         // Ctrl-Z leaves configuration mode.
         c.cmd("conf t", "CORE1(config)#");
         c.send(b"\x1a");
@@ -1766,6 +1815,67 @@ mod tests {
         wait_until("no active connection", || dev.active_connections() == 0);
         let mut ok = Client::login(dev.port(), "R1>");
         ok.cmd("show privilege", "R1>");
+    }
+
+    #[test]
+    fn revert_timer_expires_with_no_connection_open() {
+        let dev = device(DeviceOptions {
+            minute: Duration::from_millis(400),
+            ..privileged()
+        });
+        let mut c = Client::login(dev.port(), "R1#");
+        c.cmd("conf t", "R1(config)#");
+        c.cmd("archive", "R1(config-archive)#");
+        c.cmd("path flash:rollback", "R1(config-archive)#");
+        c.cmd("end", "R1#");
+        c.cmd("configure terminal revert timer 1", "R1(config)#");
+        c.cmd(
+            "aaa authorization commands 15 default group tacacs+",
+            "R1(config)#",
+        );
+        let out = c.cmd("logging host 192.0.2.9", "R1(config)#");
+        assert!(out.contains("% Authorization failed.\r\n"), "{out:?}");
+        c.cmd("end", "R1#");
+        c.line("exit");
+        c.wait_closed();
+        wait_until("no connection", || dev.active_connections() == 0);
+        assert!(dev.revert_timer().is_some());
+        // Nobody is connected: the device reverts by itself.
+        wait_until("the revert", || dev.revert_timer().is_none());
+        assert!(!dev.running_config().iter().any(|l| l.starts_with("aaa")));
+        assert_eq!(
+            dev.journal().last().map(String::as_str),
+            Some(crate::REVERT_MARK)
+        );
+        let mut c = Client::login(dev.port(), "R1#");
+        c.cmd("conf t", "R1(config)#");
+        c.cmd("logging host 192.0.2.9", "R1(config)#");
+        assert!(dev
+            .running_config()
+            .contains(&"logging host 192.0.2.9".to_string()));
+    }
+
+    #[test]
+    fn break_key_returns_to_the_prompt_mid_output() {
+        let dev = device(privileged());
+        let mut c = Client::login(dev.port(), "R1#");
+        c.cmd("terminal length 0", "R1#");
+        c.line("show hang");
+        c.expect("working...\r\n");
+        c.send(b"\x1e");
+        c.expect("R1#");
+        // A long output (read between chunks).
+        c.line("show long 2000000");
+        c.expect("line 0001");
+        c.send(b"\x1e");
+        c.expect("\r\nR1#");
+        c.cmd("show privilege", "Current privilege level is 15\r\nR1#");
+        let j = dev.journal();
+        assert_eq!(
+            j.iter().filter(|l| *l == crate::BREAK_MARK).count(),
+            2,
+            "{j:?}"
+        );
     }
 
     #[test]
