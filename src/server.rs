@@ -151,6 +151,7 @@ impl Broker {
             cmdlog,
             masker: r.mask_patterns.parsed.clone(),
             metrics: Arc::new(crate::observe::metrics::Metrics::new()),
+            guards: crate::session::guard::GuardBook::open(Some(r.state_dir.join("guards.json"))),
         });
         let web = crate::web::Web::from_config(c, registry.clone());
         let api = Arc::new(Api::new(registry.clone(), api_live(c), web));
@@ -286,6 +287,7 @@ impl Broker {
             let _ = h.join();
         }
         let n = self.registry.len();
+        let rollbacks = self.registry.rollbacks_at_exit();
         // 1. Sessions start closing (running execs are cancelled and answered 410).
         self.registry.close_all();
         // 2. HTTP stops accepting and gives requests in flight 2 s to be answered; an open still
@@ -294,8 +296,13 @@ impl Broker {
             http.shutdown();
         }
         // 3. Session threads finish logging out.
-        self.registry
-            .shutdown(Instant::now() + Duration::from_secs(3));
+        //    Armed change guards that roll back at exit get longer (systemd's TimeoutStopSec is 60 s).
+        let grace = if rollbacks > 0 {
+            Duration::from_secs(45)
+        } else {
+            Duration::from_secs(3)
+        };
+        self.registry.shutdown(Instant::now() + grace);
         if n > 0 || started.elapsed() > Duration::from_millis(100) {
             log::info!(
                 "stopped: {n} session(s) closed in {} ms",

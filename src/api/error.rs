@@ -3,7 +3,7 @@
 //! body and its metrics `result` label. Nothing else decides a status for an error. This module
 //! depends on no other part of `api/` (so `http.rs` may use it without knowing routes).
 
-use crate::session::{ExecError, OpenError};
+use crate::session::{ExecError, GuardError, OpenError};
 use serde_json::{json, Map, Value};
 use std::fmt;
 
@@ -37,6 +37,10 @@ pub enum Error {
     OpenTimeout(String),
     /// Any other failure to reach or talk to the device while opening.
     Connect(String),
+    /// The session has no change guard.
+    GuardNotFound,
+    /// The request conflicts with the state of the session's change guard (409).
+    Conflict(String),
     /// No such session.
     SessionNotFound,
     /// No such route.
@@ -94,7 +98,8 @@ impl Error {
             Error::Forbidden(_) | Error::StaleForm => 403,
             Error::OpenTimeout(_) => 504,
             Error::Connect(_) => 502,
-            Error::SessionNotFound | Error::RouteNotFound => 404,
+            Error::SessionNotFound | Error::GuardNotFound | Error::RouteNotFound => 404,
+            Error::Conflict(_) => 409,
             Error::MethodNotAllowed(_) => 405,
             Error::SessionDead(_) => 410,
             Error::Busy => 409,
@@ -118,8 +123,9 @@ impl Error {
         match self {
             Error::Unauthorized | Error::DeviceAuth(_) | Error::LoginFailed => "auth_failed",
             Error::Forbidden(_) | Error::StaleForm => "forbidden",
-            Error::SessionNotFound | Error::RouteNotFound => "not_found",
+            Error::SessionNotFound | Error::GuardNotFound | Error::RouteNotFound => "not_found",
             Error::Busy => "busy",
+            Error::Conflict(_) => "conflict",
             Error::SessionDead(_) => "session_dead",
             Error::PayloadTooLarge(_) => "too_large",
             Error::Validation(_) => "invalid",
@@ -213,6 +219,23 @@ impl From<ExecError> for Error {
             ExecError::NoConfigMode { .. } | ExecError::NoSave { .. } => {
                 Error::BadRequest(e.to_string())
             }
+            ExecError::GuardFired(m) => Error::Conflict(m),
+        }
+    }
+}
+
+impl From<GuardError> for Error {
+    fn from(e: GuardError) -> Error {
+        match e {
+            GuardError::NotFound => Error::SessionNotFound,
+            GuardError::NoGuard => Error::GuardNotFound,
+            GuardError::Busy => Error::Busy,
+            GuardError::Dead(m) => Error::SessionDead(m),
+            GuardError::Refused(m) => Error::Forbidden(m),
+            GuardError::AlreadyArmed
+            | GuardError::Ended(_)
+            | GuardError::DeviceRevert(_)
+            | GuardError::Armed => Error::Conflict(e.to_string()),
         }
     }
 }
@@ -252,6 +275,8 @@ impl fmt::Display for Error {
             Error::OpenTimeout(m) => write!(f, "Connection timed out: {m}"),
             Error::Connect(m) => write!(f, "Connection error: {m}"),
             Error::SessionNotFound => f.write_str("Session not found"),
+            Error::GuardNotFound => f.write_str("No change guard on this session"),
+            Error::Conflict(m) => f.write_str(m),
             Error::RouteNotFound => f.write_str("Not Found"),
             Error::MethodNotAllowed(_) => f.write_str("Method Not Allowed"),
             Error::SessionDead(m) => write!(f, "Session connection is dead: {m}"),

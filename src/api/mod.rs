@@ -4,6 +4,7 @@
 
 mod docs;
 pub mod error;
+mod guard;
 mod host;
 pub mod wire;
 
@@ -178,6 +179,11 @@ impl Api {
             ["telnet-session", _] => "/telnet-session/{id}",
             ["telnet-session", _, "status"] => "/telnet-session/{id}/status",
             ["telnet-session", _, "exec"] => "/telnet-session/{id}/exec",
+            ["session", _, "guard"] => "/session/{id}/guard",
+            ["session", _, "guard", _] => "/session/{id}/guard/{action}",
+            ["telnet-session", _, "guard"] => "/telnet-session/{id}/guard",
+            ["telnet-session", _, "guard", _] => "/telnet-session/{id}/guard/{action}",
+            ["guards"] => "/guards",
             [""] => "/",
             ["login"] => "/login",
             ["logout"] => "/logout",
@@ -240,8 +246,10 @@ impl Api {
             return r.map(Outcome::Now);
         }
         let allowed: &[&str] = match segs.as_slice() {
-            ["health"] | ["sessions"] | ["device-types"] | ["metrics"] => GET,
+            ["health"] | ["sessions"] | ["device-types"] | ["metrics"] | ["guards"] => GET,
             ["session"] => POST,
+            ["session", _, "guard"] => &["POST", "GET", "DELETE"],
+            ["session", _, "guard", "extend" | "confirm" | "rollback"] => POST,
             ["session", _, "status"] => GET,
             ["session", _, "exec"] => POST,
             ["session", _] => DELETE,
@@ -291,7 +299,16 @@ impl Api {
                 None => Err(Error::SessionNotFound),
             },
             ["session", id, "exec"] => self.exec(id, req, slot, &live),
+            ["session", id, "guard"] => self.guard_route(id, None, req, slot, &live),
+            ["session", id, "guard", action] => {
+                self.guard_route(id, Some(action), req, slot, &live)
+            }
+            ["guards"] => ok_json(200, self.guards()),
             ["session", id] => {
+                // An armed change guard must end first (confirm, roll back or disarm it).
+                if self.registry.get(id).is_some_and(|h| h.guard_armed()) {
+                    return Err(crate::session::GuardError::Armed.into());
+                }
                 self.registry
                     .remove(id, crate::observe::metrics::CloseReason::Delete);
                 Ok(Outcome::Now(Response::empty(204)))
@@ -467,6 +484,7 @@ impl Api {
                 lines: b.config.unwrap_or_default(),
                 save: b.save,
             }),
+            by: crate::session::By::Client,
             reply: Box::new(move |r: Result<ExecReport, ExecError>| {
                 let response = exec_response(r);
                 metrics.exec_done(response.1, started.elapsed());
@@ -496,6 +514,10 @@ fn device_types() -> Value {
                 "enable_levels": p.enable.as_ref().is_some_and(|e| e.level_command.is_some()),
                 "config": p.config.is_some(),
                 "save": p.config.as_ref().and_then(|c| c.save.as_ref()).map(|s| s.command.as_str()),
+                "device_revert": p.device_revert.as_ref().map(|d| json!({
+                    "description": d.description,
+                    "minutes": d.minutes,
+                })),
             })
         })
         .collect();

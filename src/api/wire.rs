@@ -777,6 +777,9 @@ pub fn status_json(h: &SessionHandle) -> Value {
     if let Some(r) = &s.dead_reason {
         v["dead_reason"] = json!(r);
     }
+    if let Some(g) = h.guard.lock().as_ref() {
+        v["guard"] = super::guard::guard_json(g);
+    }
     v
 }
 

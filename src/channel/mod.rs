@@ -6,7 +6,6 @@ pub mod typed;
 
 use crate::transport::{escape_bytes, Trace, Transport, TransportError};
 use regex::Regex;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use typed::{LineGuard, LineSyntax, Step};
 
@@ -219,6 +218,27 @@ impl Channel {
             .map_err(map_err)
     }
 
+    /// Type the platform's interrupt key (Ctrl-^ on IOS, Ctrl-C elsewhere; platform data, never
+    /// a client's text) to stop the running command. No line is typed, so the command policy
+    /// has nothing to check; its model of the line buffer is emptied.
+    pub fn interrupt(&mut self, deadline: Instant) -> Result<(), ReadFail> {
+        let Some(key) = self.guard.syntax().interrupt.clone() else {
+            return Err(ReadFail::Refused(
+                "the platform has no interrupt key (line.interrupt)".into(),
+            ));
+        };
+        if let Some(t) = &self.trace {
+            t(&format!(
+                "[send] \"{}\" (interrupt)",
+                escape_bytes(key.as_bytes())
+            ));
+        }
+        self.guard.interrupted();
+        self.transport
+            .write_all(key.as_bytes(), deadline)
+            .map_err(map_err)
+    }
+
     /// A line for the trace, if tracing.
     pub fn note(&self, msg: &str) {
         if let Some(t) = &self.trace {
@@ -252,14 +272,14 @@ impl Channel {
         acc: &mut Acc,
         patterns: &[Pat],
         deadline: Instant,
-        cancel: Option<&AtomicBool>,
+        cancel: Option<&dyn Fn() -> bool>,
     ) -> Result<usize, ReadFail> {
         loop {
             let line = acc.waiting_line();
             if let Some(i) = patterns.iter().position(|p| p.hit(&line, acc)) {
                 return Ok(i);
             }
-            if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
+            if cancel.is_some_and(|stop| stop()) {
                 return Err(ReadFail::Cancelled);
             }
             let now = Instant::now();

@@ -127,6 +127,9 @@ pub struct LineSyntax {
     /// The key that erases the whole line (Ctrl-U), typed before a line when text typed earlier
     /// may still sit in the device's line buffer.
     pub kill: Option<String>,
+    /// The key that interrupts a running command (Ctrl-^ on IOS, Ctrl-C elsewhere): typed only
+    /// by `Channel::interrupt`, never as part of a line.
+    pub interrupt: Option<String>,
 }
 
 /// Longest text that may sit unfinished in the device's line buffer.
@@ -194,6 +197,18 @@ impl LineGuard {
     /// The device showed its prompt after the last text typed.
     pub fn settle(&mut self) {
         self.settled = true;
+    }
+
+    /// The platform's line syntax this guard reads lines with.
+    pub fn syntax(&self) -> &LineSyntax {
+        &self.syntax
+    }
+
+    /// The running command was interrupted (the platform's interrupt key): the device drops its
+    /// line buffer, and nothing is known to be settled until its prompt is seen again.
+    pub fn interrupted(&mut self) {
+        self.pending.clear();
+        self.settled = false;
     }
 
     /// Check `text` typed as `step`; nothing is written when this refuses. `Err` names the step,
@@ -487,6 +502,7 @@ mod tests {
             help: Some('?'),
             exec_escapes: vec!["do".into()],
             kill: Some("\u{15}".into()),
+            interrupt: Some("\u{1e}".into()),
         }
     }
 

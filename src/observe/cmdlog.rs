@@ -25,6 +25,8 @@ pub struct Entry<'a> {
     /// ok | failed | timeout | error
     pub status: &'a str,
     pub truncated: bool,
+    /// Who typed it: `client`, or `guard` (a change guard's event or rollback).
+    pub by: &'a str,
 }
 
 impl CmdLog {
@@ -49,6 +51,7 @@ impl CmdLog {
             "elapsed_ms": e.elapsed_ms,
             "status": e.status,
             "truncated": e.truncated,
+            "by": e.by,
         });
         let path = self.dir.join(format!("{}.jsonl", e.session_id));
         let r = OpenOptions::new()

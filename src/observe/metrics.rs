@@ -64,6 +64,7 @@ struct Http {
 pub struct Metrics {
     opens: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
     closes: Mutex<BTreeMap<&'static str, u64>>,
+    guards: Mutex<BTreeMap<&'static str, u64>>,
     execs: Mutex<BTreeMap<&'static str, u64>>,
     exec_duration: Mutex<Histogram>,
     http: Mutex<Http>,
@@ -82,6 +83,7 @@ impl Metrics {
         Metrics {
             opens: Mutex::new(BTreeMap::new()),
             closes: Mutex::new(BTreeMap::new()),
+            guards: Mutex::new(BTreeMap::new()),
             execs: Mutex::new(BTreeMap::new()),
             exec_duration: Mutex::new(Histogram {
                 counts: vec![0; EXEC_BUCKETS.len() + 1],
@@ -101,6 +103,12 @@ impl Metrics {
 
     pub fn session_closed(&self, reason: CloseReason) {
         *self.closes.lock().entry(reason.label()).or_default() += 1;
+    }
+
+    /// A change guard event: `armed`, `extended`, and its outcomes (`confirmed`, `disarmed`,
+    /// `rolled_back`, `rollback_failed`, `rollback_impossible`).
+    pub fn guard_event(&self, event: &'static str) {
+        *self.guards.lock().entry(event).or_default() += 1;
     }
 
     /// Count an exec's answer; `result` is "ok" or the error's label (`api::error`).
@@ -200,6 +208,17 @@ impl Metrics {
         );
         for (reason, n) in self.closes.lock().iter() {
             let _ = writeln!(o, "{p}session_closes_total{{reason=\"{reason}\"}} {n}");
+        }
+
+        family(
+            &mut o,
+            p,
+            "guard_events_total",
+            "counter",
+            "Change guard events: armed, extended, and how guards ended (confirmed, disarmed, rolled_back, rollback_failed, rollback_impossible).",
+        );
+        for (event, n) in self.guards.lock().iter() {
+            let _ = writeln!(o, "{p}guard_events_total{{event=\"{event}\"}} {n}");
         }
 
         family(

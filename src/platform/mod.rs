@@ -64,6 +64,34 @@ struct Def {
     #[serde(default)]
     line: LineDef,
     close: CloseDef,
+    #[serde(default)]
+    device_revert: Option<DeviceRevertDef>,
+}
+
+/// The device's own revert timer, armed by a change guard (`device_revert`). Commands are
+/// templates with `{minutes}`; they are typed as commands, so the command policy sees them.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeviceRevertDef {
+    /// What the device does, for `GET /device-types` and the guard's status.
+    description: String,
+    /// Typed when the guard is armed, in order.
+    arm: Vec<String>,
+    /// Output of an arm step meaning the device cannot arm its timer (IOS without an archive
+    /// path): the guard is refused with 409 and `missing_detail`; nothing is armed.
+    #[serde(default)]
+    missing: Vec<String>,
+    #[serde(default)]
+    missing_detail: Option<String>,
+    /// Typed when the guard is confirmed or disarmed, or after a rollback that succeeded: the
+    /// timer stops and the running configuration stays.
+    confirm: Vec<String>,
+    /// Commit-model platforms: while the guard is armed, the save step of a config exec is this
+    /// instead (`commit confirmed {minutes}`), so a commit does not confirm the device's timer.
+    #[serde(default)]
+    save: Option<String>,
+    /// The timer the device accepts, in minutes: [least, most].
+    minutes: [u32; 2],
 }
 
 /// How the CLI's line editor reads a line: what the command policy must know to check what the
@@ -80,6 +108,9 @@ struct LineDef {
     /// The key that erases the whole line (Ctrl-U, written "\u0015").
     #[serde(default)]
     kill: Option<String>,
+    /// The key that interrupts a running command (IOS Ctrl-^ "\u001e", elsewhere Ctrl-C).
+    #[serde(default)]
+    interrupt: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -259,6 +290,33 @@ pub struct Platform {
     /// The line editor, for the command policy.
     pub line: LineSyntax,
     pub close: CloseDef,
+    /// The device's own revert timer, where the platform has one.
+    pub device_revert: Option<DeviceRevert>,
+}
+
+/// See `DeviceRevertDef`.
+#[derive(Debug)]
+pub struct DeviceRevert {
+    pub description: String,
+    pub arm: Vec<String>,
+    pub missing: Vec<Regex>,
+    pub missing_detail: String,
+    pub confirm: Vec<String>,
+    pub save: Option<String>,
+    pub minutes: [u32; 2],
+}
+
+impl DeviceRevert {
+    /// `cmds` with `{minutes}` (and `{hh_mm_ss}`, the same time) filled in.
+    pub fn fill(cmds: &[String], minutes: u32) -> Vec<String> {
+        let hms = format!("{:02}:{:02}:00", minutes / 60, minutes % 60);
+        cmds.iter()
+            .map(|c| {
+                c.replace("{minutes}", &minutes.to_string())
+                    .replace("{hh_mm_ss}", &hms)
+            })
+            .collect()
+    }
 }
 
 /// What the device prints after a pager prompt to erase it, when the platform does not say:
@@ -277,16 +335,19 @@ fn line_syntax(d: LineDef) -> Result<LineSyntax, String> {
     {
         return Err("line.exec_escape entries must be single words".into());
     }
-    if d.kill
-        .as_ref()
-        .is_some_and(|k| k.chars().count() != 1 || !k.chars().all(|c| c.is_ascii_control()))
-    {
+    let one_control_key =
+        |k: &String| k.chars().count() == 1 && k.chars().all(|c| c.is_ascii_control());
+    if d.kill.as_ref().is_some_and(|k| !one_control_key(k)) {
         return Err("line.kill must be one control key".into());
+    }
+    if d.interrupt.as_ref().is_some_and(|k| !one_control_key(k)) {
+        return Err("line.interrupt must be one control key".into());
     }
     Ok(LineSyntax {
         help: d.help,
         exec_escapes: d.exec_escape,
         kill: d.kill,
+        interrupt: d.interrupt,
     })
 }
 
@@ -430,6 +491,29 @@ impl Platform {
             default_questions: compile_all(&d.default_questions).map_err(ctx)?,
             line: line_syntax(d.line).map_err(ctx)?,
             close: d.close,
+            device_revert: match d.device_revert {
+                Some(r) => {
+                    if r.arm.is_empty()
+                        || r.confirm.is_empty()
+                        || r.minutes[0] == 0
+                        || r.minutes[0] > r.minutes[1]
+                    {
+                        return Err(ctx("device_revert needs arm and confirm steps and minutes [least, most] with 0 < least <= most".into()));
+                    }
+                    Some(DeviceRevert {
+                        missing: compile_all(&r.missing).map_err(ctx)?,
+                        missing_detail: r
+                            .missing_detail
+                            .unwrap_or_else(|| "the device cannot arm its revert timer".into()),
+                        description: r.description,
+                        arm: r.arm,
+                        confirm: r.confirm,
+                        save: r.save,
+                        minutes: r.minutes,
+                    })
+                }
+                None => None,
+            },
             name: d.name,
             description: d.description,
             aliases: d.aliases,

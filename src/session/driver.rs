@@ -9,7 +9,6 @@ use crate::channel::{matcher, Acc, Channel, ReadFail};
 use crate::platform::{Answer, Platform};
 use crate::secret::Secret;
 use regex::Regex;
-use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 /// One step of a dialogue: wait for `expect` (anywhere in the output since the last answer),
@@ -107,7 +106,8 @@ pub enum CmdFail {
     /// The connection died.
     Closed { partial: String, reason: String },
     /// The session is being closed.
-    Cancelled { partial: String },
+    /// Cancelled; `sent`: the command had been typed (it may still run on the device).
+    Cancelled { partial: String, sent: bool },
     /// An earlier command timed out and the prompt still has not come back.
     Desynced { since: String },
     /// The command policy refused a text of this item; nothing of that text was typed.
@@ -519,7 +519,7 @@ impl Driver {
         &mut self,
         item: &ExecItem,
         deadline: Instant,
-        cancel: &AtomicBool,
+        cancel: &dyn Fn() -> bool,
         cap: usize,
     ) -> Result<CmdResult, CmdFail> {
         self.run_inner(
@@ -529,6 +529,47 @@ impl Driver {
             false,
             cap.min(self.max_output),
         )
+    }
+
+    /// Stop the command that is running (its read was cancelled): type the platform's interrupt
+    /// key and wait for the prompt until `deadline`. Without the prompt the session is left
+    /// awaiting it, as after a timeout (the next exec waits for it or answers "desynced").
+    pub fn interrupt(&mut self, what: &str, deadline: Instant) -> Result<(), String> {
+        self.at_prompt = false;
+        let mut acc = Acc::new(0);
+        let prompt = self.prompt.clone();
+        let generic = self.platform.generic_prompt.clone();
+        let r = self.chan.interrupt(deadline).and_then(|()| {
+            self.chan.read_until(
+                &mut acc,
+                &[Pat::Line(&prompt), Pat::Line(&generic)],
+                deadline,
+                None,
+            )
+        });
+        match r {
+            Ok(_) => {
+                self.awaiting_prompt = None;
+                self.at_prompt = true;
+                self.chan.settle();
+                let line = acc.waiting_line();
+                self.mode = self
+                    .platform
+                    .mode_of(&line)
+                    .unwrap_or("unknown")
+                    .to_string();
+                Ok(())
+            }
+            Err(ReadFail::Timeout) => {
+                self.awaiting_prompt = Some(what.to_string());
+                self.resync = Acc::new(0);
+                self.resync.push(&acc.tail_bytes());
+                Err(format!(
+                    "the prompt did not come back after interrupting {what:?}"
+                ))
+            }
+            Err(f) => Err(format!("interrupting {what:?}: {f:?}")),
+        }
     }
 
     /// The command policy for what is typed from now on.
@@ -562,7 +603,7 @@ impl Driver {
         &mut self,
         item: &ExecItem,
         deadline: Instant,
-        cancel: Option<&AtomicBool>,
+        cancel: Option<&dyn Fn() -> bool>,
         relearn: bool,
         cap: usize,
     ) -> Result<CmdResult, CmdFail> {
@@ -588,10 +629,11 @@ impl Driver {
                 Err(f) => return Err(fail_of(f, String::new())),
             }
         }
-        if cancel.is_some_and(|c| c.load(std::sync::atomic::Ordering::SeqCst)) {
+        if cancel.is_some_and(|stop| stop()) {
             // Closed (DELETE, shutdown) before this command was sent: do not send it.
             return Err(CmdFail::Cancelled {
                 partial: String::new(),
+                sent: false,
             });
         }
         let relearn = relearn
@@ -907,7 +949,10 @@ fn fail_of(f: ReadFail, partial: String) -> CmdFail {
             truncated: false,
         },
         ReadFail::Closed(reason) => CmdFail::Closed { partial, reason },
-        ReadFail::Cancelled => CmdFail::Cancelled { partial },
+        ReadFail::Cancelled => CmdFail::Cancelled {
+            partial,
+            sent: true,
+        },
         ReadFail::Refused(why) => CmdFail::Refused { partial, why },
     }
 }

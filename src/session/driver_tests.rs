@@ -33,7 +33,7 @@ fn ios_open(prompt: &str) -> Vec<Step> {
 }
 
 fn run(d: &mut Driver, cmd: &str) -> CmdResult {
-    let never = AtomicBool::new(false);
+    let never = || false;
     d.run(
         &ExecItem::plain(cmd),
         Instant::now() + Duration::from_secs(5),
@@ -109,7 +109,7 @@ fn banner_lines_that_look_like_prompts_are_not_taken_for_the_prompt() {
 
 fn steps_done(d: &mut Driver) {
     // A further write is past the script: the scripted transport reports the connection closed.
-    let never = AtomicBool::new(false);
+    let never = || false;
     let r = d.run(
         &ExecItem::plain("x"),
         Instant::now() + Duration::from_secs(1),
@@ -201,7 +201,7 @@ fn interactions_and_hidden_answers() {
         ],
         ..ExecItem::plain("copy scp: flash:")
     };
-    let never = AtomicBool::new(false);
+    let never = || false;
     let r = d
         .run(
             &item,
@@ -230,7 +230,7 @@ fn expect_ends_the_read_and_leaves_the_session_off_prompt() {
         expect: Some(Regex::new("reload|confirm").unwrap()),
         ..ExecItem::plain("reload")
     };
-    let never = AtomicBool::new(false);
+    let never = || false;
     let r = d
         .run(
             &item,
@@ -293,7 +293,7 @@ fn platform_answers_are_alternatives() {
             send: "no\n".into(),
         },
     ];
-    let never = AtomicBool::new(false);
+    let never = || false;
     let r = d
         .run(
             &ExecItem::answering("commit", &answers),
@@ -543,7 +543,7 @@ fn every_send_path_is_seen_by_the_command_policy() {
     d.set_rules(std::sync::Arc::new(
         crate::policy::CommandRules::new(&["^reload"], &[]).unwrap(),
     ));
-    let never = AtomicBool::new(false);
+    let never = || false;
     let cfg = p.config.as_ref().unwrap();
     let save = cfg.save.as_ref().unwrap();
     let dest = crate::platform::Answer {

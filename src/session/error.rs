@@ -102,6 +102,9 @@ pub enum ExecError {
     NoConfigMode { platform: String },
     /// A save on a platform without a save command.
     NoSave { platform: String },
+    /// The session's change guard fired while the exec ran: it was interrupted (the results so
+    /// far travel with it) and the rollback runs next.
+    GuardFired(String),
 }
 
 impl fmt::Display for ExecError {
@@ -114,7 +117,8 @@ impl fmt::Display for ExecError {
             | ExecError::TimedOut(m)
             | ExecError::Desynced(m)
             | ExecError::Refused(m)
-            | ExecError::DeviceFailed(m) => f.write_str(m),
+            | ExecError::DeviceFailed(m)
+            | ExecError::GuardFired(m) => f.write_str(m),
             ExecError::NoConfigMode { platform } => {
                 write!(f, "platform {platform} has no configuration mode")
             }
@@ -124,3 +128,48 @@ impl fmt::Display for ExecError {
 }
 
 impl std::error::Error for ExecError {}
+
+/// Why a change guard could not be armed, changed or ended.
+#[derive(Debug)]
+pub enum GuardError {
+    /// No such session.
+    NotFound,
+    /// The session has no guard.
+    NoGuard,
+    /// A guard is already armed on the session (one per session).
+    AlreadyArmed,
+    /// The guard already ended (its state is given).
+    Ended(&'static str),
+    /// An exec is running on the session (arming types into the device).
+    Busy,
+    /// The session's connection is dead.
+    Dead(String),
+    /// The command policy refuses a rollback line (nothing was armed).
+    Refused(String),
+    /// The device could not arm its own revert timer (nothing was armed).
+    DeviceRevert(String),
+    /// An armed guard must end before the session is deleted.
+    Armed,
+}
+
+impl fmt::Display for GuardError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GuardError::NotFound => f.write_str("Session not found"),
+            GuardError::NoGuard => f.write_str("No change guard on this session"),
+            GuardError::AlreadyArmed => f.write_str(
+                "A change guard is already armed on this session (one per session): extend, confirm, roll back or disarm it first",
+            ),
+            GuardError::Ended(state) => write!(f, "The change guard already ended ({state})"),
+            GuardError::Busy => f.write_str("Session is busy (concurrent exec in progress)"),
+            GuardError::Dead(m) | GuardError::Refused(m) | GuardError::DeviceRevert(m) => {
+                f.write_str(m)
+            }
+            GuardError::Armed => f.write_str(
+                "A change guard is armed on this session: confirm, roll back or disarm it (DELETE .../guard) before closing the session",
+            ),
+        }
+    }
+}
+
+impl std::error::Error for GuardError {}

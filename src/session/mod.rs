@@ -3,8 +3,9 @@
 
 pub mod driver;
 mod error;
+pub mod guard;
 
-pub use error::{ExecError, OpenError};
+pub use error::{ExecError, GuardError, OpenError};
 
 use crate::channel::typed::Step;
 use crate::channel::Channel;
@@ -133,6 +134,8 @@ pub struct SessionHandle {
     busy: AtomicBool,
     cancel: AtomicBool,
     inbox: Sender<Job>,
+    /// The change guard, if one was ever armed (the last one stays for its status).
+    pub guard: Mutex<Option<guard::Guard>>,
 }
 
 impl SessionHandle {
@@ -141,6 +144,14 @@ impl SessionHandle {
     }
     pub fn busy(&self) -> bool {
         self.busy.load(Ordering::SeqCst)
+    }
+    /// An armed guard is past its deadline.
+    pub fn guard_due(&self) -> bool {
+        self.guard.lock().as_ref().is_some_and(guard::Guard::due)
+    }
+    /// A guard is armed (or its rollback is running).
+    pub fn guard_armed(&self) -> bool {
+        self.guard.lock().as_ref().is_some_and(|g| !g.state.ended())
     }
     fn mark_dead(&self, reason: &str) {
         let mut s = self.state.lock();
@@ -174,9 +185,28 @@ pub struct ExecJob {
     pub stop_on_error: bool,
     /// Config lines to send in config mode before `items` (and whether to save after).
     pub config: Option<ConfigJob>,
+    /// Who asked: a client, or the session's change guard (its rollback and device-timer steps).
+    pub by: By,
     pub reply: ExecReply,
 }
 
+/// Who an exec runs for (the command log's `by`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum By {
+    Client,
+    Guard,
+}
+
+impl By {
+    pub fn name(self) -> &'static str {
+        match self {
+            By::Client => "client",
+            By::Guard => "guard",
+        }
+    }
+}
+
+#[derive(Clone)]
 pub struct ConfigJob {
     pub lines: Vec<String>,
     pub save: bool,
@@ -184,6 +214,10 @@ pub struct ConfigJob {
 
 enum Job {
     Exec(ExecJob),
+    /// Arm a change guard (types the device-revert steps, if any).
+    Arm(Box<guard::GuardSpec>, guard::ArmReply),
+    /// Look at the guard now (it changed: confirmed, disarmed, fire now).
+    Wake,
     Close,
 }
 
@@ -206,6 +240,8 @@ pub struct Settings {
     pub masker: Masker,
     /// Where opens, closes, keepalive failures and lost connections are counted.
     pub metrics: Arc<Metrics>,
+    /// Armed change guards, recorded in state_dir for the next start.
+    pub guards: guard::GuardBook,
 }
 
 pub struct Registry {
@@ -258,6 +294,11 @@ impl Registry {
 
     pub fn len(&self) -> usize {
         self.sessions.read().len()
+    }
+
+    /// The record of armed guards (and those a previous run left).
+    pub fn guard_book(&self) -> &guard::GuardBook {
+        &self.settings.guards
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {
@@ -374,6 +415,51 @@ impl Registry {
         }
     }
 
+    /// Arm a change guard on a session: the session's thread checks the rollback against the
+    /// command policy and arms the device's own timer, if asked, then answers `reply`.
+    pub fn arm_guard(&self, id: &str, spec: guard::GuardSpec, reply: guard::ArmReply) {
+        let Some(h) = self.get(id) else {
+            return reply(Err(GuardError::NotFound));
+        };
+        {
+            let s = h.state.lock();
+            if !s.alive {
+                let why = s.dead_reason.clone().unwrap_or_default();
+                drop(s);
+                return reply(Err(GuardError::Dead(format!(
+                    "{why}; a guard needs a live session"
+                ))));
+            }
+        }
+        if h.guard_armed() {
+            return reply(Err(GuardError::AlreadyArmed));
+        }
+        if h.busy
+            .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
+            .is_err()
+        {
+            return reply(Err(GuardError::Busy));
+        }
+        if let Err(e) = h.inbox.try_send(Job::Arm(Box::new(spec), reply)) {
+            h.busy.store(false, Ordering::SeqCst);
+            if let Job::Arm(_, reply) = e.into_inner() {
+                reply(Err(GuardError::Busy));
+            }
+        }
+    }
+
+    /// Whether shutting down must wait for guard rollbacks (armed, `on_broker_exit: rollback`).
+    pub fn rollbacks_at_exit(&self) -> usize {
+        self.list()
+            .iter()
+            .filter(|h| {
+                h.guard.lock().as_ref().is_some_and(|g| {
+                    !g.state.ended() && g.on_broker_exit == guard::OnExit::Rollback
+                })
+            })
+            .count()
+    }
+
     /// Remove a session and tell its thread to close. Returns whether it existed.
     pub fn remove(&self, id: &str, reason: CloseReason) -> bool {
         let h = self.sessions.write().remove(id);
@@ -409,7 +495,8 @@ impl Registry {
                 (true, false) => DEAD_KEEP,
                 _ => h.info.session_timeout,
             };
-            if !t.is_zero() && idle > t && !h.busy() {
+            // A session holding an armed change guard is in use until the guard ends.
+            if !t.is_zero() && idle > t && !h.busy() && !h.guard_armed() {
                 log::info!(
                     "session {} host {}: idle {} s > session_timeout {} s, reaping",
                     h.info.id,
@@ -511,7 +598,11 @@ fn session_main(reg: Arc<Registry>, id: String, req: OpenRequest, reply: OpenRep
         held: true,
     };
     let started = Instant::now();
-    let opened = open_driver(&reg.settings, &req, format!("sess-{}", id.get(..8).unwrap_or(&id)));
+    let opened = open_driver(
+        &reg.settings,
+        &req,
+        format!("sess-{}", id.get(..8).unwrap_or(&id)),
+    );
     let req_protocol = req.protocol;
     let OpenRequest {
         host,
@@ -579,6 +670,7 @@ fn session_main(reg: Arc<Registry>, id: String, req: OpenRequest, reply: OpenRep
         busy: AtomicBool::new(false),
         cancel: AtomicBool::new(false),
         inbox: tx,
+        guard: Mutex::new(None),
     });
     let shutting_down = {
         let mut map = reg.sessions.write();
@@ -713,16 +805,25 @@ fn serve(reg: &Registry, h: &Arc<SessionHandle>, mut driver: Driver, rx: Receive
     let interval = h.info.keepalive_interval;
     // Device I/O the CLI keepalive counts from: the end of the last exec or keepalive.
     let mut last_io = Instant::now();
+    // The last idle check of the connection (transport keepalive, CLI keepalive).
+    let mut last_check = Instant::now();
     // true: closed on request (log out politely); false: the connection died.
     let polite = loop {
         if h.cancel.load(Ordering::SeqCst) {
             break true;
         }
-        let tick = if interval.is_zero() {
-            IDLE_TICK
-        } else {
-            IDLE_TICK.min((last_io + interval).saturating_duration_since(Instant::now()))
-        };
+        // The change guard: its rollback at the deadline, the device timer's confirm when asked.
+        if !guard::tend(reg, h, &mut driver) {
+            break false;
+        }
+        let mut check_at = last_check + IDLE_TICK;
+        if !interval.is_zero() {
+            check_at = check_at.min(last_io + interval);
+        }
+        let now = Instant::now();
+        let tick = check_at
+            .saturating_duration_since(now)
+            .min(guard::next_look(h));
         match rx.recv_timeout(tick) {
             Ok(Job::Exec(job)) => {
                 let alive = run_exec(reg, h, &mut driver, job);
@@ -731,8 +832,20 @@ fn serve(reg: &Registry, h: &Arc<SessionHandle>, mut driver: Driver, rx: Receive
                     break false;
                 }
             }
+            Ok(Job::Arm(spec, reply)) => {
+                let alive = guard::arm(reg, h, &mut driver, *spec, reply);
+                last_io = Instant::now();
+                if !alive {
+                    break false;
+                }
+            }
+            Ok(Job::Wake) => {}
             Ok(Job::Close) | Err(RecvTimeoutError::Disconnected) => break true,
             Err(RecvTimeoutError::Timeout) => {
+                if Instant::now() < check_at {
+                    continue;
+                }
+                last_check = Instant::now();
                 let cli = !interval.is_zero() && last_io.elapsed() >= interval;
                 let wait = KEEPALIVE_WAIT.min(reg.settings.command_timeout);
                 match driver.keepalive(cli, wait) {
@@ -754,6 +867,18 @@ fn serve(reg: &Registry, h: &Arc<SessionHandle>, mut driver: Driver, rx: Receive
             }
         }
     };
+    // An armed guard outlives its session's connection: closing (shutdown) runs its rollback
+    // unless told to keep it; a dead connection waits for the deadline, then re-opens or
+    // reports the rollback impossible.
+    let mut driver = Some(driver);
+    if polite {
+        if !guard::at_close(reg, h, driver.as_mut()) {
+            driver = None;
+        }
+    } else {
+        h.mark_dead("connection lost");
+        guard::after_death(reg, h, &rx);
+    }
     // The session is over: answer anything still queued (never leave a client waiting), then
     // drop the inbox so later execs see it closed. The handle stays in the registry for a dead
     // connection (exec answers 410) until DELETE or the reaper removes it.
@@ -763,15 +888,24 @@ fn serve(reg: &Registry, h: &Arc<SessionHandle>, mut driver: Driver, rx: Receive
         reg.settings.metrics.connection_lost();
     }
     while let Ok(job) = rx.try_recv() {
-        if let Job::Exec(job) = job {
-            h.busy.store(false, Ordering::SeqCst);
-            (job.reply)(Err(ExecError::Closed(
-                "the session was closed before this exec ran".into(),
-            )));
+        match job {
+            Job::Exec(job) => {
+                h.busy.store(false, Ordering::SeqCst);
+                (job.reply)(Err(ExecError::Closed(
+                    "the session was closed before this exec ran".into(),
+                )));
+            }
+            Job::Arm(_, reply) => {
+                h.busy.store(false, Ordering::SeqCst);
+                reply(Err(GuardError::Dead(
+                    "the session was closed before the guard was armed".into(),
+                )));
+            }
+            Job::Wake | Job::Close => {}
         }
     }
     drop(rx);
-    if polite {
+    if let Some(driver) = driver.filter(|_| polite) {
         driver.close(Instant::now() + CLOSE_DEADLINE);
         log::info!("session {id} host {}: closed", h.info.host);
     }
@@ -780,9 +914,14 @@ fn serve(reg: &Registry, h: &Arc<SessionHandle>, mut driver: Driver, rx: Receive
 /// The steps of an exec: the config block (enter config mode unless already there, the lines,
 /// commit if saving in config mode, leave config mode if we entered it, save), then the commands.
 /// Each item's `step` says what it is for (the command policy and the run loop read it).
-fn plan(driver: &Driver, job: &mut ExecJob) -> Result<Vec<ExecItem>, ExecError> {
+fn plan(
+    driver: &Driver,
+    config: Option<ConfigJob>,
+    mut items: Vec<ExecItem>,
+    save_override: Option<&str>,
+) -> Result<Vec<ExecItem>, ExecError> {
     let mut steps = Vec::new();
-    if let Some(c) = job.config.take() {
+    if let Some(c) = config {
         let p = driver.platform();
         let cfg = p.config.as_ref().ok_or_else(|| ExecError::NoConfigMode {
             platform: p.name.clone(),
@@ -805,9 +944,12 @@ fn plan(driver: &Driver, job: &mut ExecJob) -> Result<Vec<ExecItem>, ExecError> 
         for l in c.lines {
             steps.push(step(ExecItem::plain(&l), Step::ConfigLine));
         }
+        // While a guard keeps the device's revert timer armed on a commit-model platform, the
+        // commit is the platform's confirmed commit (a plain one would confirm the timer).
+        let save_cmd = |s: &crate::platform::Save| save_override.unwrap_or(&s.command).to_string();
         if let Some(s) = save.filter(|s| s.in_config) {
             steps.push(step(
-                ExecItem::answering(&s.command, &s.answers),
+                ExecItem::answering(&save_cmd(s), &s.answers),
                 Step::Save,
             ));
         }
@@ -817,12 +959,12 @@ fn plan(driver: &Driver, job: &mut ExecJob) -> Result<Vec<ExecItem>, ExecError> 
         }
         if let Some(s) = save.filter(|s| !s.in_config) {
             steps.push(step(
-                ExecItem::answering(&s.command, &s.answers),
+                ExecItem::answering(&save_cmd(s), &s.answers),
                 Step::Save,
             ));
         }
     }
-    steps.append(&mut job.items);
+    steps.append(&mut items);
     Ok(steps)
 }
 
@@ -835,7 +977,21 @@ fn run_exec(reg: &Registry, h: &Arc<SessionHandle>, driver: &mut Driver, mut job
     // The command policy in force when the exec starts; every line the plan could type is
     // tried against it before the first is sent (a refusal sends nothing).
     driver.set_rules(reg.settings.commands.read().clone());
-    let steps = match plan(driver, &mut job).and_then(|steps| {
+    if job.by == By::Client && h.guard_due() {
+        h.busy.store(false, Ordering::SeqCst);
+        (job.reply)(Err(ExecError::GuardFired(
+            "the session's change guard has fired: its rollback runs first; nothing of this exec was sent".into(),
+        )));
+        return true;
+    }
+    let save_override = guard::save_override(h, driver.platform());
+    let steps = match plan(
+        driver,
+        job.config.take(),
+        std::mem::take(&mut job.items),
+        save_override.as_deref(),
+    )
+    .and_then(|steps| {
         driver.preflight(steps.iter()).map_err(ExecError::Refused)?;
         Ok(steps)
     }) {
@@ -866,6 +1022,10 @@ fn run_exec(reg: &Registry, h: &Arc<SessionHandle>, driver: &mut Driver, mut job
         .as_ref()
         .map(|c| c.mode.clone())
         .unwrap_or_default();
+    // A client's exec stops for DELETE or shutdown, and when the change guard comes due (the
+    // rollback must start within a second); the guard's own steps stop only for their deadline.
+    let by = job.by;
+    let stop = || by == By::Client && (h.cancel.load(Ordering::SeqCst) || h.guard_due());
     for item in &steps {
         let role = item.step;
         if skipping && role != Step::ConfigExit {
@@ -878,17 +1038,22 @@ fn run_exec(reg: &Registry, h: &Arc<SessionHandle>, driver: &mut Driver, mut job
             "session {id} host {host}: run {:?}",
             reg.settings.masker.mask(&item.cmd)
         );
-        match driver.run(item, deadline, &h.cancel, budget) {
+        match driver.run(item, deadline, &stop, budget) {
             Ok(r) => {
                 budget = budget.saturating_sub(r.output.len());
                 log_cmd(
                     reg,
                     h,
-                    &r.command,
-                    &r.output,
-                    r.elapsed_ms,
-                    if r.failure.is_some() { "failed" } else { "ok" },
-                    r.truncated,
+                    &Entry {
+                        session_id: id,
+                        host,
+                        command: &r.command,
+                        output: &r.output,
+                        elapsed_ms: r.elapsed_ms,
+                        status: if r.failure.is_some() { "failed" } else { "ok" },
+                        truncated: r.truncated,
+                        by: by.name(),
+                    },
                 );
                 // Never send config lines outside config mode.
                 let refused_enter = role == Step::ConfigEnter
@@ -943,7 +1108,26 @@ fn run_exec(reg: &Registry, h: &Arc<SessionHandle>, driver: &mut Driver, mut job
                         h.mark_dead(&reason);
                         (ExecError::Dead(format!("{reason} (while running {cmd:?})")), partial, "error")
                     }
-                    CmdFail::Cancelled { partial } => (
+                    CmdFail::Cancelled { partial, sent } if !h.cancel.load(Ordering::SeqCst) => {
+                        // The change guard came due: interrupt the command as an operator
+                        // would, and leave the device at its prompt for the rollback.
+                        let how = if !sent {
+                            "it was not sent".to_string()
+                        } else {
+                            match driver.interrupt(&item.cmd, Instant::now() + guard::INTERRUPT_WAIT) {
+                                Ok(()) => "it was interrupted (the platform's interrupt key) and the prompt came back".to_string(),
+                                Err(e) => format!("it was interrupted, but {e}"),
+                            }
+                        };
+                        (
+                            ExecError::GuardFired(format!(
+                                "the session's change guard fired while {cmd:?} was running: {how}; the rollback runs next and later execs wait for it"
+                            )),
+                            partial,
+                            "interrupted",
+                        )
+                    }
+                    CmdFail::Cancelled { partial, .. } => (
                         ExecError::Closed(format!("the session was closed while {cmd:?} was running")),
                         partial,
                         "error",
@@ -956,11 +1140,16 @@ fn run_exec(reg: &Registry, h: &Arc<SessionHandle>, driver: &mut Driver, mut job
                 log_cmd(
                     reg,
                     h,
-                    &item.cmd,
-                    &partial,
-                    cmd_started.elapsed().as_millis() as u64,
-                    status,
-                    false,
+                    &Entry {
+                        session_id: id,
+                        host,
+                        command: &item.cmd,
+                        output: &partial,
+                        elapsed_ms: cmd_started.elapsed().as_millis() as u64,
+                        status,
+                        truncated: false,
+                        by: by.name(),
+                    },
                 );
                 // A failed config line already answered above keeps its error; a timeout wins.
                 failure = Some(ExecFailure {
@@ -1025,15 +1214,7 @@ fn touch(h: &SessionHandle) {
     s.last_used_at = SystemTime::now();
 }
 
-fn log_cmd(
-    reg: &Registry,
-    h: &SessionHandle,
-    cmd: &str,
-    output: &str,
-    ms: u64,
-    status: &str,
-    truncated: bool,
-) {
+fn log_cmd(reg: &Registry, h: &SessionHandle, e: &Entry) {
     {
         let mut s = h.state.lock();
         if s.recent.len() >= RECENT_COMMANDS {
@@ -1041,20 +1222,12 @@ fn log_cmd(
         }
         s.recent.push_back(RecentCommand {
             at: SystemTime::now(),
-            command: reg.settings.masker.mask(cmd),
-            status: status.to_string(),
-            elapsed_ms: ms,
+            command: reg.settings.masker.mask(e.command),
+            status: e.status.to_string(),
+            elapsed_ms: e.elapsed_ms,
         });
     }
     if let Some(cl) = &reg.settings.cmdlog {
-        cl.append(&Entry {
-            session_id: &h.info.id,
-            host: &h.info.host,
-            command: cmd,
-            output,
-            elapsed_ms: ms,
-            status,
-            truncated,
-        });
+        cl.append(e);
     }
 }
