@@ -148,9 +148,31 @@ impl DeviceState {
         lock(&self.inner).dirty = d;
     }
 
+    /// Apply config lines as an IOS-style CLI does: `no <line>` removes that line (at the same
+    /// indent) and the lines indented under it; any other line, and a `no` line that removes
+    /// nothing (` no shutdown`), is added.
     pub(crate) fn push_config(&self, lines: Vec<String>) {
         let mut g = lock(&self.inner);
-        g.config.extend(lines);
+        for line in lines {
+            let indent = line.len() - line.trim_start().len();
+            let what = line.trim_start().strip_prefix("no ").map(str::trim);
+            let found = what.and_then(|what| {
+                g.config
+                    .iter()
+                    .position(|l| l.len() - l.trim_start().len() == indent && l.trim() == what)
+            });
+            if let Some(i) = found {
+                let mut end = i + 1;
+                while end < g.config.len()
+                    && g.config[end].len() - g.config[end].trim_start().len() > indent
+                {
+                    end += 1;
+                }
+                g.config.drain(i..end);
+            } else {
+                g.config.push(line);
+            }
+        }
         g.dirty = true;
     }
 

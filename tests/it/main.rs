@@ -8,6 +8,7 @@ mod docs;
 mod exec_forms;
 mod fake_ssh_tests;
 mod faults;
+mod guard;
 mod hardening;
 mod malformed;
 mod metrics;
