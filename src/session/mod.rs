@@ -3,8 +3,10 @@
 
 pub mod driver;
 mod error;
+mod probe;
 
 pub use error::{ExecError, OpenError};
+pub use probe::{probe, ProbeLogin, ProbeOutcome, ProbeReply, ProbeRequest, MAX_PROBES};
 
 use crate::channel::typed::Step;
 use crate::channel::Channel;
@@ -177,6 +179,45 @@ pub struct ExecJob {
     pub reply: ExecReply,
 }
 
+/// What an exec runs, without its way back: a session's job, or a probe's.
+pub struct ExecSpec {
+    pub items: Vec<ExecItem>,
+    pub timeout: Duration,
+    pub stop_on_error: bool,
+    pub config: Option<ConfigJob>,
+}
+
+impl ExecSpec {
+    /// One plain command, as a probe runs it.
+    pub fn command(cmd: &str, timeout: Duration) -> ExecSpec {
+        ExecSpec {
+            items: vec![ExecItem::plain(cmd)],
+            timeout,
+            stop_on_error: false,
+            config: None,
+        }
+    }
+}
+
+impl ExecJob {
+    fn split(self) -> (ExecSpec, ExecReply) {
+        let ExecJob {
+            items,
+            timeout,
+            stop_on_error,
+            config,
+            reply,
+        } = self;
+        let spec = ExecSpec {
+            items,
+            timeout,
+            stop_on_error,
+            config,
+        };
+        (spec, reply)
+    }
+}
+
 pub struct ConfigJob {
     pub lines: Vec<String>,
     pub save: bool,
@@ -211,6 +252,8 @@ pub struct Settings {
 pub struct Registry {
     sessions: RwLock<HashMap<String, Arc<SessionHandle>>>,
     opening: AtomicUsize,
+    /// Probes running now (at most [`MAX_PROBES`]); never counted as sessions.
+    probing: AtomicUsize,
     threads: Mutex<Vec<JoinHandle<()>>>,
     settings: Settings,
     shutting_down: AtomicBool,
@@ -221,6 +264,7 @@ impl Registry {
         Arc::new(Registry {
             sessions: RwLock::new(HashMap::new()),
             opening: AtomicUsize::new(0),
+            probing: AtomicUsize::new(0),
             threads: Mutex::new(Vec::new()),
             settings,
             shutting_down: AtomicBool::new(false),
@@ -511,7 +555,11 @@ fn session_main(reg: Arc<Registry>, id: String, req: OpenRequest, reply: OpenRep
         held: true,
     };
     let started = Instant::now();
-    let opened = open_driver(&reg.settings, &req, format!("sess-{}", id.get(..8).unwrap_or(&id)));
+    let opened = open_driver(
+        &reg.settings,
+        &req,
+        format!("sess-{}", id.get(..8).unwrap_or(&id)),
+    );
     let req_protocol = req.protocol;
     let OpenRequest {
         host,
@@ -780,7 +828,7 @@ fn serve(reg: &Registry, h: &Arc<SessionHandle>, mut driver: Driver, rx: Receive
 /// The steps of an exec: the config block (enter config mode unless already there, the lines,
 /// commit if saving in config mode, leave config mode if we entered it, save), then the commands.
 /// Each item's `step` says what it is for (the command policy and the run loop read it).
-fn plan(driver: &Driver, job: &mut ExecJob) -> Result<Vec<ExecItem>, ExecError> {
+fn plan(driver: &Driver, job: &mut ExecSpec) -> Result<Vec<ExecItem>, ExecError> {
     let mut steps = Vec::new();
     if let Some(c) = job.config.take() {
         let p = driver.platform();
@@ -827,14 +875,48 @@ fn plan(driver: &Driver, job: &mut ExecJob) -> Result<Vec<ExecItem>, ExecError> 
 }
 
 /// Run one exec job. Returns false when the connection died.
-fn run_exec(reg: &Registry, h: &Arc<SessionHandle>, driver: &mut Driver, mut job: ExecJob) -> bool {
-    let id = &h.info.id;
-    let host = &h.info.host;
+fn run_exec(reg: &Registry, h: &Arc<SessionHandle>, driver: &mut Driver, job: ExecJob) -> bool {
+    let (spec, reply) = job.split();
+    let ctx = ExecCtx {
+        id: &h.info.id,
+        host: &h.info.host,
+        cancel: &h.cancel,
+        handle: Some(h),
+    };
+    let (r, alive) = exec_on(&reg.settings, &ctx, driver, spec);
+    // Free the session before answering, so the client's next exec is never refused as busy.
+    h.busy.store(false, Ordering::SeqCst);
+    reply(r);
+    alive
+}
+
+/// Who an exec runs for: a registered session (whose state it updates), or a probe, which has
+/// no handle (an id for the logs and the command log, its own cancel flag).
+pub(crate) struct ExecCtx<'a> {
+    pub id: &'a str,
+    pub host: &'a str,
+    pub cancel: &'a AtomicBool,
+    pub handle: Option<&'a SessionHandle>,
+}
+
+/// Run one exec on `driver`: plan, preflight against the command policy in force (a refusal
+/// sends nothing), run, log. Returns the answer and whether the connection is still up. Used
+/// by a session's thread (through [`run_exec`]) and by probes.
+pub(crate) fn exec_on(
+    settings: &Settings,
+    ctx: &ExecCtx,
+    driver: &mut Driver,
+    mut job: ExecSpec,
+) -> (Result<ExecReport, ExecError>, bool) {
+    let id = ctx.id;
+    let host = ctx.host;
     let started = Instant::now();
-    touch(h);
+    if let Some(h) = ctx.handle {
+        touch(h);
+    }
     // The command policy in force when the exec starts; every line the plan could type is
     // tried against it before the first is sent (a refusal sends nothing).
-    driver.set_rules(reg.settings.commands.read().clone());
+    driver.set_rules(settings.commands.read().clone());
     let steps = match plan(driver, &mut job).and_then(|steps| {
         driver.preflight(steps.iter()).map_err(ExecError::Refused)?;
         Ok(steps)
@@ -844,16 +926,14 @@ fn run_exec(reg: &Registry, h: &Arc<SessionHandle>, driver: &mut Driver, mut job
             if let ExecError::Refused(why) = &e {
                 log::warn!(
                     "session {id} host {host}: exec refused by the command policy: {}",
-                    reg.settings.masker.mask(why)
+                    settings.masker.mask(why)
                 );
             }
-            h.busy.store(false, Ordering::SeqCst);
-            (job.reply)(Err(e));
-            return true;
+            return (Err(e), true);
         }
     };
     // Output kept for the whole exec; each command keeps at most what is left of it.
-    let mut budget = reg.settings.max_exec_output_bytes;
+    let mut budget = settings.max_exec_output_bytes;
     let mut results = Vec::with_capacity(steps.len());
     let mut failure = None;
     let mut alive = true;
@@ -876,14 +956,14 @@ fn run_exec(reg: &Registry, h: &Arc<SessionHandle>, driver: &mut Driver, mut job
         let deadline = cmd_started + timeout;
         log::debug!(
             "session {id} host {host}: run {:?}",
-            reg.settings.masker.mask(&item.cmd)
+            settings.masker.mask(&item.cmd)
         );
-        match driver.run(item, deadline, &h.cancel, budget) {
+        match driver.run(item, deadline, ctx.cancel, budget) {
             Ok(r) => {
                 budget = budget.saturating_sub(r.output.len());
                 log_cmd(
-                    reg,
-                    h,
+                    settings,
+                    ctx,
                     &r.command,
                     &r.output,
                     r.elapsed_ms,
@@ -904,7 +984,7 @@ fn run_exec(reg: &Registry, h: &Arc<SessionHandle>, driver: &mut Driver, mut job
                     failure = Some(ExecFailure {
                         error: ExecError::DeviceFailed(format!(
                             "Command {:?} failed: {why}",
-                            reg.settings.masker.mask(&item.cmd)
+                            settings.masker.mask(&item.cmd)
                         )),
                         command: item.cmd.clone(),
                         partial: r.output.clone(),
@@ -920,7 +1000,7 @@ fn run_exec(reg: &Registry, h: &Arc<SessionHandle>, driver: &mut Driver, mut job
                 }
             }
             Err(f) => {
-                let cmd = reg.settings.masker.mask(&item.cmd);
+                let cmd = settings.masker.mask(&item.cmd);
                 let (error, partial, status) = match f {
                     CmdFail::Timeout { partial, .. } => (
                         ExecError::TimedOut(format!(
@@ -933,14 +1013,16 @@ fn run_exec(reg: &Registry, h: &Arc<SessionHandle>, driver: &mut Driver, mut job
                     CmdFail::Desynced { since } => (
                         ExecError::Desynced(format!(
                             "The device has not returned to its prompt since {:?} timed out; nothing was sent. Retry later or re-open the session",
-                            reg.settings.masker.mask(&since)
+                            settings.masker.mask(&since)
                         )),
                         String::new(),
                         "error",
                     ),
                     CmdFail::Closed { partial, reason } => {
                         alive = false;
-                        h.mark_dead(&reason);
+                        if let Some(h) = ctx.handle {
+                            h.mark_dead(&reason);
+                        }
                         (ExecError::Dead(format!("{reason} (while running {cmd:?})")), partial, "error")
                     }
                     CmdFail::Cancelled { partial } => (
@@ -954,8 +1036,8 @@ fn run_exec(reg: &Registry, h: &Arc<SessionHandle>, driver: &mut Driver, mut job
                 };
                 log::warn!("session {id} host {host}: {error}");
                 log_cmd(
-                    reg,
-                    h,
+                    settings,
+                    ctx,
                     &item.cmd,
                     &partial,
                     cmd_started.elapsed().as_millis() as u64,
@@ -972,22 +1054,21 @@ fn run_exec(reg: &Registry, h: &Arc<SessionHandle>, driver: &mut Driver, mut job
             }
         }
     }
-    {
-        let mut s = h.state.lock();
-        s.mode = driver.mode.clone();
-        s.commands_run += results.len() as u64;
+    if let Some(h) = ctx.handle {
+        {
+            let mut s = h.state.lock();
+            s.mode = driver.mode.clone();
+            s.commands_run += results.len() as u64;
+        }
+        touch(h);
     }
-    touch(h);
     log::info!(
         "session {id} host {host}: exec of {} step(s) {} in {} ms",
         steps.len(),
         if failure.is_some() { "failed" } else { "done" },
         started.elapsed().as_millis()
     );
-    // Free the session before answering, so the client's next exec is never refused as busy.
-    h.busy.store(false, Ordering::SeqCst);
-    (job.reply)(Ok(ExecReport { results, failure }));
-    alive
+    (Ok(ExecReport { results, failure }), alive)
 }
 
 /// Record a keepalive in the session's status (never as use: the reaper ignores keepalives).
@@ -1026,30 +1107,30 @@ fn touch(h: &SessionHandle) {
 }
 
 fn log_cmd(
-    reg: &Registry,
-    h: &SessionHandle,
+    settings: &Settings,
+    ctx: &ExecCtx,
     cmd: &str,
     output: &str,
     ms: u64,
     status: &str,
     truncated: bool,
 ) {
-    {
+    if let Some(h) = ctx.handle {
         let mut s = h.state.lock();
         if s.recent.len() >= RECENT_COMMANDS {
             s.recent.pop_front();
         }
         s.recent.push_back(RecentCommand {
             at: SystemTime::now(),
-            command: reg.settings.masker.mask(cmd),
+            command: settings.masker.mask(cmd),
             status: status.to_string(),
             elapsed_ms: ms,
         });
     }
-    if let Some(cl) = &reg.settings.cmdlog {
+    if let Some(cl) = &settings.cmdlog {
         cl.append(&Entry {
-            session_id: &h.info.id,
-            host: &h.info.host,
+            session_id: ctx.id,
+            host: ctx.host,
             command: cmd,
             output,
             elapsed_ms: ms,
