@@ -13,6 +13,7 @@ mod malformed;
 mod metrics;
 mod platforms;
 mod policy;
+mod probe;
 mod process;
 mod soak;
 mod stdio;
