@@ -400,3 +400,35 @@ fn probe_time_against_session_open_time() {
         == 0));
     assert_nothing_left(&b);
 }
+
+/// At most `MAX_PROBES` probes at once: one more is a 503 at once; each probe still ends at its
+/// own deadline and gives its slot back.
+#[test]
+fn probes_are_capped_and_give_their_slot_back() {
+    let _g = SERIAL.lock();
+    let b = broker("");
+    // Accepts TCP (the kernel's backlog) and never says a word: every login waits for `timeout`.
+    let mute = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = mute.local_addr().unwrap().port();
+    let max = netdev_broker::session::MAX_PROBES;
+    let req = body(port, json!({"timeout": 3})).to_string();
+    let waiting: Vec<_> = (0..max)
+        .map(|_| {
+            let (addr, req) = (b.addr, req.clone());
+            std::thread::spawn(move || call(addr, "POST", "/probe", Some(TOKEN), Some(&req)))
+        })
+        .collect();
+    let reg = b.broker.as_ref().unwrap().registry.clone();
+    assert!(wait_until(Duration::from_secs(5), || reg.probes() == max));
+    let r = b.post("/probe", &body(port, json!({"timeout": 3})));
+    assert_eq!(r.status, 503, "{}", text(&r));
+    assert!(r.json()["detail"].as_str().unwrap().contains("Probe limit"));
+    for w in waiting {
+        let r = w.join().unwrap();
+        assert_eq!(r.status, 200, "{}", text(&r));
+        assert_eq!(r.json()["login"], "failed");
+        assert_eq!(r.json()["status"], 504, "{}", text(&r));
+    }
+    drop(mute);
+    assert_nothing_left(&b);
+}
