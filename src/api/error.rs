@@ -200,6 +200,7 @@ impl From<OpenError> for Error {
             }
             OpenError::ShuttingDown
             | OpenError::SessionLimit { .. }
+            | OpenError::ProbeLimit { .. }
             | OpenError::SessionThread(_) => Error::Capacity(e.to_string()),
             OpenError::NoRandomness(_) | OpenError::Panicked => Error::Internal(e.to_string()),
         }

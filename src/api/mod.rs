@@ -6,6 +6,7 @@ mod docs;
 pub mod error;
 mod guard;
 mod host;
+mod probe;
 pub mod wire;
 
 pub use host::HostGuard;
@@ -15,8 +16,10 @@ use crate::http::{Handler, Request, Responder, Response};
 use crate::platform;
 use crate::policy::{Algorithms, HostKeyPolicy, HostList};
 use crate::secret::Secret;
+use crate::session::driver::CmdResult;
 use crate::session::{ConfigJob, ExecError, ExecJob, ExecReport, OpenRequest, Protocol, Registry};
 use parking_lot::RwLock;
+use probe::ProbeRoute;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -184,6 +187,10 @@ impl Api {
             ["telnet-session", _, "guard"] => "/telnet-session/{id}/guard",
             ["telnet-session", _, "guard", _] => "/telnet-session/{id}/guard/{action}",
             ["guards"] => "/guards",
+            ["probe"] => "/probe",
+            ["telnet-probe"] => "/telnet-probe",
+            ["api", "v2.0", "netmiko", "send_command"] => "/api/v2.0/netmiko/send_command",
+            ["api", "v2.0", "netmiko", "send_config"] => "/api/v2.0/netmiko/send_config",
             [""] => "/",
             ["login"] => "/login",
             ["logout"] => "/logout",
@@ -253,6 +260,8 @@ impl Api {
             ["session", _, "status"] => GET,
             ["session", _, "exec"] => POST,
             ["session", _] => DELETE,
+            ["probe"] | ["telnet-probe"] => POST,
+            ["api", "v2.0", "netmiko", "send_command" | "send_config"] => POST,
             _ => return Err(Error::RouteNotFound),
         };
         if !allowed.contains(&m) {
@@ -304,6 +313,12 @@ impl Api {
                 self.guard_route(id, Some(action), req, slot, &live)
             }
             ["guards"] => ok_json(200, self.guards()),
+            ["probe"] => self.probe(req, slot, ProbeRoute::Probe { telnet: false }, &live),
+            ["telnet-probe"] => self.probe(req, slot, ProbeRoute::Probe { telnet: true }, &live),
+            ["api", "v2.0", "netmiko", which] => {
+                let config = *which == "send_config";
+                self.probe(req, slot, ProbeRoute::Netmiko { config }, &live)
+            }
             ["session", id] => {
                 // An armed change guard must end first (confirm, roll back or disarm it).
                 if self.registry.get(id).is_some_and(|h| h.guard_armed()) {
@@ -548,12 +563,21 @@ fn check_config_support(profile: &str, config: bool, save: bool) -> Result<(), E
 
 /// The answer to an exec and its metrics `result` label.
 fn exec_response(r: Result<ExecReport, ExecError>) -> (Response, &'static str) {
-    let e = match r {
-        Err(e) => Error::from(e),
+    match exec_result(r) {
+        Ok(results) => (Response::json_body(200, wire::exec_answer(&results)), "ok"),
+        Err(e) => (error_response(&e), e.label()),
+    }
+}
+
+/// An exec's results, or the error it is answered with (a failure part way carries the
+/// results so far, the failed command and its partial output next to `detail`).
+fn exec_result(r: Result<ExecReport, ExecError>) -> Result<Vec<CmdResult>, Error> {
+    match r {
+        Err(e) => Err(Error::from(e)),
         Ok(ExecReport {
             results,
             failure: None,
-        }) => return (Response::json_body(200, wire::exec_answer(&results)), "ok"),
+        }) => Ok(results),
         Ok(ExecReport {
             results,
             failure: Some(f),
@@ -561,8 +585,7 @@ fn exec_response(r: Result<ExecReport, ExecError>) -> (Response, &'static str) {
             let mut extra = wire::exec_json(&results);
             extra.insert("command".into(), json!(f.command));
             extra.insert("partial_output".into(), json!(f.partial));
-            Error::WithFields(Box::new(f.error.into()), extra)
+            Err(Error::WithFields(Box::new(f.error.into()), extra))
         }
-    };
-    (error_response(&e), e.label())
+    }
 }

@@ -633,6 +633,211 @@ pub fn exec_body(body: &[u8]) -> Result<ExecBody, Error> {
     })
 }
 
+/// What a probe does once at the prompt.
+pub enum ProbeAsk {
+    /// Nothing: a login check.
+    Login,
+    /// One command, answered in the probe's shape (`output`).
+    Command(String),
+    /// An exec (`commands`, `config`...), answered in the exec's shape.
+    Exec(ExecBody),
+}
+
+/// `POST /probe` and the Netmiko routes' bodies after validation.
+pub struct ProbeBody {
+    pub open: OpenBody,
+    pub ask: ProbeAsk,
+}
+
+/// The keys of an exec body that make a probe a one-shot exec (`timeout` is the open's too).
+const EXEC_KEYS: &[&str] = &["commands", "config", "save", "stop_on_error"];
+
+/// Keep every field error of `r`, collected into `errors`.
+fn collect<T>(r: Result<T, Error>, errors: &mut Vec<FieldError>) -> Result<Option<T>, Error> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(Error::Validation(mut v)) => {
+            errors.append(&mut v);
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// `POST /probe` (`/telnet-probe`): the open body of `POST /session`, plus either `command`
+/// (one command) or the fields of an exec body (`commands`, `config`, `save`, `stop_on_error`;
+/// `timeout` is then also each command's read timeout).
+pub fn probe_body(body: &[u8]) -> Result<ProbeBody, Error> {
+    let map = parse_object(body)?;
+    let exec = EXEC_KEYS
+        .iter()
+        .any(|k| map.get(*k).is_some_and(|v| !v.is_null()));
+    let mut f = Fields::new(&map, vec![json!("body")]);
+    let command = f.typed("command", false);
+    if command.is_some() && exec {
+        f.err(
+            "command",
+            "Give either command or an exec (commands, config, save), not both",
+            "value_error",
+        );
+    }
+    let mut errors = f.errors;
+    let open = collect(open_body(body), &mut errors)?;
+    let exec = if exec {
+        collect(exec_body(body), &mut errors)?
+    } else {
+        None
+    };
+    if !errors.is_empty() {
+        return Err(Error::Validation(errors));
+    }
+    let ask = match (exec, command) {
+        (Some(e), _) => ProbeAsk::Exec(e),
+        (None, Some(c)) => ProbeAsk::Command(c),
+        (None, None) => ProbeAsk::Login,
+    };
+    Ok(ProbeBody {
+        open: open.ok_or_else(|| Error::Internal("probe body without open fields".into()))?,
+        ask,
+    })
+}
+
+/// The Netmiko `ConnectHandler` arguments the Netmiko routes honour, as (Netmiko name, open
+/// body field). Any other key of `connection_options` is ignored.
+pub const NETMIKO_OPTIONS: &[(&str, &str)] = &[
+    ("device_type", "device_type"),
+    ("port", "port"),
+    ("username", "username"),
+    ("password", "password"),
+    ("secret", "enable_password"),
+    ("timeout", "timeout"),
+    ("key_file", "key_file"),
+    ("passphrase", "passphrase"),
+];
+
+/// `loc` of an error in the body we built, as the client wrote it.
+fn netmiko_loc(loc: &mut Vec<Value>, rename: &[(&str, Vec<Value>)]) {
+    let Some(name) = loc.get(1).and_then(Value::as_str).map(str::to_string) else {
+        return;
+    };
+    if let Some((_, to)) = rename.iter().find(|(from, _)| *from == name) {
+        let rest = loc.split_off(2);
+        loc.truncate(1);
+        loc.extend(to.iter().cloned());
+        loc.extend(rest);
+    }
+}
+
+/// `POST /api/v2.0/netmiko/send_command` (`config` false) and `send_config` (true):
+/// `{"host", "connection_options": {Netmiko ConnectHandler arguments}, "commands": [...]}`;
+/// send_config takes its lines from `config` (or, without it, `commands`). Mapped onto a
+/// one-shot exec: [`NETMIKO_OPTIONS`] onto the open body, `read_timeout_override` onto the
+/// exec's `timeout`, `save` and `stop_on_error` as given.
+pub fn netmiko_body(body: &[u8], config: bool) -> Result<ProbeBody, Error> {
+    let map = parse_object(body)?;
+    let mut errors = Vec::new();
+    let empty = Map::new();
+    let opts = match map.get("connection_options") {
+        Some(Value::Object(o)) => o,
+        None | Some(Value::Null) => {
+            errors.push(FieldError::new(
+                vec![json!("body"), json!("connection_options")],
+                "Field required",
+                "missing",
+            ));
+            &empty
+        }
+        Some(_) => {
+            errors.push(FieldError::new(
+                vec![json!("body"), json!("connection_options")],
+                "Input should be a valid dictionary",
+                "dict_type",
+            ));
+            &empty
+        }
+    };
+    // The open body: the honoured options, and the top-level host (which wins).
+    let mut open = Map::new();
+    let mut rename: Vec<(&str, Vec<Value>)> = Vec::new();
+    for (theirs, ours) in NETMIKO_OPTIONS {
+        if let Some(v) = opts.get(*theirs) {
+            open.insert((*ours).into(), v.clone());
+        }
+        rename.push((ours, vec![json!("connection_options"), json!(theirs)]));
+    }
+    if let Some(h) = map.get("host") {
+        open.insert("host".into(), h.clone());
+    }
+    // Over Telnet no password may be given for a device that asks none; Netmiko's default is "".
+    if !open.contains_key("password") && !open.contains_key("key_file") {
+        open.insert("password".into(), json!(""));
+    }
+    // The exec body: the lines, as a list (one string is one line).
+    let list = |v: &Value| match v {
+        Value::String(_) => json!([v]),
+        _ => v.clone(),
+    };
+    let mut exec = Map::new();
+    // Where an exec body's field came from.
+    let mut exec_rename: Vec<(&str, Vec<Value>)> = vec![(
+        "timeout",
+        vec![json!("connection_options"), json!("read_timeout_override")],
+    )];
+    if config {
+        match (map.get("config"), map.get("commands")) {
+            (Some(v), _) if !v.is_null() => {
+                exec.insert("config".into(), list(v));
+            }
+            (_, Some(v)) if !v.is_null() => {
+                exec.insert("config".into(), list(v));
+                exec_rename.push(("config", vec![json!("commands")]));
+            }
+            _ => errors.push(FieldError::new(
+                vec![json!("body"), json!("config")],
+                "Field required",
+                "missing",
+            )),
+        }
+    } else if let Some(v) = map.get("commands").filter(|v| !v.is_null()) {
+        exec.insert("commands".into(), list(v));
+    }
+    if let Some(t) = opts.get("read_timeout_override") {
+        exec.insert("timeout".into(), t.clone());
+    }
+    for k in ["save", "stop_on_error"] {
+        if let Some(v) = map.get(k) {
+            exec.insert(k.into(), v.clone());
+        }
+    }
+    let bytes = |m: Map<String, Value>| serde_json::to_vec(&Value::Object(m)).unwrap_or_default();
+    let mut theirs = Vec::new();
+    let open = collect(open_body(&bytes(open)), &mut theirs)?;
+    for e in &mut theirs {
+        netmiko_loc(&mut e.loc, &rename);
+    }
+    errors.append(&mut theirs);
+    // send_config without its lines is already refused above.
+    let exec = if config && !exec.contains_key("config") {
+        None
+    } else {
+        collect(exec_body(&bytes(exec)), &mut theirs)?
+    };
+    for e in &mut theirs {
+        netmiko_loc(&mut e.loc, &exec_rename);
+    }
+    errors.append(&mut theirs);
+    if !errors.is_empty() {
+        return Err(Error::Validation(errors));
+    }
+    match (open, exec) {
+        (Some(open), Some(e)) => Ok(ProbeBody {
+            open,
+            ask: ProbeAsk::Exec(e),
+        }),
+        _ => Err(Error::Internal("netmiko body without its parts".into())),
+    }
+}
+
 pub fn result_json(r: &CmdResult) -> Value {
     let mut v = json!({
         "command": r.command,

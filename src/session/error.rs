@@ -26,6 +26,8 @@ pub enum OpenError {
     ShuttingDown,
     /// max_sessions sessions are open or being opened.
     SessionLimit { max: usize },
+    /// The most probes that may run at once are running.
+    ProbeLimit { max: usize },
     /// No thread could be started for the session.
     SessionThread(std::io::Error),
     /// No thread could be started for the open itself.
@@ -49,6 +51,12 @@ impl fmt::Display for OpenError {
             OpenError::ShuttingDown => f.write_str("The broker is shutting down"),
             OpenError::SessionLimit { max } => {
                 write!(f, "Session limit reached (max_sessions = {max})")
+            }
+            OpenError::ProbeLimit { max } => {
+                write!(
+                    f,
+                    "Probe limit reached ({max} probes running); try again shortly"
+                )
             }
             OpenError::SessionThread(e) => write!(f, "cannot start a session thread: {e}"),
             OpenError::OpenThread(e) => write!(f, "cannot start a thread for the open: {e}"),

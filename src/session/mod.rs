@@ -4,8 +4,10 @@
 pub mod driver;
 mod error;
 pub mod guard;
+mod probe;
 
 pub use error::{ExecError, GuardError, OpenError};
+pub use probe::{probe, ProbeLogin, ProbeOutcome, ProbeReply, ProbeRequest, MAX_PROBES};
 
 use crate::channel::typed::Step;
 use crate::channel::Channel;
@@ -206,6 +208,50 @@ impl By {
     }
 }
 
+/// What an exec runs, without its way back: a session's job, or a probe's.
+pub struct ExecSpec {
+    pub items: Vec<ExecItem>,
+    pub timeout: Duration,
+    pub stop_on_error: bool,
+    pub config: Option<ConfigJob>,
+    /// Who it runs for.
+    pub by: By,
+}
+
+impl ExecSpec {
+    /// One plain command, as a probe runs it.
+    pub fn command(cmd: &str, timeout: Duration) -> ExecSpec {
+        ExecSpec {
+            items: vec![ExecItem::plain(cmd)],
+            timeout,
+            stop_on_error: false,
+            config: None,
+            by: By::Client,
+        }
+    }
+}
+
+impl ExecJob {
+    fn split(self) -> (ExecSpec, ExecReply) {
+        let ExecJob {
+            items,
+            timeout,
+            stop_on_error,
+            config,
+            by,
+            reply,
+        } = self;
+        let spec = ExecSpec {
+            items,
+            timeout,
+            stop_on_error,
+            config,
+            by,
+        };
+        (spec, reply)
+    }
+}
+
 #[derive(Clone)]
 pub struct ConfigJob {
     pub lines: Vec<String>,
@@ -247,6 +293,8 @@ pub struct Settings {
 pub struct Registry {
     sessions: RwLock<HashMap<String, Arc<SessionHandle>>>,
     opening: AtomicUsize,
+    /// Probes running now (at most [`MAX_PROBES`]); never counted as sessions.
+    probing: AtomicUsize,
     threads: Mutex<Vec<JoinHandle<()>>>,
     settings: Settings,
     shutting_down: AtomicBool,
@@ -257,6 +305,7 @@ impl Registry {
         Arc::new(Registry {
             sessions: RwLock::new(HashMap::new()),
             opening: AtomicUsize::new(0),
+            probing: AtomicUsize::new(0),
             threads: Mutex::new(Vec::new()),
             settings,
             shutting_down: AtomicBool::new(false),
@@ -969,22 +1018,61 @@ fn plan(
 }
 
 /// Run one exec job. Returns false when the connection died.
-fn run_exec(reg: &Registry, h: &Arc<SessionHandle>, driver: &mut Driver, mut job: ExecJob) -> bool {
-    let id = &h.info.id;
-    let host = &h.info.host;
-    let started = Instant::now();
-    touch(h);
-    // The command policy in force when the exec starts; every line the plan could type is
-    // tried against it before the first is sent (a refusal sends nothing).
-    driver.set_rules(reg.settings.commands.read().clone());
-    if job.by == By::Client && h.guard_due() {
+fn run_exec(reg: &Registry, h: &Arc<SessionHandle>, driver: &mut Driver, job: ExecJob) -> bool {
+    let (spec, reply) = job.split();
+    if spec.by == By::Client && h.guard_due() {
         h.busy.store(false, Ordering::SeqCst);
-        (job.reply)(Err(ExecError::GuardFired(
+        reply(Err(ExecError::GuardFired(
             "the session's change guard has fired: its rollback runs first; nothing of this exec was sent".into(),
         )));
         return true;
     }
-    let save_override = guard::save_override(h, driver.platform());
+    let ctx = ExecCtx {
+        id: &h.info.id,
+        host: &h.info.host,
+        cancel: &h.cancel,
+        handle: Some(h),
+        by: spec.by,
+    };
+    let (r, alive) = exec_on(&reg.settings, &ctx, driver, spec);
+    // Free the session before answering, so the client's next exec is never refused as busy.
+    h.busy.store(false, Ordering::SeqCst);
+    reply(r);
+    alive
+}
+
+/// Who an exec runs for: a registered session (whose state it updates), or a probe, which has
+/// no handle (an id for the logs and the command log, its own cancel flag).
+pub(crate) struct ExecCtx<'a> {
+    pub id: &'a str,
+    pub host: &'a str,
+    pub cancel: &'a AtomicBool,
+    pub handle: Option<&'a SessionHandle>,
+    /// Who the exec runs for (the command log's `by`).
+    pub by: By,
+}
+
+/// Run one exec on `driver`: plan, preflight against the command policy in force (a refusal
+/// sends nothing), run, log. Returns the answer and whether the connection is still up. Used
+/// by a session's thread (through [`run_exec`]) and by probes.
+pub(crate) fn exec_on(
+    settings: &Settings,
+    ctx: &ExecCtx,
+    driver: &mut Driver,
+    mut job: ExecSpec,
+) -> (Result<ExecReport, ExecError>, bool) {
+    let id = ctx.id;
+    let host = ctx.host;
+    let started = Instant::now();
+    if let Some(h) = ctx.handle {
+        touch(h);
+    }
+    // The command policy in force when the exec starts; every line the plan could type is
+    // tried against it before the first is sent (a refusal sends nothing).
+    driver.set_rules(settings.commands.read().clone());
+    let save_override = ctx
+        .handle
+        .and_then(|h| guard::save_override(h, driver.platform()));
     let steps = match plan(
         driver,
         job.config.take(),
@@ -1000,16 +1088,14 @@ fn run_exec(reg: &Registry, h: &Arc<SessionHandle>, driver: &mut Driver, mut job
             if let ExecError::Refused(why) = &e {
                 log::warn!(
                     "session {id} host {host}: exec refused by the command policy: {}",
-                    reg.settings.masker.mask(why)
+                    settings.masker.mask(why)
                 );
             }
-            h.busy.store(false, Ordering::SeqCst);
-            (job.reply)(Err(e));
-            return true;
+            return (Err(e), true);
         }
     };
     // Output kept for the whole exec; each command keeps at most what is left of it.
-    let mut budget = reg.settings.max_exec_output_bytes;
+    let mut budget = settings.max_exec_output_bytes;
     let mut results = Vec::with_capacity(steps.len());
     let mut failure = None;
     let mut alive = true;
@@ -1025,7 +1111,10 @@ fn run_exec(reg: &Registry, h: &Arc<SessionHandle>, driver: &mut Driver, mut job
     // A client's exec stops for DELETE or shutdown, and when the change guard comes due (the
     // rollback must start within a second); the guard's own steps stop only for their deadline.
     let by = job.by;
-    let stop = || by == By::Client && (h.cancel.load(Ordering::SeqCst) || h.guard_due());
+    let stop = || {
+        by == By::Client
+            && (ctx.cancel.load(Ordering::SeqCst) || ctx.handle.is_some_and(|h| h.guard_due()))
+    };
     for item in &steps {
         let role = item.step;
         if skipping && role != Step::ConfigExit {
@@ -1036,24 +1125,19 @@ fn run_exec(reg: &Registry, h: &Arc<SessionHandle>, driver: &mut Driver, mut job
         let deadline = cmd_started + timeout;
         log::debug!(
             "session {id} host {host}: run {:?}",
-            reg.settings.masker.mask(&item.cmd)
+            settings.masker.mask(&item.cmd)
         );
         match driver.run(item, deadline, &stop, budget) {
             Ok(r) => {
                 budget = budget.saturating_sub(r.output.len());
                 log_cmd(
-                    reg,
-                    h,
-                    &Entry {
-                        session_id: id,
-                        host,
-                        command: &r.command,
-                        output: &r.output,
-                        elapsed_ms: r.elapsed_ms,
-                        status: if r.failure.is_some() { "failed" } else { "ok" },
-                        truncated: r.truncated,
-                        by: by.name(),
-                    },
+                    settings,
+                    ctx,
+                    &r.command,
+                    &r.output,
+                    r.elapsed_ms,
+                    if r.failure.is_some() { "failed" } else { "ok" },
+                    r.truncated,
                 );
                 // Never send config lines outside config mode.
                 let refused_enter = role == Step::ConfigEnter
@@ -1069,7 +1153,7 @@ fn run_exec(reg: &Registry, h: &Arc<SessionHandle>, driver: &mut Driver, mut job
                     failure = Some(ExecFailure {
                         error: ExecError::DeviceFailed(format!(
                             "Command {:?} failed: {why}",
-                            reg.settings.masker.mask(&item.cmd)
+                            settings.masker.mask(&item.cmd)
                         )),
                         command: item.cmd.clone(),
                         partial: r.output.clone(),
@@ -1085,7 +1169,7 @@ fn run_exec(reg: &Registry, h: &Arc<SessionHandle>, driver: &mut Driver, mut job
                 }
             }
             Err(f) => {
-                let cmd = reg.settings.masker.mask(&item.cmd);
+                let cmd = settings.masker.mask(&item.cmd);
                 let (error, partial, status) = match f {
                     CmdFail::Timeout { partial, .. } => (
                         ExecError::TimedOut(format!(
@@ -1098,17 +1182,19 @@ fn run_exec(reg: &Registry, h: &Arc<SessionHandle>, driver: &mut Driver, mut job
                     CmdFail::Desynced { since } => (
                         ExecError::Desynced(format!(
                             "The device has not returned to its prompt since {:?} timed out; nothing was sent. Retry later or re-open the session",
-                            reg.settings.masker.mask(&since)
+                            settings.masker.mask(&since)
                         )),
                         String::new(),
                         "error",
                     ),
                     CmdFail::Closed { partial, reason } => {
                         alive = false;
-                        h.mark_dead(&reason);
+                        if let Some(h) = ctx.handle {
+                            h.mark_dead(&reason);
+                        }
                         (ExecError::Dead(format!("{reason} (while running {cmd:?})")), partial, "error")
                     }
-                    CmdFail::Cancelled { partial, sent } if !h.cancel.load(Ordering::SeqCst) => {
+                    CmdFail::Cancelled { partial, sent } if !ctx.cancel.load(Ordering::SeqCst) => {
                         // The change guard came due: interrupt the command as an operator
                         // would, and leave the device at its prompt for the rollback.
                         let how = if !sent {
@@ -1138,18 +1224,13 @@ fn run_exec(reg: &Registry, h: &Arc<SessionHandle>, driver: &mut Driver, mut job
                 };
                 log::warn!("session {id} host {host}: {error}");
                 log_cmd(
-                    reg,
-                    h,
-                    &Entry {
-                        session_id: id,
-                        host,
-                        command: &item.cmd,
-                        output: &partial,
-                        elapsed_ms: cmd_started.elapsed().as_millis() as u64,
-                        status,
-                        truncated: false,
-                        by: by.name(),
-                    },
+                    settings,
+                    ctx,
+                    &item.cmd,
+                    &partial,
+                    cmd_started.elapsed().as_millis() as u64,
+                    status,
+                    false,
                 );
                 // A failed config line already answered above keeps its error; a timeout wins.
                 failure = Some(ExecFailure {
@@ -1161,22 +1242,21 @@ fn run_exec(reg: &Registry, h: &Arc<SessionHandle>, driver: &mut Driver, mut job
             }
         }
     }
-    {
-        let mut s = h.state.lock();
-        s.mode = driver.mode.clone();
-        s.commands_run += results.len() as u64;
+    if let Some(h) = ctx.handle {
+        {
+            let mut s = h.state.lock();
+            s.mode = driver.mode.clone();
+            s.commands_run += results.len() as u64;
+        }
+        touch(h);
     }
-    touch(h);
     log::info!(
         "session {id} host {host}: exec of {} step(s) {} in {} ms",
         steps.len(),
         if failure.is_some() { "failed" } else { "done" },
         started.elapsed().as_millis()
     );
-    // Free the session before answering, so the client's next exec is never refused as busy.
-    h.busy.store(false, Ordering::SeqCst);
-    (job.reply)(Ok(ExecReport { results, failure }));
-    alive
+    (Ok(ExecReport { results, failure }), alive)
 }
 
 /// Record a keepalive in the session's status (never as use: the reaper ignores keepalives).
@@ -1214,20 +1294,37 @@ fn touch(h: &SessionHandle) {
     s.last_used_at = SystemTime::now();
 }
 
-fn log_cmd(reg: &Registry, h: &SessionHandle, e: &Entry) {
-    {
+fn log_cmd(
+    settings: &Settings,
+    ctx: &ExecCtx,
+    cmd: &str,
+    output: &str,
+    ms: u64,
+    status: &str,
+    truncated: bool,
+) {
+    if let Some(h) = ctx.handle {
         let mut s = h.state.lock();
         if s.recent.len() >= RECENT_COMMANDS {
             s.recent.pop_front();
         }
         s.recent.push_back(RecentCommand {
             at: SystemTime::now(),
-            command: reg.settings.masker.mask(e.command),
-            status: e.status.to_string(),
-            elapsed_ms: e.elapsed_ms,
+            command: settings.masker.mask(cmd),
+            status: status.to_string(),
+            elapsed_ms: ms,
         });
     }
-    if let Some(cl) = &reg.settings.cmdlog {
-        cl.append(e);
+    if let Some(cl) = &settings.cmdlog {
+        cl.append(&Entry {
+            session_id: ctx.id,
+            host: ctx.host,
+            command: cmd,
+            output,
+            elapsed_ms: ms,
+            status,
+            truncated,
+            by: ctx.by.name(),
+        });
     }
 }

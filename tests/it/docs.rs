@@ -149,7 +149,7 @@ fn document_and_router_agree() {
     let b = broker("");
     let doc = document(&b);
     let ops = operations(&doc);
-    assert_eq!(ops.len(), 16, "{:?}", ops.keys());
+    assert_eq!(ops.len(), 20, "{:?}", ops.keys());
 
     for ((method, template), op) in &ops {
         let path = concrete(template);
@@ -271,6 +271,10 @@ fn every_operation_documents_its_statuses() {
             ("POST", "/session" | "/telnet-session") => &[
                 "201", "401", "403", "413", "422", "500", "502", "503", "504",
             ],
+            ("POST", "/probe" | "/telnet-probe")
+            | ("POST", "/api/v2.0/netmiko/send_command" | "/api/v2.0/netmiko/send_config") => &[
+                "200", "401", "403", "410", "413", "422", "500", "502", "503", "504",
+            ],
             ("POST", p) if p.ends_with("/exec") => &[
                 "200", "401", "403", "404", "409", "410", "413", "422", "500", "503",
             ],
@@ -327,6 +331,11 @@ fn every_operation_documents_its_statuses() {
                 let value = resolve(&doc, ex)["value"].to_string();
                 let parsed = if path.ends_with("/exec") {
                     netdev_broker::api::wire::exec_body(value.as_bytes()).map(|_| ())
+                } else if path.ends_with("probe") {
+                    netdev_broker::api::wire::probe_body(value.as_bytes()).map(|_| ())
+                } else if let Some(which) = path.strip_prefix("/api/v2.0/netmiko/") {
+                    netdev_broker::api::wire::netmiko_body(value.as_bytes(), which == "send_config")
+                        .map(|_| ())
                 } else {
                     netdev_broker::api::wire::open_body(value.as_bytes()).map(|b| {
                         assert!(
@@ -394,6 +403,53 @@ fn documented_body_fields_are_the_parsed_ones() {
         let r = b.post("/session", &body);
         assert_eq!(r.status, 422, "{f}");
         assert_eq!(r.json()["detail"][0]["loc"], serde_json::json!(["body", f]));
+    }
+    let probe = fields("ProbeRequest");
+    assert_eq!(
+        probe,
+        ["command", "commands", "config", "save", "stop_on_error"]
+    );
+    for f in &probe {
+        let mut body = serde_json::json!({"host": "127.0.0.1", "username": "u", "password": "p"});
+        body[f.as_str()] = serde_json::json!({"wrong": "type"});
+        let r = b.post("/probe", &body);
+        assert_eq!(r.status, 422, "{f}");
+        assert_eq!(r.json()["detail"][0]["loc"], serde_json::json!(["body", f]));
+    }
+    let netmiko = fields("NetmikoRequest");
+    assert_eq!(
+        netmiko,
+        [
+            "host",
+            "connection_options",
+            "commands",
+            "config",
+            "save",
+            "stop_on_error"
+        ]
+    );
+    for f in &netmiko {
+        let mut body = serde_json::json!({"host": "127.0.0.1",
+            "connection_options": {"username": "u"}, "config": ["x"]});
+        body[f.as_str()] = serde_json::json!(42);
+        // send_config takes `commands` only without `config`.
+        let route = if f == "commands" {
+            "send_command"
+        } else {
+            "send_config"
+        };
+        let r = b.post(&format!("/api/v2.0/netmiko/{route}"), &body);
+        assert_eq!(r.status, 422, "{f}");
+        let locs: Vec<Value> = r.json()["detail"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["loc"].clone())
+            .collect();
+        assert!(
+            locs.contains(&serde_json::json!(["body", f])),
+            "{f}: {locs:?}"
+        );
     }
     let exec = fields("ExecRequest");
     assert_eq!(

@@ -14,6 +14,7 @@ mod malformed;
 mod metrics;
 mod platforms;
 mod policy;
+mod probe;
 mod process;
 mod soak;
 mod stdio;
