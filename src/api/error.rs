@@ -236,6 +236,7 @@ impl From<GuardError> for Error {
             GuardError::AlreadyArmed
             | GuardError::Ended(_)
             | GuardError::DeviceRevert(_)
+            | GuardError::NoProbe
             | GuardError::Armed => Error::Conflict(e.to_string()),
         }
     }

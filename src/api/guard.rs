@@ -84,8 +84,72 @@ impl Api {
                     }
                 }
             }
+            (Some("probe"), _) => self.guard_probe(id, req, slot, live),
             _ => Err(Error::RouteNotFound),
         }
+    }
+
+    /// `POST .../guard/probe {"rollback_on_failure": bool}`: try the guard's stored login on a
+    /// new connection (and its command, which must succeed); a failure with
+    /// `rollback_on_failure` fires the rollback at once, and the answer waits for it.
+    fn guard_probe(
+        &self,
+        id: &str,
+        req: &Request,
+        slot: &mut Option<Responder>,
+        live: &ApiLive,
+    ) -> Result<Outcome, Error> {
+        let map = if req.body.iter().all(u8::is_ascii_whitespace) {
+            Map::new()
+        } else {
+            wire::parse_object(&req.body)?
+        };
+        let mut f = Fields::new(&map, vec![json!("body")]);
+        let rollback_on_failure = f.boolean("rollback_on_failure").unwrap_or(false);
+        f.finish()?;
+        let h = self.registry.get(id).ok_or(Error::SessionNotFound)?;
+        let probe = guard::stored_probe(&h, live.command_timeout)?;
+        let responder = slot
+            .take()
+            .ok_or_else(|| Error::Internal("responder already used".into()))?;
+        let registry = self.registry.clone();
+        self.registry.probe(
+            probe,
+            Box::new(move |r| {
+                let o = match r {
+                    Ok(o) => o,
+                    Err(e) => return responder.send(error_response(&Error::from(e))),
+                };
+                let (summary, ok) = probe_summary(o);
+                guard::note_probe(&registry, &h, summary.clone(), ok);
+                if !ok && rollback_on_failure {
+                    let answer =
+                        std::sync::Arc::new(parking_lot::Mutex::new(Some((responder, summary))));
+                    let waiter = answer.clone();
+                    let r = guard::rollback_now(
+                        &h,
+                        "probe failed",
+                        Box::new(move |g: &Guard| {
+                            if let Some((r, mut s)) = waiter.lock().take() {
+                                s["guard"] = guard_json(g);
+                                r.send(Response::json(200, &s));
+                            }
+                        }),
+                    );
+                    if r.is_err() {
+                        if let Some((r, mut s)) = answer.lock().take() {
+                            s["guard"] = current(&h);
+                            r.send(Response::json(200, &s));
+                        }
+                    }
+                    return;
+                }
+                let mut s = summary;
+                s["guard"] = current(&h);
+                responder.send(Response::json(200, &s));
+            }),
+        );
+        Ok(Outcome::Later)
     }
 
     fn arm(
@@ -378,4 +442,36 @@ pub fn guard_json(g: &Guard) -> Value {
         v["result"] = Value::Object(m);
     }
     v
+}
+
+/// A guard probe's outcome as JSON, and whether it succeeded (login, and its command if any).
+fn probe_summary(o: crate::session::ProbeOutcome) -> (Value, bool) {
+    let elapsed_ms = o.elapsed.as_millis() as u64;
+    let at = crate::util::iso8601(std::time::SystemTime::now());
+    match o.login {
+        Err(e) => {
+            let e = Error::from(e);
+            (
+                json!({"login": "failed", "status": e.status(), "detail": e.body()["detail"], "elapsed_ms": elapsed_ms, "prompt": null, "mode": null, "output": null, "at": at}),
+                false,
+            )
+        }
+        Ok(l) => {
+            let (ok, output, detail) = match o.exec {
+                None => (true, Value::Null, Value::Null),
+                Some(Ok(rep)) => {
+                    let out = json!(rep.results.first().map(|r| r.output.as_str()));
+                    match rep.failure {
+                        None => (true, out, Value::Null),
+                        Some(f) => (false, json!(f.partial), json!(f.error.to_string())),
+                    }
+                }
+                Some(Err(e)) => (false, Value::Null, json!(e.to_string())),
+            };
+            (
+                json!({"login": "ok", "status": 201, "detail": detail, "elapsed_ms": elapsed_ms, "prompt": l.prompt, "mode": l.mode, "output": output, "command_ok": ok, "at": at}),
+                ok,
+            )
+        }
+    }
 }

@@ -256,7 +256,7 @@ impl Api {
             ["health"] | ["sessions"] | ["device-types"] | ["metrics"] | ["guards"] => GET,
             ["session"] => POST,
             ["session", _, "guard"] => &["POST", "GET", "DELETE"],
-            ["session", _, "guard", "extend" | "confirm" | "rollback"] => POST,
+            ["session", _, "guard", "extend" | "confirm" | "rollback" | "probe"] => POST,
             ["session", _, "status"] => GET,
             ["session", _, "exec"] => POST,
             ["session", _] => DELETE,

@@ -158,6 +158,8 @@ pub enum GuardError {
     DeviceRevert(String),
     /// An armed guard must end before the session is deleted.
     Armed,
+    /// `guard/probe` on a guard armed without `probe` credentials.
+    NoProbe,
 }
 
 impl fmt::Display for GuardError {
@@ -173,6 +175,9 @@ impl fmt::Display for GuardError {
             GuardError::Dead(m) | GuardError::Refused(m) | GuardError::DeviceRevert(m) => {
                 f.write_str(m)
             }
+            GuardError::NoProbe => f.write_str(
+                "The change guard has no probe: arm it with `probe` (the login to try)",
+            ),
             GuardError::Armed => f.write_str(
                 "A change guard is armed on this session: confirm, roll back or disarm it (DELETE .../guard) before closing the session",
             ),

@@ -946,3 +946,41 @@ pub fn rollback_now(
     wake(h);
     Ok(())
 }
+
+/// `POST .../guard/probe`: the guard's stored login as a probe request (a copy of its
+/// credentials for this one connection), with its command, which must succeed.
+pub fn stored_probe(
+    h: &SessionHandle,
+    timeout: Duration,
+) -> Result<super::ProbeRequest, GuardError> {
+    let mut lock = h.guard.lock();
+    let g = armed(&mut lock)?;
+    let login = g.probe.as_ref().ok_or(GuardError::NoProbe)?;
+    Ok(super::ProbeRequest {
+        open: login.open.clone(),
+        exec: login.command.as_ref().map(|c| {
+            let mut spec = super::ExecSpec::command(c, timeout);
+            spec.stop_on_error = true;
+            spec
+        }),
+    })
+}
+
+/// Keep a probe's summary on the guard (`last_probe`).
+pub fn note_probe(reg: &Registry, h: &SessionHandle, summary: Value, ok: bool) {
+    if let Some(g) = h.guard.lock().as_mut() {
+        g.last_probe = Some(summary);
+    }
+    reg.settings
+        .metrics
+        .guard_event(if ok { "probe_ok" } else { "probe_failed" });
+    event(
+        reg,
+        h,
+        if ok {
+            "probe: a new login succeeded"
+        } else {
+            "probe: a new login FAILED"
+        },
+    );
+}

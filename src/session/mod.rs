@@ -58,6 +58,8 @@ impl Protocol {
 }
 
 /// Everything needed to open a session. Credentials are dropped as soon as the session is up.
+/// Cloned only for a guard's stored probe (each probe opens with its own copy).
+#[derive(Clone)]
 pub struct OpenRequest {
     pub protocol: Protocol,
     pub host: String,
