@@ -319,7 +319,6 @@ fn run_steps(
     timeout: Duration,
 ) -> (Result<ExecReport, ExecError>, bool) {
     let (tx, rx) = crossbeam_channel::bounded(1);
-    let busy = h.busy();
     let job = ExecJob {
         items,
         timeout,
@@ -331,11 +330,6 @@ fn run_steps(
         }),
     };
     let alive = run_exec(reg, h, driver, job);
-    // run_exec frees the session when it answers; a client's exec that was already queued
-    // keeps its claim.
-    if busy {
-        h.busy.store(true, Ordering::SeqCst);
-    }
     let r = rx.try_recv().unwrap_or_else(|_| {
         Err(ExecError::Closed(
             "the guard's steps were not answered".into(),

@@ -1036,9 +1036,13 @@ fn run_exec(reg: &Registry, h: &Arc<SessionHandle>, driver: &mut Driver, job: Ex
         handle: Some(h),
         by: spec.by,
     };
+    let by = spec.by;
     let (r, alive) = exec_on(&reg.settings, &ctx, driver, spec);
     // Free the session before answering, so the client's next exec is never refused as busy.
-    h.busy.store(false, Ordering::SeqCst);
+    // (The guard's own steps never claimed it: a client's exec may be queued behind them.)
+    if by == By::Client {
+        h.busy.store(false, Ordering::SeqCst);
+    }
     reply(r);
     alive
 }

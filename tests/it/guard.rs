@@ -536,3 +536,220 @@ fn fire_time_error_over_20_runs() {
     println!("guard fire time error (deadline -> rollback line journaled): median {median:.1} ms, max {max:.1} ms over 20 runs");
     assert!(max < 1000.0, "{errs:?}");
 }
+
+fn persona_device(persona: &str, minute: Duration) -> TelnetDevice {
+    TelnetDevice::start(DeviceOptions {
+        persona: persona.into(),
+        password: PASSWORD.into(),
+        start_privileged: true,
+        minute,
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+fn open_typed(b: &TestBroker, dev: &TelnetDevice, device_type: &str) -> String {
+    let r = b.post(
+        "/telnet-session",
+        &json!({"host": "127.0.0.1", "port": dev.port(), "username": "admin", "password": PASSWORD, "device_type": device_type, "timeout": 10}),
+    );
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    r.json()["session_id"].as_str().unwrap().to_string()
+}
+
+/// Junos: while the guard keeps the device's timer armed, the broker's commits are
+/// `commit confirmed`, so the device rolls the change back by itself unless confirmed.
+#[test]
+fn junos_commits_are_confirmed_commits_while_the_device_timer_is_armed() {
+    let change = "set snmp location guard-lab";
+    for confirm in [false, true] {
+        let dev = persona_device("juniper_junos", Duration::from_secs(1));
+        let b = broker("");
+        let id = open_typed(&b, &dev, "juniper_junos");
+        let r = arm(
+            &b,
+            &id,
+            json!({"timeout": 60, "rollback": {"config": ["rollback 1"], "save": true}, "device_revert": {"minutes": 3}}),
+        );
+        assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+        let r = b.post(
+            &format!("/session/{id}/exec"),
+            &json!({"config": [change], "save": true}),
+        );
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        let j = dev.journal();
+        assert!(has_line(&j, "commit confirmed 3"), "{j:?}");
+        assert!(
+            !has_line(&j, "commit"),
+            "a plain commit would confirm the timer: {j:?}"
+        );
+        assert!(has_line(&dev.running_config(), change));
+        if confirm {
+            let r = b.post(&format!("/session/{id}/guard/confirm"), &json!({}));
+            assert_eq!(r.status, 200);
+            assert!(wait_until(Duration::from_secs(5), || {
+                guard_state(&b, &id)["device_revert"]["confirmed"] == true
+            }));
+            assert!(has_line(&dev.journal(), "commit"));
+        }
+        // The device's own timer (3 device minutes = 3 s) restores unless confirmed.
+        std::thread::sleep(Duration::from_secs(4));
+        assert_eq!(
+            has_line(&dev.running_config(), change),
+            confirm,
+            "{:?}",
+            dev.journal()
+        );
+        assert_eq!(dev.journal().iter().any(|l| l == "<revert>"), !confirm);
+    }
+}
+
+#[test]
+fn eos_and_xr_arm_their_device_timers() {
+    for (persona, arm_line, confirm_line) in [
+        (
+            "arista_eos",
+            "commit timer 00:05:00",
+            "configure session netdev-broker-guard commit",
+        ),
+        ("cisco_xr", "commit confirmed minutes 5", "commit"),
+    ] {
+        let dev = persona_device(persona, Duration::from_secs(60));
+        let b = broker("");
+        let id = open_typed(&b, &dev, persona);
+        let r = arm(
+            &b,
+            &id,
+            json!({"timeout": 60, "rollback": ["show clock"], "device_revert": {"minutes": 5}}),
+        );
+        assert_eq!(
+            r.status,
+            201,
+            "{persona}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        assert!(
+            has_line(&dev.journal(), arm_line),
+            "{persona}: {:?}",
+            dev.journal()
+        );
+        let timer = dev.revert_timer();
+        assert!(timer.is_some(), "{persona}: no timer running");
+        assert_eq!(
+            b.post(&format!("/session/{id}/guard/confirm"), &json!({}))
+                .status,
+            200
+        );
+        assert!(
+            wait_until(Duration::from_secs(5), || dev.revert_timer().is_none()),
+            "{persona}: {:?}",
+            dev.journal()
+        );
+        assert!(
+            has_line(&dev.journal(), confirm_line),
+            "{persona}: {:?}",
+            dev.journal()
+        );
+    }
+}
+
+#[test]
+fn probe_ok_then_a_failed_probe_rolls_back() {
+    let dev = Dev::start(false);
+    let b = broker("");
+    let id = dev.open(&b);
+    assert_eq!(config(&b, &id, json!([CHANGE])).status, 200);
+    let mut probe = dev.login();
+    probe["command"] = json!("show clock");
+    let r = arm(
+        &b,
+        &id,
+        json!({"timeout": 60, "rollback": {"config": [ROLLBACK]}, "probe": probe}),
+    );
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["probe"], true);
+    let sessions = || b.get("/sessions").json()["count"].as_u64().unwrap();
+    let p = b.post(
+        &format!("/session/{id}/guard/probe"),
+        &json!({"rollback_on_failure": true}),
+    );
+    assert_eq!(p.status, 200, "{}", String::from_utf8_lossy(&p.body));
+    assert_eq!(p.json()["login"], "ok", "{}", p.json());
+    assert_eq!(p.json()["guard"]["state"], "armed");
+    assert_eq!(p.json()["guard"]["last_probe"]["login"], "ok");
+    assert_eq!(sessions(), 1);
+    // The new AAA config refuses the login: the probe fails and the guard rolls back at once.
+    let bad = json!({"timeout": 60, "rollback": {"config": [ROLLBACK]}, "probe": {"host": "127.0.0.1", "port": dev.port(), "username": "admin", "password": "wrong-password", "timeout": 5}});
+    assert_eq!(b.delete(&format!("/session/{id}/guard")).status, 200);
+    assert_eq!(arm(&b, &id, bad).status, 201);
+    let p = b.post(
+        &format!("/session/{id}/guard/probe"),
+        &json!({"rollback_on_failure": true}),
+    );
+    assert_eq!(p.status, 200, "{}", String::from_utf8_lossy(&p.body));
+    let v = p.json();
+    assert_eq!(v["login"], "failed", "{v}");
+    assert_eq!(v["status"], 401, "{v}");
+    assert_eq!(v["guard"]["state"], "rolled_back", "{v}");
+    assert_eq!(v["guard"]["fired_by"], "probe failed");
+    assert!(!has_line(&dev.running(), CHANGE));
+    assert_eq!(sessions(), 1);
+    // No probe stored: 409.
+    assert_eq!(
+        arm(&b, &id, json!({"timeout": 60, "rollback": [ROLLBACK]})).status,
+        201
+    );
+    assert_eq!(
+        b.post(&format!("/session/{id}/guard/probe"), &json!({}))
+            .status,
+        409
+    );
+}
+
+#[test]
+fn an_exec_sent_during_the_rollback_waits_for_it() {
+    let dev = Dev::start(true);
+    let b = broker("");
+    let id = dev.open(&b);
+    assert_eq!(config(&b, &id, json!([CHANGE])).status, 200);
+    // A slow rollback: the device takes its time with `show slow`.
+    let r = arm(
+        &b,
+        &id,
+        json!({"timeout": 1, "rollback": {"commands": ["show slow 3"], "config": [ROLLBACK]}}),
+    );
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    assert!(wait_until(Duration::from_secs(5), || guard_state(&b, &id)
+        ["state"]
+        == "rolling_back"));
+    let r = b.exec(&id, json!(["show clock"]));
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(guard_state(&b, &id)["state"], "rolled_back");
+    let j = dev.journal();
+    let rb = j.iter().position(|l| l.trim() == ROLLBACK).unwrap();
+    let clock = j.iter().rposition(|l| l == "show clock").unwrap();
+    assert!(rb < clock, "{j:?}");
+}
+
+/// No config line is typed outside config mode: when the device refuses `configure terminal`
+/// (AAA command authorization without a server), the exec fails and its lines are not sent.
+#[test]
+fn config_lines_are_not_sent_when_the_device_refuses_config_mode() {
+    let dev = Dev::start(true);
+    let b = broker("");
+    let id = dev.open(&b);
+    let aaa = "aaa authorization commands 15 default group tacacs+";
+    assert_eq!(config(&b, &id, json!([aaa])).status, 200);
+    let r = config(&b, &id, json!(["logging host 192.0.2.77"]));
+    assert_eq!(r.status, 500, "{}", String::from_utf8_lossy(&r.body));
+    assert!(
+        r.json()["detail"]
+            .as_str()
+            .unwrap()
+            .contains("configure terminal"),
+        "{}",
+        r.json()
+    );
+    let j = dev.journal();
+    assert!(!j.iter().any(|l| l.contains("192.0.2.77")), "{j:?}");
+}

@@ -665,3 +665,86 @@ fn without_a_config_file_a_user_gets_a_state_dir_of_their_own() {
     assert!(mine.is_dir(), "made at start");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// SIGTERM to the real binary with armed change guards: `on_broker_exit: rollback` (the
+/// default) restores the device before the process exits; `keep` leaves it, and the next start
+/// reports the guard (ERROR log line, `GET /guards` `previous_run`), with no secret in the file.
+#[test]
+fn sigterm_rolls_back_armed_guards_or_keeps_them_as_asked() {
+    let dev = FakeDevice::start(DeviceConfig {
+        password: PASSWORD.into(),
+        start_privileged: true,
+        ..Default::default()
+    });
+    let dir = tmpdir("proc-guard");
+    let cfg = dir.join("config.yml");
+    std::fs::write(&cfg, format!("state_dir: {}\n", dir.display())).unwrap();
+    let open =
+        json!({"host": "127.0.0.1", "port": dev.port(), "username": "admin", "password": PASSWORD});
+    let has = |l: &str| dev.running_config().iter().any(|x| x.trim() == l);
+    for (keep, change) in [
+        (false, "interface Loopback71"),
+        (true, "interface Loopback72"),
+    ] {
+        let mut p = Broker::serve("proc-guard").config(&cfg).start();
+        let r = call(
+            p.addr,
+            "POST",
+            "/session",
+            Some(TOKEN),
+            Some(&open.to_string()),
+        );
+        assert_eq!(r.status, 201);
+        let id = r.json()["session_id"].as_str().unwrap().to_string();
+        let mut guard = json!({"timeout": 600, "rollback": {"config": [format!("no {change}")]}, "reopen": open});
+        if keep {
+            guard["on_broker_exit"] = json!("keep");
+        }
+        let r = call(
+            p.addr,
+            "POST",
+            &format!("/session/{id}/guard"),
+            Some(TOKEN),
+            Some(&guard.to_string()),
+        );
+        assert_eq!(r.status, 201, "{:?}", r.json());
+        let r = call(
+            p.addr,
+            "POST",
+            &format!("/session/{id}/exec"),
+            Some(TOKEN),
+            Some(&json!({"config": [change]}).to_string()),
+        );
+        assert_eq!(r.status, 200);
+        assert!(has(change));
+        p.term();
+        let status = p
+            .wait_exit(Duration::from_secs(20))
+            .expect("no exit after SIGTERM");
+        assert_eq!(status.code(), Some(0));
+        assert_eq!(has(change), keep, "keep={keep}: {:?}", dev.running_config());
+    }
+    let text = std::fs::read_to_string(dir.join("guards.json")).unwrap();
+    assert!(
+        text.contains("Loopback") || text.contains("session_id"),
+        "{text}"
+    );
+    assert!(!text.contains(PASSWORD), "{text}");
+    let mut p = Broker::serve("proc-guard")
+        .config(&cfg)
+        .output(Output::Piped)
+        .start();
+    let prev = call(p.addr, "GET", "/guards", Some(TOKEN), None).json()["previous_run"].clone();
+    assert_eq!(prev.as_array().map(Vec::len), Some(1), "{prev}");
+    assert_eq!(prev[0]["on_broker_exit"], "keep");
+    p.term();
+    p.wait_exit(Duration::from_secs(10));
+    let (stdout, stderr) = p.read_output();
+    let all = format!("{stdout}{stderr}");
+    assert!(
+        all.contains("a change guard was armed when the broker stopped"),
+        "{all}"
+    );
+    assert!(!all.contains(PASSWORD));
+    std::fs::remove_dir_all(&dir).ok();
+}
