@@ -820,6 +820,49 @@ pub(super) fn at_close(
     }
 }
 
+/// A guard ended (confirmed, disarmed) while its session was dead: confirm the device's timer
+/// on a new connection with the guard's reopen login, or say that it could not be.
+fn confirm_after_death(reg: &Registry, h: &Arc<SessionHandle>) {
+    let (pending, login) = match h.guard.lock().as_mut() {
+        Some(g) => (
+            g.device.as_ref().is_some_and(|d| d.confirm_pending),
+            g.reopen.take(),
+        ),
+        None => return,
+    };
+    if !pending {
+        return;
+    }
+    let opened = match &login {
+        Some(l) => open_driver(
+            &reg.settings,
+            &l.open,
+            format!("guard-{}", h.info.id.get(..8).unwrap_or(&h.info.id)),
+        )
+        .map_err(|e| format!("opening a new connection failed: {e}")),
+        None => Err("the guard has no reopen login".to_string()),
+    };
+    drop(login);
+    match opened {
+        Ok(o) => {
+            let mut d = o.driver;
+            if confirm_device(reg, h, &mut d) {
+                d.close(Instant::now() + CLOSE_DEADLINE);
+            }
+        }
+        Err(why) => {
+            let msg = format!(
+                "the session is dead and {why}: the device's revert timer was not confirmed and will restore the configuration unless it is confirmed on the device"
+            );
+            if let Some(d) = h.guard.lock().as_mut().and_then(|g| g.device.as_mut()) {
+                d.confirm_pending = false;
+                d.confirm_error = Some(msg.clone());
+            }
+            event(reg, h, &msg);
+        }
+    }
+}
+
 /// The session's connection died with a guard armed: wait for its deadline (or an end asked
 /// through the API, or the broker's exit), then roll back on a new connection if the guard
 /// has reopen credentials, or report the rollback impossible.
@@ -834,6 +877,7 @@ pub(super) fn after_death(
             None => return,
         };
         if state.ended() {
+            confirm_after_death(reg, h);
             return;
         }
         if due {
@@ -893,7 +937,12 @@ pub fn end(reg: &Registry, h: &SessionHandle, state: GuardState) -> Result<(), G
         if let Some(d) = g.device.as_mut() {
             d.confirm_pending = true;
         }
+        // A dead session confirms the device's timer on a new connection, if it may.
+        let reopen = g.reopen.take();
         g.end(state);
+        if g.device.is_some() {
+            g.reopen = reopen;
+        }
         g.device.is_some()
     };
     reg.settings.guards.ended(&h.info.id);

@@ -279,8 +279,8 @@ fn rollback_now_interrupts_a_running_exec_ssh_and_telnet() {
 
 #[test]
 fn a_dead_session_rolls_back_on_a_new_connection_only_with_reopen() {
-    for reopen in [false, true] {
-        let dev = Dev::start(false);
+    for (telnet, reopen) in [(false, false), (false, true), (true, false), (true, true)] {
+        let dev = Dev::start(telnet);
         let b = broker("");
         let id = dev.open(&b);
         assert_eq!(config(&b, &id, json!([CHANGE])).status, 200);
@@ -752,4 +752,44 @@ fn config_lines_are_not_sent_when_the_device_refuses_config_mode() {
     );
     let j = dev.journal();
     assert!(!j.iter().any(|l| l.contains("192.0.2.77")), "{j:?}");
+}
+
+/// Confirmed while the safety session is dead: the device's timer is confirmed on a new
+/// connection with the guard's reopen login, so the device keeps the change.
+#[test]
+fn confirm_with_a_dead_session_confirms_the_device_timer_on_a_new_connection() {
+    let dev = Dev::with_minute(false, Duration::from_secs(2));
+    let b = broker("");
+    let id = dev.open(&b);
+    assert_eq!(
+        config(&b, &id, json!(["archive", " path flash:rollback"])).status,
+        200
+    );
+    let r = arm(
+        &b,
+        &id,
+        json!({"timeout": 60, "rollback": {"config": [ROLLBACK]}, "device_revert": {"minutes": 2}, "reopen": dev.login()}),
+    );
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(config(&b, &id, json!([CHANGE])).status, 200);
+    let _ = b.exec(&id, json!(["show drop"]));
+    assert!(wait_until(Duration::from_secs(5), || !b.status(&id)
+        ["alive"]
+        .as_bool()
+        .unwrap()));
+    assert_eq!(
+        b.post(&format!("/session/{id}/guard/confirm"), &json!({}))
+            .status,
+        200
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            guard_state(&b, &id)["device_revert"]["confirmed"] == true
+        }),
+        "{}",
+        guard_state(&b, &id)
+    );
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(has_line(&dev.running(), CHANGE), "{:?}", dev.journal());
+    assert!(!dev.journal().iter().any(|l| l == "<revert>"));
 }
