@@ -7,6 +7,8 @@
 use super::driver::{CmdResult, ExecItem};
 use super::{ConfigJob, OpenRequest};
 use serde_json::{json, Value};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -260,7 +262,14 @@ impl GuardBook {
         let Some(p) = &self.path else { return };
         let text = json!({"armed": i.armed}).to_string();
         let tmp = p.with_extension("json.tmp");
-        let r = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, p));
+        let r = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .and_then(|mut f| f.write_all(text.as_bytes()))
+            .and_then(|()| std::fs::rename(&tmp, p));
         if let Err(e) = r {
             log::error!("cannot record armed guards in {}: {e}", p.display());
         }

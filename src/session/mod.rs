@@ -512,8 +512,19 @@ impl Registry {
     }
 
     /// Remove a session and tell its thread to close. Returns whether it existed.
+    /// A session holding an armed change guard is not removed on a client's or the dashboard's
+    /// request (the guard must end first); shutdown and the reaper's rules decide for it.
     pub fn remove(&self, id: &str, reason: CloseReason) -> bool {
-        let h = self.sessions.write().remove(id);
+        let h = {
+            let mut map = self.sessions.write();
+            let held = map.get(id).is_some_and(|h| {
+                matches!(reason, CloseReason::Delete | CloseReason::Dashboard) && h.guard_armed()
+            });
+            if held {
+                return false;
+            }
+            map.remove(id)
+        };
         match h {
             Some(h) => {
                 log::info!(
