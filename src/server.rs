@@ -152,6 +152,7 @@ impl Broker {
             masker: r.mask_patterns.parsed.clone(),
             metrics: Arc::new(crate::observe::metrics::Metrics::new()),
             guards: crate::session::guard::GuardBook::open(Some(r.state_dir.join("guards.json"))),
+            job_retention: parking_lot::RwLock::new(c.live.job_retention),
         });
         let web = crate::web::Web::from_config(c, registry.clone());
         let api = Arc::new(Api::new(registry.clone(), api_live(c), web));
@@ -247,6 +248,7 @@ impl Broker {
         self.registry
             .set_allowed_hosts(c.live.allowed_hosts.parsed.clone());
         self.registry.set_command_rules(c.live.commands.clone());
+        self.registry.set_job_retention(c.live.job_retention);
         *self.reaper_settings.lock() = (c.live.stale_reaper, c.live.reaper_interval);
         if let Some((tx, _)) = &self.reaper {
             // Full: a wake-up is already pending, which is as good.

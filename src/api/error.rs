@@ -39,6 +39,10 @@ pub enum Error {
     Connect(String),
     /// The session has no change guard.
     GuardNotFound,
+    /// No such job on the session.
+    JobNotFound,
+    /// The job's result was dropped (retention, caps): why.
+    JobGone(String),
     /// The request conflicts with the state of the session's change guard (409).
     Conflict(String),
     /// No such session.
@@ -98,7 +102,11 @@ impl Error {
             Error::Forbidden(_) | Error::StaleForm => 403,
             Error::OpenTimeout(_) => 504,
             Error::Connect(_) => 502,
-            Error::SessionNotFound | Error::GuardNotFound | Error::RouteNotFound => 404,
+            Error::SessionNotFound
+            | Error::GuardNotFound
+            | Error::JobNotFound
+            | Error::RouteNotFound => 404,
+            Error::JobGone(_) => 410,
             Error::Conflict(_) => 409,
             Error::MethodNotAllowed(_) => 405,
             Error::SessionDead(_) => 410,
@@ -123,7 +131,11 @@ impl Error {
         match self {
             Error::Unauthorized | Error::DeviceAuth(_) | Error::LoginFailed => "auth_failed",
             Error::Forbidden(_) | Error::StaleForm => "forbidden",
-            Error::SessionNotFound | Error::GuardNotFound | Error::RouteNotFound => "not_found",
+            Error::SessionNotFound
+            | Error::GuardNotFound
+            | Error::JobNotFound
+            | Error::RouteNotFound => "not_found",
+            Error::JobGone(_) => "gone",
             Error::Busy => "busy",
             Error::Conflict(_) => "conflict",
             Error::SessionDead(_) => "session_dead",
@@ -220,7 +232,7 @@ impl From<ExecError> for Error {
             ExecError::NoConfigMode { .. } | ExecError::NoSave { .. } => {
                 Error::BadRequest(e.to_string())
             }
-            ExecError::GuardFired(m) => Error::Conflict(m),
+            ExecError::GuardFired(m) | ExecError::Cancelled(m) => Error::Conflict(m),
         }
     }
 }
@@ -278,6 +290,8 @@ impl fmt::Display for Error {
             Error::Connect(m) => write!(f, "Connection error: {m}"),
             Error::SessionNotFound => f.write_str("Session not found"),
             Error::GuardNotFound => f.write_str("No change guard on this session"),
+            Error::JobNotFound => f.write_str("Job not found"),
+            Error::JobGone(why) => write!(f, "Job result gone: {why}"),
             Error::Conflict(m) => f.write_str(m),
             Error::RouteNotFound => f.write_str("Not Found"),
             Error::MethodNotAllowed(_) => f.write_str("Method Not Allowed"),

@@ -6,6 +6,7 @@ mod docs;
 pub mod error;
 mod guard;
 mod host;
+mod jobs;
 mod probe;
 pub mod wire;
 
@@ -17,7 +18,7 @@ use crate::platform;
 use crate::policy::{Algorithms, HostKeyPolicy, HostList};
 use crate::secret::Secret;
 use crate::session::driver::CmdResult;
-use crate::session::{ConfigJob, ExecError, ExecJob, ExecReport, OpenRequest, Protocol, Registry};
+use crate::session::{ExecError, ExecReport, OpenRequest, Protocol, Registry};
 use parking_lot::RwLock;
 use probe::ProbeRoute;
 use serde_json::{json, Value};
@@ -182,6 +183,18 @@ impl Api {
             ["telnet-session", _] => "/telnet-session/{id}",
             ["telnet-session", _, "status"] => "/telnet-session/{id}/status",
             ["telnet-session", _, "exec"] => "/telnet-session/{id}/exec",
+            ["session", _, "jobs"] => "/session/{id}/jobs",
+            ["session", _, "jobs", _] => "/session/{id}/jobs/{job_id}",
+            ["session", _, "jobs", _, "output"] => "/session/{id}/jobs/{job_id}/output",
+            ["session", _, "jobs", _, "cancel"] => "/session/{id}/jobs/{job_id}/cancel",
+            ["telnet-session", _, "jobs"] => "/telnet-session/{id}/jobs",
+            ["telnet-session", _, "jobs", _] => "/telnet-session/{id}/jobs/{job_id}",
+            ["telnet-session", _, "jobs", _, "output"] => {
+                "/telnet-session/{id}/jobs/{job_id}/output"
+            }
+            ["telnet-session", _, "jobs", _, "cancel"] => {
+                "/telnet-session/{id}/jobs/{job_id}/cancel"
+            }
             ["session", _, "guard"] => "/session/{id}/guard",
             ["session", _, "guard", _] => "/session/{id}/guard/{action}",
             ["telnet-session", _, "guard"] => "/telnet-session/{id}/guard",
@@ -257,6 +270,9 @@ impl Api {
             ["session"] => POST,
             ["session", _, "guard"] => &["POST", "GET", "DELETE"],
             ["session", _, "guard", "extend" | "confirm" | "rollback" | "probe"] => POST,
+            ["session", _, "jobs"] | ["session", _, "jobs", _, "output"] => GET,
+            ["session", _, "jobs", _] => &["GET", "DELETE"],
+            ["session", _, "jobs", _, "cancel"] => POST,
             ["session", _, "status"] => GET,
             ["session", _, "exec"] => POST,
             ["session", _] => DELETE,
@@ -313,6 +329,7 @@ impl Api {
                 self.guard_route(id, Some(action), req, slot, &live)
             }
             ["guards"] => ok_json(200, self.guards()),
+            ["session", id, "jobs", rest @ ..] => self.jobs_route(id, rest, req),
             ["probe"] => self.probe(req, slot, ProbeRoute::Probe { telnet: false }, &live),
             ["telnet-probe"] => self.probe(req, slot, ProbeRoute::Probe { telnet: true }, &live),
             ["api", "v2.0", "netmiko", which] => {
@@ -469,46 +486,6 @@ impl Api {
         }
         r
     }
-
-    fn exec_checked(
-        &self,
-        id: &str,
-        req: &Request,
-        slot: &mut Option<Responder>,
-        started: Instant,
-        live: &ApiLive,
-    ) -> Result<Outcome, Error> {
-        // Body first (422), then the session (404): the order FastAPI answered in.
-        // The command policy is applied by the session, to every line it would type, before
-        // the first is sent (channel::typed).
-        let b = wire::exec_body(&req.body)?;
-        if b.config.is_some() || b.save {
-            if let Some(h) = self.registry.get(id) {
-                check_config_support(h.info.platform, b.config.is_some(), b.save)?;
-            }
-        }
-        let responder = slot
-            .take()
-            .ok_or_else(|| Error::Internal("responder already used".into()))?;
-        let metrics = self.registry.metrics().clone();
-        let job = ExecJob {
-            items: b.items,
-            timeout: b.timeout.unwrap_or(live.command_timeout),
-            stop_on_error: b.stop_on_error,
-            config: (b.config.is_some() || b.save).then(|| ConfigJob {
-                lines: b.config.unwrap_or_default(),
-                save: b.save,
-            }),
-            by: crate::session::By::Client,
-            reply: Box::new(move |r: Result<ExecReport, ExecError>| {
-                let response = exec_response(r);
-                metrics.exec_done(response.1, started.elapsed());
-                responder.send(response.0)
-            }),
-        };
-        self.registry.exec(id, job);
-        Ok(Outcome::Later)
-    }
 }
 
 /// `GET /device-types`: every accepted name, the profile each runs on, and the profiles.
@@ -544,7 +521,7 @@ fn device_types() -> Value {
 }
 
 /// A config block or save on a platform that has none is refused before anything is sent.
-fn check_config_support(profile: &str, config: bool, save: bool) -> Result<(), Error> {
+pub(super) fn check_config_support(profile: &str, config: bool, save: bool) -> Result<(), Error> {
     let Some(p) = platform::lookup(profile) else {
         return Ok(());
     };
@@ -561,17 +538,9 @@ fn check_config_support(profile: &str, config: bool, save: bool) -> Result<(), E
     ))
 }
 
-/// The answer to an exec and its metrics `result` label.
-fn exec_response(r: Result<ExecReport, ExecError>) -> (Response, &'static str) {
-    match exec_result(r) {
-        Ok(results) => (Response::json_body(200, wire::exec_answer(&results)), "ok"),
-        Err(e) => (error_response(&e), e.label()),
-    }
-}
-
 /// An exec's results, or the error it is answered with (a failure part way carries the
 /// results so far, the failed command and its partial output next to `detail`).
-fn exec_result(r: Result<ExecReport, ExecError>) -> Result<Vec<CmdResult>, Error> {
+pub(super) fn exec_result(r: Result<ExecReport, ExecError>) -> Result<Vec<CmdResult>, Error> {
     match r {
         Err(e) => Err(Error::from(e)),
         Ok(ExecReport {

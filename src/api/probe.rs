@@ -60,6 +60,7 @@ impl Api {
                         save: b.save,
                     }),
                     by: crate::session::By::Client,
+                    job: None,
                 };
                 (Some(spec), Shape::Exec)
             }

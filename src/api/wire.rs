@@ -456,9 +456,30 @@ pub struct ExecBody {
     pub config: Option<Vec<String>>,
     /// Save (or commit) the configuration after the config lines.
     pub save: bool,
+    /// `false`: answer 202 at once and run as a job to poll.
+    pub wait: bool,
+    /// A retry with the same key (and body) gets the first run's job.
+    pub idempotency_key: Option<String>,
+    /// The whole job's deadline.
+    pub job_timeout: Option<Duration>,
 }
 
 const MAX_TIMEOUT: f64 = 86_400.0;
+
+/// Longest idempotency key.
+const MAX_KEY_CHARS: usize = 255;
+
+/// An idempotency key: 1 to 255 printable ASCII characters.
+pub fn idempotency_key(k: &str) -> Result<String, Error> {
+    if k.is_empty() || k.len() > MAX_KEY_CHARS || !k.bytes().all(|b| (0x21..0x7f).contains(&b)) {
+        return Err(Error::validation(
+            vec![json!("header"), json!("Idempotency-Key")],
+            format!("An idempotency key is 1 to {MAX_KEY_CHARS} printable ASCII characters without blanks"),
+            "value_error",
+        ));
+    }
+    Ok(k.to_string())
+}
 
 /// One object item of `commands`.
 fn exec_item(
@@ -592,6 +613,18 @@ pub fn exec_body(body: &[u8]) -> Result<ExecBody, Error> {
     let stop_on_error = f.boolean("stop_on_error").unwrap_or(false);
     let config = f.lines("config");
     let save = f.boolean("save").unwrap_or(false);
+    let wait = f.boolean("wait").unwrap_or(true);
+    let job_timeout = f.seconds("job_timeout", 0.1, MAX_TIMEOUT);
+    let key = f.string("idempotency_key", false);
+    if let Some(k) = &key {
+        if idempotency_key(k).is_err() {
+            f.err(
+                "idempotency_key",
+                format!("An idempotency key is 1 to {MAX_KEY_CHARS} printable ASCII characters without blanks"),
+                "value_error",
+            );
+        }
+    }
     let mut items = Vec::new();
     match map.get("commands") {
         None | Some(Value::Null) => {
@@ -630,6 +663,9 @@ pub fn exec_body(body: &[u8]) -> Result<ExecBody, Error> {
         stop_on_error,
         config,
         save,
+        wait,
+        idempotency_key: key,
+        job_timeout,
     })
 }
 

@@ -32,6 +32,22 @@ pub struct Acc {
     cap: usize,
     /// Pager prompts found in `kept`: (start of the pager line, end of the pager prompt).
     pub pager_cuts: Vec<(usize, usize)>,
+    /// Sees every byte as it arrives (a running job's output, read while it runs).
+    pub tap: Tap,
+}
+
+/// A watcher of the bytes a command's read receives.
+#[derive(Clone, Default)]
+pub struct Tap(pub Option<std::sync::Arc<dyn Fn(&[u8]) + Send + Sync>>);
+
+impl std::fmt::Debug for Tap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Tap(on)"
+        } else {
+            "Tap(off)"
+        })
+    }
 }
 
 impl Acc {
@@ -42,6 +58,9 @@ impl Acc {
         }
     }
     pub fn push(&mut self, data: &[u8]) {
+        if let Some(t) = &self.tap.0 {
+            t(data);
+        }
         let room = self.cap.saturating_sub(self.kept.len());
         if data.len() > room {
             self.truncated = true;

@@ -70,6 +70,13 @@ pub struct Live {
         serialize_with = "show::secs"
     )]
     pub command_timeout: Duration,
+    /// How long a finished job's result (an exec's answer) is kept for GET .../jobs/{id}.
+    #[serde(
+        default = "d::secs::<900>",
+        deserialize_with = "de::secs::<1, _>",
+        serialize_with = "show::secs"
+    )]
+    pub job_retention: Duration,
     #[serde(
         default,
         deserialize_with = "de::host_key_policy",

@@ -128,6 +128,8 @@ pub struct Driver {
     /// What arrived since that timeout (rolling tail only): where the prompt will show up.
     resync: Acc,
     max_output: usize,
+    /// Watches the bytes of each command's read (a job's live output); off by default.
+    pub tap: crate::channel::Tap,
 }
 
 const OPEN_OUTPUT_CAP: usize = 256 * 1024;
@@ -221,6 +223,7 @@ impl Driver {
             awaiting_prompt: None,
             resync: Acc::new(0),
             max_output: o.max_output,
+            tap: Default::default(),
         };
         let mut acc = Acc::new(OPEN_OUTPUT_CAP);
         let fail = |what, f, acc: &Acc| open_fail(what, host, f, acc);
@@ -653,6 +656,7 @@ impl Driver {
         };
         let pagers = self.platform.pagers.len();
         let mut acc = Acc::new(cap);
+        acc.tap = self.tap.clone();
         acc.expect_echo(&item.cmd);
         let mut cut_pagers = Vec::new();
         let mut answered = 0;

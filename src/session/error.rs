@@ -113,6 +113,8 @@ pub enum ExecError {
     /// The session's change guard fired while the exec ran: it was interrupted (the results so
     /// far travel with it) and the rollback runs next.
     GuardFired(String),
+    /// The exec's job was cancelled (DELETE .../jobs/{id}): interrupted, results so far kept.
+    Cancelled(String),
 }
 
 impl fmt::Display for ExecError {
@@ -126,7 +128,8 @@ impl fmt::Display for ExecError {
             | ExecError::Desynced(m)
             | ExecError::Refused(m)
             | ExecError::DeviceFailed(m)
-            | ExecError::GuardFired(m) => f.write_str(m),
+            | ExecError::GuardFired(m)
+            | ExecError::Cancelled(m) => f.write_str(m),
             ExecError::NoConfigMode { platform } => {
                 write!(f, "platform {platform} has no configuration mode")
             }

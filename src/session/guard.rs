@@ -329,11 +329,14 @@ fn run_steps(
 ) -> (Result<ExecReport, ExecError>, bool) {
     let (tx, rx) = crossbeam_channel::bounded(1);
     let job = ExecJob {
-        items,
-        timeout,
-        stop_on_error,
-        config,
-        by: By::Guard,
+        spec: super::ExecSpec {
+            items,
+            timeout,
+            stop_on_error,
+            config,
+            by: By::Guard,
+            job: None,
+        },
         reply: Box::new(move |r| {
             let _ = tx.send(r);
         }),

@@ -4,6 +4,7 @@
 pub mod driver;
 mod error;
 pub mod guard;
+pub mod jobs;
 mod probe;
 
 pub use error::{ExecError, GuardError, OpenError};
@@ -140,6 +141,8 @@ pub struct SessionHandle {
     inbox: Sender<Job>,
     /// The change guard, if one was ever armed (the last one stays for its status).
     pub guard: Mutex<Option<guard::Guard>>,
+    /// Its execs as jobs (running, queued and recently finished).
+    pub jobs: Mutex<jobs::Jobs>,
 }
 
 impl SessionHandle {
@@ -181,16 +184,9 @@ pub struct ExecFailure {
 pub type ExecReply = Box<dyn FnOnce(Result<ExecReport, ExecError>) + Send>;
 pub type OpenReply = Box<dyn FnOnce(Result<SessionInfo, OpenError>) + Send>;
 
+/// An exec for a session's thread: what to run and how to answer.
 pub struct ExecJob {
-    pub items: Vec<ExecItem>,
-    /// Read deadline per command unless an item sets its own.
-    pub timeout: Duration,
-    /// Stop at the first command whose output shows a failure (answered as an error).
-    pub stop_on_error: bool,
-    /// Config lines to send in config mode before `items` (and whether to save after).
-    pub config: Option<ConfigJob>,
-    /// Who asked: a client, or the session's change guard (its rollback and device-timer steps).
-    pub by: By,
+    pub spec: ExecSpec,
     pub reply: ExecReply,
 }
 
@@ -213,11 +209,17 @@ impl By {
 /// What an exec runs, without its way back: a session's job, or a probe's.
 pub struct ExecSpec {
     pub items: Vec<ExecItem>,
+    /// Read deadline per command unless an item sets its own.
     pub timeout: Duration,
+    /// Stop at the first command whose output shows a failure (answered as an error).
     pub stop_on_error: bool,
+    /// Config lines to send in config mode before `items` (and whether to save after).
     pub config: Option<ConfigJob>,
-    /// Who it runs for.
+    /// Who it runs for: a client, or the session's change guard (its rollback and
+    /// device-timer steps).
     pub by: By,
+    /// The job that records it (a client's exec through the API).
+    pub job: Option<Arc<jobs::JobRecord>>,
 }
 
 impl ExecSpec {
@@ -229,28 +231,8 @@ impl ExecSpec {
             stop_on_error: false,
             config: None,
             by: By::Client,
+            job: None,
         }
-    }
-}
-
-impl ExecJob {
-    fn split(self) -> (ExecSpec, ExecReply) {
-        let ExecJob {
-            items,
-            timeout,
-            stop_on_error,
-            config,
-            by,
-            reply,
-        } = self;
-        let spec = ExecSpec {
-            items,
-            timeout,
-            stop_on_error,
-            config,
-            by,
-        };
-        (spec, reply)
     }
 }
 
@@ -290,6 +272,8 @@ pub struct Settings {
     pub metrics: Arc<Metrics>,
     /// Armed change guards, recorded in state_dir for the next start.
     pub guards: guard::GuardBook,
+    /// How long finished jobs are kept (a reload changes it).
+    pub job_retention: RwLock<Duration>,
 }
 
 pub struct Registry {
@@ -345,6 +329,15 @@ impl Registry {
 
     pub fn len(&self) -> usize {
         self.sessions.read().len()
+    }
+
+    pub fn set_job_retention(&self, d: Duration) {
+        *self.settings.job_retention.write() = d;
+    }
+
+    /// How long a finished job's result is kept.
+    pub fn job_retention(&self) -> Duration {
+        *self.settings.job_retention.read()
     }
 
     /// The record of armed guards (and those a previous run left).
@@ -546,7 +539,9 @@ impl Registry {
     /// use. Also joins session threads that have ended.
     pub fn reap(&self) -> usize {
         let mut n = 0;
+        let retention = self.job_retention();
         for h in self.list() {
+            h.jobs.lock().sweep(retention);
             let (idle, alive) = {
                 let s = h.state.lock();
                 (s.last_used.elapsed(), s.alive)
@@ -733,6 +728,7 @@ fn session_main(reg: Arc<Registry>, id: String, req: OpenRequest, reply: OpenRep
         cancel: AtomicBool::new(false),
         inbox: tx,
         guard: Mutex::new(None),
+        jobs: Mutex::new(jobs::Jobs::default()),
     });
     let shutting_down = {
         let mut map = reg.sessions.write();
@@ -1032,7 +1028,7 @@ fn plan(
 
 /// Run one exec job. Returns false when the connection died.
 fn run_exec(reg: &Registry, h: &Arc<SessionHandle>, driver: &mut Driver, job: ExecJob) -> bool {
-    let (spec, reply) = job.split();
+    let ExecJob { spec, reply } = job;
     if spec.by == By::Client && h.guard_due() {
         h.busy.store(false, Ordering::SeqCst);
         reply(Err(ExecError::GuardFired(
@@ -1076,7 +1072,26 @@ pub(crate) fn exec_on(
     settings: &Settings,
     ctx: &ExecCtx,
     driver: &mut Driver,
+    job: ExecSpec,
+) -> (Result<ExecReport, ExecError>, bool) {
+    // A job sees each byte of its commands' output as it arrives.
+    let record = job.job.clone();
+    if let Some(j) = &record {
+        j.start();
+        let tap = j.clone();
+        driver.tap = crate::channel::Tap(Some(Arc::new(move |d: &[u8]| tap.output(d))));
+    }
+    let r = exec_steps(settings, ctx, driver, job, record.as_deref());
+    driver.tap = crate::channel::Tap::default();
+    r
+}
+
+fn exec_steps(
+    settings: &Settings,
+    ctx: &ExecCtx,
+    driver: &mut Driver,
     mut job: ExecSpec,
+    record: Option<&jobs::JobRecord>,
 ) -> (Result<ExecReport, ExecError>, bool) {
     let id = ctx.id;
     let host = ctx.host;
@@ -1127,10 +1142,13 @@ pub(crate) fn exec_on(
         .unwrap_or_default();
     // A client's exec stops for DELETE or shutdown, and when the change guard comes due (the
     // rollback must start within a second); the guard's own steps stop only for their deadline.
+    // A job also stops when cancelled or past its own deadline (job_timeout).
     let by = job.by;
     let stop = || {
         by == By::Client
-            && (ctx.cancel.load(Ordering::SeqCst) || ctx.handle.is_some_and(|h| h.guard_due()))
+            && (ctx.cancel.load(Ordering::SeqCst)
+                || ctx.handle.is_some_and(|h| h.guard_due())
+                || record.is_some_and(|j| j.cancelled() || j.timed_out()))
     };
     for item in &steps {
         let role = item.step;
@@ -1144,9 +1162,15 @@ pub(crate) fn exec_on(
             "session {id} host {host}: run {:?}",
             settings.masker.mask(&item.cmd)
         );
+        if let Some(j) = record {
+            j.command_started(&item.cmd);
+        }
         match driver.run(item, deadline, &stop, budget) {
             Ok(r) => {
                 budget = budget.saturating_sub(r.output.len());
+                if let Some(j) = record {
+                    j.command_done(&r);
+                }
                 log_cmd(
                     settings,
                     ctx,
@@ -1212,8 +1236,8 @@ pub(crate) fn exec_on(
                         (ExecError::Dead(format!("{reason} (while running {cmd:?})")), partial, "error")
                     }
                     CmdFail::Cancelled { partial, sent } if !ctx.cancel.load(Ordering::SeqCst) => {
-                        // The change guard came due: interrupt the command as an operator
-                        // would, and leave the device at its prompt for the rollback.
+                        // Stopped by the change guard, a cancel or the job's deadline: interrupt
+                        // the command as an operator would, and leave the device at its prompt.
                         let how = if !sent {
                             "it was not sent".to_string()
                         } else {
@@ -1222,13 +1246,20 @@ pub(crate) fn exec_on(
                                 Err(e) => format!("it was interrupted, but {e}"),
                             }
                         };
-                        (
+                        let error = if record.is_some_and(|j| j.cancelled()) {
+                            ExecError::Cancelled(format!(
+                                "the job was cancelled while {cmd:?} was running: {how}; later commands were not sent"
+                            ))
+                        } else if record.is_some_and(|j| j.timed_out()) {
+                            ExecError::TimedOut(format!(
+                                "the job's timeout passed while {cmd:?} was running: {how}; later commands were not sent"
+                            ))
+                        } else {
                             ExecError::GuardFired(format!(
                                 "the session's change guard fired while {cmd:?} was running: {how}; the rollback runs next and later execs wait for it"
-                            )),
-                            partial,
-                            "interrupted",
-                        )
+                            ))
+                        };
+                        (error, partial, "interrupted")
                     }
                     CmdFail::Cancelled { partial, .. } => (
                         ExecError::Closed(format!("the session was closed while {cmd:?} was running")),

@@ -10,6 +10,7 @@ mod fake_ssh_tests;
 mod faults;
 mod guard;
 mod hardening;
+mod jobs;
 mod malformed;
 mod metrics;
 mod platforms;
