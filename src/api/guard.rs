@@ -42,7 +42,7 @@ impl Api {
                 let map = wire::parse_object(&req.body)?;
                 let mut f = Fields::new(&map, vec![json!("body")]);
                 let t = f.seconds("timeout", 1.0, MAX_GUARD_SECONDS);
-                if t.is_none() && !map.contains_key("timeout") {
+                if absent(&map, "timeout") {
                     f.err("timeout", "Field required", "missing");
                 }
                 f.finish()?;
@@ -189,7 +189,7 @@ impl Api {
     ) -> Result<GuardSpec, Error> {
         let mut f = Fields::new(map, vec![json!("body")]);
         let timeout = f.seconds("timeout", 1.0, MAX_GUARD_SECONDS);
-        if !map.contains_key("timeout") {
+        if absent(map, "timeout") {
             f.err("timeout", "Field required", "missing");
         }
         let on_broker_exit = match f.string("on_broker_exit", false).as_deref() {
@@ -233,13 +233,16 @@ impl Api {
                 ));
                 return None;
             };
+            // `command` (a probe's) is one line, checked as `POST /probe` checks it.
+            let mut c = Fields::new(o, vec![json!("body"), json!(key)]);
+            let command = c.typed("command", false);
+            let command_ok = c.errors.is_empty();
+            errors.append(&mut c.errors);
             let bytes = serde_json::to_vec(o).unwrap_or_default();
             let r = wire::open_body(&bytes).and_then(|b| self.open_request(b, telnet, live));
             match r {
-                Ok(open) => Some(Login {
-                    open,
-                    command: o.get("command").and_then(Value::as_str).map(str::to_string),
-                }),
+                Ok(open) if command_ok => Some(Login { open, command }),
+                Ok(_) => None,
                 Err(e) => {
                     errors.append(&mut under(e, key));
                     None
@@ -306,6 +309,11 @@ impl Api {
     }
 }
 
+/// `key` is missing or null (null counts as absent).
+fn absent(map: &Map<String, Value>, key: &str) -> bool {
+    map.get(key).is_none_or(Value::is_null)
+}
+
 /// The guard of a session as JSON (after a change).
 fn current(h: &SessionHandle) -> Value {
     h.guard
@@ -350,7 +358,19 @@ fn rollback_of(v: &Value, live: &ApiLive) -> Result<Rollback, Vec<FieldError>> {
         }
     };
     let bytes = serde_json::to_vec(&body).unwrap_or_default();
-    let b = wire::exec_body(&bytes).map_err(|e| under(e, "rollback"))?;
+    let list = v.is_array();
+    let b = wire::exec_body(&bytes).map_err(|e| {
+        let mut errs = under(e, "rollback");
+        if list {
+            // Located as the client wrote it: `["body", "rollback", 0, "cmd"]`.
+            for fe in &mut errs {
+                if fe.loc.get(2) == Some(&json!("commands")) {
+                    fe.loc.remove(2);
+                }
+            }
+        }
+        errs
+    })?;
     Ok(Rollback {
         items: b.items,
         config: (b.config.is_some() || b.save).then(|| ConfigJob {

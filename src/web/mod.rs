@@ -159,7 +159,13 @@ impl Web {
                     redirect("/").with_header("Set-Cookie", &clear_cookie(self.secure_attr(req)))
                 }
                 ["ui", "close", id] => {
-                    if self
+                    // As DELETE /session/{id}: an armed change guard must end first.
+                    if self.registry.get(id).is_some_and(|h| h.guard_armed()) {
+                        log::warn!(
+                            "dashboard: {} asked to close session {id}: not closed, its change guard is armed",
+                            login.user
+                        );
+                    } else if self
                         .registry
                         .remove(id, crate::observe::metrics::CloseReason::Dashboard)
                     {
@@ -172,6 +178,9 @@ impl Web {
                     let listed = form.get("ids").map(String::as_str).unwrap_or("");
                     let mut closed = 0;
                     for id in listed.split(',').filter(|s| !s.is_empty()) {
+                        if self.registry.get(id).is_some_and(|h| h.guard_armed()) {
+                            continue;
+                        }
                         if self
                             .registry
                             .remove(id, crate::observe::metrics::CloseReason::Dashboard)

@@ -2,6 +2,7 @@
 //! device's answer containing `<script>` is shown as text.
 
 use super::Login;
+use crate::session::guard::GuardState;
 use crate::session::Registry;
 use crate::util::iso8601;
 use maud::{html, Markup, DOCTYPE};
@@ -103,6 +104,60 @@ fn plural(n: usize, word: &str) -> String {
     format!("{n} {word}{}", if n == 1 { "" } else { "s" })
 }
 
+/// What the dashboard shows of a session's change guard (read under its lock, rendered after).
+struct GuardView {
+    state: &'static str,
+    armed: bool,
+    seconds_left: u64,
+    deadline: Option<String>,
+    device: String,
+    fired_by: Option<&'static str>,
+    ended_at: Option<String>,
+}
+
+fn guard_view(h: &crate::session::SessionHandle) -> Option<GuardView> {
+    let g = h.guard.lock();
+    let g = g.as_ref()?;
+    let armed = g.state == GuardState::Armed;
+    let device = match &g.device {
+        None => "none".to_string(),
+        Some(d) if d.confirmed => format!("{} min, confirmed", d.minutes),
+        Some(d) if d.confirm_error.is_some() => {
+            format!("{} min, confirm failed: the device reverts", d.minutes)
+        }
+        Some(d) if d.confirm_pending => format!("{} min, confirming", d.minutes),
+        Some(d) => format!("{} min from {}", d.minutes, time_of(d.armed_at)),
+    };
+    Some(GuardView {
+        state: g.state.name(),
+        armed,
+        seconds_left: g.seconds_left().ceil() as u64,
+        deadline: armed.then(|| time_of(g.deadline_at())),
+        device,
+        fired_by: g.fired_by,
+        ended_at: g.ended_at.map(time_of),
+    })
+}
+
+/// `14:31:45` (UTC).
+fn time_of(t: std::time::SystemTime) -> String {
+    iso8601(t).get(11..19).unwrap_or("").to_string()
+}
+
+fn guard_state(g: &GuardView) -> Markup {
+    let class = match g.state {
+        "armed" | "rolling_back" => "guard armed",
+        "rollback_failed" | "rollback_impossible" => "guard failed",
+        _ => "guard ended",
+    };
+    html! {
+        span class=(class) { "guard " (g.state) }
+        @if g.armed {
+            " " span.countdown { (g.seconds_left) " s left" }
+        }
+    }
+}
+
 /// Sessions in the order the dashboard shows them: oldest first.
 fn sessions(reg: &Registry) -> Vec<std::sync::Arc<crate::session::SessionHandle>> {
     let mut list = reg.list();
@@ -112,12 +167,48 @@ fn sessions(reg: &Registry) -> Vec<std::sync::Arc<crate::session::SessionHandle>
 
 pub fn dashboard(reg: &Registry, login: &Login) -> Markup {
     let list = sessions(reg);
+    // Change guards: armed (and rolling back) first, soonest deadline first; then ended ones.
+    let mut guards: Vec<_> = list
+        .iter()
+        .filter_map(|h| guard_view(h).map(|g| (h.clone(), g)))
+        .collect();
+    guards.sort_by_key(|(_, g)| (!g.armed && g.state != "rolling_back", g.seconds_left));
     page(
         "Sessions",
         true,
         html! {
             (header(login, list.len()))
             main {
+                @if !guards.is_empty() {
+                    section.guards {
+                        h2 { "Change guards" }
+                        div.scroll { table.sessions.guards {
+                            thead {
+                                tr {
+                                    th { "Session" } th { "Host" } th { "State" } th { "Seconds left" }
+                                    th { "Deadline" } th { "Device timer" } th { "Ended" }
+                                }
+                            }
+                            tbody {
+                                @for (h, g) in &guards {
+                                    @let id = &h.info.id;
+                                    tr.guard data-session-id=(id) {
+                                        td.id title=(id) { code { (id.get(..8).unwrap_or(id)) } }
+                                        td.host { (h.info.host) ":" (h.info.port) br; small { (h.info.device_type) } }
+                                        td.state { (guard_state(g)) }
+                                        td.countdown { @if g.armed { strong { (g.seconds_left) } " s" } @else { "–" } }
+                                        td { @if let Some(d) = &g.deadline { time { (d) } } @else { "–" } }
+                                        td { (g.device) }
+                                        td {
+                                            @if let Some(e) = &g.ended_at { time { (e) } }
+                                            @if let Some(f) = g.fired_by { br; small { "fired by " (f) } }
+                                        }
+                                    }
+                                }
+                            }
+                        } }
+                    }
+                }
                 div.toolbar {
                     h2 { "Sessions" }
                     @if !list.is_empty() {
@@ -165,6 +256,9 @@ pub fn dashboard(reg: &Registry, login: &Login) -> Markup {
                                         @if h.info.session_timeout.is_zero() {
                                             br; small { "never reaped" }
                                         }
+                                        @if let Some(g) = guard_view(h) {
+                                            br; (guard_state(&g))
+                                        }
                                     }
                                     td.recent {
                                         @if st.recent.is_empty() {
@@ -182,9 +276,13 @@ pub fn dashboard(reg: &Registry, login: &Login) -> Markup {
                                         }
                                     }
                                     td {
-                                        form method="post" action=(format!("/ui/close/{id}")) {
-                                            input type="hidden" name="csrf" value=(login.csrf);
-                                            button.danger type="submit" { "Close" }
+                                        @if h.guard_armed() {
+                                            small { "change guard armed: end it before closing" }
+                                        } @else {
+                                            form method="post" action=(format!("/ui/close/{id}")) {
+                                                input type="hidden" name="csrf" value=(login.csrf);
+                                                button.danger type="submit" { "Close" }
+                                            }
                                         }
                                     }
                                 }
@@ -201,7 +299,8 @@ pub fn dashboard(reg: &Registry, login: &Login) -> Markup {
 /// The confirmation lists the sessions and posts exactly their ids: a session opened after the
 /// operator looked is not closed by this form.
 pub fn confirm_close_all(reg: &Registry, login: &Login) -> Markup {
-    let list = sessions(reg);
+    let (list, guarded): (Vec<_>, Vec<_>) =
+        sessions(reg).into_iter().partition(|h| !h.guard_armed());
     let ids: Vec<&str> = list.iter().map(|h| h.info.id.as_str()).collect();
     page(
         "Close all sessions",
@@ -213,6 +312,16 @@ pub fn confirm_close_all(reg: &Registry, login: &Login) -> Markup {
                 p {
                     "Every session is logged out and closed, safety sessions (never reaped) too. "
                     "Playbooks that hold one of them get 404 on their next request."
+                }
+                @if !guarded.is_empty() {
+                    p.warn {
+                        "Left open: " (plural(guarded.len(), "session")) " with an armed change guard ("
+                        @for (i, h) in guarded.iter().enumerate() {
+                            @if i > 0 { ", " }
+                            code { (h.info.id.get(..8).unwrap_or(&h.info.id)) }
+                        }
+                        "). Confirm, roll back or disarm the guard first."
+                    }
                 }
                 ul {
                     @for h in &list {

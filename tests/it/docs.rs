@@ -149,7 +149,7 @@ fn document_and_router_agree() {
     let b = broker("");
     let doc = document(&b);
     let ops = operations(&doc);
-    assert_eq!(ops.len(), 20, "{:?}", ops.keys());
+    assert_eq!(ops.len(), 35, "{:?}", ops.keys());
 
     for ((method, template), op) in &ops {
         let path = concrete(template);
@@ -196,6 +196,12 @@ fn document_and_router_agree() {
                     paths.push(format!("/{a}/{c}/{d}"));
                 }
             }
+            // The guard's actions, one level deeper (any id will do).
+            if ["session", "telnet-session"].contains(&a.as_str()) && c == "x" {
+                for d in &words {
+                    paths.push(format!("/{a}/{c}/guard/{d}"));
+                }
+            }
         }
     }
     for extra in [
@@ -208,6 +214,9 @@ fn document_and_router_agree() {
         "/health/",
         "/session/x/status/extra",
         "/telnet-session/x/exec/x",
+        "/session/x/guard/x/y",
+        "/session/x/guard/",
+        "/guards/x",
     ] {
         paths.push(extra.into());
     }
@@ -279,8 +288,19 @@ fn every_operation_documents_its_statuses() {
                 "200", "401", "403", "404", "409", "410", "413", "422", "500", "503",
             ],
             ("GET", p) if p.ends_with("/status") => &["200", "401", "404", "503"],
-            ("DELETE", _) => &["204", "401", "503"],
-            ("GET", "/sessions" | "/device-types") => &["200", "401", "503"],
+            ("POST", p) if p.ends_with("/guard") => &[
+                "201", "401", "403", "404", "409", "410", "413", "422", "503",
+            ],
+            ("GET", p) if p.ends_with("/guard") => &["200", "401", "404", "503"],
+            ("DELETE", p) if p.ends_with("/guard") => &["200", "401", "404", "409", "503"],
+            ("POST", p) if p.ends_with("/guard/extend") || p.ends_with("/guard/probe") => {
+                &["200", "401", "404", "409", "413", "422", "503"]
+            }
+            ("POST", p) if p.ends_with("/guard/confirm") || p.ends_with("/guard/rollback") => {
+                &["200", "401", "404", "409", "503"]
+            }
+            ("DELETE", _) => &["204", "401", "409", "503"],
+            ("GET", "/sessions" | "/device-types" | "/guards") => &["200", "401", "503"],
             // Public when metrics_public: then a foreign Host is a 421 (DNS rebinding).
             ("GET", "/metrics") => &["200", "401", "421", "503"],
             ("GET", _) => &["200", "421", "503"],
@@ -329,6 +349,13 @@ fn every_operation_documents_its_statuses() {
             assert!(!examples.is_empty(), "{id}");
             for (name, ex) in examples {
                 let value = resolve(&doc, ex)["value"].to_string();
+                if path.contains("/guard") {
+                    // Guard bodies are checked before the session is looked up: a valid one
+                    // reaches the lookup (404 for this id).
+                    let r = call(b.addr, "POST", &concrete(path), Some(TOKEN), Some(&value));
+                    assert_eq!(r.status, 404, "{id} example {name}: {:?}", detail(&r));
+                    continue;
+                }
                 let parsed = if path.ends_with("/exec") {
                     netdev_broker::api::wire::exec_body(value.as_bytes()).map(|_| ())
                 } else if path.ends_with("probe") {
@@ -504,6 +531,135 @@ fn documented_body_fields_are_the_parsed_ones() {
             serde_json::json!(["body", "commands", 0, "interactions", 0, f])
         );
     }
+}
+
+/// The change guard's body and the bodies nested in it (`rollback`: an exec body or a list of
+/// exec items; `probe` and `reopen`: the body of `POST /session`) are the parsed ones, located
+/// under their key. `device_revert` depends on the session's platform: checked in
+/// `guard::device_revert_is_confirmed_with_the_guard_and_refused_where_the_platform_has_none`.
+#[test]
+fn documented_guard_fields_are_the_parsed_ones() {
+    use serde_json::json;
+    let b = broker("");
+    let doc = document(&b);
+    let schemas = &doc["components"]["schemas"];
+    let fields = |name: &str| -> Vec<String> {
+        schemas[name]["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect()
+    };
+    let arm = "/session/0123/guard";
+    let loc = |path: &str, body: &Value| -> Vec<Value> {
+        let r = b.post(path, body);
+        assert_eq!(
+            r.status,
+            422,
+            "{body}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        r.json()["detail"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["loc"].clone())
+            .collect()
+    };
+    let valid = json!({"timeout": 60, "rollback": ["show clock"]});
+    // A valid body reaches the session lookup.
+    assert_eq!(b.post(arm, &valid).status, 404);
+    let guard = fields("GuardRequest");
+    assert_eq!(
+        guard,
+        [
+            "timeout",
+            "rollback",
+            "device_revert",
+            "probe",
+            "reopen",
+            "on_broker_exit"
+        ]
+    );
+    for f in guard.iter().filter(|f| *f != "device_revert") {
+        let mut body = valid.clone();
+        body[f.as_str()] = json!("wrong");
+        assert_eq!(loc(arm, &body), [json!(["body", f])], "{f}");
+    }
+    for f in ["timeout", "rollback"] {
+        for missing in [Value::Null, json!("absent")] {
+            let mut body = valid.clone();
+            if missing.is_null() {
+                body[f] = Value::Null;
+            } else {
+                body.as_object_mut().unwrap().remove(f);
+            }
+            assert_eq!(loc(arm, &body), [json!(["body", f])], "{f} {missing}");
+        }
+    }
+    // rollback as an exec body, and as a list of exec items.
+    for f in fields("ExecRequest") {
+        let mut rb = json!({"commands": ["show version"]});
+        rb[f.as_str()] = json!({"wrong": "type"});
+        let body = json!({"timeout": 60, "rollback": rb});
+        assert_eq!(loc(arm, &body)[0], json!(["body", "rollback", f]), "{f}");
+    }
+    for f in fields("ExecItem") {
+        let mut item = json!({"cmd": "show version"});
+        item[f.as_str()] = json!({"wrong": "type"});
+        let body = json!({"timeout": 60, "rollback": [item]});
+        assert_eq!(loc(arm, &body)[0], json!(["body", "rollback", 0, f]), "{f}");
+    }
+    // probe and reopen: the body of POST /session (and a probe's command).
+    let login = fields("SessionRequest");
+    assert_eq!(fields("GuardLogin"), ["command"]);
+    for key in ["probe", "reopen"] {
+        let extra: &[&str] = if key == "probe" { &["command"] } else { &[] };
+        for f in login
+            .iter()
+            .map(String::as_str)
+            .chain(extra.iter().copied())
+        {
+            let mut l = json!({"host": "127.0.0.1", "username": "u", "password": "p"});
+            l[f] = json!({"wrong": "type"});
+            let mut body = valid.clone();
+            body[key] = l;
+            assert_eq!(loc(arm, &body)[0], json!(["body", key, f]), "{key} {f}");
+        }
+    }
+    let mut body = valid.clone();
+    body["probe"] =
+        json!({"host": "127.0.0.1", "username": "u", "password": "p", "command": "a\u{7}b"});
+    assert_eq!(loc(arm, &body), [json!(["body", "probe", "command"])]);
+    // extend and probe.
+    assert_eq!(fields("GuardExtendRequest"), ["timeout"]);
+    for v in [
+        json!({}),
+        json!({"timeout": null}),
+        json!({"timeout": "x"}),
+        json!({"timeout": 0}),
+    ] {
+        assert_eq!(
+            loc("/session/0123/guard/extend", &v),
+            [json!(["body", "timeout"])],
+            "{v}"
+        );
+    }
+    assert_eq!(fields("GuardProbeRequest"), ["rollback_on_failure"]);
+    let v = json!({"rollback_on_failure": {"wrong": "type"}});
+    assert_eq!(
+        loc("/session/0123/guard/probe", &v),
+        [json!(["body", "rollback_on_failure"])]
+    );
+    let r = call(
+        b.addr,
+        "POST",
+        "/session/0123/guard/probe",
+        Some(TOKEN),
+        None,
+    );
+    assert_eq!(r.status, 404, "no body is fine");
 }
 
 /// The user documentation (README.md and docs/*.md) stays navigable: a README of at most 200

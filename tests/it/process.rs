@@ -145,6 +145,31 @@ fn sigterm_closes_sessions_and_no_secret_is_ever_logged() {
         call(p.addr, "GET", "/health", Some("wrong-token"), None).status,
         200
     );
+    // A change guard holding reopen and probe logins with the canary secrets, tried once (a
+    // new login at DEBUG) and kept at exit: guards.json records it without them.
+    let login = json!({"host": "127.0.0.1", "port": dev.port(), "username": "admin",
+        "password": PASSWORD, "enable_password": ENABLE});
+    let mut probe = login.clone();
+    probe["command"] = json!("show privilege");
+    let guard = json!({"timeout": 600, "rollback": {"config": ["no username ops"]},
+        "reopen": login, "probe": probe, "on_broker_exit": "keep"});
+    let r = call(
+        p.addr,
+        "POST",
+        &format!("/session/{id}/guard"),
+        Some(TOKEN),
+        Some(&guard.to_string()),
+    );
+    assert_eq!(r.status, 201, "{:?}", r.json());
+    let r = call(
+        p.addr,
+        "POST",
+        &format!("/session/{id}/guard/probe"),
+        Some(TOKEN),
+        None,
+    );
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    assert_eq!(r.json()["command_ok"], true, "{:?}", r.json());
 
     p.term();
     let status = p
@@ -169,11 +194,14 @@ fn sigterm_closes_sessions_and_no_secret_is_ever_logged() {
         cmdlogs.push_str(&std::fs::read_to_string(e.unwrap().path()).unwrap());
     }
     assert!(cmdlogs.contains("show version"));
+    let guards = std::fs::read_to_string(dir.join("guards.json")).unwrap();
+    assert!(guards.contains(&id), "the kept guard is recorded: {guards}");
     for (name, text) in [
         ("stdout", &stdout),
         ("stderr", &stderr),
         ("log file", &logfile),
         ("command log", &cmdlogs),
+        ("guards.json", &guards),
     ] {
         for canary in [TOKEN, PASSWORD, ENABLE, "wrong-token"] {
             assert!(

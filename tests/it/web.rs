@@ -501,3 +501,95 @@ fn hash_password_prints_a_hash_that_logs_in() {
         .unwrap();
     assert!(!out.status.success() && out.stdout.is_empty());
 }
+
+/// Change guards on the dashboard: armed ones first, above the sessions, with the seconds left,
+/// the deadline and the device's own timer; the guard's state in the session's row; no Close
+/// for a session whose guard is armed (and the form's POST does not close it either).
+#[test]
+fn change_guards_are_shown_first_and_keep_their_session_open() {
+    let dev = FakeDevice::start(DeviceConfig {
+        password: PASSWORD.into(),
+        start_privileged: true,
+        ..Default::default()
+    });
+    let b = web_broker("");
+    let open = || {
+        let body = json!({"host": "127.0.0.1", "port": dev.port(), "username": "admin", "password": PASSWORD, "timeout": 10});
+        let r = b.post("/session", &body);
+        assert_eq!(r.status, 201, "{}", text(&r));
+        r.json()["session_id"].as_str().unwrap().to_string()
+    };
+    let plain = open();
+    let guarded = open();
+    let r = b.post(
+        &format!("/session/{guarded}/exec"),
+        &json!({"config": ["archive", " path flash:rollback"]}),
+    );
+    assert_eq!(r.status, 200, "{}", text(&r));
+    let r = b.post(
+        &format!("/session/{guarded}/guard"),
+        &json!({"timeout": 300, "rollback": {"config": ["no interface Loopback9"]},
+                "device_revert": {"minutes": 10}}),
+    );
+    assert_eq!(r.status, 201, "{}", text(&r));
+
+    let c = cookie(&b);
+    let html = page(&b, &c);
+    let guards = html.find("Change guards").expect("a guards section");
+    let sessions = html.find("<h2>Sessions</h2>").expect("the sessions");
+    assert!(guards < sessions, "guards come first");
+    let section = &html[guards..sessions];
+    assert!(section.contains(&guarded[..8]) && !section.contains(&plain[..8]));
+    assert!(section.contains("guard armed"), "{section}");
+    let left: u64 = section
+        .split("<strong>")
+        .nth(1)
+        .and_then(|s| s.split("</strong>").next())
+        .and_then(|s| s.parse().ok())
+        .expect("seconds left");
+    assert!((290..=300).contains(&left), "{left}");
+    assert!(section.contains("10 min from"), "device timer: {section}");
+    // The session's row shows its guard and has no Close button; the other one has.
+    let row = |html: &str, id: &str| -> String {
+        let i = html.find(&format!("data-session-id=\"{id}\"")).unwrap();
+        let rest = &html[i..];
+        rest[..rest.find("</tr>").unwrap()].to_string()
+    };
+    let rows = &html[sessions..];
+    assert!(row(rows, &guarded).contains("guard armed"));
+    assert!(!row(rows, &guarded).contains(&format!("/ui/close/{guarded}")));
+    assert!(row(rows, &plain).contains(&format!("/ui/close/{plain}")));
+    // Closing it anyway (a stale form) leaves it open, as DELETE does; close-all leaves it too.
+    let token = csrf(&html);
+    let r = req(
+        b.addr,
+        "POST",
+        &format!("/ui/close/{guarded}"),
+        &[("Cookie", &c)],
+        Some(&format!("csrf={token}")),
+    );
+    assert_eq!(r.status, 303);
+    assert_eq!(b.get(&format!("/session/{guarded}/status")).status, 200);
+    let r = req(b.addr, "GET", "/ui/close-all", &[("Cookie", &c)], None);
+    let confirm = text(&r);
+    assert!(confirm.contains("Left open: 1 session"), "{confirm}");
+    let r = req(
+        b.addr,
+        "POST",
+        "/ui/close-all",
+        &[("Cookie", &c)],
+        Some(&format!("csrf={token}&confirm=yes&ids={plain}%2C{guarded}")),
+    );
+    assert_eq!(r.status, 303);
+    assert_eq!(b.get(&format!("/session/{guarded}/status")).status, 200);
+    assert_eq!(b.get(&format!("/session/{plain}/status")).status, 404);
+
+    // Confirmed: the guard stays listed with how it ended, and the session can be closed.
+    let r = b.post(&format!("/session/{guarded}/guard/confirm"), &json!({}));
+    assert_eq!(r.status, 200, "{}", text(&r));
+    let html = page(&b, &c);
+    assert!(html.contains("guard confirmed"), "{html}");
+    let rows = &html[html.find("<h2>Sessions</h2>").unwrap()..];
+    assert!(row(rows, &guarded).contains(&format!("/ui/close/{guarded}")));
+    assert_eq!(b.delete(&format!("/session/{guarded}")).status, 204);
+}
