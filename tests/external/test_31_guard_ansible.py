@@ -210,9 +210,13 @@ def test_guard_rolls_back_after_the_play_is_killed(
             stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
     try:
-        # Until the device shows the change (a fresh login each time), then SIGKILL.
+        # Until the device shows the change (a fresh login each time) and the play has gone on to
+        # the rest of the migration (the change's task ended: no answer is left in flight), then
+        # SIGKILL.
         deadline = time.monotonic() + 120
-        while not changed(running_config(api, port)):
+        while not (
+            "TASK [The rest of the migration]" in out.read_text() and changed(running_config(api, port))
+        ):
             assert play.poll() is None, f"the play ended before the change:\n{out.read_text()}"
             assert time.monotonic() < deadline, f"no change on the device in 120 s:\n{out.read_text()}"
             time.sleep(0.2)
@@ -227,7 +231,7 @@ def test_guard_rolls_back_after_the_play_is_killed(
             assert time.monotonic() < killed_at + 10, [p for p in tree if not gone(p)]
             time.sleep(0.1)
         text = out.read_text()
-        assert "TASK [The rest of the migration]" in text, text
+        assert "TASK [Log in anew with the new AAA configuration]" not in text, text
         assert "TASK [Keep the change]" not in text, text
         assert CANARY_TOKEN not in text and DEMO_PASSWORD not in text, text
 
@@ -241,6 +245,7 @@ def test_guard_rolls_back_after_the_play_is_killed(
         assert g.status == 200 and g.json["state"] == "armed", (g, text)
         assert g.json["timeout"] == GUARD_TIMEOUT, g
         deadline_at = datetime.fromisoformat(g.json["deadline"])
+        print(f"killed with {g.json['seconds_left']} s of the guard's {GUARD_TIMEOUT} s left")
 
         # Nobody confirms: the broker rolls back at the deadline (checked within 1 s) by itself.
         deadline = killed_at + GUARD_TIMEOUT + 15
