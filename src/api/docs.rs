@@ -37,14 +37,14 @@ pub fn route(req: &Request) -> Option<Result<Response, Error>> {
             Response {
                 status: 200,
                 headers: vec![("Content-Type".into(), "application/json".into())],
-                body: body.to_vec(),
+                body: body.to_vec().into(),
             }
             .with_header("Cache-Control", "no-cache")
         }),
         Some((content_type, text)) => Ok(Response {
             status: 200,
             headers: vec![("Content-Type".into(), content_type.into())],
-            body: text.as_bytes().to_vec(),
+            body: text.as_bytes().to_vec().into(),
         }
         .with_header("Content-Security-Policy", CSP)
         .with_header("X-Content-Type-Options", "nosniff")

@@ -102,24 +102,23 @@ impl Api {
                 }) if matches!(f.error, ExecError::Cancelled(_)) => JobState::Cancelled,
                 _ => JobState::Failed,
             };
-            let (response, label) = match exec_result(r) {
+            let (response, label, detail) = match exec_result(r) {
                 Ok(results) => (
-                    Response::json_body(200, with_job_id(wire::exec_answer(&results), &record.id)),
+                    Response::json_body(200, wire::exec_answer(&results, Some(&record.id))),
                     "ok",
+                    None,
                 ),
                 Err(e) => {
                     let mut body = e.body();
                     body["job_id"] = json!(record.id);
-                    (Response::json(e.status(), &body), e.label())
+                    (
+                        Response::json(e.status(), &body),
+                        e.label(),
+                        Some(e.to_string()),
+                    )
                 }
             };
             metrics.exec_done(label, started.elapsed());
-            let detail = (state != JobState::Done).then(|| {
-                serde_json::from_slice::<Value>(&response.body)
-                    .ok()
-                    .and_then(|v| v["detail"].as_str().map(str::to_string))
-                    .unwrap_or_default()
-            });
             record.finish(
                 state,
                 detail,
@@ -152,7 +151,7 @@ impl Api {
                 })
                 .flatten();
             r.send(match refused {
-                Some((status, body)) => Response::json_body(status, body),
+                Some((status, body)) => answer_response(status, body),
                 None => accepted(id, &job),
             });
         }
@@ -215,7 +214,11 @@ impl Api {
                     )));
                 }
                 j.cancel.store(true, std::sync::atomic::Ordering::SeqCst);
-                j.wait(CANCEL_WAIT);
+                // A running job stops at the device's prompt; a queued one is dropped when its
+                // turn comes, without sending anything (no wait for the exec ahead of it).
+                if j.state() == JobState::Running {
+                    j.wait(CANCEL_WAIT);
+                }
                 ok_json(200, job_json(id, &j, true))
             }
             _ => Err(Error::RouteNotFound),
@@ -235,13 +238,22 @@ fn find(h: &SessionHandle, job_id: &str) -> Result<Arc<JobRecord>, Error> {
 fn retried(session: &str, j: &JobRecord) -> Response {
     let i = j.inner.lock();
     match &i.answer {
-        Some(a) => Response::json_body(a.status, a.body.clone())
+        Some(a) => answer_response(a.status, a.body.clone())
             .with_header("X-Job-Id", &j.id)
             .with_header("Idempotent-Replayed", "true"),
         None => {
             drop(i);
             accepted(session, j).with_header("Idempotent-Replayed", "true")
         }
+    }
+}
+
+/// A stored answer sent again (its bytes shared, not copied).
+fn answer_response(status: u16, body: Arc<Vec<u8>>) -> Response {
+    Response {
+        status,
+        headers: vec![("Content-Type".into(), "application/json".into())],
+        body,
     }
 }
 
@@ -258,20 +270,6 @@ fn accepted(session: &str, j: &JobRecord) -> Response {
 
 fn status_url(session: &str, job: &str) -> String {
     format!("/session/{session}/jobs/{job}")
-}
-
-/// `{"job_id": ...,` spliced at the front of a JSON object body.
-fn with_job_id(body: Vec<u8>, id: &str) -> Vec<u8> {
-    if body.first() != Some(&b'{') {
-        return body;
-    }
-    let mut out = Vec::with_capacity(body.len() + id.len() + 16);
-    out.extend_from_slice(format!("{{\"job_id\":\"{id}\"").as_bytes());
-    if body.get(1) != Some(&b'}') {
-        out.push(b',');
-    }
-    out.extend_from_slice(&body[1..]);
-    out
 }
 
 /// A job as `GET .../jobs/{id}` shows it; once ended with `full`, the exec's own answer's
@@ -301,6 +299,7 @@ fn job_json(session: &str, j: &JobRecord, full: bool) -> Value {
         .map(|d| d.as_millis() as u64);
     v.insert("elapsed_ms".into(), json!(elapsed));
     v.insert("bytes".into(), json!(i.stream.end()));
+    v.insert("cancel_requested".into(), json!(j.cancelled()));
     v.insert(
         "current".into(),
         match &i.current {

@@ -303,7 +303,8 @@ impl Api {
                     .registry
                     .metrics()
                     .render(self.registry.gauge_states())
-                    .into_bytes(),
+                    .into_bytes()
+                    .into(),
             }));
         }
         self.authorized(req, &live)?;

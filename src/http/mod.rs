@@ -83,7 +83,8 @@ impl Request {
 pub struct Response {
     pub status: u16,
     pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
+    /// Shared, so a job can keep the answer it sends without a copy.
+    pub body: std::sync::Arc<Vec<u8>>,
 }
 
 impl Response {
@@ -91,7 +92,9 @@ impl Response {
         Response {
             status,
             headers: vec![("Content-Type".into(), "application/json".into())],
-            body: serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec()),
+            body: serde_json::to_vec(value)
+                .unwrap_or_else(|_| b"{}".to_vec())
+                .into(),
         }
     }
     /// A JSON body already serialized.
@@ -99,14 +102,14 @@ impl Response {
         Response {
             status,
             headers: vec![("Content-Type".into(), "application/json".into())],
-            body,
+            body: body.into(),
         }
     }
     pub fn empty(status: u16) -> Response {
         Response {
             status,
             headers: Vec::new(),
-            body: Vec::new(),
+            body: Default::default(),
         }
     }
     pub fn with_header(mut self, k: &str, v: &str) -> Response {

@@ -85,7 +85,7 @@ impl ExecItem {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct CmdResult {
     pub command: String,
     pub output: String,
@@ -97,6 +97,21 @@ pub struct CmdResult {
     pub answered: usize,
     /// The read ended at the item's `expect` pattern, not at the prompt.
     pub ended_by_expect: bool,
+}
+
+impl CmdResult {
+    /// Everything but the output (which may be megabytes).
+    pub fn clone_without_output(&self) -> CmdResult {
+        CmdResult {
+            command: self.command.clone(),
+            output: String::new(),
+            elapsed_ms: self.elapsed_ms,
+            truncated: self.truncated,
+            failure: self.failure.clone(),
+            answered: self.answered,
+            ended_by_expect: self.ended_by_expect,
+        }
+    }
 }
 
 #[derive(Debug)]

@@ -54,7 +54,7 @@ impl JobState {
 /// The exact answer of the job's exec: its HTTP status and JSON body.
 pub struct Answer {
     pub status: u16,
-    pub body: Vec<u8>,
+    pub body: Arc<Vec<u8>>,
 }
 
 /// The command running now.
@@ -175,11 +175,15 @@ impl JobRecord {
             }
         }
     }
-    /// A command finished.
+    /// A command finished (kept without its output, which the answer and the live output
+    /// hold: a job never keeps a second copy of a large output).
     pub fn command_done(&self, r: &CmdResult) {
         let mut i = self.inner.lock();
         i.current = None;
-        i.results.push(r.clone());
+        i.results.push(CmdResult {
+            output: String::new(),
+            ..r.clone_without_output()
+        });
     }
     /// The job ended with this answer.
     pub fn finish(&self, state: JobState, detail: Option<String>, answer: Answer) {

@@ -123,7 +123,7 @@ impl Web {
                     ("Cache-Control".into(), "max-age=3600".into()),
                     ("X-Content-Type-Options".into(), "nosniff".into()),
                 ],
-                body: pages::STYLE.as_bytes().to_vec(),
+                body: pages::STYLE.as_bytes().to_vec().into(),
             },
             ["login"] if m == "GET" => redirect("/"),
             ["login"] => self.login(req),
@@ -450,7 +450,7 @@ fn html(status: u16, markup: maud::Markup) -> Response {
     Response {
         status,
         headers: vec![("Content-Type".into(), "text/html; charset=utf-8".into())],
-        body: markup.into_string().into_bytes(),
+        body: markup.into_string().into_bytes().into(),
     }
     .with_header(
         "Content-Security-Policy",
