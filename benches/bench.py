@@ -149,7 +149,7 @@ class Proc:
         self.log.close()
 
 
-def start_broker(work: Path, **cfg) -> tuple:
+def start_broker(work: Path, binary: Path | None = None, **cfg) -> tuple:
     port = free_port()
     state = work / "broker-state"
     state.mkdir(parents=True, exist_ok=True)
@@ -159,7 +159,7 @@ def start_broker(work: Path, **cfg) -> tuple:
     path.write_text("".join(f"{k}: {json.dumps(v)}\n" for k, v in conf.items()))
     env = {k: v for k, v in os.environ.items() if not k.startswith("NETDEV_BROKER_")}
     env["NETDEV_BROKER_API_TOKEN"] = TOKEN
-    p = Proc([str(BROKER), "serve", "--config", str(path)], work / "broker.log", env=env)
+    p = Proc([str(binary or BROKER), "serve", "--config", str(path)], work / "broker.log", env=env)
     wait_port(port)
     return p, Api(port)
 
@@ -203,7 +203,7 @@ def latency(work: Path, args) -> dict:
                             port=free_port())
     sshd.start()
     broker, api = start_broker(work / "lat")
-    out = {}
+    out: dict = {}
     try:
         host, port, name = sshd.host, sshd.port, user.pw_name
         # Warm-up: host key recorded, page cache, sshd's first fork.
@@ -216,6 +216,21 @@ def latency(work: Path, args) -> dict:
         for _ in range(args.rounds):
             floor_exec += client("floor-exec", host, port, name, DEVICE_PASSWORD, args.exec_n, "show clock")
             broker_exec += client("http-exec", f"127.0.0.1:{api.port}", TOKEN, sid, args.exec_n, "show clock")
+        if args.versus:
+            # The same exec against another build of the broker (an earlier commit), interleaved
+            # round by round with this one on the same device: what a change costs per exec.
+            other, oapi = start_broker(work / "versus", binary=args.versus)
+            try:
+                osid = oapi.open(host, port, name, DEVICE_PASSWORD)
+                client("http-exec", f"127.0.0.1:{oapi.port}", TOKEN, osid, 30, "show clock")
+                log(f"figure 1b: exec, this build vs {args.versus}, {args.rounds} rounds of {args.exec_n}")
+                this, versus = [], []
+                for _ in range(args.rounds):
+                    versus += client("http-exec", f"127.0.0.1:{oapi.port}", TOKEN, osid, args.exec_n, "show clock")
+                    this += client("http-exec", f"127.0.0.1:{api.port}", TOKEN, sid, args.exec_n, "show clock")
+                out["versus_exec"] = {"binary": str(args.versus), "this": summary(this), "versus": summary(versus)}
+            finally:
+                other.stop()
         api.call("DELETE", f"/session/{sid}")
         log(f"figure 2: open, {args.rounds} rounds of {args.open_n}")
         floor_open, broker_open = [], []
@@ -225,7 +240,7 @@ def latency(work: Path, args) -> dict:
                                   args.open_n)
         log(f"netmiko: {args.netmiko_exec} send_command, {args.netmiko_open} ConnectHandler")
         nm = netmiko_figures(host, port, name, DEVICE_PASSWORD, args.netmiko_exec, args.netmiko_open)
-        out = {"floor_exec": summary(floor_exec), "broker_exec": summary(broker_exec),
+        out |= {"floor_exec": summary(floor_exec), "broker_exec": summary(broker_exec),
                "netmiko_exec": summary(nm["exec_us"]), "floor_open": summary(floor_open),
                "broker_open": summary(broker_open), "netmiko_open": summary(nm["open_us"]),
                "openssh": sshd_server.openssh_version()}
@@ -330,6 +345,12 @@ def report(res: dict, args) -> str:
         r2 = ne["median_ms"] / be["median_ms"]
         row("1. exec vs Netmiko send_command, median (n=%d)" % ne["n"], f"{be['median_ms']:.3f} ms",
             f"Netmiko {ne['median_ms']:.1f} ms", f"{r2:.0f}x faster", ">= 100x faster", r2 >= 100)
+        if "versus_exec" in lat:
+            v = lat["versus_exec"]
+            t, o = v["this"], v["versus"]
+            row("1b. exec median, this build vs `%s` (n=%d)" % (Path(v["binary"]).name, t["n"]),
+                f"{t['median_ms']:.3f} ms", f"{o['median_ms']:.3f} ms",
+                f"{t['median_ms'] / o['median_ms']:.3f}x", "(reported)", True)
         fo, bo, no = lat["floor_open"], lat["broker_open"], lat["netmiko_open"]
         r3 = bo["median_ms"] / fo["median_ms"]
         row("2. POST /session to 201, median (n=%d)" % bo["n"], f"{bo['median_ms']:.2f} ms",
@@ -374,6 +395,7 @@ def main() -> int:
     ap.add_argument("--wrk-seconds", type=int, default=10)
     ap.add_argument("--clean-build", action="store_true")
     ap.add_argument("--only", choices=["latency", "scale", "build"], action="append")
+    ap.add_argument("--versus", type=Path, help="another broker binary to time execs against (figure 1b)")
     ap.add_argument("--json", type=Path, help="also write the raw results here")
     ap.add_argument("--markdown", type=Path, help="write the table here")
     args = ap.parse_args()

@@ -242,6 +242,7 @@ pub fn reason(status: u16) -> &'static str {
     match status {
         100 => "Continue",
         200 => "OK",
+        202 => "Accepted",
         201 => "Created",
         204 => "No Content",
         303 => "See Other",

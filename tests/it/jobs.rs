@@ -399,3 +399,62 @@ fn a_thousand_one_mib_jobs_stay_within_the_caps() {
     assert!(size > 1 << 20, "{size}");
     assert!(peak < 400 * 1024, "{peak} KiB");
 }
+
+#[test]
+fn job_timeout_interrupts_and_a_cancelled_queued_job_sends_nothing() {
+    let dev = telnet_device();
+    let b = broker("");
+    let id = open_telnet(&b, dev.port());
+    // The whole job's deadline, shorter than its command's own.
+    let t = Instant::now();
+    let r = post_exec(
+        &b,
+        &id,
+        &json!({"commands": ["show slow 20", "show version"], "timeout": 60, "job_timeout": 1.5}),
+        &[],
+    );
+    assert_eq!(r.status, 500, "{}", String::from_utf8_lossy(&r.body));
+    assert!(t.elapsed() < Duration::from_secs(8), "{:?}", t.elapsed());
+    assert!(
+        r.json()["detail"]
+            .as_str()
+            .unwrap()
+            .contains("job's timeout"),
+        "{}",
+        r.json()
+    );
+    let j = dev.journal();
+    assert!(j.iter().any(|l| l == "<break>"), "{j:?}");
+    assert!(!j.iter().any(|l| l == "show version"), "{j:?}");
+    let jid = r.json()["job_id"].as_str().unwrap().to_string();
+    assert_eq!(job(&b, &id, &jid, None)["state"], "failed");
+    // A queued job cancelled before its turn never reaches the device.
+    let running = post_exec(
+        &b,
+        &id,
+        &json!({"commands": ["show slow 2"], "wait": false}),
+        &[],
+    );
+    assert_eq!(running.status, 202);
+    let queued = post_exec(
+        &b,
+        &id,
+        &json!({"commands": ["show inventory"], "wait": false}),
+        &[],
+    );
+    assert_eq!(
+        queued.status,
+        409,
+        "{}",
+        String::from_utf8_lossy(&queued.body)
+    );
+    // (The session runs one exec at a time: a second one is refused as before, not queued.)
+    let rid = running.json()["job_id"].as_str().unwrap().to_string();
+    let c = b.delete(&format!("/session/{id}/jobs/{rid}"));
+    assert_eq!(c.status, 200);
+    assert_eq!(c.json()["cancel_requested"], true, "{}", c.json());
+    // Still queued when asked: it ends as cancelled when its turn comes.
+    let end = job(&b, &id, &rid, Some(10.0));
+    assert_eq!(end["state"], "cancelled", "{end}");
+    assert!(!dev.journal().iter().any(|l| l == "show inventory"));
+}
