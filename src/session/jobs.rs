@@ -17,8 +17,10 @@ use std::time::{Duration, Instant, SystemTime};
 pub const MAX_JOBS: usize = 100;
 /// Bytes of finished jobs' answers kept per session, at most.
 pub const MAX_JOB_BYTES: usize = 64 << 20;
-/// Live output kept per job (the newest bytes; older ones are counted, not kept).
+/// Live output kept per job while it runs (the newest bytes; older ones are counted, not kept).
 pub const STREAM_KEEP: usize = 1 << 20;
+/// Live output kept once the job ended (its answer holds the whole output).
+pub const STREAM_KEEP_ENDED: usize = 64 << 10;
 /// Ids of dropped jobs remembered (answered 410 with why).
 const GONE_KEEP: usize = 256;
 /// The tail of the running command's output shown in a job's status.
@@ -196,6 +198,13 @@ impl JobRecord {
             i.results = Vec::new();
             i.detail = detail;
             i.answer = Some(answer);
+            let s = &mut i.stream;
+            if s.bytes.len() > STREAM_KEEP_ENDED {
+                let cut = s.bytes.len() - STREAM_KEEP_ENDED;
+                s.bytes.drain(..cut);
+                s.bytes.shrink_to_fit();
+                s.base += cut as u64;
+            }
         }
         self.ended.notify_all();
     }
