@@ -345,6 +345,12 @@ impl Registry {
         &self.settings.guards
     }
 
+    /// `text` with the secrets the config's mask patterns find replaced by `********` (as the
+    /// command log and a session's recent commands show commands).
+    pub fn mask(&self, text: &str) -> String {
+        self.settings.masker.mask(text)
+    }
+
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.settings.metrics
     }
