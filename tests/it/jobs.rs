@@ -369,7 +369,7 @@ fn a_thousand_one_mib_jobs_stay_within_the_caps() {
             .and_then(|v| v.parse::<u64>().ok())
             .unwrap()
     };
-    let mut first = String::new();
+    let (mut first, mut recent) = (String::new(), String::new());
     let mut peak = 0;
     let t = Instant::now();
     for i in 0..1000 {
@@ -379,6 +379,9 @@ fn a_thousand_one_mib_jobs_stay_within_the_caps() {
             first = r.json()["job_id"].as_str().unwrap().to_string();
             assert!(r.body.len() > 1 << 20, "{}", r.body.len());
         }
+        if i == 800 {
+            recent = r.json()["job_id"].as_str().unwrap().to_string();
+        }
         if i % 100 == 99 {
             peak = peak.max(rss());
         }
@@ -387,7 +390,12 @@ fn a_thousand_one_mib_jobs_stay_within_the_caps() {
     let kept = list["count"].as_u64().unwrap();
     // Each kept job holds its answer and its raw output (about 2.9 MiB here): the byte cap binds.
     assert!((10..=100).contains(&kept), "{kept}");
-    assert_eq!(b.get(&format!("/session/{id}/jobs/{first}")).status, 410);
+    // Dropped: 410 with why. The ids of the last 256 dropped jobs are remembered (job 800 is one,
+    // with at most 100 kept); older ones are forgotten too, and unknown again (404).
+    let r = b.get(&format!("/session/{id}/jobs/{recent}"));
+    assert_eq!(r.status, 410, "{}", String::from_utf8_lossy(&r.body));
+    assert!(r.json()["detail"].as_str().unwrap().contains("100 jobs"));
+    assert_eq!(b.get(&format!("/session/{id}/jobs/{first}")).status, 404);
     println!(
         "1000 x 1 MiB jobs in {:.1} s: {kept} kept, peak RSS of the test process {} MiB",
         t.elapsed().as_secs_f64(),
