@@ -36,9 +36,12 @@ pub struct Acc {
     pub tap: Tap,
 }
 
+/// What a [`Tap`] calls with each chunk of bytes received.
+pub type TapFn = dyn Fn(&[u8]) + Send + Sync;
+
 /// A watcher of the bytes a command's read receives.
 #[derive(Clone, Default)]
-pub struct Tap(pub Option<std::sync::Arc<dyn Fn(&[u8]) + Send + Sync>>);
+pub struct Tap(pub Option<std::sync::Arc<TapFn>>);
 
 impl std::fmt::Debug for Tap {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
