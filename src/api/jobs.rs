@@ -110,7 +110,10 @@ impl Api {
                 ),
                 Err(e) => {
                     let mut body = e.body();
-                    body["job_id"] = json!(record.id);
+                    // A refused exec (busy, dead) never became a job.
+                    if !never_ran {
+                        body["job_id"] = json!(record.id);
+                    }
                     (
                         Response::json(e.status(), &body),
                         e.label(),

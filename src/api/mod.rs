@@ -156,64 +156,109 @@ impl Handler for Api {
 
     fn observe(&self, method: &str, path: &str, status: u16) {
         self.registry.metrics().http_request(
-            self.route_template(path),
+            route_template(path),
             crate::observe::metrics::method_label(method),
             status,
         );
     }
 }
 
-impl Api {
-    /// The route a path belongs to, as a fixed template (ids never reach a metric label).
-    fn route_template(&self, path: &str) -> &'static str {
-        let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-        match segs.as_slice() {
-            ["health"] => "/health",
-            ["sessions"] => "/sessions",
-            ["device-types"] => "/device-types",
-            ["metrics"] => "/metrics",
-            ["openapi.json"] => "/openapi.json",
-            ["docs"] => "/docs",
-            ["docs", "docs.js" | "docs.css"] => "/docs/{asset}",
-            ["session"] => "/session",
-            ["session", _] => "/session/{id}",
-            ["session", _, "status"] => "/session/{id}/status",
-            ["session", _, "exec"] => "/session/{id}/exec",
-            ["telnet-session"] => "/telnet-session",
-            ["telnet-session", _] => "/telnet-session/{id}",
-            ["telnet-session", _, "status"] => "/telnet-session/{id}/status",
-            ["telnet-session", _, "exec"] => "/telnet-session/{id}/exec",
-            ["session", _, "jobs"] => "/session/{id}/jobs",
-            ["session", _, "jobs", _] => "/session/{id}/jobs/{job_id}",
-            ["session", _, "jobs", _, "output"] => "/session/{id}/jobs/{job_id}/output",
-            ["session", _, "jobs", _, "cancel"] => "/session/{id}/jobs/{job_id}/cancel",
-            ["telnet-session", _, "jobs"] => "/telnet-session/{id}/jobs",
-            ["telnet-session", _, "jobs", _] => "/telnet-session/{id}/jobs/{job_id}",
-            ["telnet-session", _, "jobs", _, "output"] => {
-                "/telnet-session/{id}/jobs/{job_id}/output"
-            }
-            ["telnet-session", _, "jobs", _, "cancel"] => {
-                "/telnet-session/{id}/jobs/{job_id}/cancel"
-            }
-            ["session", _, "guard"] => "/session/{id}/guard",
-            ["session", _, "guard", _] => "/session/{id}/guard/{action}",
-            ["telnet-session", _, "guard"] => "/telnet-session/{id}/guard",
-            ["telnet-session", _, "guard", _] => "/telnet-session/{id}/guard/{action}",
-            ["guards"] => "/guards",
-            ["probe"] => "/probe",
-            ["telnet-probe"] => "/telnet-probe",
-            ["api", "v2.0", "netmiko", "send_command"] => "/api/v2.0/netmiko/send_command",
-            ["api", "v2.0", "netmiko", "send_config"] => "/api/v2.0/netmiko/send_config",
-            [""] => "/",
-            ["login"] => "/login",
-            ["logout"] => "/logout",
-            ["ui", "style.css"] => "/ui/style.css",
-            ["ui", "close", _] => "/ui/close/{id}",
-            ["ui", "close-all"] => "/ui/close-all",
-            _ => "other",
-        }
-    }
+/// Every route of the JSON API and its documentation, as [`route_template`] names it: each is a
+/// path of `openapi.json` (`{id}` is its `{session_id}`; `{asset}` and `{action}` are each of
+/// the documented files and guard actions). `tests/it/docs.rs` checks that both ways.
+pub const ROUTES: &[&str] = &[
+    "/health",
+    "/sessions",
+    "/device-types",
+    "/metrics",
+    "/openapi.json",
+    "/docs",
+    "/docs/{asset}",
+    "/session",
+    "/session/{id}",
+    "/session/{id}/status",
+    "/session/{id}/exec",
+    "/telnet-session",
+    "/telnet-session/{id}",
+    "/telnet-session/{id}/status",
+    "/telnet-session/{id}/exec",
+    "/session/{id}/jobs",
+    "/session/{id}/jobs/{job_id}",
+    "/session/{id}/jobs/{job_id}/output",
+    "/session/{id}/jobs/{job_id}/cancel",
+    "/telnet-session/{id}/jobs",
+    "/telnet-session/{id}/jobs/{job_id}",
+    "/telnet-session/{id}/jobs/{job_id}/output",
+    "/telnet-session/{id}/jobs/{job_id}/cancel",
+    "/session/{id}/guard",
+    "/session/{id}/guard/{action}",
+    "/telnet-session/{id}/guard",
+    "/telnet-session/{id}/guard/{action}",
+    "/guards",
+    "/probe",
+    "/telnet-probe",
+    "/api/v2.0/netmiko/send_command",
+    "/api/v2.0/netmiko/send_config",
+];
 
+/// The dashboard's routes (HTML, not in `openapi.json`), as [`route_template`] names them.
+pub const DASHBOARD_ROUTES: &[&str] = &[
+    "/",
+    "/login",
+    "/logout",
+    "/ui/style.css",
+    "/ui/close/{id}",
+    "/ui/close-all",
+];
+
+/// The route a path belongs to, as a fixed template (ids never reach a metric label): one of
+/// [`ROUTES`], [`DASHBOARD_ROUTES`], or `other`.
+pub fn route_template(path: &str) -> &'static str {
+    let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match segs.as_slice() {
+        ["health"] => "/health",
+        ["sessions"] => "/sessions",
+        ["device-types"] => "/device-types",
+        ["metrics"] => "/metrics",
+        ["openapi.json"] => "/openapi.json",
+        ["docs"] => "/docs",
+        ["docs", "docs.js" | "docs.css"] => "/docs/{asset}",
+        ["session"] => "/session",
+        ["session", _] => "/session/{id}",
+        ["session", _, "status"] => "/session/{id}/status",
+        ["session", _, "exec"] => "/session/{id}/exec",
+        ["telnet-session"] => "/telnet-session",
+        ["telnet-session", _] => "/telnet-session/{id}",
+        ["telnet-session", _, "status"] => "/telnet-session/{id}/status",
+        ["telnet-session", _, "exec"] => "/telnet-session/{id}/exec",
+        ["session", _, "jobs"] => "/session/{id}/jobs",
+        ["session", _, "jobs", _] => "/session/{id}/jobs/{job_id}",
+        ["session", _, "jobs", _, "output"] => "/session/{id}/jobs/{job_id}/output",
+        ["session", _, "jobs", _, "cancel"] => "/session/{id}/jobs/{job_id}/cancel",
+        ["telnet-session", _, "jobs"] => "/telnet-session/{id}/jobs",
+        ["telnet-session", _, "jobs", _] => "/telnet-session/{id}/jobs/{job_id}",
+        ["telnet-session", _, "jobs", _, "output"] => "/telnet-session/{id}/jobs/{job_id}/output",
+        ["telnet-session", _, "jobs", _, "cancel"] => "/telnet-session/{id}/jobs/{job_id}/cancel",
+        ["session", _, "guard"] => "/session/{id}/guard",
+        ["session", _, "guard", _] => "/session/{id}/guard/{action}",
+        ["telnet-session", _, "guard"] => "/telnet-session/{id}/guard",
+        ["telnet-session", _, "guard", _] => "/telnet-session/{id}/guard/{action}",
+        ["guards"] => "/guards",
+        ["probe"] => "/probe",
+        ["telnet-probe"] => "/telnet-probe",
+        ["api", "v2.0", "netmiko", "send_command"] => "/api/v2.0/netmiko/send_command",
+        ["api", "v2.0", "netmiko", "send_config"] => "/api/v2.0/netmiko/send_config",
+        [""] => "/",
+        ["login"] => "/login",
+        ["logout"] => "/logout",
+        ["ui", "style.css"] => "/ui/style.css",
+        ["ui", "close", _] => "/ui/close/{id}",
+        ["ui", "close-all"] => "/ui/close-all",
+        _ => "other",
+    }
+}
+
+impl Api {
     pub fn new(registry: Arc<Registry>, live: ApiLive, web: crate::web::Web) -> Api {
         Api {
             registry,
@@ -556,6 +601,53 @@ pub(super) fn exec_result(r: Result<ExecReport, ExecError>) -> Result<Vec<CmdRes
             extra.insert("command".into(), json!(f.command));
             extra.insert("partial_output".into(), json!(f.partial));
             Err(Error::WithFields(Box::new(f.error.into()), extra))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{route_template, DASHBOARD_ROUTES, ROUTES};
+    use std::collections::BTreeSet;
+
+    /// A path of `template`, its placeholders filled in.
+    fn instance(template: &str) -> String {
+        template
+            .replace("{id}", "0123456789abcdef")
+            .replace("{job_id}", "fedcba9876543210")
+            .replace("{asset}", "docs.js")
+            .replace("{action}", "extend")
+    }
+
+    /// `ROUTES` and `DASHBOARD_ROUTES` are exactly what `route_template` can answer (its arms,
+    /// read from this file), and each is the template of its own paths.
+    #[test]
+    fn routes_are_the_templates_route_template_answers() {
+        let src = include_str!("mod.rs");
+        let start = src.find("pub fn route_template(").unwrap();
+        let body = &src[start..];
+        let body = &body[..body.find("\n}\n").unwrap()];
+        let arms: BTreeSet<&str> = body
+            .split("=> ")
+            .skip(1)
+            .filter_map(|rest| {
+                let rest = rest.trim_start_matches(['{', ' ', '\n']);
+                rest.strip_prefix('"')?.split('"').next()
+            })
+            .collect();
+        let listed: BTreeSet<&str> = ROUTES
+            .iter()
+            .chain(DASHBOARD_ROUTES)
+            .copied()
+            .chain(["other"])
+            .collect();
+        assert_eq!(arms, listed);
+        assert_eq!(listed.len(), ROUTES.len() + DASHBOARD_ROUTES.len() + 1);
+        for t in ROUTES.iter().chain(DASHBOARD_ROUTES) {
+            assert_eq!(route_template(&instance(t)), *t, "{t}");
+        }
+        for p in ["/nope", "/session/x/jobs/y/z/w", "/docs/other.js"] {
+            assert_eq!(route_template(p), "other", "{p}");
         }
     }
 }

@@ -345,6 +345,12 @@ impl Registry {
         &self.settings.guards
     }
 
+    /// `text` with the secrets the config's mask patterns find replaced by `********` (as the
+    /// command log and a session's recent commands show commands).
+    pub fn mask(&self, text: &str) -> String {
+        self.settings.masker.mask(text)
+    }
+
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.settings.metrics
     }
@@ -1246,6 +1252,14 @@ fn exec_steps(
                                 Err(e) => format!("it was interrupted, but {e}"),
                             }
                         };
+                        // Interrupted inside a config block: leave config mode (the platform's own
+                        // exit step), so the session is back where execs start.
+                        let leave = driver.platform().config.as_ref().filter(|c| driver.mode == c.mode);
+                        if let Some(cfg) = leave {
+                            let mut exit = ExecItem::answering(&cfg.exit, &cfg.exit_answers);
+                            exit.step = Step::ConfigExit;
+                            let _ = driver.run(&exit, Instant::now() + guard::INTERRUPT_WAIT, &|| false, budget);
+                        }
                         let error = if record.is_some_and(|j| j.cancelled()) {
                             ExecError::Cancelled(format!(
                                 "the job was cancelled while {cmd:?} was running: {how}; later commands were not sent"

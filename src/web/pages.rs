@@ -3,6 +3,7 @@
 
 use super::Login;
 use crate::session::guard::GuardState;
+use crate::session::jobs::JobState;
 use crate::session::Registry;
 use crate::util::iso8601;
 use maud::{html, Markup, DOCTYPE};
@@ -139,6 +140,44 @@ fn guard_view(h: &crate::session::SessionHandle) -> Option<GuardView> {
     })
 }
 
+/// What the dashboard shows of a session's running job: its command now (masked), how long it
+/// has run and the bytes it received so far.
+struct JobView {
+    id: String,
+    command: Option<String>,
+    secs: u64,
+    bytes: u64,
+}
+
+fn running_job(reg: &Registry, h: &crate::session::SessionHandle) -> Option<JobView> {
+    // The list's lock is let go before a job's own is taken (the session thread holds only the
+    // job's while it records output).
+    let jobs = h.jobs.lock().list();
+    let j = jobs.into_iter().find(|j| j.state() == JobState::Running)?;
+    let i = j.inner.lock();
+    let (command, started, bytes) = match &i.current {
+        Some(c) => (Some(reg.mask(&c.command)), Some(c.started), c.bytes),
+        None => (None, i.started, i.stream.end()),
+    };
+    Some(JobView {
+        id: j.id.clone(),
+        command,
+        secs: started.map_or(0, |s| s.elapsed().as_secs()),
+        bytes,
+    })
+}
+
+fn job_line(j: &JobView) -> Markup {
+    html! {
+        small.job title=(format!("job {}", j.id)) {
+            "running "
+            @if let Some(c) = &j.command { code { (c) } } @else { "a job" }
+            " · " span.elapsed { (duration(j.secs)) }
+            " · " span.bytes { (j.bytes) " bytes" }
+        }
+    }
+}
+
 /// `14:31:45` (UTC).
 fn time_of(t: std::time::SystemTime) -> String {
     iso8601(t).get(11..19).unwrap_or("").to_string()
@@ -250,6 +289,9 @@ pub fn dashboard(reg: &Registry, login: &Login) -> Markup {
                                             @if let Some(r) = &st.dead_reason { br; small { (r) } }
                                         } @else if h.busy() {
                                             span.busy { "busy" }
+                                            @if let Some(j) = running_job(reg, h) {
+                                                br; (job_line(&j))
+                                            }
                                         } @else {
                                             span.alive { "alive" }
                                         }

@@ -4,8 +4,9 @@
   and every example in it (request bodies, response bodies, field examples) is valid against its
   own schema (jsonschema_rs, which schemathesis brings).
 * Real answers of every kind (201, 200 of status/exec/sessions/device-types/health, 500 after a
-  missed deadline, 401, 404, 422, 204) are valid against the schema documented for that status,
-  on a Telnet session to the broker's built-in demo device (``netdev-broker demo``, 127.0.0.1).
+  missed deadline, 401, 404, 422, 204; the jobs' 202, poll, output, list, cancel and 409) are
+  valid against the schema documented for that status, on a Telnet session to the broker's
+  built-in demo device (``netdev-broker demo``, 127.0.0.1).
 * schemathesis (pinned in requirements.txt) runs its phases (examples, coverage, fuzzing,
   stateful) over every operation with all its checks except two: ``positive_data_acceptance``
   (the broker checks what JSON Schema cannot say: regex syntax, known device types, a key file
@@ -224,6 +225,31 @@ def test_real_answers_match_the_document(fuzz_broker, demo_device):
         r = check("POST", ex, f"/session/{sid}/exec", {"commands": ["show version", {"cmd": "show clock", "expect": "never-printed"}], "timeout": 0.5}, expect=500)
         assert r.json["command"] == "show clock" and r.json["results"][0]["command"] == "show version", r
         check("POST", ex, f"/session/{sid}/exec", {"commands": ["show version", "show nonsense", "show clock"], "stop_on_error": True}, expect=500)
+        # Jobs: 202 and polling, output so far, the list, a retry with the same key (and with
+        # another body), cancel, an unknown job, job_timeout.
+        jobs = "/session/{session_id}/jobs"
+        job = f"{jobs}/{{job_id}}"
+        push = {"commands": ["show slow 2", "show clock"], "wait": False, "idempotency_key": "test-45-push"}
+        r = check("POST", ex, f"/session/{sid}/exec", push, expect=202)
+        jid = r.json["job_id"]
+        assert r.headers["location"] == r.json["status_url"] == f"/session/{sid}/jobs/{jid}", r
+        check("GET", job, f"/session/{sid}/jobs/{jid}", expect=200)
+        check("GET", f"{job}/output", f"/session/{sid}/jobs/{jid}/output?from=0", expect=200)
+        check("GET", jobs, f"/session/{sid}/jobs", expect=200)
+        r = check("GET", job, f"/session/{sid}/jobs/{jid}?wait=30", expect=200)
+        assert r.json["state"] == "done" and r.json["status"] == 200, r
+        r = check("POST", ex, f"/session/{sid}/exec", push, expect=200)
+        assert r.json["job_id"] == jid and r.headers["idempotent-replayed"] == "true", r
+        check("POST", ex, f"/session/{sid}/exec", {**push, "commands": ["show clock"]}, expect=422)
+        check("DELETE", job, f"/session/{sid}/jobs/{jid}", expect=409)
+        check("GET", job, f"/session/{sid}/jobs/nope", expect=404)
+        check("GET", job, f"/session/{sid}/jobs/{jid}?wait=soon", expect=422)
+        r = check("POST", ex, f"/session/{sid}/exec", {"commands": ["show slow 20"], "wait": False}, expect=202)
+        time.sleep(1)
+        tjob = "/telnet-session/{session_id}/jobs/{job_id}"
+        r = check("POST", f"{tjob}/cancel", f"/telnet-session/{sid}/jobs/{r.json['job_id']}/cancel", expect=200)
+        assert r.json["state"] == "cancelled" and r.json["status"] == 409, r
+        check("POST", ex, f"/session/{sid}/exec", {"commands": ["show slow 5"], "job_timeout": 1}, expect=500)
         check("POST", ex, f"/session/{sid}/exec", {"commands": [{"cmd": "x", "expect": "("}]}, expect=422)
         check("POST", "/telnet-session/{session_id}/exec", "/telnet-session/nope/exec", {"commands": ["show clock"]}, expect=404)
         check("GET", "/session/{session_id}/status", "/session/nope/status", expect=404)

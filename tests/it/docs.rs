@@ -40,6 +40,45 @@ fn concrete(template: &str) -> String {
     template.replace("{session_id}", "0123456789abcdef0123456789abcdef")
 }
 
+/// A path of the document with every placeholder filled in.
+fn concrete_all(template: &str) -> String {
+    concrete(template).replace("{job_id}", "fedcba9876543210fedcba9876543210")
+}
+
+/// Is `doc_path` (a path of the document) one of the paths of the router's `template` (from
+/// `api::ROUTES`)? A placeholder of the template stands for any segment (`/docs/{asset}` is
+/// `/docs/docs.js`); a placeholder of the document only for a placeholder.
+fn instantiates(doc_path: &str, template: &str) -> bool {
+    let d: Vec<&str> = doc_path.split('/').collect();
+    let t: Vec<&str> = template.split('/').collect();
+    d.len() == t.len()
+        && d.iter()
+            .zip(&t)
+            .all(|(d, t)| t.starts_with('{') || (d == t && !d.starts_with('{')))
+}
+
+/// The body of the function `name` in a source file (from its `fn` line to its closing brace).
+fn source_fn(file: &str, name: &str) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
+    let src = std::fs::read_to_string(&path).unwrap();
+    let start = src
+        .find(&format!("fn {name}("))
+        .unwrap_or_else(|| panic!("no fn {name} in {file}"));
+    let body = &src[start..];
+    body[..body.find("\n}\n").unwrap()].to_string()
+}
+
+/// The names a function's source reads as `<receiver>.<kind>("name"` (`f.boolean("save"`,
+/// `map.get("commands"`), for any of `receivers`.
+fn names_read(src: &str, receivers: &[&str]) -> BTreeSet<String> {
+    let re = regex::Regex::new(&format!(
+        r#"\b(?:{})\.[a-z_]+\(\s*"([a-z_]+)""#,
+        receivers.join("|")
+    ))
+    .unwrap();
+    re.captures_iter(src).map(|c| c[1].to_string()).collect()
+}
+
 fn detail(r: &Resp) -> Value {
     serde_json::from_slice::<Value>(&r.body)
         .map(|v| v["detail"].clone())
@@ -149,7 +188,7 @@ fn document_and_router_agree() {
     let b = broker("");
     let doc = document(&b);
     let ops = operations(&doc);
-    assert_eq!(ops.len(), 35, "{:?}", ops.keys());
+    assert_eq!(ops.len(), 45, "{:?}", ops.keys());
 
     for ((method, template), op) in &ops {
         let path = concrete(template);
@@ -196,10 +235,12 @@ fn document_and_router_agree() {
                     paths.push(format!("/{a}/{c}/{d}"));
                 }
             }
-            // The guard's actions, one level deeper (any id will do).
+            // The guard's actions and the jobs' routes, deeper (any id will do).
             if ["session", "telnet-session"].contains(&a.as_str()) && c == "x" {
                 for d in &words {
                     paths.push(format!("/{a}/{c}/guard/{d}"));
+                    paths.push(format!("/{a}/{c}/jobs/{d}"));
+                    paths.push(format!("/{a}/{c}/jobs/x/{d}"));
                 }
             }
         }
@@ -217,6 +258,10 @@ fn document_and_router_agree() {
         "/session/x/guard/x/y",
         "/session/x/guard/",
         "/guards/x",
+        "/session/x/jobs/",
+        "/session/x/jobs/x/output/x",
+        "/telnet-session/x/jobs/x/cancel/x",
+        "/session/x/jobs/x/y/z",
     ] {
         paths.push(extra.into());
     }
@@ -258,6 +303,34 @@ fn document_and_router_agree() {
     assert!(checked > 3000, "{checked}");
 }
 
+/// Two ways: every route the router names (`api::ROUTES`, which a unit test in src/api/mod.rs
+/// holds to `route_template`'s arms) is a documented path, and every documented path is one of
+/// them. The dashboard's routes (`api::DASHBOARD_ROUTES`) are HTML and not in the document.
+#[test]
+fn every_route_is_documented_and_every_documented_path_is_a_route() {
+    let b = broker("");
+    let doc = document(&b);
+    let paths: Vec<&String> = doc["paths"].as_object().unwrap().keys().collect();
+    let mut problems = Vec::new();
+    for t in netdev_broker::api::ROUTES {
+        if !paths.iter().any(|p| instantiates(p, t)) {
+            problems.push(format!("route {t} is not documented"));
+        }
+    }
+    for p in &paths {
+        let t = netdev_broker::api::route_template(&concrete_all(p));
+        if !netdev_broker::api::ROUTES.contains(&t) || !instantiates(p, t) {
+            problems.push(format!("documented path {p} is route {t}"));
+        }
+    }
+    for t in netdev_broker::api::DASHBOARD_ROUTES {
+        if paths.iter().any(|p| instantiates(p, t)) {
+            problems.push(format!("dashboard route {t} is in the document"));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
 /// Every operation lists the statuses it can answer (the single mapping in src/api/error.rs, the
 /// error model in docs/api.md), each with a JSON body schema, and its examples are accepted by the
 /// broker's own request parser.
@@ -285,8 +358,16 @@ fn every_operation_documents_its_statuses() {
                 "200", "401", "403", "410", "413", "422", "500", "502", "503", "504",
             ],
             ("POST", p) if p.ends_with("/exec") => &[
-                "200", "401", "403", "404", "409", "410", "413", "422", "500", "503",
+                "200", "202", "401", "403", "404", "409", "410", "413", "422", "500", "503",
             ],
+            ("GET", p) if p.ends_with("/jobs") => &["200", "401", "404", "503"],
+            ("GET", p) if p.ends_with("/jobs/{job_id}") || p.ends_with("/output") => {
+                &["200", "401", "404", "410", "422", "503"]
+            }
+            ("DELETE", p) if p.ends_with("/jobs/{job_id}") => {
+                &["200", "401", "404", "409", "410", "503"]
+            }
+            ("POST", p) if p.ends_with("/cancel") => &["200", "401", "404", "409", "410", "503"],
             ("GET", p) if p.ends_with("/status") => &["200", "401", "404", "503"],
             ("POST", p) if p.ends_with("/guard") => &[
                 "201", "401", "403", "404", "409", "410", "413", "422", "503",
@@ -332,7 +413,7 @@ fn every_operation_documents_its_statuses() {
                 assert_eq!(media, "application/json", "{id} {code}");
             }
             assert!(body["schema"].is_object(), "{id} {code}");
-            if code != "200" && code != "201" {
+            if !code.starts_with('2') {
                 let schema = resolve(&doc, &body["schema"]);
                 assert_eq!(
                     schema["required"],
@@ -481,7 +562,16 @@ fn documented_body_fields_are_the_parsed_ones() {
     let exec = fields("ExecRequest");
     assert_eq!(
         exec,
-        ["commands", "config", "save", "stop_on_error", "timeout"]
+        [
+            "commands",
+            "config",
+            "save",
+            "stop_on_error",
+            "timeout",
+            "wait",
+            "idempotency_key",
+            "job_timeout"
+        ]
     );
     for f in &exec {
         let mut body = serde_json::json!({"commands": ["show version"]});
@@ -531,6 +621,87 @@ fn documented_body_fields_are_the_parsed_ones() {
             serde_json::json!(["body", "commands", 0, "interactions", 0, f])
         );
     }
+}
+
+/// The other way round: every field the parsers read (`f.<kind>("name"` and `map.get("name")`
+/// in src/api/wire.rs's `open_body`, `exec_body` and `exec_item`) is documented in its schema,
+/// every header the exec reads (src/api/jobs.rs) is a documented header parameter of the exec,
+/// and every query parameter a job route reads is documented on a job route.
+#[test]
+fn every_parsed_field_header_and_query_parameter_is_documented() {
+    let b = broker("");
+    let doc = document(&b);
+    let schemas = &doc["components"]["schemas"];
+    let documented = |schema: &str| -> BTreeSet<String> {
+        schemas[schema]["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect()
+    };
+    let mut problems = Vec::new();
+    // `exec_item` reads the item (`o`) through `g` and each interaction through `h`.
+    for (function, receivers, schema) in [
+        ("open_body", &["f", "map"][..], "SessionRequest"),
+        ("exec_body", &["f", "map"], "ExecRequest"),
+        ("exec_item", &["g", "o"], "ExecItem"),
+        ("exec_item", &["h"], "Interaction"),
+    ] {
+        let read = names_read(&source_fn("src/api/wire.rs", function), receivers);
+        assert!(read.len() >= 4, "{function}: {read:?}");
+        for name in read.difference(&documented(schema)) {
+            problems.push(format!("{function} reads {name:?}, not in {schema}"));
+        }
+    }
+    let params = |method: &str, path: &str, within: &str| -> BTreeSet<String> {
+        doc["paths"][path][method]["parameters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| resolve(&doc, p))
+            .filter(|p| p["in"] == within)
+            .map(|p| p["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let jobs = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/api/jobs.rs"),
+    )
+    .unwrap();
+    let headers: BTreeSet<String> = regex::Regex::new(r#"\.header\(\s*"([A-Za-z-]+)"\)"#)
+        .unwrap()
+        .captures_iter(&jobs)
+        .map(|c| c[1].to_string())
+        .collect();
+    assert!(headers.contains("Idempotency-Key"), "{headers:?}");
+    for prefix in ["/session", "/telnet-session"] {
+        let exec = format!("{prefix}/{{session_id}}/exec");
+        let documented = params("post", &exec, "header");
+        for h in headers.difference(&documented) {
+            problems.push(format!("POST {exec}: header {h} is read, not documented"));
+        }
+    }
+    let queries: BTreeSet<String> = regex::Regex::new(r#"query_[a-z0-9]+\(req,\s*"([a-z_]+)""#)
+        .unwrap()
+        .captures_iter(&jobs)
+        .map(|c| c[1].to_string())
+        .collect();
+    assert!(queries.contains("wait"), "{queries:?}");
+    let job_paths: Vec<&String> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|p| p.contains("/jobs"))
+        .collect();
+    for q in &queries {
+        if !job_paths
+            .iter()
+            .any(|p| params("get", p, "query").contains(q))
+        {
+            problems.push(format!("query parameter {q} is read, not documented"));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
 /// The change guard's body and the bodies nested in it (`rollback`: an exec body or a list of

@@ -369,16 +369,18 @@ fn a_thousand_one_mib_jobs_stay_within_the_caps() {
             .and_then(|v| v.parse::<u64>().ok())
             .unwrap()
     };
-    let mut first = String::new();
+    let (mut first, mut recent) = (String::new(), String::new());
     let mut size = 0;
     let mut peak = 0;
     let t = Instant::now();
     for i in 0..1000 {
         let r = b.exec_timeout(&id, json!(["show flood 1"]), 60.0);
         assert_eq!(r.status, 200);
-        // Job 800 is long dropped by the end (older ids are forgotten: 404).
-        if i == 800 {
+        if i == 0 {
             first = r.json()["job_id"].as_str().unwrap().to_string();
+        }
+        if i == 800 {
+            recent = r.json()["job_id"].as_str().unwrap().to_string();
             size = r.body.len();
         }
         if i % 100 == 99 {
@@ -390,7 +392,12 @@ fn a_thousand_one_mib_jobs_stay_within_the_caps() {
     // Each kept job holds its answer (about 1.5 MiB here, JSON-escaped) and the last 64 KiB of
     // its raw output: the byte cap binds before the count cap.
     assert!((10..=100).contains(&kept), "{kept}");
-    assert_eq!(b.get(&format!("/session/{id}/jobs/{first}")).status, 410);
+    // Dropped: 410 with why. The ids of the last 256 dropped jobs are remembered (job 800 is one,
+    // with at most 100 kept); older ones are forgotten too, and unknown again (404).
+    let r = b.get(&format!("/session/{id}/jobs/{recent}"));
+    assert_eq!(r.status, 410, "{}", String::from_utf8_lossy(&r.body));
+    assert!(r.json()["detail"].as_str().unwrap().contains("100 jobs"));
+    assert_eq!(b.get(&format!("/session/{id}/jobs/{first}")).status, 404);
     println!(
         "1000 x 1 MiB jobs in {:.1} s: {kept} kept, peak RSS of the test process {} MiB",
         t.elapsed().as_secs_f64(),
@@ -458,4 +465,28 @@ fn job_timeout_interrupts_and_a_cancelled_queued_job_sends_nothing() {
     let end = job(&b, &id, &rid, Some(10.0));
     assert_eq!(end["state"], "cancelled", "{end}");
     assert!(!dev.journal().iter().any(|l| l == "show inventory"));
+}
+
+#[test]
+fn a_job_cancelled_inside_a_config_block_leaves_config_mode() {
+    let dev = telnet_device();
+    let b = broker("");
+    let id = open_telnet(&b, dev.port());
+    let r = post_exec(
+        &b,
+        &id,
+        &json!({"config": ["interface Loopback66", "do show slow 10", " description never"], "wait": false}),
+        &[],
+    );
+    assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+    let jid = r.json()["job_id"].as_str().unwrap().to_string();
+    std::thread::sleep(Duration::from_millis(1500));
+    let c = b.delete(&format!("/session/{id}/jobs/{jid}"));
+    assert_eq!(c.json()["state"], "cancelled", "{}", c.json());
+    let j = dev.journal();
+    let brk = j.iter().position(|l| l == "<break>").expect("no break");
+    assert!(j[brk..].iter().any(|l| l == "end"), "{j:?}");
+    assert!(!j.iter().any(|l| l.contains("never")), "{j:?}");
+    assert_eq!(b.status(&id)["mode"], "enable");
+    assert_eq!(b.exec(&id, json!(["show clock"])).status, 200);
 }

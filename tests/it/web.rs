@@ -593,3 +593,63 @@ fn change_guards_are_shown_first_and_keep_their_session_open() {
     assert!(row(rows, &guarded).contains(&format!("/ui/close/{guarded}")));
     assert_eq!(b.delete(&format!("/session/{guarded}")).status, 204);
 }
+
+/// A session that runs a job shows it in its row: the command running now, how long it has run
+/// and the bytes received so far; the row drops it once the job ended.
+#[test]
+fn a_running_job_shows_its_command_elapsed_time_and_bytes() {
+    let dev = FakeDevice::start(DeviceConfig {
+        password: PASSWORD.into(),
+        start_privileged: true,
+        ..Default::default()
+    });
+    let b = web_broker("");
+    let r = b.post(
+        "/session",
+        &json!({"host": "127.0.0.1", "port": dev.port(), "username": "admin", "password": PASSWORD, "timeout": 10}),
+    );
+    assert_eq!(r.status, 201, "{}", text(&r));
+    let id = r.json()["session_id"].as_str().unwrap().to_string();
+    let r = b.post(
+        &format!("/session/{id}/exec"),
+        &json!({"commands": ["show slow 5"], "wait": false}),
+    );
+    assert_eq!(r.status, 202, "{}", text(&r));
+    let job = r.json()["job_id"].as_str().unwrap().to_string();
+
+    let c = cookie(&b);
+    let row = |html: &str| -> String {
+        let i = html.find(&format!("data-session-id=\"{id}\"")).unwrap();
+        let rest = &html[i..];
+        rest[..rest.find("</tr>").unwrap()].to_string()
+    };
+    let bytes = |row: &str| -> Option<u64> {
+        let i = row.find("<span class=\"bytes\">")? + 20;
+        row[i..].split(' ').next()?.parse().ok()
+    };
+    let mut seen = String::new();
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            seen = row(&page(&b, &c));
+            bytes(&seen).is_some_and(|n| n > 0)
+        }),
+        "no byte count in the row: {seen}"
+    );
+    assert!(seen.contains("busy"), "{seen}");
+    assert!(seen.contains("running <code>show slow 5</code>"), "{seen}");
+    assert!(seen.contains(&format!("title=\"job {job}\"")), "{seen}");
+    let i = seen.find("<span class=\"elapsed\">").expect("elapsed time") + 22;
+    assert!(
+        seen[i..].starts_with(|c: char| c.is_ascii_digit()),
+        "{seen}"
+    );
+
+    let r = b.get(&format!("/session/{id}/jobs/{job}?wait=20"));
+    assert_eq!(r.json()["state"], "done", "{}", text(&r));
+    let after = row(&page(&b, &c));
+    assert!(!after.contains("class=\"job\""), "{after}");
+    assert!(
+        after.contains("show slow 5"),
+        "in the recent commands: {after}"
+    );
+}
