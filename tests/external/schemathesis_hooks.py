@@ -41,7 +41,15 @@ from typing import Any, Optional
 
 import schemathesis
 
-OPEN_PATHS = ("/session", "/telnet-session")
+# Routes that open a connection to a device (a session, a probe, a one-shot exec).
+OPEN_PATHS = (
+    "/session",
+    "/telnet-session",
+    "/probe",
+    "/telnet-probe",
+    "/api/v2.0/netmiko/send_command",
+    "/api/v2.0/netmiko/send_config",
+)
 LOOPBACK = "127.0.0.1"
 
 # Rust's str::trim() strips Unicode White_Space; so does the broker before parsing numbers.

@@ -809,6 +809,15 @@ def main(argv=None) -> int:
         device.run()
     except Closed as e:
         log(f"session closed: {e}")
+        # The last words (% Login invalid) must reach telnetd before the pty closes: wait until
+        # the output queue is read (telnetd may close the socket as soon as the child exits).
+        try:
+            import termios
+
+            termios.tcdrain(1)
+        except (ImportError, OSError):
+            pass
+        time.sleep(0.2)
     except Hangup as e:
         log(f"session gone: {e}")
     except Exception as e:  # a bug here must show in the log, not hang the test

@@ -229,7 +229,7 @@ def test_real_answers_match_the_document(fuzz_broker, demo_device):
         # another body), cancel, an unknown job, job_timeout.
         jobs = "/session/{session_id}/jobs"
         job = f"{jobs}/{{job_id}}"
-        push = {"commands": ["show slow 2", "show clock"], "wait": False, "idempotency_key": "test-45-push"}
+        push = {"commands": ["show slow 2", "show clock"], "wait": False, "timeout": 15, "idempotency_key": "test-45-push"}
         r = check("POST", ex, f"/session/{sid}/exec", push, expect=202)
         jid = r.json["job_id"]
         assert r.headers["location"] == r.json["status_url"] == f"/session/{sid}/jobs/{jid}", r

@@ -29,6 +29,7 @@ def scrape(api, **kw) -> dict:
         "netdev_broker_sessions": "gauge",
         "netdev_broker_session_opens": "counter",
         "netdev_broker_session_closes": "counter",
+        "netdev_broker_guard_events": "counter",
         "netdev_broker_session_connections_lost": "counter",
         "netdev_broker_keepalive_failures": "counter",
         "netdev_broker_exec_requests": "counter",
