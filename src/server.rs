@@ -39,6 +39,7 @@ fn api_live(c: &Config) -> ApiLive {
             host_key_policy: l.host_key_policy,
             host_key_policy_override_any: l.host_key_policy_override_any,
             legacy_hosts: l.legacy_hosts.parsed.clone(),
+            jumps: l.jump_hosts.clone(),
         },
     }
 }

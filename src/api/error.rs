@@ -255,27 +255,40 @@ impl From<GuardError> for Error {
 }
 
 impl From<crate::transport::ConnectError> for Error {
+    /// A jump host's failure (`Hop`) answers as the same failure would on a direct open, with
+    /// the hop named in the detail.
     fn from(e: crate::transport::ConnectError) -> Error {
         use crate::transport::ConnectError as C;
-        match e {
-            C::NotAllowed { .. } => Error::Forbidden(e.to_string()),
-            C::TimedOut { .. } => Error::OpenTimeout(e.to_string()),
-            C::Local {
-                ref context,
-                ref source,
-            } => Error::local_io(context, source),
-            C::Auth { .. } | C::KeyFile { .. } => Error::DeviceAuth(e.to_string()),
+        let detail = e.to_string();
+        let mut kind = &e;
+        let mut hop = None;
+        while let C::Hop { source, hop: n, .. } = kind {
+            hop.get_or_insert(*n);
+            kind = source;
+        }
+        match kind {
+            C::NotAllowed { .. } => Error::Forbidden(detail),
+            C::TimedOut { .. } => Error::OpenTimeout(detail),
+            C::Local { context, source } => Error::local_io(context, source),
+            C::Auth { .. } | C::KeyFile { .. } => Error::DeviceAuth(detail),
             C::Algorithm { field, message } => {
-                Error::validation(vec![json!("body"), json!(field)], message, "value_error")
+                let mut loc = vec![json!("body")];
+                if let Some(n) = hop {
+                    loc.extend([json!("jump"), json!(n - 1)]);
+                }
+                loc.push(json!(field));
+                Error::validation(loc, message.clone(), "value_error")
             }
-            C::Library { .. } => Error::Internal(e.to_string()),
+            C::Library { .. } => Error::Internal(detail),
             C::Resolve { .. }
             | C::NoAddress { .. }
             | C::Tcp { .. }
             | C::Socket { .. }
             | C::Ssh { .. }
             | C::HostKey { .. }
-            | C::NoSsh => Error::Connect(e.to_string()),
+            | C::Forward { .. }
+            | C::Hop { .. }
+            | C::NoSsh => Error::Connect(detail),
         }
     }
 }
@@ -454,6 +467,41 @@ mod tests {
                 .into(),
                 401,
                 "Authentication failed: h rejected the credentials",
+            ),
+            (
+                C::Hop {
+                    hop: 1,
+                    addr: "bastion:22".into(),
+                    source: Box::new(C::Auth {
+                        message: "bastion rejected the credentials".into(),
+                        source: None,
+                    }),
+                }
+                .into(),
+                401,
+                "Authentication failed: jump host 1 (bastion:22): bastion rejected the credentials",
+            ),
+            (
+                C::Hop {
+                    hop: 2,
+                    addr: "b2:22".into(),
+                    source: Box::new(C::timed_out("SSH handshake", "b2")),
+                }
+                .into(),
+                504,
+                "Connection timed out: jump host 2 (b2:22): SSH handshake to b2 did not complete in time",
+            ),
+            (
+                C::Forward {
+                    hop: 1,
+                    addr: "bastion.example:22".into(),
+                    target: "10.1.1.1:22".into(),
+                    refused: true,
+                    reason: "administratively prohibited".into(),
+                }
+                .into(),
+                502,
+                "Connection error: jump host 1 (bastion.example:22) refused the forward to 10.1.1.1:22: administratively prohibited",
             ),
             (
                 OpenError::SessionLimit { max: 3 }.into(),

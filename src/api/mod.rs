@@ -15,10 +15,11 @@ pub use host::HostGuard;
 use crate::api::error::Error;
 use crate::http::{Handler, Request, Responder, Response};
 use crate::platform;
-use crate::policy::{Algorithms, HostKeyPolicy, HostList};
+use crate::policy::{Algorithms, HostKeyPolicy, HostList, JumpRules};
 use crate::secret::Secret;
 use crate::session::driver::CmdResult;
 use crate::session::{ExecError, ExecReport, OpenRequest, Protocol, Registry};
+use crate::transport::Hop;
 use parking_lot::RwLock;
 use probe::ProbeRoute;
 use serde_json::{json, Value};
@@ -53,6 +54,8 @@ pub struct ApiTrust {
     pub host_key_policy: HostKeyPolicy,
     pub host_key_policy_override_any: bool,
     pub legacy_hosts: HostList,
+    /// The config's jump-host chains and rules.
+    pub jumps: JumpRules,
 }
 
 impl ApiTrust {
@@ -60,8 +63,11 @@ impl ApiTrust {
     /// missing path and a path outside key_dir get the same answer, so a client cannot probe
     /// which files exist elsewhere on the host.
     fn key_file(&self, k: &str) -> Result<std::path::PathBuf, Error> {
-        let bad =
-            |m: String| Error::validation(vec![json!("body"), json!("key_file")], m, "value_error");
+        self.key_file_at(k, vec![json!("body"), json!("key_file")])
+    }
+
+    fn key_file_at(&self, k: &str, loc: Vec<Value>) -> Result<std::path::PathBuf, Error> {
+        let bad = |m: String| Error::validation(loc.clone(), m, "value_error");
         let dir = self
             .key_dir
             .as_ref()
@@ -89,11 +95,19 @@ impl ApiTrust {
     }
 
     fn policy(&self, asked: Option<HostKeyPolicy>) -> Result<HostKeyPolicy, Error> {
+        self.policy_at(asked, vec![json!("body"), json!("host_key_policy")])
+    }
+
+    fn policy_at(
+        &self,
+        asked: Option<HostKeyPolicy>,
+        loc: Vec<Value>,
+    ) -> Result<HostKeyPolicy, Error> {
         match asked {
             None => Ok(self.host_key_policy),
             Some(p) if p >= self.host_key_policy || self.host_key_policy_override_any => Ok(p),
             Some(p) => Err(Error::validation(
-                vec![json!("body"), json!("host_key_policy")],
+                loc,
                 format!(
                     "{} is weaker than the broker's host_key_policy {} (allowed only with host_key_policy_override: any)",
                     p.name(),
@@ -102,6 +116,78 @@ impl ApiTrust {
                 "value_error",
             )),
         }
+    }
+
+    /// The jump hosts of an open: the request's `jump` (each hop's key file, host-key policy
+    /// and algorithms checked as a device's are), else the chain of the config's first
+    /// `jump_hosts` rule that matches the device, else none.
+    fn jump(&self, asked: Option<Vec<wire::JumpBody>>, device: &str) -> Result<Vec<Hop>, Error> {
+        let Some(list) = asked else {
+            let Some((name, hops)) = self.jumps.chain_for(device) else {
+                return Ok(Vec::new());
+            };
+            return hops
+                .iter()
+                .map(|h| {
+                    let key_file = match &h.key_file {
+                        Some(k) => Some(self.key_file(k).map_err(|e| {
+                            Error::Internal(format!(
+                                "jump_hosts chain {name:?}: key_file {k:?}: {}",
+                                match &e {
+                                    Error::Validation(v) => v
+                                        .iter()
+                                        .map(|f| f.msg.clone())
+                                        .collect::<Vec<_>>()
+                                        .join("; "),
+                                    other => other.to_string(),
+                                }
+                            ))
+                        })?),
+                        None => None,
+                    };
+                    Ok(Hop {
+                        algorithms: Algorithms {
+                            legacy: h
+                                .legacy_algorithms
+                                .unwrap_or_else(|| self.legacy_default(&h.host)),
+                            ..Default::default()
+                        },
+                        // The config's author chose it: no stricter-than check.
+                        host_key_policy: h.host_key_policy.unwrap_or(self.host_key_policy),
+                        host: h.host.clone(),
+                        port: h.port,
+                        username: h.username.clone(),
+                        password: h.password.clone(),
+                        key_file,
+                        passphrase: h.passphrase.clone(),
+                    })
+                })
+                .collect();
+        };
+        let mut out = Vec::new();
+        for (i, j) in list.into_iter().enumerate() {
+            let loc = |f: &str| vec![json!("body"), json!("jump"), json!(i), json!(f)];
+            let key_file = match &j.key_file {
+                Some(k) => Some(self.key_file_at(k, loc("key_file"))?),
+                None => None,
+            };
+            out.push(Hop {
+                algorithms: Algorithms {
+                    legacy: j
+                        .legacy_algorithms
+                        .unwrap_or_else(|| self.legacy_default(&j.host)),
+                    ..Default::default()
+                },
+                host_key_policy: self.policy_at(j.host_key_policy, loc("host_key_policy"))?,
+                port: j.port.unwrap_or(22),
+                host: j.host,
+                username: j.username,
+                password: j.password,
+                key_file,
+                passphrase: j.passphrase,
+            });
+        }
+        Ok(out)
     }
 
     fn legacy_default(&self, host: &str) -> bool {
@@ -482,6 +568,7 @@ impl Api {
             None => None,
         };
         let host_key_policy = live.trust.policy(b.host_key_policy)?;
+        let jump = live.trust.jump(b.jump, &b.host)?;
         let algorithms = Algorithms {
             legacy: b
                 .legacy_algorithms
@@ -511,6 +598,7 @@ impl Api {
             session_timeout: b.session_timeout.unwrap_or(live.default_session_timeout),
             enable_level: b.enable_level,
             keepalive_interval: b.keepalive_interval,
+            jump,
         })
     }
 

@@ -368,6 +368,108 @@ pub struct OpenBody {
     pub key_file: Option<String>,
     pub passphrase: Option<crate::secret::Secret>,
     pub host_key_policy: Option<crate::policy::HostKeyPolicy>,
+    /// Jump hosts, first hop first. None: the config's `jump_hosts` rules decide; empty:
+    /// direct.
+    pub jump: Option<Vec<JumpBody>>,
+}
+
+/// One jump host of a request's `jump` list.
+pub struct JumpBody {
+    pub host: String,
+    /// None: 22.
+    pub port: Option<u16>,
+    pub username: String,
+    pub password: Secret,
+    pub key_file: Option<String>,
+    pub passphrase: Option<Secret>,
+    pub legacy_algorithms: Option<bool>,
+    pub host_key_policy: Option<crate::policy::HostKeyPolicy>,
+}
+
+/// The fields of one jump host.
+const JUMP_FIELDS: &[&str] = &[
+    "host",
+    "port",
+    "username",
+    "password",
+    "key_file",
+    "passphrase",
+    "legacy_algorithms",
+    "host_key_policy",
+];
+
+/// `jump`: a list of at most [`crate::transport::MAX_HOPS`] jump hosts, each an object of
+/// [`JUMP_FIELDS`] (another field is refused: a typo must not send credentials elsewhere).
+fn jump_list(f: &mut Fields) -> Option<Vec<JumpBody>> {
+    let v = f.present("jump")?;
+    let Value::Array(list) = v else {
+        f.err("jump", "Input should be a valid list", "list_type");
+        return None;
+    };
+    let max = crate::transport::MAX_HOPS;
+    if list.len() > max {
+        f.err(
+            "jump",
+            format!("List should have at most {max} items"),
+            "too_long",
+        );
+        return None;
+    }
+    let mut out = Vec::new();
+    for (i, item) in list.iter().enumerate() {
+        let mut prefix = f.loc("jump");
+        prefix.push(json!(i));
+        let Value::Object(m) = item else {
+            f.errors.push(FieldError::new(
+                prefix,
+                "Input should be a valid dictionary",
+                "dict_type",
+            ));
+            continue;
+        };
+        let mut h = Fields::new(m, prefix);
+        for k in m.keys() {
+            if !JUMP_FIELDS.contains(&k.as_str()) {
+                h.err(k, "Extra inputs are not permitted", "extra_forbidden");
+            }
+        }
+        let host = h.login_text("host", true);
+        if let Some(x) = &host {
+            if let Err(m) = crate::transport::validate_host(x) {
+                h.err("host", m, "value_error");
+            }
+        }
+        let port = h.int("port", 1, 65_535).map(|p| p as u16);
+        let username = h.login_text("username", true);
+        let key_file = h
+            .login_text("key_file", false)
+            .filter(|k| !k.trim().is_empty());
+        let password = h.login_text("password", key_file.is_none());
+        let passphrase = h.login_text("passphrase", false);
+        let legacy_algorithms = h.boolean("legacy_algorithms");
+        let host_key_policy = match h.string("host_key_policy", false) {
+            Some(p) => match crate::policy::HostKeyPolicy::parse(&p) {
+                Ok(p) => Some(p),
+                Err(m) => {
+                    h.err("host_key_policy", m, "value_error");
+                    None
+                }
+            },
+            None => None,
+        };
+        f.errors.append(&mut h.errors);
+        out.push(JumpBody {
+            host: host.unwrap_or_default().trim().to_string(),
+            port,
+            username: username.unwrap_or_default(),
+            password: Secret::new(password.unwrap_or_default()),
+            key_file,
+            passphrase: passphrase.map(Secret::new),
+            legacy_algorithms,
+            host_key_policy,
+        });
+    }
+    Some(out)
 }
 
 pub fn open_body(body: &[u8]) -> Result<OpenBody, Error> {
@@ -422,8 +524,10 @@ pub fn open_body(body: &[u8]) -> Result<OpenBody, Error> {
             f.err("host", m, "value_error");
         }
     }
+    let jump = jump_list(&mut f);
     f.finish()?;
     Ok(OpenBody {
+        jump,
         host: host.unwrap_or_default().trim().to_string(),
         username: username.unwrap_or_default(),
         password: crate::secret::Secret::new(password.unwrap_or_default()),
@@ -1020,7 +1124,23 @@ pub fn status_json(h: &SessionHandle) -> Value {
         "host_key_check": i.host_key.as_ref().map(|k| k.verdict),
         "keepalives": s.keepalives,
         "last_keepalive": s.last_keepalive_at.map(iso8601),
+        "via": i.via.iter().map(|h| h.addr.as_str()).collect::<Vec<_>>(),
     });
+    if !i.via.is_empty() {
+        v["via_host_keys"] = i
+            .via
+            .iter()
+            .map(|h| {
+                json!({
+                    "hop": h.addr,
+                    "host_key_type": h.host_key.key_type,
+                    "host_key_fingerprint": h.host_key.fingerprint,
+                    "host_key_check": h.host_key.verdict,
+                    "algorithms": h.negotiated,
+                })
+            })
+            .collect();
+    }
     if let Some(p) = &s.keepalive_problem {
         v["keepalive_problem"] = json!(p);
     }

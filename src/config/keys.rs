@@ -7,7 +7,7 @@
 
 use super::{LogMode, WebUser};
 use crate::observe::mask::Masker;
-use crate::policy::{CommandRules, HostKeyPolicy, HostList};
+use crate::policy::{CommandRules, HostKeyPolicy, HostList, JumpRules};
 use crate::secret::Secret;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -110,6 +110,14 @@ pub struct Live {
     /// `localhost` and IP addresses (the DNS-rebinding guard); lower case, no trailing dot.
     #[serde(default, deserialize_with = "de::server_names")]
     pub server_names: Listed<Vec<String>>,
+    /// Named chains of jump hosts (with the broker's credentials for them) and the rules that
+    /// send devices through them.
+    #[serde(
+        default,
+        deserialize_with = "de::jump_hosts",
+        serialize_with = "show::jump_hosts"
+    )]
+    pub jump_hosts: JumpRules,
     #[serde(default, deserialize_with = "de::commands")]
     pub denied_commands: Vec<String>,
     #[serde(default, deserialize_with = "de::commands")]
@@ -377,6 +385,9 @@ mod de {
     pub fn web_users<'de, D: Deserializer<'de>>(d: D) -> R<Vec<WebUser>, D::Error> {
         with(d, web_users_of)
     }
+    pub fn jump_hosts<'de, D: Deserializer<'de>>(d: D) -> R<JumpRules, D::Error> {
+        with(d, jump_hosts_of)
+    }
     pub fn host_key_policy<'de, D: Deserializer<'de>>(d: D) -> R<HostKeyPolicy, D::Error> {
         with(d, |v| HostKeyPolicy::parse(&string_of(v)?))
     }
@@ -488,6 +499,16 @@ mod show {
             s.serialize_str("(none: dashboard off)")
         } else {
             s.serialize_str(&format!("{names} (password hashes ********)"))
+        }
+    }
+    pub fn jump_hosts<S: Serializer>(v: &JumpRules, s: S) -> R<S> {
+        if v.chains.is_empty() && v.rules.is_empty() {
+            return s.serialize_str("(none: devices are reached directly)");
+        }
+        if REVEAL.get() {
+            s.collect_seq(v.describe(Some(&digest)))
+        } else {
+            s.collect_seq(v.describe(None))
         }
     }
     pub fn secs<S: Serializer>(v: &Duration, s: S) -> R<S> {

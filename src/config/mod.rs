@@ -149,7 +149,7 @@ pub const MIN_WEB_SECRET_KEY: usize = 32;
 
 /// Keys whose values are secrets: masked by `check-config`, and a file holding any of them must
 /// not be readable by other users.
-pub const SECRET_KEYS: &[&str] = &["api_token", "web_secret_key", "web_users"];
+pub const SECRET_KEYS: &[&str] = &["api_token", "web_secret_key", "web_users", "jump_hosts"];
 
 /// Read one class's keys from the file's mapping (the other class's keys are ignored there).
 /// The error is (key, message); the key is "." for an error outside any key.

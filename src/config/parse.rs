@@ -116,3 +116,175 @@ pub fn web_users_of(v: &Value) -> Result<Vec<WebUser>, String> {
     }
     Ok(out)
 }
+
+/// `jump_hosts`: `chains` (name -> list of 1 to 3 hops) and `rules` (list of `{match, chain}`).
+pub fn jump_hosts_of(v: &Value) -> Result<crate::policy::JumpRules, String> {
+    use crate::policy::{HostKeyPolicy, HostList, JumpHost, JumpRule, JumpRules};
+    let m = match v {
+        Value::Null => return Ok(JumpRules::default()),
+        Value::Mapping(m) => m,
+        other => {
+            return Err(format!(
+                "expected a mapping with `chains` and `rules`, got {}",
+                kind(other)
+            ))
+        }
+    };
+    for k in m.keys() {
+        let k = string_of(k)?;
+        if k != "chains" && k != "rules" {
+            return Err(format!("unknown key {k:?} (expected chains, rules)"));
+        }
+    }
+    let mut out = JumpRules::default();
+    match m.get("chains") {
+        None | Some(Value::Null) => {}
+        Some(Value::Mapping(chains)) => {
+            for (name, hops) in chains {
+                let name = string_of(name)?;
+                let Value::Sequence(hops) = hops else {
+                    return Err(format!("chain {name:?}: expected a list of jump hosts"));
+                };
+                if hops.is_empty() || hops.len() > crate::transport::MAX_HOPS {
+                    return Err(format!(
+                        "chain {name:?}: 1 to {} jump hosts, got {}",
+                        crate::transport::MAX_HOPS,
+                        hops.len()
+                    ));
+                }
+                let mut chain = Vec::new();
+                for (i, h) in hops.iter().enumerate() {
+                    let at = |m: String| format!("chain {name:?} hop {}: {m}", i + 1);
+                    let Value::Mapping(hm) = h else {
+                        return Err(at(
+                            "expected a mapping (host, port, username, password or key_file)"
+                                .into(),
+                        ));
+                    };
+                    for k in hm.keys() {
+                        let k = string_of(k)?;
+                        if ![
+                            "host",
+                            "port",
+                            "username",
+                            "password",
+                            "key_file",
+                            "passphrase",
+                            "legacy_algorithms",
+                            "host_key_policy",
+                        ]
+                        .contains(&k.as_str())
+                        {
+                            return Err(at(format!("unknown key {k:?}")));
+                        }
+                    }
+                    let get = |k: &str| -> Result<Option<String>, String> {
+                        hm.get(k)
+                            .filter(|v| !v.is_null())
+                            .map(string_of)
+                            .transpose()
+                            .map_err(|m| at(format!("{k}: {m}")))
+                    };
+                    let host = get("host")?
+                        .filter(|s| !s.trim().is_empty())
+                        .ok_or_else(|| at("host is required".into()))?;
+                    let host = crate::transport::validate_host(&host)
+                        .map_err(at)?
+                        .to_string();
+                    let port = match hm.get("port").filter(|v| !v.is_null()) {
+                        Some(p) => {
+                            int_in(p, 1, 65_535).map_err(|m| at(format!("port: {m}")))? as u16
+                        }
+                        None => 22,
+                    };
+                    let username = get("username")?
+                        .filter(|s| !s.is_empty())
+                        .ok_or_else(|| at("username is required".into()))?;
+                    let password = get("password")?.unwrap_or_default();
+                    let key_file = get("key_file")?.filter(|s| !s.trim().is_empty());
+                    if password.is_empty() && key_file.is_none() {
+                        return Err(at("password or key_file is required".into()));
+                    }
+                    let legacy_algorithms =
+                        match hm.get("legacy_algorithms").filter(|v| !v.is_null()) {
+                            Some(b) => Some(
+                                boolean_of(b).map_err(|m| at(format!("legacy_algorithms: {m}")))?,
+                            ),
+                            None => None,
+                        };
+                    let host_key_policy = get("host_key_policy")?
+                        .map(|p| HostKeyPolicy::parse(&p))
+                        .transpose()
+                        .map_err(at)?;
+                    let no_control = |s: &str, k: &str| {
+                        if s.chars().any(|c| c.is_control()) {
+                            Err(at(format!("{k} must not contain control characters")))
+                        } else {
+                            Ok(())
+                        }
+                    };
+                    no_control(&username, "username")?;
+                    no_control(&password, "password")?;
+                    chain.push(JumpHost {
+                        host,
+                        port,
+                        username,
+                        password: Secret::new(password),
+                        key_file,
+                        passphrase: get("passphrase")?.map(Secret::new),
+                        legacy_algorithms,
+                        host_key_policy,
+                    });
+                }
+                out.chains.push((name, chain));
+            }
+        }
+        Some(other) => {
+            return Err(format!(
+                "chains: expected a mapping of names to lists of jump hosts, got {}",
+                kind(other)
+            ))
+        }
+    }
+    match m.get("rules") {
+        None | Some(Value::Null) => {}
+        Some(Value::Sequence(rules)) => {
+            for (i, r) in rules.iter().enumerate() {
+                let at = |m: String| format!("rule {}: {m}", i + 1);
+                let Value::Mapping(rm) = r else {
+                    return Err(at("expected a mapping {match: [...], chain: name}".into()));
+                };
+                let written = match rm.get("match") {
+                    Some(Value::String(s)) => vec![s.clone()],
+                    Some(v) => list(v).map_err(|m| at(format!("match: {m}")))?,
+                    None => Vec::new(),
+                };
+                if written.is_empty() {
+                    return Err(at("match (CIDRs or hostname globs) is required".into()));
+                }
+                let devices = HostList::parse(&written).map_err(|m| at(format!("match: {m}")))?;
+                let chain = rm
+                    .get("chain")
+                    .map(string_of)
+                    .transpose()
+                    .map_err(|m| at(format!("chain: {m}")))?
+                    .ok_or_else(|| at("chain is required".into()))?;
+                if !out.chains.iter().any(|(n, _)| *n == chain) {
+                    return Err(at(format!("no chain named {chain:?} under chains")));
+                }
+                out.rules.push(JumpRule {
+                    devices,
+                    written,
+                    chain,
+                });
+            }
+        }
+        Some(other) => {
+            return Err(format!(
+                "rules: expected a list of {{match, chain}}, got {}",
+                kind(other)
+            ))
+        }
+    }
+    Ok(out)
+}

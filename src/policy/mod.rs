@@ -5,6 +5,7 @@
 mod algorithms;
 mod commands;
 mod host_keys;
+mod jumps;
 mod known_hosts;
 mod reach;
 
@@ -13,5 +14,6 @@ pub use algorithms::algorithms_for_key_type;
 pub use algorithms::Algorithms;
 pub use commands::CommandRules;
 pub use host_keys::HostKeyPolicy;
+pub use jumps::{JumpHost, JumpRule, JumpRules};
 pub use known_hosts::{HostKeySeen, KnownHosts};
 pub use reach::HostList;

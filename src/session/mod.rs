@@ -21,7 +21,7 @@ use crate::secret::Secret;
 #[cfg(feature = "ssh")]
 use crate::transport::ssh::{SshParams, SshTransport};
 use crate::transport::telnet::TelnetTransport;
-use crate::transport::{Reach, Transport};
+use crate::transport::{Hop, HopSeen, Reach, Transport};
 use crate::util::random_id;
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
 use driver::{CmdFail, CmdResult, Driver, ExecItem, Keepalive, Login, OpenOptions};
@@ -81,6 +81,9 @@ pub struct OpenRequest {
     pub passphrase: Option<Secret>,
     pub algorithms: Algorithms,
     pub host_key_policy: HostKeyPolicy,
+    /// Jump hosts to go through, first hop first (empty: direct). Their secrets are dropped
+    /// with the request's, once the session is up.
+    pub jump: Vec<Hop>,
 }
 
 #[derive(Debug, Clone)]
@@ -101,6 +104,8 @@ pub struct SessionInfo {
     pub keepalive_interval: Duration,
     /// SSH: the device's host key (type, SHA256 fingerprint, verdict).
     pub host_key: Option<HostKeySeen>,
+    /// The jump hosts the session goes through, first hop first, with their host keys.
+    pub via: Vec<HopSeen>,
 }
 
 #[derive(Debug, Clone)]
@@ -678,16 +683,19 @@ fn session_main(reg: Arc<Registry>, id: String, req: OpenRequest, reply: OpenRep
         platform,
         session_timeout,
         keepalive_interval,
+        jump,
         ..
     } = req;
     // Credentials are not needed any more (Secret zeroes its memory on drop).
     drop(password);
     drop(enable_secret);
     drop(passphrase);
+    drop(jump);
     let Opened {
         driver,
         negotiated,
         host_key,
+        via,
     } = match opened {
         Ok(x) => x,
         Err(e) => {
@@ -715,6 +723,7 @@ fn session_main(reg: Arc<Registry>, id: String, req: OpenRequest, reply: OpenRep
         negotiated,
         keepalive_interval: keepalive_interval.unwrap_or(reg.settings.keepalive_interval),
         host_key,
+        via,
     };
     let handle = Arc::new(SessionHandle {
         info: info.clone(),
@@ -746,11 +755,12 @@ fn session_main(reg: Arc<Registry>, id: String, req: OpenRequest, reply: OpenRep
         sd
     };
     log::info!(
-        "session {id} host {}: opened {}@{}:{} ({}, {}{}) in {} ms; prompt {:?}, mode {}",
+        "session {id} host {}: opened {}@{}:{}{} ({}, {}{}) in {} ms; prompt {:?}, mode {}",
         info.host,
         info.username,
         info.host,
         info.port,
+        via_text(&info.via),
         info.device_type,
         info.negotiated,
         info.host_key
@@ -770,11 +780,30 @@ fn session_main(reg: Arc<Registry>, id: String, req: OpenRequest, reply: OpenRep
     serve(&reg, &handle, driver, rx);
 }
 
+/// " via a:22 (host key ED25519 SHA256:..., known), b:22 (...)" for the open's log line.
+fn via_text(via: &[HopSeen]) -> String {
+    if via.is_empty() {
+        return String::new();
+    }
+    let hops: Vec<String> = via
+        .iter()
+        .map(|h| {
+            format!(
+                "{} (host key {} {} {})",
+                h.addr, h.host_key.key_type, h.host_key.fingerprint, h.host_key.verdict
+            )
+        })
+        .collect();
+    format!(" via {}", hops.join(", "))
+}
+
 /// A session's driver, right after login and prompt discovery.
 pub(crate) struct Opened {
     pub driver: Driver,
     pub negotiated: String,
     pub host_key: Option<HostKeySeen>,
+    /// The jump hosts it went through.
+    pub via: Vec<HopSeen>,
 }
 
 /// Connect, log in and find the prompt (TCP, SSH key exchange or Telnet login, enable), on a
@@ -787,9 +816,42 @@ pub(crate) fn open_driver(
 ) -> Result<Opened, OpenError> {
     let deadline = Instant::now() + req.connect_timeout;
     let allowed_hosts = settings.allowed_hosts.read().clone();
+    let id8 = thread_name
+        .split_once('-')
+        .map_or(thread_name.as_str(), |(_, id)| id)
+        .to_string();
     let open = || {
         #[cfg_attr(not(feature = "ssh"), allow(unused_mut))]
         let mut host_key = None;
+        #[cfg_attr(not(feature = "ssh"), allow(unused_mut))]
+        let mut via = Vec::new();
+        let reach = Reach {
+            allowed: &allowed_hosts,
+            dead_peer_timeout: settings.dead_peer_timeout,
+        };
+        // Through jump hosts: the chain first (each hop's host key, login and forward), then
+        // the device's own transport on the chain's forwarded stream.
+        #[cfg(feature = "ssh")]
+        let chain = if req.jump.is_empty() {
+            None
+        } else {
+            let (stream, chain) = crate::transport::jump::connect(
+                &req.jump,
+                &req.host,
+                req.port,
+                reach,
+                &settings.known_hosts,
+                deadline,
+                &id8,
+            )?;
+            via = chain.via.clone();
+            Some((stream, chain))
+        };
+        #[cfg(not(feature = "ssh"))]
+        if !req.jump.is_empty() {
+            let _ = &id8;
+            return Err(OpenError::Connect(crate::transport::ConnectError::NoSsh));
+        }
         let (transport, login): (Box<dyn Transport>, _) = match req.protocol {
             // A build without the `ssh` feature (the fuzz targets') cannot open SSH sessions.
             #[cfg(not(feature = "ssh"))]
@@ -806,26 +868,50 @@ pub(crate) fn open_driver(
                     algorithms: &req.algorithms,
                     known_hosts: &settings.known_hosts,
                     policy: req.host_key_policy,
-                    reach: Reach {
-                        allowed: &allowed_hosts,
-                        dead_peer_timeout: settings.dead_peer_timeout,
-                    },
+                    reach,
                 };
-                let t = SshTransport::connect(&params, deadline)?;
-                host_key = t.host_key.clone();
-                (Box::new(t), None)
+                let t: Box<dyn Transport> = match chain {
+                    None => {
+                        let t = SshTransport::connect(&params, deadline)?;
+                        host_key = t.host_key.clone();
+                        Box::new(t)
+                    }
+                    Some((stream, chain)) => {
+                        let (session, offered) = crate::transport::ssh::new_session(&params)?;
+                        let t = SshTransport::over(session, &offered, &params, stream, deadline);
+                        // A failed device login: the chain is torn down (dropped) here.
+                        let t = t?;
+                        host_key = t.host_key.clone();
+                        Box::new(crate::transport::jump::Jumped::new(Box::new(t), chain))
+                    }
+                };
+                (t, None)
             }
             Protocol::Telnet => {
-                let reach = Reach {
-                    allowed: &allowed_hosts,
-                    dead_peer_timeout: settings.dead_peer_timeout,
+                #[cfg(feature = "ssh")]
+                let t: Box<dyn Transport> = match chain {
+                    None => Box::new(TelnetTransport::connect(
+                        &req.host, req.port, reach, deadline, None,
+                    )?),
+                    Some((stream, chain)) => {
+                        let t = TelnetTransport::over(
+                            crate::transport::Stream::Unix(stream),
+                            &req.host,
+                            req.port,
+                            None,
+                        )?;
+                        Box::new(crate::transport::jump::Jumped::new(Box::new(t), chain))
+                    }
                 };
-                let t = TelnetTransport::connect(&req.host, req.port, reach, deadline, None)?;
+                #[cfg(not(feature = "ssh"))]
+                let t: Box<dyn Transport> = Box::new(TelnetTransport::connect(
+                    &req.host, req.port, reach, deadline, None,
+                )?);
                 let login = Login {
                     username: &req.username,
                     password: &req.password,
                 };
-                (Box::new(t), Some(login))
+                (t, Some(login))
             }
         };
         let driver = Driver::open(
@@ -845,6 +931,7 @@ pub(crate) fn open_driver(
             driver,
             negotiated,
             host_key,
+            via,
         })
     };
     // The open (TCP, SSH key exchange, login, prompt discovery) runs on a short-lived thread:

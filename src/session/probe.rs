@@ -85,6 +85,7 @@ fn probe_as(settings: &Settings, id: String, req: ProbeRequest) -> ProbeOutcome 
         mut driver,
         negotiated,
         host_key,
+        ..
     } = match opened {
         Ok(o) => o,
         Err(e) => {

@@ -72,6 +72,22 @@ pub enum ConnectError {
     },
     /// This build has no SSH transport (the fuzz build).
     NoSsh,
+    /// Reaching or logging in to jump host `hop` (1-based) failed; `source` says how. The
+    /// status a client gets is the one `source` would get on a direct open.
+    Hop {
+        hop: usize,
+        addr: String,
+        source: Box<ConnectError>,
+    },
+    /// Jump host `hop` did not open its `direct-tcpip` forward to `target` (the next hop or the
+    /// device): `refused` when its policy prohibits it, else it could not connect.
+    Forward {
+        hop: usize,
+        addr: String,
+        target: String,
+        refused: bool,
+        reason: String,
+    },
 }
 
 impl ConnectError {
@@ -107,6 +123,29 @@ impl fmt::Display for ConnectError {
             | ConnectError::Algorithm { message, .. }
             | ConnectError::Library { message, .. } => f.write_str(message),
             ConnectError::NoSsh => f.write_str("this build has no SSH transport"),
+            ConnectError::Hop { hop, addr, source } => {
+                write!(f, "jump host {hop} ({addr}): {source}")
+            }
+            ConnectError::Forward {
+                hop,
+                addr,
+                target,
+                refused: true,
+                reason,
+            } => write!(
+                f,
+                "jump host {hop} ({addr}) refused the forward to {target}: {reason}"
+            ),
+            ConnectError::Forward {
+                hop,
+                addr,
+                target,
+                reason,
+                ..
+            } => write!(
+                f,
+                "jump host {hop} ({addr}) could not connect to {target}: {reason}"
+            ),
         }
     }
 }

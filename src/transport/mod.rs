@@ -2,6 +2,8 @@
 //! They know nothing of prompts or platforms.
 
 mod error;
+#[cfg(feature = "ssh")]
+pub mod jump;
 #[cfg(test)]
 pub mod scripted;
 #[cfg(feature = "ssh")]
@@ -10,11 +12,105 @@ pub mod telnet;
 
 pub use error::{Cause, ConnectError};
 
-use crate::policy::HostList;
+use crate::policy::{Algorithms, HostKeyPolicy, HostKeySeen, HostList};
+use crate::secret::Secret;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// Most jump hosts in one chain.
+pub const MAX_HOPS: usize = 3;
+
+/// One jump host and the login the broker uses on it.
+#[derive(Clone)]
+pub struct Hop {
+    pub host: String,
+    pub port: u16,
+    pub username: String,
+    /// May be empty with key auth.
+    pub password: Secret,
+    /// Already checked to lie inside key_dir.
+    pub key_file: Option<std::path::PathBuf>,
+    pub passphrase: Option<Secret>,
+    pub algorithms: Algorithms,
+    pub host_key_policy: HostKeyPolicy,
+}
+
+impl Hop {
+    /// `host:port`, as the status and the errors name it.
+    pub fn addr(&self) -> String {
+        host_port(&self.host, self.port)
+    }
+}
+
+pub(crate) fn host_port(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// What the broker saw of one hop: its address, host key and algorithms.
+#[derive(Debug, Clone)]
+pub struct HopSeen {
+    pub addr: String,
+    pub host_key: HostKeySeen,
+    pub negotiated: String,
+}
+
+/// A connected byte stream to a device: its TCP socket, or the broker's end of a jump chain's
+/// socketpair (a pump thread copies the other end to and from the last hop's channel).
+pub enum Stream {
+    Tcp(TcpStream),
+    Unix(std::os::unix::net::UnixStream),
+}
+
+impl Stream {
+    pub fn set_nonblocking(&self, on: bool) -> std::io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.set_nonblocking(on),
+            Stream::Unix(s) => s.set_nonblocking(on),
+        }
+    }
+    pub fn shutdown(&self) {
+        let _ = match self {
+            Stream::Tcp(s) => s.shutdown(std::net::Shutdown::Both),
+            Stream::Unix(s) => s.shutdown(std::net::Shutdown::Both),
+        };
+    }
+}
+
+impl std::io::Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.read(buf),
+            Stream::Unix(s) => s.read(buf),
+        }
+    }
+}
+
+impl std::io::Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.write(buf),
+            Stream::Unix(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl AsRawFd for Stream {
+    fn as_raw_fd(&self) -> RawFd {
+        match self {
+            Stream::Tcp(s) => s.as_raw_fd(),
+            Stream::Unix(s) => s.as_raw_fd(),
+        }
+    }
+}
 
 /// Where `telnet-debug` (and nothing in normal operation) receives a line per event.
 pub type Trace = Arc<dyn Fn(&str) + Send + Sync>;

@@ -55,14 +55,14 @@ fn is_auth_error(e: &ssh2::Error) -> bool {
     )
 }
 
-fn is_timeout(e: &ssh2::Error) -> bool {
+pub(crate) fn is_timeout(e: &ssh2::Error) -> bool {
     matches!(
         e.code(),
         ssh2::ErrorCode::Session(-9) | ssh2::ErrorCode::Session(-37)
     ) // TIMEOUT, EAGAIN
 }
 
-fn ssh_err(stage: &str, host: &str, e: ssh2::Error) -> ConnectError {
+pub(crate) fn ssh_err(stage: &str, host: &str, e: ssh2::Error) -> ConnectError {
     if is_timeout(&e) {
         return timed_out(stage, host);
     }
@@ -189,117 +189,175 @@ impl ssh2::KeyboardInteractivePrompt for Answer<'_> {
     }
 }
 
-impl SshTransport {
-    pub fn connect(p: &SshParams, deadline: Instant) -> Result<SshTransport, ConnectError> {
-        let host = p.host;
-        // Algorithm lists are checked before anything connects: a bad name is a 422.
-        let mut session = ssh2::Session::new().map_err(|e| ConnectError::Library {
-            message: format!("libssh2 init: {e}"),
-            source: Some(Box::new(e)),
-        })?;
-        let offered = set_algorithms(&session, p)?;
-        let stream = connect_tcp(host, p.port, p.reach, deadline)?;
-        let fd = stream.as_raw_fd();
-        session.set_tcp_stream(stream);
-        session.set_blocking(true);
-        let step = |s: &ssh2::Session, what: &str| -> Result<(), ConnectError> {
-            let left = remaining(deadline).ok_or_else(|| timed_out(what, host))?;
-            s.set_timeout(left.as_millis().clamp(1, u32::MAX as u128) as u32);
-            Ok(())
-        };
+/// A libssh2 session with this connection's algorithm preferences set, before anything
+/// connects (a bad explicit list is a 422 with nothing sent). Returns it and a summary of what
+/// it offers, for the handshake's error message.
+pub(crate) fn new_session(p: &SshParams) -> Result<(ssh2::Session, String), ConnectError> {
+    let session = ssh2::Session::new().map_err(|e| ConnectError::Library {
+        message: format!("libssh2 init: {e}"),
+        source: Some(Box::new(e)),
+    })?;
+    let offered = set_algorithms(&session, p)?;
+    Ok((session, offered))
+}
 
-        step(&session, "SSH handshake")?;
-        session.handshake().map_err(|e| match e.code() {
-            ssh2::ErrorCode::Session(-5) | ssh2::ErrorCode::Session(-8) => ConnectError::Ssh {
-                message: format!(
-                    "SSH handshake with {host} failed in key exchange ({}), most often because no algorithm is common. Offered {offered}. \
-                     Old devices often speak only SHA-1 algorithms: open the session with \
-                     \"legacy_algorithms\": true (or list them in kex / host_key_algorithms / ciphers / macs)",
-                    e.message()
-                ),
+/// Set libssh2's timeout (blocking mode) to what is left of the deadline before a stage.
+pub(crate) fn step(
+    s: &ssh2::Session,
+    what: &str,
+    host: &str,
+    deadline: Instant,
+) -> Result<(), ConnectError> {
+    let left = remaining(deadline).ok_or_else(|| timed_out(what, host))?;
+    s.set_timeout(left.as_millis().clamp(1, u32::MAX as u128) as u32);
+    Ok(())
+}
+
+/// On a connected stream (a TCP socket, or a jump host's forwarded stream): the SSH handshake,
+/// the host key through known_hosts and the policy (refused: nothing more is sent, no
+/// credentials), then authentication. The session is left blocking, with libssh2's timeout set.
+pub(crate) fn login<S: AsRawFd + 'static>(
+    session: &mut ssh2::Session,
+    offered: &str,
+    p: &SshParams,
+    stream: S,
+    deadline: Instant,
+) -> Result<HostKeySeen, ConnectError> {
+    let host = p.host;
+    session.set_tcp_stream(stream);
+    session.set_blocking(true);
+    let step = |s: &ssh2::Session, what: &str| step(s, what, host, deadline);
+
+    step(session, "SSH handshake")?;
+    session.handshake().map_err(|e| match e.code() {
+        ssh2::ErrorCode::Session(-5) | ssh2::ErrorCode::Session(-8) => ConnectError::Ssh {
+            message: format!(
+                "SSH handshake with {host} failed in key exchange ({}), most often because no algorithm is common. Offered {offered}. \
+                 Old devices often speak only SHA-1 algorithms: open the session with \
+                 \"legacy_algorithms\": true (or list them in kex / host_key_algorithms / ciphers / macs)",
+                e.message()
+            ),
+            source: Some(Box::new(e)),
+        },
+        _ => ssh_err("SSH handshake", host, e),
+    })?;
+    let host_key = match session.host_key() {
+        Some((blob, _)) => p.known_hosts.verify(host, p.port, blob, p.policy)?,
+        None => {
+            return Err(ConnectError::HostKey {
+                message: format!("{host} presented no host key"),
+            })
+        }
+    };
+
+    step(session, "authentication")?;
+    let methods = session
+        .auth_methods(p.username)
+        .map_err(|e| ssh_err("authentication", host, e))?
+        .to_string();
+    let offers = |m: &str| methods.split(',').any(|x| x == m);
+    let mut auth_err = None;
+    if let Some(key) = p.key_file {
+        if offers("publickey") {
+            step(session, "authentication")?;
+            if let Err(e) = session.userauth_pubkey_file(
+                p.username,
+                None,
+                key,
+                p.passphrase.map(|s| s.expose()),
+            ) {
+                // A wrong passphrase or an unreadable key is our side's problem: say so.
+                if !is_auth_error(&e) {
+                    return Err(ConnectError::KeyFile {
+                        message: format!(
+                            "key authentication to {host} failed: {} (libssh2 error {}; wrong passphrase or unusable key file?)",
+                            e.message(),
+                            e.code()
+                        ),
+                        source: Some(Box::new(e)),
+                    });
+                }
+                auth_err = Some(e);
+            }
+        }
+    }
+    let password = !p.password.is_empty();
+    if !session.authenticated() && password && offers("password") {
+        step(session, "authentication")?;
+        if let Err(e) = session.userauth_password(p.username, p.password.expose()) {
+            if !is_auth_error(&e) {
+                return Err(ssh_err("authentication", host, e));
+            }
+            auth_err = Some(e);
+        }
+    }
+    if !session.authenticated() && password && offers("keyboard-interactive") {
+        step(session, "authentication")?;
+        if let Err(e) = session.userauth_keyboard_interactive(
+            p.username,
+            &mut Answer {
+                username: p.username,
+                password: p.password.expose(),
+            },
+        ) {
+            if !is_auth_error(&e) {
+                return Err(ssh_err("authentication", host, e));
+            }
+            auth_err = Some(e);
+        }
+    }
+    if !session.authenticated() {
+        return Err(match auth_err {
+            Some(e) => ConnectError::Auth {
+                message: format!("{host} rejected the credentials for user {:?}", p.username),
                 source: Some(Box::new(e)),
             },
-            _ => ssh_err("SSH handshake", host, e),
-        })?;
-        let host_key = match session.host_key() {
-            Some((blob, _)) => Some(p.known_hosts.verify(host, p.port, blob, p.policy)?),
-            None => {
-                return Err(ConnectError::HostKey {
-                    message: format!("{host} presented no host key"),
-                })
-            }
-        };
+            None => ConnectError::Auth {
+                message: format!(
+                    "{host} offers no authentication method we can use with the credentials given (methods: {methods})"
+                ),
+                source: None,
+            },
+        });
+    }
+    Ok(host_key)
+}
 
-        step(&session, "authentication")?;
-        let methods = session
-            .auth_methods(p.username)
-            .map_err(|e| ssh_err("authentication", host, e))?
-            .to_string();
-        let offers = |m: &str| methods.split(',').any(|x| x == m);
-        let mut auth_err = None;
-        if let Some(key) = p.key_file {
-            if offers("publickey") {
-                step(&session, "authentication")?;
-                if let Err(e) = session.userauth_pubkey_file(
-                    p.username,
-                    None,
-                    key,
-                    p.passphrase.map(|s| s.expose()),
-                ) {
-                    // A wrong passphrase or an unreadable key is our side's problem: say so.
-                    if !is_auth_error(&e) {
-                        return Err(ConnectError::KeyFile {
-                            message: format!(
-                                "key authentication to {host} failed: {} (libssh2 error {}; wrong passphrase or unusable key file?)",
-                                e.message(),
-                                e.code()
-                            ),
-                            source: Some(Box::new(e)),
-                        });
-                    }
-                    auth_err = Some(e);
-                }
-            }
-        }
-        let password = !p.password.is_empty();
-        if !session.authenticated() && password && offers("password") {
-            step(&session, "authentication")?;
-            if let Err(e) = session.userauth_password(p.username, p.password.expose()) {
-                if !is_auth_error(&e) {
-                    return Err(ssh_err("authentication", host, e));
-                }
-                auth_err = Some(e);
-            }
-        }
-        if !session.authenticated() && password && offers("keyboard-interactive") {
-            step(&session, "authentication")?;
-            if let Err(e) = session.userauth_keyboard_interactive(
-                p.username,
-                &mut Answer {
-                    username: p.username,
-                    password: p.password.expose(),
-                },
-            ) {
-                if !is_auth_error(&e) {
-                    return Err(ssh_err("authentication", host, e));
-                }
-                auth_err = Some(e);
-            }
-        }
-        if !session.authenticated() {
-            return Err(match auth_err {
-                Some(e) => ConnectError::Auth {
-                    message: format!("{host} rejected the credentials for user {:?}", p.username),
-                    source: Some(Box::new(e)),
-                },
-                None => ConnectError::Auth {
-                    message: format!(
-                        "{host} offers no authentication method we can use with the credentials given (methods: {methods})"
-                    ),
-                    source: None,
-                },
-            });
-        }
+/// "kex / hostkey / cipher / mac" as negotiated.
+pub(crate) fn negotiated(session: &ssh2::Session) -> String {
+    [
+        ssh2::MethodType::Kex,
+        ssh2::MethodType::HostKey,
+        ssh2::MethodType::CryptCs,
+        ssh2::MethodType::MacCs,
+    ]
+    .iter()
+    .map(|m| session.methods(*m).unwrap_or("?").to_string())
+    .collect::<Vec<_>>()
+    .join(" / ")
+}
+
+impl SshTransport {
+    pub fn connect(p: &SshParams, deadline: Instant) -> Result<SshTransport, ConnectError> {
+        // Algorithm lists are checked before anything connects: a bad name is a 422.
+        let (session, offered) = new_session(p)?;
+        let stream = connect_tcp(p.host, p.port, p.reach, deadline)?;
+        Self::over(session, &offered, p, stream, deadline)
+    }
+
+    /// The device session on a stream already connected to it: TCP, or the forwarded stream
+    /// of a jump chain (one end of a socketpair whose other end a pump thread serves).
+    pub(crate) fn over<S: AsRawFd + 'static>(
+        mut session: ssh2::Session,
+        offered: &str,
+        p: &SshParams,
+        stream: S,
+        deadline: Instant,
+    ) -> Result<SshTransport, ConnectError> {
+        let host = p.host;
+        let fd = stream.as_raw_fd();
+        let host_key = Some(login(&mut session, offered, p, stream, deadline)?);
+        let step = |s: &ssh2::Session, what: &str| step(s, what, host, deadline);
 
         step(&session, "opening the shell channel")?;
         let mut channel = session
@@ -317,16 +375,7 @@ impl SshTransport {
             .shell()
             .map_err(|e| ssh_err("shell request", host, e))?;
 
-        let negotiated = [
-            ssh2::MethodType::Kex,
-            ssh2::MethodType::HostKey,
-            ssh2::MethodType::CryptCs,
-            ssh2::MethodType::MacCs,
-        ]
-        .iter()
-        .map(|m| session.methods(*m).unwrap_or("?").to_string())
-        .collect::<Vec<_>>()
-        .join(" / ");
+        let negotiated = negotiated(&session);
         // want_reply false: libssh2 1.11 queues the server's answer to each keepalive
         // (SSH_MSG_REQUEST_FAILURE) on the session and never frees it; every channel read then
         // walks the growing list (libssh2 issue #623). About 110 bytes per keepalive, one per

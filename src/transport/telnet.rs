@@ -8,10 +8,10 @@
 //! line break is sent as CR LF (the NVT newline).
 
 use super::{
-    connect_tcp, escape_bytes, poll_fd, ConnectError, Reach, Trace, Transport, TransportError,
+    connect_tcp, escape_bytes, poll_fd, ConnectError, Reach, Stream, Trace, Transport,
+    TransportError,
 };
 use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::os::fd::AsRawFd;
 use std::time::Instant;
 
@@ -309,7 +309,7 @@ pub fn encode(data: &[u8]) -> Vec<u8> {
 }
 
 pub struct TelnetTransport {
-    stream: TcpStream,
+    stream: Stream,
     codec: Codec,
     raw: Vec<u8>,
     data: Vec<u8>,
@@ -326,6 +326,17 @@ impl TelnetTransport {
         trace: Option<Trace>,
     ) -> Result<TelnetTransport, ConnectError> {
         let stream = connect_tcp(host, port, reach, deadline)?;
+        Self::over(Stream::Tcp(stream), host, port, trace)
+    }
+
+    /// Telnet on a stream already connected to the device: TCP, or a jump chain's forwarded
+    /// stream.
+    pub(crate) fn over(
+        stream: Stream,
+        host: &str,
+        port: u16,
+        trace: Option<Trace>,
+    ) -> Result<TelnetTransport, ConnectError> {
         stream
             .set_nonblocking(true)
             .map_err(|source| ConnectError::Socket {
@@ -451,7 +462,7 @@ impl Transport for TelnetTransport {
     }
 
     fn close(&mut self, _deadline: Instant) {
-        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+        self.stream.shutdown();
     }
 
     fn protocol(&self) -> &'static str {

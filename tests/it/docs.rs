@@ -502,7 +502,8 @@ fn documented_body_fields_are_the_parsed_ones() {
             "kex",
             "host_key_algorithms",
             "ciphers",
-            "macs"
+            "macs",
+            "jump"
         ]
     );
     for f in &open {
@@ -511,6 +512,33 @@ fn documented_body_fields_are_the_parsed_ones() {
         let r = b.post("/session", &body);
         assert_eq!(r.status, 422, "{f}");
         assert_eq!(r.json()["detail"][0]["loc"], serde_json::json!(["body", f]));
+    }
+    // Each jump host's fields, located under body.jump[0].
+    let hop = fields("JumpHost");
+    assert_eq!(
+        hop,
+        [
+            "host",
+            "port",
+            "username",
+            "password",
+            "key_file",
+            "passphrase",
+            "legacy_algorithms",
+            "host_key_policy"
+        ]
+    );
+    for f in &hop {
+        let mut j = serde_json::json!({"host": "bastion", "username": "u", "password": "p"});
+        j[f.as_str()] = serde_json::json!({"wrong": "type"});
+        let body =
+            serde_json::json!({"host": "127.0.0.1", "username": "u", "password": "p", "jump": [j]});
+        let r = b.post("/session", &body);
+        assert_eq!(r.status, 422, "{f}");
+        assert_eq!(
+            r.json()["detail"][0]["loc"],
+            serde_json::json!(["body", "jump", 0, f])
+        );
     }
     let probe = fields("ProbeRequest");
     assert_eq!(

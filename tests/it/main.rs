@@ -11,6 +11,7 @@ mod faults;
 mod guard;
 mod hardening;
 mod jobs;
+mod jump;
 mod malformed;
 mod metrics;
 mod platforms;

@@ -1,0 +1,667 @@
+//! Devices behind jump hosts, on a network the test builds: namespaces `c` (the broker, run as
+//! the real binary, and its client; one link, to the bastion, and no default route), `b`
+//! (bastion 1: a real OpenSSH sshd), `b2` (bastion 2, reachable only from `b`) and `d` (the
+//! fake devices, reachable from `b` on 10.214.2.0/24 and from `b2` on 10.214.4.0/24, not from
+//! `c`). Namespaces need root and iproute2; sshd needs openssh-server. Skipped without them,
+//! except in CI.
+//!
+//! ```text
+//!  c 10.214.1.1 ── 10.214.1.2 b 10.214.2.1 ── 10.214.2.2 d
+//!                             b 10.214.3.1 ── 10.214.3.2 b2 10.214.4.1 ── 10.214.4.2 d
+//! ```
+
+use crate::child::{Broker, Output};
+use crate::support::*;
+use fake_device::{DeviceConfig, DeviceOptions, FakeDevice, TelnetDevice};
+use serde_json::{json, Value};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const HOP_USER: &str = "nbjump";
+const HOP_PASSWORD: &str = "CANARY-hop-pw-4d1e";
+const B: &str = "10.214.1.2";
+const B2: &str = "10.214.3.2";
+const D1: &str = "10.214.2.2";
+const D2: &str = "10.214.4.2";
+
+fn ip(args: &[&str]) -> Result<String, String> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| format!("ip: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).to_string())
+    } else {
+        Err(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+fn sh(cmd: &str, args: &[&str], input: Option<&str>) -> Result<(), String> {
+    let mut c = Command::new(cmd)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("{cmd}: {e}"))?;
+    if let Some(i) = input {
+        use std::io::Write;
+        c.stdin.take().unwrap().write_all(i.as_bytes()).unwrap();
+    }
+    let out = c.wait_with_output().map_err(|e| format!("{cmd}: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{cmd} {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// Run `f` on a thread that has entered namespace `ns` (threads and processes it starts
+/// inherit it).
+fn in_ns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let ns = ns.to_string();
+    std::thread::spawn(move || {
+        enter(&ns);
+        f()
+    })
+    .join()
+    .unwrap()
+}
+
+fn enter(ns: &str) {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::File::open(format!("/var/run/netns/{ns}")).unwrap();
+    // SAFETY: setns on a valid namespace fd; affects only the calling thread.
+    let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
+    assert_eq!(rc, 0, "setns {ns}: {}", std::io::Error::last_os_error());
+}
+
+/// The four namespaces and their links; everything in them is killed and they are deleted on
+/// drop.
+struct Lab {
+    c: String,
+    b: String,
+    b2: String,
+    d: String,
+    dir: PathBuf,
+    sshds: Vec<Child>,
+    started: usize,
+}
+
+impl Lab {
+    fn create(tag: &str) -> Result<Lab, String> {
+        if unsafe { libc::geteuid() } != 0 {
+            return Err("needs root".into());
+        }
+        if !Path::new("/usr/sbin/sshd").exists() {
+            return Err("/usr/sbin/sshd not found (install openssh-server)".into());
+        }
+        let t = format!("{}{tag}", std::process::id() % 100_000);
+        let lab = Lab {
+            c: format!("nbj{t}c"),
+            b: format!("nbj{t}b"),
+            b2: format!("nbj{t}e"),
+            d: format!("nbj{t}d"),
+            dir: tmpdir(&format!("jump{tag}")),
+            sshds: Vec::new(),
+            started: 0,
+        };
+        for ns in [&lab.c, &lab.b, &lab.b2, &lab.d] {
+            ip(&["netns", "add", ns])?;
+            ip(&["-n", ns, "link", "set", "lo", "up"])?;
+        }
+        let link = |a: &str, aip: &str, b: &str, bip: &str, n: &str| -> Result<(), String> {
+            let (va, vb) = (format!("nj{t}{n}a"), format!("nj{t}{n}b"));
+            ip(&[
+                "-n", a, "link", "add", &va, "type", "veth", "peer", "name", &vb, "netns", b,
+            ])?;
+            ip(&["-n", a, "addr", "add", aip, "dev", &va])?;
+            ip(&["-n", b, "addr", "add", bip, "dev", &vb])?;
+            ip(&["-n", a, "link", "set", &va, "up"])?;
+            ip(&["-n", b, "link", "set", &vb, "up"]).map(|_| ())
+        };
+        link(&lab.c, "10.214.1.1/24", &lab.b, "10.214.1.2/24", "1")?;
+        link(&lab.b, "10.214.2.1/24", &lab.d, "10.214.2.2/24", "2")?;
+        link(&lab.b, "10.214.3.1/24", &lab.b2, "10.214.3.2/24", "3")?;
+        link(&lab.b2, "10.214.4.1/24", &lab.d, "10.214.4.2/24", "4")?;
+        std::fs::create_dir_all("/run/sshd").map_err(|e| format!("/run/sshd: {e}"))?;
+        ensure_hop_user()?;
+        Ok(lab)
+    }
+
+    /// A private sshd in namespace `ns` on `addr:port`; returns its log file. Waits until it
+    /// listens.
+    fn sshd(&mut self, ns: &str, addr: &str, port: u16, name: &str, forwarding: bool) -> PathBuf {
+        let dir = self.dir.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        set_mode(&self.dir, 0o755);
+        set_mode(&dir, 0o755);
+        let key = dir.join("host_ed25519");
+        if !key.exists() {
+            keygen(&key);
+        }
+        let ak = self.dir.join("authorized_keys");
+        if !ak.exists() {
+            std::fs::write(&ak, "").unwrap();
+        }
+        set_mode(&ak, 0o644);
+        let cfg = dir.join("sshd_config");
+        std::fs::write(
+            &cfg,
+            format!(
+                "ListenAddress {addr}:{port}\nHostKey {}\nPidFile none\nUsePAM no\nStrictModes no\n\
+                 AuthorizedKeysFile {}\nPubkeyAuthentication yes\nPasswordAuthentication yes\n\
+                 KbdInteractiveAuthentication no\nPermitRootLogin no\nAllowUsers {HOP_USER}\n\
+                 AllowTcpForwarding {}\nPermitTTY no\nX11Forwarding no\nUseDNS no\n\
+                 ForceCommand /bin/false\nLogLevel DEBUG1\nMaxStartups 100\nLoginGraceTime 30\n",
+                key.display(),
+                ak.display(),
+                if forwarding { "yes" } else { "no" }
+            ),
+        )
+        .unwrap();
+        self.started += 1;
+        let n = self.started;
+        let log = dir.join(format!("sshd-{n}.log"));
+        let logf = std::fs::File::create(&log).unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns, "/usr/sbin/sshd", "-D", "-e", "-f"])
+            .arg(&cfg)
+            .stdin(Stdio::null())
+            .stdout(logf.try_clone().unwrap())
+            .stderr(logf)
+            .spawn()
+            .unwrap();
+        self.sshds.push(child);
+        let up = wait_until(Duration::from_secs(20), || {
+            std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .contains("Server listening on")
+        });
+        assert!(
+            up,
+            "sshd {name} did not start: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        log
+    }
+
+    /// Kill every process in namespace `ns` (an sshd and its per-connection children).
+    fn kill_all(ns: &str) {
+        let me = std::process::id().to_string();
+        for pid in ip(&["netns", "pids", ns])
+            .unwrap_or_default()
+            .split_whitespace()
+        {
+            if pid != me {
+                if let Ok(p) = pid.parse::<i32>() {
+                    // SAFETY: kill(2) with a pid read from `ip netns pids`.
+                    unsafe { libc::kill(p, libc::SIGKILL) };
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for c in &mut self.sshds {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for ns in [&self.c, &self.b, &self.b2, &self.d] {
+            Lab::kill_all(ns);
+            let _ = ip(&["netns", "del", ns]);
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn set_mode(p: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+fn keygen(path: &Path) {
+    let _ = std::fs::remove_file(path);
+    let _ = std::fs::remove_file(path.with_extension("pub"));
+    let out = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "nbj", "-f"])
+        .arg(path)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{:?}", out);
+}
+
+/// The hop's login account (shared by every sshd of every namespace: one /etc/passwd).
+fn ensure_hop_user() -> Result<(), String> {
+    static ONCE: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
+    let mut done = ONCE.lock().unwrap();
+    if *done {
+        return Ok(());
+    }
+    if sh("id", &[HOP_USER], None).is_err() {
+        sh(
+            "useradd",
+            &["--system", "-M", "-d", "/", "-s", "/bin/sh", HOP_USER],
+            None,
+        )?;
+    }
+    sh(
+        "chpasswd",
+        &[],
+        Some(&format!("{HOP_USER}:{HOP_PASSWORD}\n")),
+    )?;
+    let _ = sh("usermod", &["-U", HOP_USER], None);
+    *done = true;
+    Ok(())
+}
+
+fn lab_or_skip(test: &str, tag: &str) -> Option<Lab> {
+    match Lab::create(tag) {
+        Ok(l) => Some(l),
+        Err(e) if std::env::var("CI").is_err() => {
+            skip(
+                test,
+                &format!("cannot build the jump-host lab (root, iproute2, openssh-server): {e}"),
+            );
+            None
+        }
+        Err(e) => panic!("CI must run the jump-host tests: {e}"),
+    }
+}
+
+fn ssh_device(lab: &Lab) -> FakeDevice {
+    in_ns(&lab.d, || {
+        FakeDevice::start_at(
+            DeviceConfig {
+                password: PASSWORD.into(),
+                ..Default::default()
+            },
+            "0.0.0.0".parse().unwrap(),
+            0,
+        )
+    })
+}
+
+fn hop(host: &str, port: u16) -> Value {
+    json!({"host": host, "port": port, "username": HOP_USER, "password": HOP_PASSWORD})
+}
+
+fn post(addr: SocketAddr, path: &str, body: &Value) -> Resp {
+    call(addr, "POST", path, Some(TOKEN), Some(&body.to_string()))
+}
+
+fn get(addr: SocketAddr, path: &str) -> Value {
+    call(addr, "GET", path, Some(TOKEN), None).json()
+}
+
+fn open(addr: SocketAddr, body: &Value) -> String {
+    let r = post(addr, "/session", body);
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    r.json()["session_id"].as_str().unwrap().to_string()
+}
+
+fn exec(addr: SocketAddr, id: &str, cmd: &str) -> Resp {
+    post(
+        addr,
+        &format!("/session/{id}/exec"),
+        &json!({"commands": [cmd]}),
+    )
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// Open and close `n` sessions one after the other; the open times.
+fn open_times(addr: SocketAddr, body: &Value, n: usize) -> Vec<Duration> {
+    (0..n)
+        .map(|_| {
+            let t = Instant::now();
+            let id = open(addr, body);
+            let took = t.elapsed();
+            call(addr, "DELETE", &format!("/session/{id}"), Some(TOKEN), None);
+            took
+        })
+        .collect()
+}
+
+#[test]
+fn jump_hosts_carry_ssh_and_telnet_sessions_through_one_and_two_bastions() {
+    let test = "jump::jump_hosts_carry_ssh_and_telnet_sessions_through_one_and_two_bastions";
+    let Some(mut lab) = lab_or_skip(test, "a") else {
+        return;
+    };
+    lab.sshd(&lab.b.clone(), B, 22, "b", true);
+    lab.sshd(&lab.b2.clone(), B2, 22, "b2", true);
+    let dev = ssh_device(&lab);
+    let port = dev.port();
+    let tdev = in_ns(&lab.d, || {
+        TelnetDevice::start_on(
+            DeviceOptions {
+                password: PASSWORD.into(),
+                ..Default::default()
+            },
+            "0.0.0.0:0".parse().unwrap(),
+        )
+        .unwrap()
+    });
+    let tport = tdev.port();
+    // The broker's key for the hop: inside its key_dir, authorized on the bastions.
+    let key_dir = lab.dir.join("keys");
+    std::fs::create_dir_all(&key_dir).unwrap();
+    keygen(&key_dir.join("hop_ed25519"));
+    let pubkey = std::fs::read_to_string(key_dir.join("hop_ed25519.pub")).unwrap();
+    std::fs::write(lab.dir.join("authorized_keys"), pubkey).unwrap();
+    let yaml = format!(
+        "key_dir: {}\njump_hosts:\n  chains:\n    b1:\n      - host: {B}\n        \
+         username: {HOP_USER}\n        password: {HOP_PASSWORD}\n  rules:\n    - match: [10.214.2.0/24]\n      chain: b1\n",
+        key_dir.display()
+    );
+    let c = lab.c.clone();
+    // A direct broker for the comparison: in the bastion's namespace, next to the device.
+    let direct_ns = lab.b.clone();
+    let report = in_ns(&c.clone(), move || {
+        // The broker's namespace has no default route and reaches the device by no path.
+        let routes = ip(&["-n", &c, "route", "show", "default"]).unwrap();
+        assert!(routes.trim().is_empty(), "default route in {c}: {routes}");
+        for dst in [D1, D2] {
+            let r = TcpStream::connect_timeout(
+                &format!("{dst}:{port}").parse().unwrap(),
+                Duration::from_secs(2),
+            );
+            assert!(r.is_err(), "{dst} is reachable directly from {c}");
+        }
+        let broker = Broker::serve("jumpa")
+            .yaml(&yaml)
+            .output(Output::Log)
+            .start();
+        let a = broker.addr;
+        let dev_body = |host: &str, jump: Value| {
+            json!({"host": host, "port": port, "username": "admin", "password": PASSWORD,
+                   "timeout": 20, "jump": jump})
+        };
+        // 1. Password auth on the hop, SSH to the device.
+        let id = open(a, &dev_body(D1, json!([hop(B, 22)])));
+        let r = exec(a, &id, "show version");
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        let st = get(a, &format!("/session/{id}/status"));
+        assert_eq!(st["via"], json!([format!("{B}:22")]), "{st}");
+        assert!(
+            st["via_host_keys"][0]["host_key_fingerprint"]
+                .as_str()
+                .is_some_and(|f| f.starts_with("SHA256:")),
+            "{st}"
+        );
+        // Closing tears the chain down: the pump thread goes.
+        let threads_open = broker.threads();
+        assert_eq!(
+            call(a, "DELETE", &format!("/session/{id}"), Some(TOKEN), None).status,
+            204
+        );
+        assert!(
+            wait_until(Duration::from_secs(10), || broker.threads()
+                < threads_open - 1),
+            "session and pump threads still there after close: {} of {threads_open}",
+            broker.threads()
+        );
+        // 2. Key auth on the hop.
+        let key_hop = json!([{"host": B, "username": HOP_USER, "key_file": "hop_ed25519"}]);
+        let id = open(a, &dev_body(D1, key_hop.clone()));
+        assert_eq!(exec(a, &id, "show clock").status, 200);
+        // 3. Telnet through the same jump host.
+        let r = post(
+            a,
+            "/telnet-session",
+            &json!({"host": D1, "port": tport, "username": "admin", "password": PASSWORD,
+                    "timeout": 20, "jump": key_hop}),
+        );
+        assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+        let tid = r.json()["session_id"].as_str().unwrap().to_string();
+        let r = exec(a, &tid, "show version");
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        assert_eq!(
+            get(a, &format!("/session/{tid}/status"))["via"],
+            json!([format!("{B}:22")])
+        );
+        // 4. Two hops: D2 is reachable only from b2, which is reachable only from b.
+        let two = json!([hop(B, 22), hop(B2, 22)]);
+        let id2 = open(a, &dev_body(D2, two.clone()));
+        assert_eq!(exec(a, &id2, "show version").status, 200);
+        assert_eq!(
+            get(a, &format!("/session/{id2}/status"))["via"],
+            json!([format!("{B}:22"), format!("{B2}:22")])
+        );
+        // 5. The config's rule: no jump in the request, the chain and its credentials come from
+        //    jump_hosts; "jump": [] means direct (and the device is unreachable directly).
+        let mut by_rule = dev_body(D1, Value::Null);
+        by_rule.as_object_mut().unwrap().remove("jump");
+        let id3 = open(a, &by_rule);
+        assert_eq!(exec(a, &id3, "show version").status, 200);
+        assert_eq!(
+            get(a, &format!("/session/{id3}/status"))["via"],
+            json!([format!("{B}:22")])
+        );
+        let mut direct = dev_body(D1, json!([]));
+        direct["timeout"] = json!(3);
+        let r = post(a, "/session", &direct);
+        assert!(r.status == 502 || r.status == 504, "{}", r.status);
+        // 6. Open time: direct (from the bastion's namespace) vs 1 hop vs 2 hops, 10 each.
+        let one_hop = dev_body(D1, json!([hop(B, 22)]));
+        let two_hops = dev_body(D2, two);
+        let t1 = open_times(a, &one_hop, 10);
+        let t2 = open_times(a, &two_hops, 10);
+        let direct_body = dev_body(D1, json!([]));
+        let t0 = in_ns(&direct_ns, move || {
+            let db = Broker::serve("jumpd").output(Output::Null).start();
+            open_times(db.addr, &direct_body, 10)
+        });
+        // 7. Cost of 20 jumped sessions (one hop) against 20 direct ones.
+        for id in [&id, &tid, &id2, &id3] {
+            call(a, "DELETE", &format!("/session/{id}"), Some(TOKEN), None);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        let base = (broker.threads(), broker.fds(), broker.rss_kb());
+        let ids: Vec<String> = (0..20).map(|_| open(a, &one_hop)).collect();
+        for id in &ids {
+            assert_eq!(exec(a, id, "show clock").status, 200);
+        }
+        let after = (broker.threads(), broker.fds(), broker.rss_kb());
+        for id in &ids {
+            call(a, "DELETE", &format!("/session/{id}"), Some(TOKEN), None);
+        }
+        let direct_body = dev_body(D1, json!([]));
+        let direct_cost = in_ns(&direct_ns, move || {
+            let db = Broker::serve("jumpc").output(Output::Null).start();
+            std::thread::sleep(Duration::from_millis(300));
+            let base = (db.threads(), db.fds(), db.rss_kb());
+            let ids: Vec<String> = (0..20).map(|_| open(db.addr, &direct_body)).collect();
+            for id in &ids {
+                assert_eq!(exec(db.addr, id, "show clock").status, 200);
+            }
+            let after = (db.threads(), db.fds(), db.rss_kb());
+            (base, after)
+        });
+        assert!(wait_until(Duration::from_secs(15), || broker.threads() <= base.0));
+        let log = std::fs::read_to_string(&broker.log).unwrap_or_default();
+        broker.term();
+        (t0, t1, t2, base, after, direct_cost, log)
+    });
+    let (t0, t1, t2, base, after, (dbase, dafter), log) = report;
+    eprintln!(
+        "jump open time, median of 10: direct {:?}, 1 hop {:?}, 2 hops {:?}",
+        median(t0),
+        median(t1),
+        median(t2)
+    );
+    let per = |a: usize, b: usize| (b as f64 - a as f64) / 20.0;
+    eprintln!(
+        "20 sessions through 1 jump host: threads {} -> {} ({:.1}/session), fds {} -> {} ({:.1}/session), RSS {} -> {} KiB ({:.0} KiB/session)",
+        base.0, after.0, per(base.0, after.0), base.1, after.1, per(base.1, after.1), base.2, after.2,
+        per(base.2 as usize, after.2 as usize)
+    );
+    eprintln!(
+        "20 direct sessions: threads {} -> {} ({:.1}/session), fds {} -> {} ({:.1}/session), RSS {} -> {} KiB ({:.0} KiB/session)",
+        dbase.0, dafter.0, per(dbase.0, dafter.0), dbase.1, dafter.1, per(dbase.1, dafter.1),
+        dbase.2, dafter.2, per(dbase.2 as usize, dafter.2 as usize)
+    );
+    // One session thread and one pump thread per jumped session; 3 descriptors (TCP to the
+    // bastion, the socketpair) where a direct one has 1.
+    assert!((40..=42).contains(&(after.0 - base.0)), "threads");
+    assert!((60..=62).contains(&(after.1 - base.1)), "fds");
+    assert!(
+        log.contains("via 10.214.1.2:22 (host key"),
+        "open log lines name the path"
+    );
+    for canary in [HOP_PASSWORD, PASSWORD] {
+        assert!(!log.contains(canary), "{canary} in the broker log");
+    }
+    drop(dev);
+    drop(tdev);
+}
+
+#[test]
+fn jump_host_failures_name_the_hop_and_a_dead_bastion_kills_the_session() {
+    let test = "jump::jump_host_failures_name_the_hop_and_a_dead_bastion_kills_the_session";
+    let Some(mut lab) = lab_or_skip(test, "f") else {
+        return;
+    };
+    let b = lab.b.clone();
+    lab.sshd(&b, B, 22, "b", true);
+    lab.sshd(&b, B, 2222, "nofwd", false);
+    let rot_log = lab.sshd(&b, B, 2200, "rot", true);
+    let dev = ssh_device(&lab);
+    let port = dev.port();
+    let c = lab.c.clone();
+    let body = move |jump: Value| {
+        json!({"host": D1, "port": port, "username": "admin", "password": PASSWORD,
+               "timeout": 15, "jump": jump})
+    };
+    let broker = in_ns(&c, || {
+        Broker::serve("jumpf").yaml("").output(Output::Log).start()
+    });
+    let a = broker.addr;
+    let on_c = |f: Box<dyn FnOnce() -> Resp + Send>| in_ns(&c, f);
+    let detail = |r: &Resp| r.json()["detail"].as_str().unwrap_or_default().to_string();
+
+    // Wrong hop password: 401 naming the hop.
+    let mut bad = hop(B, 22);
+    bad["password"] = json!("wrong-password");
+    let bb = body(json!([bad]));
+    let r = on_c(Box::new(move || post(a, "/session", &bb)));
+    assert_eq!(r.status, 401, "{}", detail(&r));
+    assert!(
+        detail(&r).contains(&format!("jump host 1 ({B}:22)")),
+        "{}",
+        detail(&r)
+    );
+
+    // Forwarding prohibited on the hop: 502 naming the hop and the target.
+    let bb = body(json!([hop(B, 2222)]));
+    let r = on_c(Box::new(move || post(a, "/session", &bb)));
+    assert_eq!(r.status, 502, "{}", detail(&r));
+    assert_eq!(
+        detail(&r),
+        format!(
+            "Connection error: jump host 1 ({B}:2222) refused the forward to {D1}:{port}: administratively prohibited"
+        )
+    );
+
+    // The device down behind a live bastion: 502 naming the device.
+    let mut down = body(json!([hop(B, 22)]));
+    down["port"] = json!(9);
+    let r = on_c(Box::new(move || post(a, "/session", &down)));
+    assert!(r.status == 502 || r.status == 504, "{}", detail(&r));
+    assert!(
+        detail(&r).contains(&format!("jump host 1 ({B}:22)"))
+            && detail(&r).contains(&format!("{D1}:9")),
+        "{}",
+        detail(&r)
+    );
+
+    // Host key mismatch at hop 1: the first open records the key; after the bastion's key
+    // changes, the open is refused before any credentials are sent to it.
+    let bb = body(json!([hop(B, 2200)]));
+    let id = on_c(Box::new(move || {
+        let id = open(a, &bb);
+        call(a, "DELETE", &format!("/session/{id}"), Some(TOKEN), None)
+    }));
+    assert_eq!(id.status, 204);
+    // Restart the `rot` sshd with a new host key (its listener is the last sshd started).
+    let mut rot = lab.sshds.pop().unwrap();
+    let _ = rot.kill();
+    let _ = rot.wait();
+    keygen(&lab.dir.join("rot").join("host_ed25519"));
+    let rot_log2 = lab.sshd(&b, B, 2200, "rot", true);
+    assert_ne!(rot_log, rot_log2);
+    let journal_before = dev.journal().len();
+    let bb = body(json!([hop(B, 2200)]));
+    let r = on_c(Box::new(move || post(a, "/session", &bb)));
+    assert_eq!(r.status, 502, "{}", detail(&r));
+    assert!(
+        detail(&r).starts_with(&format!("Connection error: jump host 1 ({B}:2200): ")),
+        "{}",
+        detail(&r)
+    );
+    assert!(
+        detail(&r).to_lowercase().contains("host key"),
+        "{}",
+        detail(&r)
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let sshd_log = std::fs::read_to_string(&rot_log2).unwrap();
+    assert!(sshd_log.contains("Connection from"), "{sshd_log}");
+    assert!(
+        !sshd_log.contains("userauth-request")
+            && !sshd_log.contains("Accepted")
+            && !sshd_log.contains("Failed"),
+        "credentials reached a hop whose host key was refused:\n{sshd_log}"
+    );
+    assert_eq!(dev.journal().len(), journal_before);
+
+    // The bastion dies mid-session: the session is found dead, naming the hop; exec is 410.
+    let bb = body(json!([hop(B, 22)]));
+    let (id, r) = in_ns(&c, move || {
+        let id = open(a, &bb);
+        let r = exec(a, &id, "show version");
+        (id, r)
+    });
+    assert_eq!(r.status, 200);
+    Lab::kill_all(&b);
+    let st = in_ns(&c, move || {
+        let mut st = Value::Null;
+        wait_until(Duration::from_secs(40), || {
+            st = get(a, &format!("/session/{id}/status"));
+            st["alive"] == json!(false)
+        });
+        let r = exec(a, &id, "show version");
+        (st, r.status, r.json())
+    });
+    let (status, code, body) = st;
+    assert_eq!(status["alive"], json!(false), "{status}");
+    assert!(
+        status["dead_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains(&format!("jump host 1 ({B}:22)"))),
+        "{status}"
+    );
+    assert_eq!(code, 410, "{body}");
+    let log = broker.log_text();
+    broker.term();
+    for canary in [HOP_PASSWORD, PASSWORD] {
+        assert!(!log.contains(canary), "{canary} in the broker log");
+    }
+}
