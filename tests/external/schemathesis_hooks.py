@@ -102,17 +102,34 @@ def _cap(obj: dict, key: str, lo: float, hi: float) -> None:
         obj[key] = timeout_cap()
 
 
+def _pin(obj: dict) -> None:
+    """A host the broker would use becomes loopback, a port it would use the closed port."""
+    if isinstance(obj.get("host"), str) and obj["host"] != "":
+        obj["host"] = LOOPBACK
+    port = api_int(obj.get("port"))
+    if obj.get("port") is None or (port is not None and 1 <= port <= 65535):
+        obj["port"] = closed_port()
+
+
 def loopback_only(path: str, body: Any) -> Any:
     """Rewrite a body in place (and return it) so that it points the broker at loopback only."""
     if not isinstance(body, dict):
         return body
     if path in OPEN_PATHS:
-        if isinstance(body.get("host"), str) and body["host"] != "":
-            body["host"] = LOOPBACK
-        port = api_int(body.get("port"))
-        if body.get("port") is None or (port is not None and 1 <= port <= 65535):
-            body["port"] = closed_port()
+        _pin(body)
         _cap(body, "timeout", 0.1, 3600)
+        # Jump hosts are connected to first: every hop goes to the closed port too.
+        hops = body.get("jump")
+        if isinstance(hops, list):
+            for hop in hops:
+                if isinstance(hop, dict):
+                    _pin(hop)
+        # The Netmiko routes take the port (and more) from connection_options.
+        opts = body.get("connection_options")
+        if isinstance(opts, dict):
+            _pin(opts)
+            if isinstance(opts.get("host"), str):
+                opts["host"] = LOOPBACK
     elif path.endswith("/exec"):
         if body.get("timeout") is None:
             # The deadline of every command that sets none (the broker's default is 30 s).
