@@ -665,3 +665,118 @@ fn jump_host_failures_name_the_hop_and_a_dead_bastion_kills_the_session() {
         assert!(!log.contains(canary), "{canary} in the broker log");
     }
 }
+
+/// A TCP port in namespace `ns` that completes the TCP handshake and then says nothing: a
+/// listener nobody accepts from.
+fn silent_port(ns: &str, addr: &str, port: u16) -> std::net::TcpListener {
+    let at = format!("{addr}:{port}");
+    in_ns(ns, move || std::net::TcpListener::bind(at).unwrap())
+}
+
+/// A TCP port in namespace `ns` whose SYNs go unanswered, as behind a firewall's DROP: a
+/// listener with a backlog of 0 whose one place is taken by a connection nobody accepts, so the
+/// kernel drops every later SYN. Keep both until the test ends.
+fn dropping_port(ns: &str, addr: &str, port: u16) -> (std::net::TcpListener, Vec<TcpStream>) {
+    use std::os::fd::AsRawFd;
+    let at: SocketAddr = format!("{addr}:{port}").parse().unwrap();
+    in_ns(ns, move || {
+        let l = std::net::TcpListener::bind(at).unwrap();
+        // SAFETY: listen(2) again on a listening socket only changes its backlog.
+        assert_eq!(unsafe { libc::listen(l.as_raw_fd(), 0) }, 0);
+        let mut queued = Vec::new();
+        for _ in 0..4 {
+            match TcpStream::connect_timeout(&at, Duration::from_millis(500)) {
+                Ok(s) => queued.push(s),
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return (l, queued),
+                Err(e) => panic!("{at}: {e}"),
+            }
+        }
+        panic!(
+            "{at} still answers SYNs with {} connections queued",
+            queued.len()
+        );
+    })
+}
+
+/// A hop that does not answer in time: its port drops SYNs, or it accepts and never speaks SSH
+/// (hop 1, or hop 2 behind a live hop 1), or it cannot reach the device (SYNs dropped there):
+/// each open answers 504 naming the hop within its `timeout`, and leaves no thread behind.
+#[test]
+fn a_hop_that_does_not_answer_times_out_naming_the_hop() {
+    let test = "jump::a_hop_that_does_not_answer_times_out_naming_the_hop";
+    let Some(mut lab) = lab_or_skip(test, "t") else {
+        return;
+    };
+    let (b, b2, d) = (lab.b.clone(), lab.b2.clone(), lab.d.clone());
+    lab.sshd(&b, B, 22, "b", true);
+    let _drop1 = dropping_port(&b, B, 2201);
+    let _silent1 = silent_port(&b, B, 2202);
+    let _silent2 = silent_port(&b2, B2, 2202);
+    let _drop_dev = dropping_port(&d, D1, 2301);
+    const TIMEOUT: f64 = 3.0;
+    let cases: Vec<(Value, String)> = vec![
+        (
+            json!([hop(B, 2201)]),
+            format!("jump host 1 ({B}:2201): TCP connect to {B} did not complete in time"),
+        ),
+        (
+            json!([hop(B, 2202)]),
+            format!("jump host 1 ({B}:2202): SSH handshake to {B} did not complete in time"),
+        ),
+        (
+            json!([hop(B, 22), hop(B2, 2202)]),
+            format!("jump host 2 ({B2}:2202): SSH handshake to {B2} did not complete in time"),
+        ),
+        (
+            json!([hop(B, 22)]),
+            format!(
+                "jump host 1 ({B}:22): opening the forward to the device {D1}:2301 did not \
+                 complete in time"
+            ),
+        ),
+    ];
+    let c = lab.c.clone();
+    let (answers, threads) = in_ns(&c.clone(), move || {
+        let broker = Broker::serve("jumpt").output(Output::Log).start();
+        let a = broker.addr;
+        std::thread::sleep(Duration::from_millis(300));
+        let base = broker.threads();
+        // All four at once: each is bounded by its own deadline.
+        let waits: Vec<_> = cases
+            .into_iter()
+            .map(|(jump, want)| {
+                let port = if want.contains(":2301") { 2301 } else { 22 };
+                let body = json!({"host": D1, "port": port, "username": "admin",
+                                  "password": PASSWORD, "timeout": TIMEOUT, "jump": jump});
+                let c = c.clone();
+                std::thread::spawn(move || {
+                    enter(&c);
+                    let t = Instant::now();
+                    let r = post(a, "/session", &body);
+                    let took = t.elapsed();
+                    let detail = r.json()["detail"].as_str().unwrap_or_default().to_string();
+                    (r.status, detail, took, want)
+                })
+            })
+            .collect();
+        let answers: Vec<_> = waits.into_iter().map(|h| h.join().unwrap()).collect();
+        let settled = wait_until(Duration::from_secs(5), || broker.threads() <= base);
+        let threads = (base, broker.threads(), settled);
+        broker.term();
+        (answers, threads)
+    });
+    for (status, detail, took, _) in &answers {
+        eprintln!("{status} in {took:?}: {detail}");
+    }
+    for (status, detail, took, want) in answers {
+        assert_eq!(status, 504, "{detail}");
+        assert_eq!(detail, format!("Connection timed out: {want}"));
+        let t = Duration::from_secs_f64(TIMEOUT);
+        assert!(
+            took >= t - Duration::from_millis(200) && took < t + Duration::from_secs(2),
+            "answered in {took:?} for a {TIMEOUT} s timeout: {detail}"
+        );
+    }
+    let (base, now, settled) = threads;
+    assert!(settled, "threads left behind: {now}, {base} before");
+}
