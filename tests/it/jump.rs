@@ -666,6 +666,97 @@ fn jump_host_failures_name_the_hop_and_a_dead_bastion_kills_the_session() {
     }
 }
 
+/// `allowed_hosts` refuses a hop: 403 naming it, and nothing is connected anywhere (every
+/// bastion's sshd logs no connection; the device saw nothing), whether the hop is the first or
+/// a later one, comes from the request or the config's rule; a refused device behind an
+/// allowed hop likewise. Then an allowed chain connects (the witness works).
+#[test]
+fn allowed_hosts_refuses_a_hop_before_anything_connects() {
+    let test = "jump::allowed_hosts_refuses_a_hop_before_anything_connects";
+    let Some(mut lab) = lab_or_skip(test, "r") else {
+        return;
+    };
+    let (b, b2) = (lab.b.clone(), lab.b2.clone());
+    // A second address of bastion 1, outside the allow-list.
+    const B3: &str = "10.214.1.3";
+    ip(&["-n", &b, "addr", "add", &format!("{B3}/32"), "dev", "lo"]).unwrap();
+    let b_log = lab.sshd(&b, B, 22, "b", true);
+    let b3_log = lab.sshd(&b, B3, 22, "b3", true);
+    let b2_log = lab.sshd(&b2, B2, 22, "b2", true);
+    let dev = ssh_device(&lab);
+    let port = dev.port();
+    let yaml = format!(
+        "allowed_hosts: [{B}/32, 10.214.2.0/24, 10.214.4.0/24]\njump_hosts:\n  chains:\n    \
+         refused:\n      - host: {B3}\n        username: {HOP_USER}\n        password: {HOP_PASSWORD}\n  \
+         rules:\n    - match: [10.214.2.0/24]\n      chain: refused\n"
+    );
+    let c = lab.c.clone();
+    let broker = in_ns(&c, move || {
+        Broker::serve("jumpr")
+            .yaml(&yaml)
+            .output(Output::Log)
+            .start()
+    });
+    let a = broker.addr;
+    let body = move |host: &str, jump: Option<Value>| {
+        let mut v = json!({"host": host, "port": port, "username": "admin",
+                           "password": PASSWORD, "timeout": 10});
+        if let Some(j) = jump {
+            v["jump"] = j;
+        }
+        v
+    };
+    let cases = [
+        ("hop 1 in the request", body(D1, Some(json!([hop(B3, 22)])))),
+        ("hop 1 of the config's rule", body(D1, None)),
+        ("hop 2", body(D2, Some(json!([hop(B, 22), hop(B2, 22)])))),
+        ("the device", body(B2, Some(json!([hop(B, 22)])))),
+    ];
+    let answers: Vec<(&str, u16, String)> = in_ns(&c, move || {
+        cases
+            .iter()
+            .map(|(what, body)| {
+                let r = post(a, "/session", body);
+                let d = r.json()["detail"].as_str().unwrap_or_default().to_string();
+                (*what, r.status, d)
+            })
+            .collect()
+    });
+    let expect = [
+        format!("jump host 1 ({B3}:22): {B3} ({B3}) is not in allowed_hosts"),
+        format!("jump host 1 ({B3}:22): {B3} ({B3}) is not in allowed_hosts"),
+        format!("jump host 2 ({B2}:22): {B2} ({B2}) is not in allowed_hosts"),
+        format!("{B2} ({B2}) is not in allowed_hosts"),
+    ];
+    for ((what, status, detail), want) in answers.iter().zip(&expect) {
+        assert_eq!(*status, 403, "{what}: {detail}");
+        assert_eq!(detail, &format!("Forbidden: {want}"), "{what}");
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    for (log, name) in [(&b_log, "b"), (&b3_log, "b3"), (&b2_log, "b2")] {
+        let log = std::fs::read_to_string(log).unwrap();
+        assert!(
+            !log.contains("Connection from"),
+            "a refused chain connected to {name}:\n{log}"
+        );
+    }
+    assert!(dev.journal().is_empty() && dev.auth_methods_tried().is_empty());
+    // The witness: an allowed chain does connect, and its sshd logs it.
+    let allowed = body(D1, Some(json!([hop(B, 22)])));
+    in_ns(&c, move || {
+        let id = open(a, &allowed);
+        assert_eq!(exec(a, &id, "show clock").status, 200);
+    });
+    let log = std::fs::read_to_string(&b_log).unwrap();
+    assert!(log.contains("Connection from"), "{log}");
+    assert!(
+        dev.journal().iter().any(|l| l == "show clock"),
+        "{:?}",
+        dev.journal()
+    );
+    broker.term();
+}
+
 /// A TCP port in namespace `ns` that completes the TCP handshake and then says nothing: a
 /// listener nobody accepts from.
 fn silent_port(ns: &str, addr: &str, port: u16) -> std::net::TcpListener {
