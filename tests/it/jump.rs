@@ -3,7 +3,8 @@
 //! (bastion 1: a real OpenSSH sshd), `b2` (bastion 2, reachable only from `b`) and `d` (the
 //! fake devices, reachable from `b` on 10.214.2.0/24 and from `b2` on 10.214.4.0/24, not from
 //! `c`). Namespaces need root and iproute2; sshd needs openssh-server. Skipped without them,
-//! except in CI.
+//! except in CI. A legacy-only device is a real sshd in `d` whose ForceCommand is the fake
+//! device's stdio front (this binary again, `legacy_device_shell`).
 //!
 //! ```text
 //!  c 10.214.1.1 ── 10.214.1.2 b 10.214.2.1 ── 10.214.2.2 d
@@ -142,6 +143,20 @@ impl Lab {
     /// A private sshd in namespace `ns` on `addr:port`; returns its log file. Waits until it
     /// listens.
     fn sshd(&mut self, ns: &str, addr: &str, port: u16, name: &str, forwarding: bool) -> PathBuf {
+        self.sshd_with(ns, addr, port, name, forwarding, "")
+    }
+
+    /// [`Lab::sshd`] with `extra` lines first in its config: sshd takes the first value of a
+    /// keyword, so they override the defaults below them (`HostKey` lines add keys).
+    fn sshd_with(
+        &mut self,
+        ns: &str,
+        addr: &str,
+        port: u16,
+        name: &str,
+        forwarding: bool,
+        extra: &str,
+    ) -> PathBuf {
         let dir = self.dir.join(name);
         std::fs::create_dir_all(&dir).unwrap();
         set_mode(&self.dir, 0o755);
@@ -159,7 +174,7 @@ impl Lab {
         std::fs::write(
             &cfg,
             format!(
-                "ListenAddress {addr}:{port}\nHostKey {}\nPidFile none\nUsePAM no\nStrictModes no\n\
+                "{extra}ListenAddress {addr}:{port}\nHostKey {}\nPidFile none\nUsePAM no\nStrictModes no\n\
                  AuthorizedKeysFile {}\nPubkeyAuthentication yes\nPasswordAuthentication yes\n\
                  KbdInteractiveAuthentication no\nPermitRootLogin no\nAllowUsers {HOP_USER}\n\
                  AllowTcpForwarding {}\nPermitTTY no\nX11Forwarding no\nUseDNS no\n\
@@ -233,10 +248,14 @@ fn set_mode(p: &Path, mode: u32) {
 }
 
 fn keygen(path: &Path) {
+    keygen_of("ed25519", path)
+}
+
+fn keygen_of(kind: &str, path: &Path) {
     let _ = std::fs::remove_file(path);
     let _ = std::fs::remove_file(path.with_extension("pub"));
     let out = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", "nbj", "-f"])
+        .args(["-q", "-t", kind, "-N", "", "-C", "nbj", "-f"])
         .arg(path)
         .stdin(Stdio::null())
         .output()
@@ -661,6 +680,224 @@ fn jump_host_failures_name_the_hop_and_a_dead_bastion_kills_the_session() {
     assert_eq!(code, 410, "{body}");
     let log = broker.log_text();
     broker.term();
+    for canary in [HOP_PASSWORD, PASSWORD] {
+        assert!(!log.contains(canary), "{canary} in the broker log");
+    }
+}
+
+const DEVICE_JOURNAL: &str = "NB_JUMP_DEVICE_JOURNAL";
+
+/// The legacy device's shell: sshd's ForceCommand in `legacy_algorithms_on_the_device_only`
+/// runs this test binary with this test and `NB_JUMP_DEVICE_JOURNAL`; the fake device on the
+/// session's pty, its journal appended to that file when the session ends.
+#[test]
+#[ignore = "run by legacy_algorithms_on_the_device_only as an sshd ForceCommand"]
+fn legacy_device_shell() {
+    let Some(journal) = std::env::var_os(DEVICE_JOURNAL) else {
+        return;
+    };
+    let cfg = DeviceConfig {
+        start_privileged: true,
+        ..Default::default()
+    };
+    let lines = fake_device::stdio::run(cfg)
+        .map(|log| log.journal())
+        .unwrap_or_default();
+    if let Ok(mut f) = std::fs::OpenOptions::new().append(true).open(journal) {
+        use std::io::Write;
+        let _ = writeln!(f, "{}", lines.join("\n"));
+    }
+    std::process::exit(0);
+}
+
+/// This test binary at a path that other users (the sshd's login user) can run: where it is,
+/// when every directory above it lets them through, else linked or copied into `dir`.
+fn exe_for_others(dir: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let exe = std::env::current_exe().unwrap();
+    let others_x =
+        |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.permissions().mode() & 0o001 != 0);
+    if exe.ancestors().all(others_x) {
+        return exe;
+    }
+    let there = dir.join("it-device-shell");
+    if std::fs::hard_link(&exe, &there).is_err() {
+        std::fs::copy(&exe, &there).unwrap();
+    }
+    set_mode(&there, 0o755);
+    there
+}
+
+/// What the broker's SSH client offered an sshd (its DEBUG2 log of the peer's KEXINIT):
+/// (kex, host key algorithms, ciphers client to server).
+fn client_offers(sshd_log: &str) -> Vec<[Vec<String>; 3]> {
+    let mut out = Vec::new();
+    let mut lines = sshd_log.lines();
+    while lines.any(|l| l.contains("peer client KEXINIT proposal")) {
+        let mut get = |key: &str| -> Vec<String> {
+            lines
+                .by_ref()
+                .find_map(|l| l.split_once(key).map(|(_, v)| v.trim().to_string()))
+                .unwrap_or_default()
+                .split(',')
+                .map(str::to_string)
+                .collect()
+        };
+        let kex = get("KEX algorithms:");
+        let host_key = get("host key algorithms:");
+        let ciphers = get("ciphers ctos:");
+        out.push([kex, host_key, ciphers]);
+    }
+    out
+}
+
+/// A device behind a modern bastion that speaks only SHA-1 key exchange, `ssh-rsa` and CBC (a
+/// real OpenSSH sshd, its ForceCommand the fake device): `legacy_algorithms` on the device
+/// applies to the device, not the hop. Without it the open fails naming the device.
+#[test]
+fn legacy_algorithms_on_the_device_only() {
+    let test = "jump::legacy_algorithms_on_the_device_only";
+    let Some(mut lab) = lab_or_skip(test, "l") else {
+        return;
+    };
+    let (b, d) = (lab.b.clone(), lab.d.clone());
+    let hop_log = lab.sshd_with(&b, B, 22, "b", true, "LogLevel DEBUG2\n");
+    let keys = lab.dir.join("legacy-keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    let rsa = keys.join("host_rsa");
+    keygen_of("rsa", &rsa);
+    let journal = lab.dir.join("legacy-journal");
+    std::fs::write(&journal, "").unwrap();
+    set_mode(&journal, 0o666);
+    let exe = exe_for_others(&lab.dir);
+    let extra = format!(
+        "LogLevel DEBUG2\nHostKey {}\nKexAlgorithms diffie-hellman-group14-sha1\n\
+         HostKeyAlgorithms ssh-rsa\nCiphers aes128-cbc\nMACs hmac-sha1\nPermitTTY yes\n\
+         ForceCommand {DEVICE_JOURNAL}={} exec {} jump::legacy_device_shell --exact \
+         --include-ignored --nocapture --test-threads 1\n",
+        rsa.display(),
+        journal.display(),
+        exe.display()
+    );
+    let dev_log = lab.sshd_with(&d, D1, 2022, "legacy", false, &extra);
+    let yaml = format!(
+        "jump_hosts:\n  chains:\n    bastion:\n      - host: {B}\n        username: {HOP_USER}\n        \
+         password: {HOP_PASSWORD}\n  rules:\n    - match: [{D1}/32]\n      chain: bastion\n"
+    );
+    let c = lab.c.clone();
+    let j = journal.clone();
+    // What the device executed: its shell appends its journal when the session ends.
+    let executed = move |line: &str| {
+        wait_until(Duration::from_secs(10), || {
+            std::fs::read_to_string(&j)
+                .unwrap_or_default()
+                .lines()
+                .any(|l| l == line)
+        })
+    };
+    let (refused, opened, status, by_rule, log) = in_ns(&c, move || {
+        let broker = Broker::serve("jumpl")
+            .yaml(&yaml)
+            .output(Output::Log)
+            .start();
+        let a = broker.addr;
+        let body = |legacy: Option<bool>, jump: Option<Value>| {
+            let mut v = json!({"host": D1, "port": 2022, "username": HOP_USER,
+                               "password": HOP_PASSWORD, "timeout": 15});
+            if let Some(l) = legacy {
+                v["legacy_algorithms"] = json!(l);
+            }
+            if let Some(j) = jump {
+                v["jump"] = j;
+            }
+            v
+        };
+        let refused = post(a, "/session", &body(None, Some(json!([hop(B, 22)]))));
+        let id = open(a, &body(Some(true), Some(json!([hop(B, 22)]))));
+        let r = exec(a, &id, "show version");
+        let status = get(a, &format!("/session/{id}/status"));
+        call(a, "DELETE", &format!("/session/{id}"), Some(TOKEN), None);
+        assert!(
+            executed("show version"),
+            "the device's journal has no show version"
+        );
+        // The config's rule: the same, with no jump in the request.
+        let id = open(a, &body(Some(true), None));
+        let via = get(a, &format!("/session/{id}/status"))["via"].clone();
+        let clock = exec(a, &id, "show clock").status;
+        call(a, "DELETE", &format!("/session/{id}"), Some(TOKEN), None);
+        assert!(
+            executed("show clock"),
+            "the device's journal has no show clock"
+        );
+        let log = broker.log_text();
+        broker.term();
+        (refused, r, status, (via, clock), log)
+    });
+    let detail = refused.json()["detail"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(refused.status, 502, "{detail}");
+    assert!(
+        detail.starts_with(&format!(
+            "Connection error: SSH handshake with {D1} failed in key exchange"
+        )) && detail.contains("legacy_algorithms")
+            && !detail.contains("jump host"),
+        "the device is named, not the hop: {detail}"
+    );
+    assert_eq!(
+        opened.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&opened.body)
+    );
+    assert!(
+        opened.json()["outputs"]["show version"]
+            .as_str()
+            .is_some_and(|o| o.contains("Cisco IOS Software")),
+        "{}",
+        opened.json()
+    );
+    assert_eq!(status["via"], json!([format!("{B}:22")]), "{status}");
+    assert_eq!(by_rule, (json!([format!("{B}:22")]), 200));
+    // The device's sshd saw the legacy algorithms offered and negotiated them.
+    std::thread::sleep(Duration::from_millis(300));
+    let dev_sshd = std::fs::read_to_string(&dev_log).unwrap();
+    for want in [
+        "kex: algorithm: diffie-hellman-group14-sha1",
+        "kex: host key algorithm: ssh-rsa",
+        "cipher: aes128-cbc",
+    ] {
+        assert!(
+            dev_sshd.contains(want),
+            "{want} not in the device's sshd log:\n{dev_sshd}"
+        );
+    }
+    let dev_offers = client_offers(&dev_sshd);
+    assert_eq!(
+        dev_offers.len(),
+        3,
+        "three connections to the device:\n{dev_sshd}"
+    );
+    assert!(
+        !dev_offers[0][0].iter().any(|k| k.ends_with("-sha1"))
+            && dev_offers[1..]
+                .iter()
+                .all(|o| o[0].iter().any(|k| k == "diffie-hellman-group14-sha1")),
+        "{dev_offers:?}"
+    );
+    // The hop was offered modern algorithms only, every time.
+    let hop_offers = client_offers(&std::fs::read_to_string(&hop_log).unwrap());
+    assert_eq!(hop_offers.len(), 3, "three connections to the hop");
+    for [kex, host_key, ciphers] in &hop_offers {
+        assert!(
+            !kex.iter().any(|k| k.ends_with("-sha1"))
+                && !host_key.iter().any(|h| h == "ssh-rsa" || h == "ssh-dss")
+                && !ciphers.iter().any(|c| c.ends_with("-cbc")),
+            "a legacy algorithm offered to the hop: {kex:?} {host_key:?} {ciphers:?}"
+        );
+    }
     for canary in [HOP_PASSWORD, PASSWORD] {
         assert!(!log.contains(canary), "{canary} in the broker log");
     }
