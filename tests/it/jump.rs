@@ -4,7 +4,8 @@
 //! fake devices, reachable from `b` on 10.214.2.0/24 and from `b2` on 10.214.4.0/24, not from
 //! `c`). Namespaces need root and iproute2; sshd needs openssh-server. Skipped without them,
 //! except in CI. A legacy-only device is a real sshd in `d` whose ForceCommand is the fake
-//! device's stdio front (this binary again, `legacy_device_shell`).
+//! device's stdio front (this binary again, `legacy_device_shell`); the Ansible test runs
+//! `ansible-playbook` (from `.venv`, which `.ci/run` makes before `cargo test`) inside `c`.
 //!
 //! ```text
 //!  c 10.214.1.1 ── 10.214.1.2 b 10.214.2.1 ── 10.214.2.2 d
@@ -682,6 +683,195 @@ fn jump_host_failures_name_the_hop_and_a_dead_bastion_kills_the_session() {
     broker.term();
     for canary in [HOP_PASSWORD, PASSWORD] {
         assert!(!log.contains(canary), "{canary} in the broker log");
+    }
+}
+
+/// `ansible-playbook` from the venv `.ci/run` makes (`.venv`, tests/external/requirements.txt),
+/// else from PATH; and the Python next to it, for the modules.
+fn ansible_playbook() -> Option<(PathBuf, PathBuf)> {
+    let mut dirs = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin")];
+    if let Some(p) = std::env::var_os("PATH") {
+        dirs.extend(std::env::split_paths(&p));
+    }
+    dirs.into_iter().find_map(|d| {
+        let bin = d.join("ansible-playbook");
+        bin.is_file().then(|| {
+            let python = ["python3", "python"]
+                .iter()
+                .map(|n| d.join(n))
+                .find(|p| p.is_file())
+                .unwrap_or_else(|| PathBuf::from("/usr/bin/python3"));
+            (bin, python)
+        })
+    })
+}
+
+/// Run `cmd` to its end within `limit` (killed past it): (exit status, stdout and stderr).
+fn run_bounded(
+    mut cmd: Command,
+    out: &Path,
+    limit: Duration,
+) -> (std::process::ExitStatus, String) {
+    let f = std::fs::File::create(out).unwrap();
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(f.try_clone().unwrap())
+        .stderr(f)
+        .spawn()
+        .unwrap();
+    let end = Instant::now() + limit;
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() >= end {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{cmd:?} still running after {limit:?}:\n{}",
+                std::fs::read_to_string(out).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    (status, std::fs::read_to_string(out).unwrap_or_default())
+}
+
+/// ansible-core runs the safety-session tasks (tests/external/ansible/jump_safety_session.yml:
+/// open, status, show version, a config change, close) inside the broker's namespace against
+/// the device behind the bastion. The play names no jump host and holds no bastion
+/// credentials: the broker's only config is its `jump_hosts` rule.
+#[test]
+fn ansible_safety_session_reaches_a_device_through_the_configured_jump_host() {
+    let test = "jump::ansible_safety_session_reaches_a_device_through_the_configured_jump_host";
+    let Some((playbook_bin, python)) = ansible_playbook() else {
+        let why = "ansible-playbook is in neither .venv/bin nor PATH (.ci/run installs \
+                   tests/external/requirements.txt into .venv)";
+        assert!(std::env::var("CI").is_err(), "CI must run {test}: {why}");
+        skip(test, why);
+        return;
+    };
+    let Some(mut lab) = lab_or_skip(test, "g") else {
+        return;
+    };
+    lab.sshd(&lab.b.clone(), B, 22, "b", true);
+    let dev = ssh_device(&lab);
+    let port = dev.port();
+    let yaml = format!(
+        "jump_hosts:\n  chains:\n    bastion:\n      - host: {B}\n        username: {HOP_USER}\n        \
+         password: {HOP_PASSWORD}\n  rules:\n    - match: [10.214.2.0/24]\n      chain: bastion\n"
+    );
+    let work = lab.dir.join("ansible");
+    std::fs::create_dir_all(work.join("home")).unwrap();
+    std::fs::write(work.join("ansible.cfg"), "[defaults]\n").unwrap();
+    std::fs::write(
+        work.join("inventory.yml"),
+        format!("all:\n  children:\n    devices:\n      hosts:\n        sw01:\n          ansible_host: {D1}\n"),
+    )
+    .unwrap();
+    let playbook = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/external/ansible/jump_safety_session.yml");
+    let play = std::fs::read_to_string(&playbook).unwrap();
+    assert!(
+        !play.lines().any(|l| l.trim_start().starts_with("jump:")),
+        "the play must not name a jump host"
+    );
+    let description = "set-through-the-bastion";
+    let c = lab.c.clone();
+    let dir = work.clone();
+    let (status, output, took, log) = in_ns(&c, move || {
+        let broker = Broker::serve("jumpg")
+            .yaml(&yaml)
+            .output(Output::Log)
+            .start();
+        // Credentials in an extra-vars file, as a vault would hold them; never on argv.
+        let vars = json!({
+            "broker_url": format!("http://{}", broker.addr),
+            "broker_token": TOKEN,
+            "local_user": "admin",
+            "local_pass": PASSWORD,
+            "device_port": port.to_string(),
+            "expected_via": format!("{B}:22"),
+            "description": description,
+        });
+        std::fs::write(dir.join("vars.json"), vars.to_string()).unwrap();
+        set_mode(&dir.join("vars.json"), 0o600);
+        let path = format!(
+            "{}:/usr/local/bin:/usr/bin:/bin",
+            playbook_bin.parent().unwrap().display()
+        );
+        let mut cmd = Command::new(&playbook_bin);
+        cmd.args(["-i", "inventory.yml", "-e", "@vars.json"])
+            .arg(&playbook)
+            .current_dir(&dir)
+            .env_clear()
+            .env("PATH", path)
+            .env("HOME", dir.join("home"))
+            .env("LC_ALL", "C.UTF-8")
+            .env("LANG", "C.UTF-8")
+            .env("ANSIBLE_CONFIG", dir.join("ansible.cfg"))
+            .env("ANSIBLE_HOME", dir.join("ansible-home"))
+            .env("ANSIBLE_LOCAL_TEMP", dir.join("local-tmp"))
+            .env("ANSIBLE_REMOTE_TEMP", dir.join("remote-tmp"))
+            .env("ANSIBLE_COLLECTIONS_PATH", dir.join("collections"))
+            .env("ANSIBLE_ROLES_PATH", dir.join("roles"))
+            .env("ANSIBLE_PYTHON_INTERPRETER", &python)
+            .env("ANSIBLE_HOST_KEY_CHECKING", "False")
+            .env("ANSIBLE_RETRY_FILES_ENABLED", "False")
+            .env("ANSIBLE_NOCOLOR", "1")
+            .env("ANSIBLE_GATHERING", "explicit")
+            .env("ANSIBLE_LOCALHOST_WARNING", "False")
+            .env("ANSIBLE_STDOUT_CALLBACK", "default")
+            .env("PYTHONDONTWRITEBYTECODE", "1");
+        let t = Instant::now();
+        let (status, output) = run_bounded(cmd, &dir.join("ansible.out"), Duration::from_secs(120));
+        let took = t.elapsed();
+        let log = broker.log_text();
+        broker.term();
+        (status, output, took, log)
+    });
+    let recap = output
+        .lines()
+        .rev()
+        .find(|l| l.contains("ok="))
+        .unwrap_or("");
+    eprintln!(
+        "ansible-playbook through the jump host: {took:?}: {}",
+        recap.trim()
+    );
+    assert!(
+        status.success(),
+        "ansible-playbook failed ({status}):\n{output}\nbroker log:\n{log}"
+    );
+    assert!(
+        output.contains("failed=0") && output.contains("unreachable=0"),
+        "{output}"
+    );
+    // What the device executed: the play's lines, the description in interface config mode.
+    let journal: Vec<(String, String)> = dev
+        .journal_entries()
+        .into_iter()
+        .map(|e| (e.mode, e.line))
+        .collect();
+    let line = |l: &str| journal.iter().any(|(_, j)| j == l);
+    assert!(line("show version"), "{journal:?}");
+    assert!(
+        journal
+            .iter()
+            .any(|(m, l)| m == "config-if" && *l == format!("description {description}")),
+        "{journal:?}"
+    );
+    assert!(
+        line("interface GigabitEthernet0/1") && line("end"),
+        "{journal:?}"
+    );
+    assert!(
+        log.contains(&format!("via {B}:22 (host key")),
+        "the open's log line names the bastion:\n{log}"
+    );
+    for canary in [HOP_PASSWORD, PASSWORD] {
+        assert!(!log.contains(canary), "{canary} in the broker log");
+        assert!(!output.contains(canary), "{canary} in Ansible's output");
     }
 }
 
