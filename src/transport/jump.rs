@@ -260,11 +260,8 @@ fn in_hop(n: usize, hop: &Hop, e: ConnectError) -> ConnectError {
 /// the next address, or the deadline passed.
 fn forward_error(n: usize, hop: &Hop, to: &str, what: &str, e: ssh2::Error) -> ConnectError {
     if is_timeout(&e) {
-        return in_hop(
-            n,
-            hop,
-            timed_out(&format!("opening the forward to {what}"), to),
-        );
+        // "opening the forward to the device 10.1.1.1:22 did not complete in time"
+        return in_hop(n, hop, timed_out("opening the forward", what));
     }
     let msg = e.message();
     // libssh2: "Channel open failure (administratively prohibited)", "(connect failed)", ...

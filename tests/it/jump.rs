@@ -3,7 +3,9 @@
 //! (bastion 1: a real OpenSSH sshd), `b2` (bastion 2, reachable only from `b`) and `d` (the
 //! fake devices, reachable from `b` on 10.214.2.0/24 and from `b2` on 10.214.4.0/24, not from
 //! `c`). Namespaces need root and iproute2; sshd needs openssh-server. Skipped without them,
-//! except in CI.
+//! except in CI. A legacy-only device is a real sshd in `d` whose ForceCommand is the fake
+//! device's stdio front (this binary again, `legacy_device_shell`); the Ansible test runs
+//! `ansible-playbook` (from `.venv`, which `.ci/run` makes before `cargo test`) inside `c`.
 //!
 //! ```text
 //!  c 10.214.1.1 ── 10.214.1.2 b 10.214.2.1 ── 10.214.2.2 d
@@ -142,6 +144,20 @@ impl Lab {
     /// A private sshd in namespace `ns` on `addr:port`; returns its log file. Waits until it
     /// listens.
     fn sshd(&mut self, ns: &str, addr: &str, port: u16, name: &str, forwarding: bool) -> PathBuf {
+        self.sshd_with(ns, addr, port, name, forwarding, "")
+    }
+
+    /// [`Lab::sshd`] with `extra` lines first in its config: sshd takes the first value of a
+    /// keyword, so they override the defaults below them (`HostKey` lines add keys).
+    fn sshd_with(
+        &mut self,
+        ns: &str,
+        addr: &str,
+        port: u16,
+        name: &str,
+        forwarding: bool,
+        extra: &str,
+    ) -> PathBuf {
         let dir = self.dir.join(name);
         std::fs::create_dir_all(&dir).unwrap();
         set_mode(&self.dir, 0o755);
@@ -159,7 +175,7 @@ impl Lab {
         std::fs::write(
             &cfg,
             format!(
-                "ListenAddress {addr}:{port}\nHostKey {}\nPidFile none\nUsePAM no\nStrictModes no\n\
+                "{extra}ListenAddress {addr}:{port}\nHostKey {}\nPidFile none\nUsePAM no\nStrictModes no\n\
                  AuthorizedKeysFile {}\nPubkeyAuthentication yes\nPasswordAuthentication yes\n\
                  KbdInteractiveAuthentication no\nPermitRootLogin no\nAllowUsers {HOP_USER}\n\
                  AllowTcpForwarding {}\nPermitTTY no\nX11Forwarding no\nUseDNS no\n\
@@ -233,10 +249,14 @@ fn set_mode(p: &Path, mode: u32) {
 }
 
 fn keygen(path: &Path) {
+    keygen_of("ed25519", path)
+}
+
+fn keygen_of(kind: &str, path: &Path) {
     let _ = std::fs::remove_file(path);
     let _ = std::fs::remove_file(path.with_extension("pub"));
     let out = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", "nbj", "-f"])
+        .args(["-q", "-t", kind, "-N", "", "-C", "nbj", "-f"])
         .arg(path)
         .stdin(Stdio::null())
         .output()
@@ -664,4 +684,617 @@ fn jump_host_failures_name_the_hop_and_a_dead_bastion_kills_the_session() {
     for canary in [HOP_PASSWORD, PASSWORD] {
         assert!(!log.contains(canary), "{canary} in the broker log");
     }
+}
+
+/// `ansible-playbook` from the venv `.ci/run` makes (`.venv`, tests/external/requirements.txt),
+/// else from PATH; and the Python next to it, for the modules.
+fn ansible_playbook() -> Option<(PathBuf, PathBuf)> {
+    let mut dirs = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin")];
+    if let Some(p) = std::env::var_os("PATH") {
+        dirs.extend(std::env::split_paths(&p));
+    }
+    dirs.into_iter().find_map(|d| {
+        let bin = d.join("ansible-playbook");
+        bin.is_file().then(|| {
+            let python = ["python3", "python"]
+                .iter()
+                .map(|n| d.join(n))
+                .find(|p| p.is_file())
+                .unwrap_or_else(|| PathBuf::from("/usr/bin/python3"));
+            (bin, python)
+        })
+    })
+}
+
+/// Run `cmd` to its end within `limit` (killed past it): (exit status, stdout and stderr).
+fn run_bounded(
+    mut cmd: Command,
+    out: &Path,
+    limit: Duration,
+) -> (std::process::ExitStatus, String) {
+    let f = std::fs::File::create(out).unwrap();
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(f.try_clone().unwrap())
+        .stderr(f)
+        .spawn()
+        .unwrap();
+    let end = Instant::now() + limit;
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() >= end {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{cmd:?} still running after {limit:?}:\n{}",
+                std::fs::read_to_string(out).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    (status, std::fs::read_to_string(out).unwrap_or_default())
+}
+
+/// ansible-core runs the safety-session tasks (tests/external/ansible/jump_safety_session.yml:
+/// open, status, show version, a config change, close) inside the broker's namespace against
+/// the device behind the bastion. The play names no jump host and holds no bastion
+/// credentials: the broker's only config is its `jump_hosts` rule.
+#[test]
+fn ansible_safety_session_reaches_a_device_through_the_configured_jump_host() {
+    let test = "jump::ansible_safety_session_reaches_a_device_through_the_configured_jump_host";
+    let Some((playbook_bin, python)) = ansible_playbook() else {
+        let why = "ansible-playbook is in neither .venv/bin nor PATH (.ci/run installs \
+                   tests/external/requirements.txt into .venv)";
+        assert!(std::env::var("CI").is_err(), "CI must run {test}: {why}");
+        skip(test, why);
+        return;
+    };
+    let Some(mut lab) = lab_or_skip(test, "g") else {
+        return;
+    };
+    lab.sshd(&lab.b.clone(), B, 22, "b", true);
+    let dev = ssh_device(&lab);
+    let port = dev.port();
+    let yaml = format!(
+        "jump_hosts:\n  chains:\n    bastion:\n      - host: {B}\n        username: {HOP_USER}\n        \
+         password: {HOP_PASSWORD}\n  rules:\n    - match: [10.214.2.0/24]\n      chain: bastion\n"
+    );
+    let work = lab.dir.join("ansible");
+    std::fs::create_dir_all(work.join("home")).unwrap();
+    std::fs::write(work.join("ansible.cfg"), "[defaults]\n").unwrap();
+    std::fs::write(
+        work.join("inventory.yml"),
+        format!("all:\n  children:\n    devices:\n      hosts:\n        sw01:\n          ansible_host: {D1}\n"),
+    )
+    .unwrap();
+    let playbook = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/external/ansible/jump_safety_session.yml");
+    let play = std::fs::read_to_string(&playbook).unwrap();
+    assert!(
+        !play.lines().any(|l| l.trim_start().starts_with("jump:")),
+        "the play must not name a jump host"
+    );
+    let description = "set-through-the-bastion";
+    let c = lab.c.clone();
+    let dir = work.clone();
+    let (status, output, took, log) = in_ns(&c, move || {
+        let broker = Broker::serve("jumpg")
+            .yaml(&yaml)
+            .output(Output::Log)
+            .start();
+        // Credentials in an extra-vars file, as a vault would hold them; never on argv.
+        let vars = json!({
+            "broker_url": format!("http://{}", broker.addr),
+            "broker_token": TOKEN,
+            "local_user": "admin",
+            "local_pass": PASSWORD,
+            "device_port": port.to_string(),
+            "expected_via": format!("{B}:22"),
+            "description": description,
+        });
+        std::fs::write(dir.join("vars.json"), vars.to_string()).unwrap();
+        set_mode(&dir.join("vars.json"), 0o600);
+        let path = format!(
+            "{}:/usr/local/bin:/usr/bin:/bin",
+            playbook_bin.parent().unwrap().display()
+        );
+        let mut cmd = Command::new(&playbook_bin);
+        cmd.args(["-i", "inventory.yml", "-e", "@vars.json"])
+            .arg(&playbook)
+            .current_dir(&dir)
+            .env_clear()
+            .env("PATH", path)
+            .env("HOME", dir.join("home"))
+            .env("LC_ALL", "C.UTF-8")
+            .env("LANG", "C.UTF-8")
+            .env("ANSIBLE_CONFIG", dir.join("ansible.cfg"))
+            .env("ANSIBLE_HOME", dir.join("ansible-home"))
+            .env("ANSIBLE_LOCAL_TEMP", dir.join("local-tmp"))
+            .env("ANSIBLE_REMOTE_TEMP", dir.join("remote-tmp"))
+            .env("ANSIBLE_COLLECTIONS_PATH", dir.join("collections"))
+            .env("ANSIBLE_ROLES_PATH", dir.join("roles"))
+            .env("ANSIBLE_PYTHON_INTERPRETER", &python)
+            .env("ANSIBLE_HOST_KEY_CHECKING", "False")
+            .env("ANSIBLE_RETRY_FILES_ENABLED", "False")
+            .env("ANSIBLE_NOCOLOR", "1")
+            .env("ANSIBLE_GATHERING", "explicit")
+            .env("ANSIBLE_LOCALHOST_WARNING", "False")
+            .env("ANSIBLE_STDOUT_CALLBACK", "default")
+            .env("PYTHONDONTWRITEBYTECODE", "1");
+        let t = Instant::now();
+        let (status, output) = run_bounded(cmd, &dir.join("ansible.out"), Duration::from_secs(120));
+        let took = t.elapsed();
+        let log = broker.log_text();
+        broker.term();
+        (status, output, took, log)
+    });
+    let recap = output
+        .lines()
+        .rev()
+        .find(|l| l.contains("ok="))
+        .unwrap_or("");
+    eprintln!(
+        "ansible-playbook through the jump host: {took:?}: {}",
+        recap.trim()
+    );
+    assert!(
+        status.success(),
+        "ansible-playbook failed ({status}):\n{output}\nbroker log:\n{log}"
+    );
+    assert!(
+        output.contains("failed=0") && output.contains("unreachable=0"),
+        "{output}"
+    );
+    // What the device executed: the play's lines, the description in interface config mode.
+    let journal: Vec<(String, String)> = dev
+        .journal_entries()
+        .into_iter()
+        .map(|e| (e.mode, e.line))
+        .collect();
+    let line = |l: &str| journal.iter().any(|(_, j)| j == l);
+    assert!(line("show version"), "{journal:?}");
+    assert!(
+        journal
+            .iter()
+            .any(|(m, l)| m == "config-if" && *l == format!("description {description}")),
+        "{journal:?}"
+    );
+    assert!(
+        line("interface GigabitEthernet0/1") && line("end"),
+        "{journal:?}"
+    );
+    assert!(
+        log.contains(&format!("via {B}:22 (host key")),
+        "the open's log line names the bastion:\n{log}"
+    );
+    for canary in [HOP_PASSWORD, PASSWORD] {
+        assert!(!log.contains(canary), "{canary} in the broker log");
+        assert!(!output.contains(canary), "{canary} in Ansible's output");
+    }
+}
+
+const DEVICE_JOURNAL: &str = "NB_JUMP_DEVICE_JOURNAL";
+
+/// The legacy device's shell: sshd's ForceCommand in `legacy_algorithms_on_the_device_only`
+/// runs this test binary with this test and `NB_JUMP_DEVICE_JOURNAL`; the fake device on the
+/// session's pty, its journal appended to that file when the session ends.
+#[test]
+#[ignore = "run by legacy_algorithms_on_the_device_only as an sshd ForceCommand"]
+fn legacy_device_shell() {
+    let Some(journal) = std::env::var_os(DEVICE_JOURNAL) else {
+        return;
+    };
+    let cfg = DeviceConfig {
+        start_privileged: true,
+        ..Default::default()
+    };
+    let lines = fake_device::stdio::run(cfg)
+        .map(|log| log.journal())
+        .unwrap_or_default();
+    if let Ok(mut f) = std::fs::OpenOptions::new().append(true).open(journal) {
+        use std::io::Write;
+        let _ = writeln!(f, "{}", lines.join("\n"));
+    }
+    std::process::exit(0);
+}
+
+/// This test binary at a path that other users (the sshd's login user) can run: where it is,
+/// when every directory above it lets them through, else linked or copied into `dir`.
+fn exe_for_others(dir: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let exe = std::env::current_exe().unwrap();
+    let others_x =
+        |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.permissions().mode() & 0o001 != 0);
+    if exe.ancestors().all(others_x) {
+        return exe;
+    }
+    let there = dir.join("it-device-shell");
+    if std::fs::hard_link(&exe, &there).is_err() {
+        std::fs::copy(&exe, &there).unwrap();
+    }
+    set_mode(&there, 0o755);
+    there
+}
+
+/// What the broker's SSH client offered an sshd (its DEBUG2 log of the peer's KEXINIT):
+/// (kex, host key algorithms, ciphers client to server).
+fn client_offers(sshd_log: &str) -> Vec<[Vec<String>; 3]> {
+    let mut out = Vec::new();
+    let mut lines = sshd_log.lines();
+    while lines.any(|l| l.contains("peer client KEXINIT proposal")) {
+        let mut get = |key: &str| -> Vec<String> {
+            lines
+                .by_ref()
+                .find_map(|l| l.split_once(key).map(|(_, v)| v.trim().to_string()))
+                .unwrap_or_default()
+                .split(',')
+                .map(str::to_string)
+                .collect()
+        };
+        let kex = get("KEX algorithms:");
+        let host_key = get("host key algorithms:");
+        let ciphers = get("ciphers ctos:");
+        out.push([kex, host_key, ciphers]);
+    }
+    out
+}
+
+/// A device behind a modern bastion that speaks only SHA-1 key exchange, `ssh-rsa` and CBC (a
+/// real OpenSSH sshd, its ForceCommand the fake device): `legacy_algorithms` on the device
+/// applies to the device, not the hop. Without it the open fails naming the device.
+#[test]
+fn legacy_algorithms_on_the_device_only() {
+    let test = "jump::legacy_algorithms_on_the_device_only";
+    let Some(mut lab) = lab_or_skip(test, "l") else {
+        return;
+    };
+    let (b, d) = (lab.b.clone(), lab.d.clone());
+    let hop_log = lab.sshd_with(&b, B, 22, "b", true, "LogLevel DEBUG2\n");
+    let keys = lab.dir.join("legacy-keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    let rsa = keys.join("host_rsa");
+    keygen_of("rsa", &rsa);
+    let journal = lab.dir.join("legacy-journal");
+    std::fs::write(&journal, "").unwrap();
+    set_mode(&journal, 0o666);
+    let exe = exe_for_others(&lab.dir);
+    let extra = format!(
+        "LogLevel DEBUG2\nHostKey {}\nKexAlgorithms diffie-hellman-group14-sha1\n\
+         HostKeyAlgorithms ssh-rsa\nCiphers aes128-cbc\nMACs hmac-sha1\nPermitTTY yes\n\
+         ForceCommand {DEVICE_JOURNAL}={} exec {} jump::legacy_device_shell --exact \
+         --include-ignored --nocapture --test-threads 1\n",
+        rsa.display(),
+        journal.display(),
+        exe.display()
+    );
+    let dev_log = lab.sshd_with(&d, D1, 2022, "legacy", false, &extra);
+    let yaml = format!(
+        "jump_hosts:\n  chains:\n    bastion:\n      - host: {B}\n        username: {HOP_USER}\n        \
+         password: {HOP_PASSWORD}\n  rules:\n    - match: [{D1}/32]\n      chain: bastion\n"
+    );
+    let c = lab.c.clone();
+    let j = journal.clone();
+    // What the device executed: its shell appends its journal when the session ends.
+    let executed = move |line: &str| {
+        wait_until(Duration::from_secs(10), || {
+            std::fs::read_to_string(&j)
+                .unwrap_or_default()
+                .lines()
+                .any(|l| l == line)
+        })
+    };
+    let (refused, opened, status, by_rule, log) = in_ns(&c, move || {
+        let broker = Broker::serve("jumpl")
+            .yaml(&yaml)
+            .output(Output::Log)
+            .start();
+        let a = broker.addr;
+        let body = |legacy: Option<bool>, jump: Option<Value>| {
+            let mut v = json!({"host": D1, "port": 2022, "username": HOP_USER,
+                               "password": HOP_PASSWORD, "timeout": 15});
+            if let Some(l) = legacy {
+                v["legacy_algorithms"] = json!(l);
+            }
+            if let Some(j) = jump {
+                v["jump"] = j;
+            }
+            v
+        };
+        let refused = post(a, "/session", &body(None, Some(json!([hop(B, 22)]))));
+        let id = open(a, &body(Some(true), Some(json!([hop(B, 22)]))));
+        let r = exec(a, &id, "show version");
+        let status = get(a, &format!("/session/{id}/status"));
+        call(a, "DELETE", &format!("/session/{id}"), Some(TOKEN), None);
+        assert!(
+            executed("show version"),
+            "the device's journal has no show version"
+        );
+        // The config's rule: the same, with no jump in the request.
+        let id = open(a, &body(Some(true), None));
+        let via = get(a, &format!("/session/{id}/status"))["via"].clone();
+        let clock = exec(a, &id, "show clock").status;
+        call(a, "DELETE", &format!("/session/{id}"), Some(TOKEN), None);
+        assert!(
+            executed("show clock"),
+            "the device's journal has no show clock"
+        );
+        let log = broker.log_text();
+        broker.term();
+        (refused, r, status, (via, clock), log)
+    });
+    let detail = refused.json()["detail"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(refused.status, 502, "{detail}");
+    assert!(
+        detail.starts_with(&format!(
+            "Connection error: SSH handshake with {D1} failed in key exchange"
+        )) && detail.contains("legacy_algorithms")
+            && !detail.contains("jump host"),
+        "the device is named, not the hop: {detail}"
+    );
+    assert_eq!(
+        opened.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&opened.body)
+    );
+    assert!(
+        opened.json()["outputs"]["show version"]
+            .as_str()
+            .is_some_and(|o| o.contains("Cisco IOS Software")),
+        "{}",
+        opened.json()
+    );
+    assert_eq!(status["via"], json!([format!("{B}:22")]), "{status}");
+    assert_eq!(by_rule, (json!([format!("{B}:22")]), 200));
+    // The device's sshd saw the legacy algorithms offered and negotiated them.
+    std::thread::sleep(Duration::from_millis(300));
+    let dev_sshd = std::fs::read_to_string(&dev_log).unwrap();
+    for want in [
+        "kex: algorithm: diffie-hellman-group14-sha1",
+        "kex: host key algorithm: ssh-rsa",
+        "cipher: aes128-cbc",
+    ] {
+        assert!(
+            dev_sshd.contains(want),
+            "{want} not in the device's sshd log:\n{dev_sshd}"
+        );
+    }
+    let dev_offers = client_offers(&dev_sshd);
+    assert_eq!(
+        dev_offers.len(),
+        3,
+        "three connections to the device:\n{dev_sshd}"
+    );
+    assert!(
+        !dev_offers[0][0].iter().any(|k| k.ends_with("-sha1"))
+            && dev_offers[1..]
+                .iter()
+                .all(|o| o[0].iter().any(|k| k == "diffie-hellman-group14-sha1")),
+        "{dev_offers:?}"
+    );
+    // The hop was offered modern algorithms only, every time.
+    let hop_offers = client_offers(&std::fs::read_to_string(&hop_log).unwrap());
+    assert_eq!(hop_offers.len(), 3, "three connections to the hop");
+    for [kex, host_key, ciphers] in &hop_offers {
+        assert!(
+            !kex.iter().any(|k| k.ends_with("-sha1"))
+                && !host_key.iter().any(|h| h == "ssh-rsa" || h == "ssh-dss")
+                && !ciphers.iter().any(|c| c.ends_with("-cbc")),
+            "a legacy algorithm offered to the hop: {kex:?} {host_key:?} {ciphers:?}"
+        );
+    }
+    for canary in [HOP_PASSWORD, PASSWORD] {
+        assert!(!log.contains(canary), "{canary} in the broker log");
+    }
+}
+
+/// `allowed_hosts` refuses a hop: 403 naming it, and nothing is connected anywhere (every
+/// bastion's sshd logs no connection; the device saw nothing), whether the hop is the first or
+/// a later one, comes from the request or the config's rule; a refused device behind an
+/// allowed hop likewise. Then an allowed chain connects (the witness works).
+#[test]
+fn allowed_hosts_refuses_a_hop_before_anything_connects() {
+    let test = "jump::allowed_hosts_refuses_a_hop_before_anything_connects";
+    let Some(mut lab) = lab_or_skip(test, "r") else {
+        return;
+    };
+    let (b, b2) = (lab.b.clone(), lab.b2.clone());
+    // A second address of bastion 1, outside the allow-list.
+    const B3: &str = "10.214.1.3";
+    ip(&["-n", &b, "addr", "add", &format!("{B3}/32"), "dev", "lo"]).unwrap();
+    let b_log = lab.sshd(&b, B, 22, "b", true);
+    let b3_log = lab.sshd(&b, B3, 22, "b3", true);
+    let b2_log = lab.sshd(&b2, B2, 22, "b2", true);
+    let dev = ssh_device(&lab);
+    let port = dev.port();
+    let yaml = format!(
+        "allowed_hosts: [{B}/32, 10.214.2.0/24, 10.214.4.0/24]\njump_hosts:\n  chains:\n    \
+         refused:\n      - host: {B3}\n        username: {HOP_USER}\n        password: {HOP_PASSWORD}\n  \
+         rules:\n    - match: [10.214.2.0/24]\n      chain: refused\n"
+    );
+    let c = lab.c.clone();
+    let broker = in_ns(&c, move || {
+        Broker::serve("jumpr")
+            .yaml(&yaml)
+            .output(Output::Log)
+            .start()
+    });
+    let a = broker.addr;
+    let body = move |host: &str, jump: Option<Value>| {
+        let mut v = json!({"host": host, "port": port, "username": "admin",
+                           "password": PASSWORD, "timeout": 10});
+        if let Some(j) = jump {
+            v["jump"] = j;
+        }
+        v
+    };
+    let cases = [
+        ("hop 1 in the request", body(D1, Some(json!([hop(B3, 22)])))),
+        ("hop 1 of the config's rule", body(D1, None)),
+        ("hop 2", body(D2, Some(json!([hop(B, 22), hop(B2, 22)])))),
+        ("the device", body(B2, Some(json!([hop(B, 22)])))),
+    ];
+    let answers: Vec<(&str, u16, String)> = in_ns(&c, move || {
+        cases
+            .iter()
+            .map(|(what, body)| {
+                let r = post(a, "/session", body);
+                let d = r.json()["detail"].as_str().unwrap_or_default().to_string();
+                (*what, r.status, d)
+            })
+            .collect()
+    });
+    let expect = [
+        format!("jump host 1 ({B3}:22): {B3} ({B3}) is not in allowed_hosts"),
+        format!("jump host 1 ({B3}:22): {B3} ({B3}) is not in allowed_hosts"),
+        format!("jump host 2 ({B2}:22): {B2} ({B2}) is not in allowed_hosts"),
+        format!("{B2} ({B2}) is not in allowed_hosts"),
+    ];
+    for ((what, status, detail), want) in answers.iter().zip(&expect) {
+        assert_eq!(*status, 403, "{what}: {detail}");
+        assert_eq!(detail, &format!("Forbidden: {want}"), "{what}");
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    for (log, name) in [(&b_log, "b"), (&b3_log, "b3"), (&b2_log, "b2")] {
+        let log = std::fs::read_to_string(log).unwrap();
+        assert!(
+            !log.contains("Connection from"),
+            "a refused chain connected to {name}:\n{log}"
+        );
+    }
+    assert!(dev.journal().is_empty() && dev.auth_methods_tried().is_empty());
+    // The witness: an allowed chain does connect, and its sshd logs it.
+    let allowed = body(D1, Some(json!([hop(B, 22)])));
+    in_ns(&c, move || {
+        let id = open(a, &allowed);
+        assert_eq!(exec(a, &id, "show clock").status, 200);
+    });
+    let log = std::fs::read_to_string(&b_log).unwrap();
+    assert!(log.contains("Connection from"), "{log}");
+    assert!(
+        dev.journal().iter().any(|l| l == "show clock"),
+        "{:?}",
+        dev.journal()
+    );
+    broker.term();
+}
+
+/// A TCP port in namespace `ns` that completes the TCP handshake and then says nothing: a
+/// listener nobody accepts from.
+fn silent_port(ns: &str, addr: &str, port: u16) -> std::net::TcpListener {
+    let at = format!("{addr}:{port}");
+    in_ns(ns, move || std::net::TcpListener::bind(at).unwrap())
+}
+
+/// A TCP port in namespace `ns` whose SYNs go unanswered, as behind a firewall's DROP: a
+/// listener with a backlog of 0 whose one place is taken by a connection nobody accepts, so the
+/// kernel drops every later SYN. Keep both until the test ends.
+fn dropping_port(ns: &str, addr: &str, port: u16) -> (std::net::TcpListener, Vec<TcpStream>) {
+    use std::os::fd::AsRawFd;
+    let at: SocketAddr = format!("{addr}:{port}").parse().unwrap();
+    in_ns(ns, move || {
+        let l = std::net::TcpListener::bind(at).unwrap();
+        // SAFETY: listen(2) again on a listening socket only changes its backlog.
+        assert_eq!(unsafe { libc::listen(l.as_raw_fd(), 0) }, 0);
+        let mut queued = Vec::new();
+        for _ in 0..4 {
+            match TcpStream::connect_timeout(&at, Duration::from_millis(500)) {
+                Ok(s) => queued.push(s),
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return (l, queued),
+                Err(e) => panic!("{at}: {e}"),
+            }
+        }
+        panic!(
+            "{at} still answers SYNs with {} connections queued",
+            queued.len()
+        );
+    })
+}
+
+/// A hop that does not answer in time: its port drops SYNs, or it accepts and never speaks SSH
+/// (hop 1, or hop 2 behind a live hop 1), or it cannot reach the device (SYNs dropped there):
+/// each open answers 504 naming the hop within its `timeout`, and leaves no thread behind.
+#[test]
+fn a_hop_that_does_not_answer_times_out_naming_the_hop() {
+    let test = "jump::a_hop_that_does_not_answer_times_out_naming_the_hop";
+    let Some(mut lab) = lab_or_skip(test, "t") else {
+        return;
+    };
+    let (b, b2, d) = (lab.b.clone(), lab.b2.clone(), lab.d.clone());
+    lab.sshd(&b, B, 22, "b", true);
+    let _drop1 = dropping_port(&b, B, 2201);
+    let _silent1 = silent_port(&b, B, 2202);
+    let _silent2 = silent_port(&b2, B2, 2202);
+    let _drop_dev = dropping_port(&d, D1, 2301);
+    const TIMEOUT: f64 = 3.0;
+    let cases: Vec<(Value, String)> = vec![
+        (
+            json!([hop(B, 2201)]),
+            format!("jump host 1 ({B}:2201): TCP connect to {B} did not complete in time"),
+        ),
+        (
+            json!([hop(B, 2202)]),
+            format!("jump host 1 ({B}:2202): SSH handshake to {B} did not complete in time"),
+        ),
+        (
+            json!([hop(B, 22), hop(B2, 2202)]),
+            format!("jump host 2 ({B2}:2202): SSH handshake to {B2} did not complete in time"),
+        ),
+        (
+            json!([hop(B, 22)]),
+            format!(
+                "jump host 1 ({B}:22): opening the forward to the device {D1}:2301 did not \
+                 complete in time"
+            ),
+        ),
+    ];
+    let c = lab.c.clone();
+    let (answers, threads) = in_ns(&c.clone(), move || {
+        let broker = Broker::serve("jumpt").output(Output::Log).start();
+        let a = broker.addr;
+        std::thread::sleep(Duration::from_millis(300));
+        let base = broker.threads();
+        // All four at once: each is bounded by its own deadline.
+        let waits: Vec<_> = cases
+            .into_iter()
+            .map(|(jump, want)| {
+                let port = if want.contains(":2301") { 2301 } else { 22 };
+                let body = json!({"host": D1, "port": port, "username": "admin",
+                                  "password": PASSWORD, "timeout": TIMEOUT, "jump": jump});
+                let c = c.clone();
+                std::thread::spawn(move || {
+                    enter(&c);
+                    let t = Instant::now();
+                    let r = post(a, "/session", &body);
+                    let took = t.elapsed();
+                    let detail = r.json()["detail"].as_str().unwrap_or_default().to_string();
+                    (r.status, detail, took, want)
+                })
+            })
+            .collect();
+        let answers: Vec<_> = waits.into_iter().map(|h| h.join().unwrap()).collect();
+        let settled = wait_until(Duration::from_secs(5), || broker.threads() <= base);
+        let threads = (base, broker.threads(), settled);
+        broker.term();
+        (answers, threads)
+    });
+    for (status, detail, took, _) in &answers {
+        eprintln!("{status} in {took:?}: {detail}");
+    }
+    for (status, detail, took, want) in answers {
+        assert_eq!(status, 504, "{detail}");
+        assert_eq!(detail, format!("Connection timed out: {want}"));
+        let t = Duration::from_secs_f64(TIMEOUT);
+        assert!(
+            took >= t - Duration::from_millis(200) && took < t + Duration::from_secs(2),
+            "answered in {took:?} for a {TIMEOUT} s timeout: {detail}"
+        );
+    }
+    let (base, now, settled) = threads;
+    assert!(settled, "threads left behind: {now}, {base} before");
 }
