@@ -7,7 +7,7 @@ use super::wire::{self, Fields};
 use super::{error_response, ok_json, Api, ApiLive, Outcome};
 use crate::http::{Request, Responder, Response};
 use crate::session::guard::{self, Guard, GuardSpec, GuardState, Login, OnExit, Rollback};
-use crate::session::{ConfigJob, Protocol, SessionHandle};
+use crate::session::{Protocol, SessionHandle};
 use serde_json::{json, Map, Value};
 use std::time::Duration;
 
@@ -359,7 +359,7 @@ fn rollback_of(v: &Value, live: &ApiLive) -> Result<Rollback, Vec<FieldError>> {
     };
     let bytes = serde_json::to_vec(&body).unwrap_or_default();
     let list = v.is_array();
-    let b = wire::exec_body(&bytes).map_err(|e| {
+    let mut b = wire::exec_body(&bytes).map_err(|e| {
         let mut errs = under(e, "rollback");
         if list {
             // Located as the client wrote it: `["body", "rollback", 0, "cmd"]`.
@@ -371,12 +371,10 @@ fn rollback_of(v: &Value, live: &ApiLive) -> Result<Rollback, Vec<FieldError>> {
         }
         errs
     })?;
+    let config = b.config_job();
     Ok(Rollback {
         items: b.items,
-        config: (b.config.is_some() || b.save).then(|| ConfigJob {
-            lines: b.config.unwrap_or_default(),
-            save: b.save,
-        }),
+        config,
         stop_on_error: b.stop_on_error,
         timeout: b.timeout.unwrap_or(live.command_timeout),
     })

@@ -8,7 +8,7 @@ use super::wire;
 use super::{check_config_support, exec_result, ok_json, Api, ApiLive, Outcome};
 use crate::http::{Request, Responder, Response};
 use crate::session::jobs::{Answer, JobRecord, JobState, Lookup, Retry};
-use crate::session::{ConfigJob, ExecError, ExecJob, ExecReport, ExecSpec, SessionHandle};
+use crate::session::{ExecError, ExecJob, ExecReport, SessionHandle};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
@@ -81,17 +81,7 @@ impl Api {
         } else {
             (Some(responder), None)
         };
-        let spec = ExecSpec {
-            items: b.items,
-            timeout: b.timeout.unwrap_or(live.command_timeout),
-            stop_on_error: b.stop_on_error,
-            config: (b.config.is_some() || b.save).then(|| ConfigJob {
-                lines: b.config.unwrap_or_default(),
-                save: b.save,
-            }),
-            by: crate::session::By::Client,
-            job: Some(job.clone()),
-        };
+        let spec = b.into_spec(live.command_timeout, Some(job.clone()));
         let reply = Box::new(move |r: Result<ExecReport, ExecError>| {
             let never_ran = record.state() == JobState::Queued;
             let state = match &r {

@@ -6,7 +6,7 @@
 use super::{check_config_support, error_response, exec_result, wire, Api, ApiLive, Outcome};
 use crate::api::error::Error;
 use crate::http::{Request, Responder, Response};
-use crate::session::{ConfigJob, ExecSpec, OpenError, ProbeOutcome, ProbeRequest};
+use crate::session::{ExecSpec, OpenError, ProbeOutcome, ProbeRequest};
 use serde_json::{json, Map, Value};
 
 /// Which route a probe came in by.
@@ -51,17 +51,7 @@ impl Api {
                 if b.config.is_some() || b.save {
                     check_config_support(&open.platform.name, b.config.is_some(), b.save)?;
                 }
-                let spec = ExecSpec {
-                    items: b.items,
-                    timeout: b.timeout.unwrap_or(live.command_timeout),
-                    stop_on_error: b.stop_on_error,
-                    config: (b.config.is_some() || b.save).then(|| ConfigJob {
-                        lines: b.config.unwrap_or_default(),
-                        save: b.save,
-                    }),
-                    by: crate::session::By::Client,
-                    job: None,
-                };
+                let spec = b.into_spec(live.command_timeout, None);
                 (Some(spec), Shape::Exec)
             }
         };

@@ -570,6 +570,34 @@ pub struct ExecBody {
 
 const MAX_TIMEOUT: f64 = 86_400.0;
 
+impl ExecBody {
+    /// The config block it asks for, if any (lines, and whether to save after).
+    pub fn config_job(&mut self) -> Option<crate::session::ConfigJob> {
+        (self.config.is_some() || self.save).then(|| crate::session::ConfigJob {
+            lines: self.config.take().unwrap_or_default(),
+            save: self.save,
+        })
+    }
+
+    /// What a client's exec runs: its items and config block, with the broker's default read
+    /// deadline where the body gives none, recorded by `job` if any.
+    pub fn into_spec(
+        mut self,
+        default_timeout: Duration,
+        job: Option<std::sync::Arc<crate::session::jobs::JobRecord>>,
+    ) -> crate::session::ExecSpec {
+        let config = self.config_job();
+        crate::session::ExecSpec {
+            items: self.items,
+            timeout: self.timeout.unwrap_or(default_timeout),
+            stop_on_error: self.stop_on_error,
+            config,
+            by: crate::session::By::Client,
+            job,
+        }
+    }
+}
+
 /// Longest idempotency key.
 const MAX_KEY_CHARS: usize = 255;
 
