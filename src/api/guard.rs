@@ -249,6 +249,9 @@ impl Api {
                 }
             }
         };
+        if let (Some(rb), Some(h)) = (&rollback, h) {
+            errors.append(&mut rollback_fits(rb, h.info.platform));
+        }
         let probe = login("probe", &mut errors);
         let reopen = login("reopen", &mut errors);
         let device_revert = match (map.get("device_revert"), timeout) {
@@ -343,6 +346,32 @@ fn under(e: Error, key: &str) -> Vec<FieldError> {
     }
 }
 
+/// What a rollback's config block needs on the session's platform: a configuration mode (and
+/// a save command, if it saves), and on a commit-model platform (Junos, IOS-XR) `"save": true`,
+/// without which its lines are never committed and the rollback would change nothing.
+fn rollback_fits(rb: &Rollback, profile: &str) -> Vec<FieldError> {
+    let Some(c) = rb.config.as_ref() else {
+        return Vec::new();
+    };
+    if let Err(e) = super::check_config_support(profile, true, c.save) {
+        return under(e, "rollback");
+    }
+    let commit_model = crate::platform::lookup(profile)
+        .and_then(|p| p.config.as_ref())
+        .and_then(|c| c.save.as_ref())
+        .is_some_and(|s| s.in_config);
+    if commit_model && !c.lines.is_empty() && !c.save {
+        return vec![FieldError::new(
+            vec![json!("body"), json!("rollback"), json!("save")],
+            format!(
+                "On {profile} config lines take effect only when committed: a rollback with config lines needs \"save\": true"
+            ),
+            "value_error",
+        )];
+    }
+    Vec::new()
+}
+
 /// `rollback`: a list of exec items, or an object with the exec body's fields (`commands`,
 /// `config`, `save`, `stop_on_error`, `timeout`).
 fn rollback_of(v: &Value, live: &ApiLive) -> Result<Rollback, Vec<FieldError>> {
@@ -377,6 +406,7 @@ fn rollback_of(v: &Value, live: &ApiLive) -> Result<Rollback, Vec<FieldError>> {
         config,
         stop_on_error: b.stop_on_error,
         timeout: b.timeout.unwrap_or(live.command_timeout),
+        rules: None,
     })
 }
 

@@ -594,6 +594,7 @@ impl ExecBody {
             config,
             by: crate::session::By::Client,
             job,
+            rules: None,
         }
     }
 }

@@ -590,6 +590,24 @@ impl Driver {
         }
     }
 
+    /// Back to the exec prompt if the device is in config mode (the platform's exit step, an
+    /// exempt step of the command policy): after an interrupt inside a config block.
+    pub fn leave_config_mode(&mut self, deadline: Instant) {
+        let exit = self
+            .platform
+            .config
+            .as_ref()
+            .filter(|c| self.mode == c.mode)
+            .map(|c| ExecItem {
+                step: Step::ConfigExit,
+                ..ExecItem::answering(&c.exit, &c.exit_answers)
+            });
+        if let Some(exit) = exit {
+            let cap = self.max_output;
+            let _ = self.run(&exit, deadline, &|| false, cap);
+        }
+    }
+
     /// The command policy for what is typed from now on.
     pub fn set_rules(&mut self, rules: std::sync::Arc<crate::policy::CommandRules>) {
         self.chan.set_rules(rules);
@@ -706,10 +724,14 @@ impl Driver {
                 Ok(i) => i,
                 Err(f) => {
                     let partial = self.finish_output(&acc, &cut_pagers, item, &prompt);
-                    if matches!(f, ReadFail::Timeout) {
+                    if matches!(f, ReadFail::Timeout | ReadFail::Cancelled) {
+                        // The command may still run: nothing is typed until its prompt is back
+                        // (an interrupt, or the next exec's wait for it).
                         self.awaiting_prompt = Some(item.cmd.clone());
                         self.resync = Acc::new(0);
                         self.resync.push(&acc.tail_bytes());
+                    }
+                    if matches!(f, ReadFail::Timeout) {
                         return Err(CmdFail::Timeout {
                             partial,
                             truncated: acc.truncated,

@@ -37,6 +37,22 @@ pub struct Rollback {
     pub config: Option<ConfigJob>,
     pub stop_on_error: bool,
     pub timeout: Duration,
+    /// The command policy it was checked against when the guard was armed (a reload that
+    /// tightens the policy meanwhile cannot block the rollback). None: the policy in force.
+    pub rules: Option<Arc<crate::policy::CommandRules>>,
+}
+
+impl Rollback {
+    /// Platform steps (device timer, leaving config mode), under the policy in force.
+    fn steps(items: Vec<ExecItem>, stop_on_error: bool, timeout: Duration) -> Rollback {
+        Rollback {
+            items,
+            config: None,
+            stop_on_error,
+            timeout,
+            rules: None,
+        }
+    }
 }
 
 /// A login the guard may use later: a fresh connection for a probe, or to roll back when the
@@ -268,7 +284,7 @@ impl GuardBook {
             .truncate(true)
             .mode(0o600)
             .open(&tmp)
-            .and_then(|mut f| f.write_all(text.as_bytes()))
+            .and_then(|mut f| f.write_all(text.as_bytes()).and_then(|()| f.sync_all()))
             .and_then(|()| std::fs::rename(&tmp, p));
         if let Err(e) = r {
             log::error!("cannot record armed guards in {}: {e}", p.display());
@@ -322,20 +338,18 @@ fn run_steps(
     reg: &Registry,
     h: &Arc<SessionHandle>,
     driver: &mut super::driver::Driver,
-    items: Vec<ExecItem>,
-    config: Option<ConfigJob>,
-    stop_on_error: bool,
-    timeout: Duration,
+    plan: Rollback,
 ) -> (Result<ExecReport, ExecError>, bool) {
     let (tx, rx) = crossbeam_channel::bounded(1);
     let job = ExecJob {
         spec: super::ExecSpec {
-            items,
-            timeout,
-            stop_on_error,
-            config,
+            items: plan.items,
+            timeout: plan.timeout,
+            stop_on_error: plan.stop_on_error,
+            config: plan.config,
             by: By::Guard,
             job: None,
+            rules: plan.rules,
         },
         reply: Box::new(move |r| {
             let _ = tx.send(r);
@@ -348,6 +362,21 @@ fn run_steps(
         ))
     });
     (r, alive)
+}
+
+/// The rollback typed nothing the device answered: the session waits for a prompt that does
+/// not come, or its first step timed out.
+fn nothing_ran(r: &Result<ExecReport, ExecError>) -> bool {
+    match r {
+        Err(ExecError::Desynced(_) | ExecError::TimedOut(_)) => true,
+        Ok(ExecReport {
+            results,
+            failure: Some(f),
+        }) => {
+            results.is_empty() && matches!(f.error, ExecError::Desynced(_) | ExecError::TimedOut(_))
+        }
+        _ => false,
+    }
 }
 
 /// Why a report failed, in one line.
@@ -415,8 +444,21 @@ pub(super) fn arm(
         done(Err(GuardError::AlreadyArmed), reply);
         return true;
     }
-    // The rollback is checked against the command policy now, not when it fires.
-    driver.set_rules(reg.settings.commands.read().clone());
+    if h.cancel.load(Ordering::SeqCst) {
+        done(
+            Err(GuardError::Dead(
+                "the session is closing; nothing was armed".into(),
+            )),
+            reply,
+        );
+        return true;
+    }
+    // The rollback is checked against the command policy now, and runs under the same policy
+    // when it fires.
+    let rules = reg.settings.commands.read().clone();
+    driver.set_rules(rules.clone());
+    let mut spec = spec;
+    spec.rollback.rules = Some(rules);
     let rb = &spec.rollback;
     let checked = super::plan(driver, rb.config.clone(), rb.items.clone(), None)
         .and_then(|steps| driver.preflight(steps.iter()).map_err(ExecError::Refused));
@@ -449,7 +491,7 @@ pub(super) fn arm(
             .iter()
             .map(|c| ExecItem::plain(c))
             .collect();
-        let (r, alive) = run_steps(reg, h, driver, items, None, true, rb.timeout);
+        let (r, alive) = run_steps(reg, h, driver, Rollback::steps(items, true, rb.timeout));
         if !alive {
             done(
                 Err(GuardError::Dead(
@@ -523,7 +565,7 @@ fn leave_config(
     if driver.mode == cfg.mode {
         let mut exit = ExecItem::answering(&cfg.exit, &cfg.exit_answers);
         exit.step = crate::channel::typed::Step::ConfigExit;
-        let _ = run_steps(reg, h, driver, vec![exit], None, false, timeout);
+        let _ = run_steps(reg, h, driver, Rollback::steps(vec![exit], false, timeout));
     }
 }
 
@@ -574,15 +616,20 @@ fn confirm_device(
         reg,
         h,
         driver,
-        items,
-        None,
-        true,
-        reg.settings.command_timeout,
+        Rollback::steps(items, true, reg.settings.command_timeout),
     );
     let err = report_failure(&r);
-    if let Some(d) = h.guard.lock().as_mut().and_then(|g| g.device.as_mut()) {
-        d.confirmed = err.is_none();
-        d.confirm_error = err.clone();
+    if let Some(g) = h.guard.lock().as_mut() {
+        if let Some(d) = g.device.as_mut() {
+            d.confirmed = err.is_none();
+            d.confirm_error = err.clone();
+            // The connection died on the way: a new one (reopen) may still confirm it.
+            d.confirm_pending = err.is_some() && !alive;
+        }
+        if err.is_none() && g.state.ended() {
+            // Nothing left to do for the login kept to confirm on a new connection.
+            g.reopen = None;
+        }
     }
     match err {
         None => event(reg, h, "the device's revert timer was confirmed (stopped; configuration kept)"),
@@ -623,17 +670,20 @@ pub(super) fn fire(
     let mut confirmed_device = false;
     let usable = driver.filter(|_| h.state.lock().alive);
     if let Some(d) = usable {
-        let (r, a) = run_steps(
-            reg,
-            h,
-            d,
-            rb.items.clone(),
-            rb.config.clone(),
-            rb.stop_on_error,
-            rb.timeout,
-        );
+        let (r, a) = run_steps(reg, h, d, rb.clone());
         alive = a;
-        if a || reopen.is_none() {
+        // A session that is up but stuck (its prompt lost, nothing it sends answered) rolls
+        // back on a new connection when the guard has one, instead of failing here.
+        if a && reopen.is_some() && nothing_ran(&r) {
+            let why = report_failure(&r).unwrap_or_default();
+            event(
+                reg,
+                h,
+                &format!("the session is stuck ({why}): giving it up for a new connection"),
+            );
+            h.mark_dead(&format!("stuck when the change guard fired: {why}"));
+            alive = false;
+        } else if a || reopen.is_none() {
             if a && report_failure(&r).is_none() {
                 confirmed_device = confirm_timer_after_rollback(reg, h, d);
             }
@@ -652,15 +702,7 @@ pub(super) fn fire(
                 Ok(o) => {
                     let mut d = o.driver;
                     reopened = true;
-                    let (r, a) = run_steps(
-                        reg,
-                        h,
-                        &mut d,
-                        rb.items.clone(),
-                        rb.config.clone(),
-                        rb.stop_on_error,
-                        rb.timeout,
-                    );
+                    let (r, a) = run_steps(reg, h, &mut d, rb.clone());
                     if a && report_failure(&r).is_none() {
                         confirmed_device = confirm_timer_after_rollback(reg, h, &mut d);
                     }
@@ -900,7 +942,22 @@ pub(super) fn after_death(
             at_close(reg, h, None);
             return;
         }
-        let _ = rx.recv_timeout(next_look(h).min(LOOK * 5));
+        // Anything queued just before the connection died is answered, never dropped.
+        match rx.recv_timeout(next_look(h).min(LOOK * 5)) {
+            Ok(super::Job::Exec(job)) => {
+                h.busy.store(false, Ordering::SeqCst);
+                (job.reply)(Err(ExecError::Dead(
+                    "the session's connection is dead; re-open required".into(),
+                )));
+            }
+            Ok(super::Job::Arm(_, reply)) => {
+                h.busy.store(false, Ordering::SeqCst);
+                reply(Err(GuardError::Dead(
+                    "the session's connection is dead; a guard needs a live session".into(),
+                )));
+            }
+            _ => {}
+        }
     }
 }
 
@@ -913,9 +970,14 @@ fn wake(h: &SessionHandle) {
     let _ = h.inbox.try_send(super::Job::Wake);
 }
 
+/// The guard, if it is armed and has not come due: once its deadline passed or a rollback was
+/// asked for, the rollback runs whatever comes next (a late confirm or extend is a 409).
 fn armed(g: &mut Option<Guard>) -> Result<&mut Guard, GuardError> {
     match g.as_mut() {
         None => Err(GuardError::NoGuard),
+        Some(g) if g.state == GuardState::Armed && (g.due() || g.fired_by.is_some()) => {
+            Err(GuardError::Ended(GuardState::Firing.name()))
+        }
         Some(g) if g.state == GuardState::Armed => Ok(g),
         Some(g) => Err(GuardError::Ended(g.state.name())),
     }
@@ -923,14 +985,14 @@ fn armed(g: &mut Option<Guard>) -> Result<&mut Guard, GuardError> {
 
 /// `POST .../guard/extend`: a new deadline `timeout` from now.
 pub fn extend(reg: &Registry, h: &SessionHandle, timeout: Duration) -> Result<(), GuardError> {
-    let entry = {
+    {
         let mut lock = h.guard.lock();
         let g = armed(&mut lock)?;
         g.deadline = Instant::now() + timeout;
         g.timeout = timeout;
-        book_entry(h, g)
-    };
-    reg.settings.guards.armed(&h.info.id, entry);
+        // Under the guard's lock: a confirm at the same moment cannot be undone by this write.
+        reg.settings.guards.armed(&h.info.id, book_entry(h, g));
+    }
     reg.settings.metrics.guard_event("extended");
     event(
         reg,
@@ -1038,4 +1100,41 @@ pub fn note_probe(reg: &Registry, h: &SessionHandle, summary: Value, ok: bool) {
             "probe: a new login FAILED"
         },
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn guard(timeout: Duration) -> Guard {
+        Guard::new(
+            GuardSpec {
+                rollback: Rollback::steps(Vec::new(), true, Duration::from_secs(1)),
+                timeout,
+                device_revert: None,
+                probe: None,
+                reopen: None,
+                on_broker_exit: OnExit::Rollback,
+            },
+            None,
+        )
+    }
+
+    /// Once the deadline passed (or a rollback was asked for), a late confirm, extend or
+    /// disarm is refused: the rollback runs, even if the session thread has not started it.
+    #[test]
+    fn a_guard_past_its_deadline_cannot_be_confirmed() {
+        let mut g = Some(guard(Duration::ZERO));
+        assert!(matches!(
+            armed(&mut g),
+            Err(GuardError::Ended("rolling_back"))
+        ));
+        let mut g = Some(guard(Duration::from_secs(60)));
+        assert!(armed(&mut g).is_ok());
+        g.as_mut().unwrap().fired_by = Some("request");
+        assert!(matches!(
+            armed(&mut g),
+            Err(GuardError::Ended("rolling_back"))
+        ));
+    }
 }

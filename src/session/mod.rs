@@ -225,6 +225,9 @@ pub struct ExecSpec {
     pub by: By,
     /// The job that records it (a client's exec through the API).
     pub job: Option<Arc<jobs::JobRecord>>,
+    /// The command policy to check it against (a guard's rollback: the policy it was armed
+    /// under). None: the policy in force when it starts.
+    pub rules: Option<Arc<CommandRules>>,
 }
 
 impl ExecSpec {
@@ -237,6 +240,7 @@ impl ExecSpec {
             config: None,
             by: By::Client,
             job: None,
+            rules: None,
         }
     }
 }
@@ -1194,7 +1198,11 @@ fn exec_steps(
     }
     // The command policy in force when the exec starts; every line the plan could type is
     // tried against it before the first is sent (a refusal sends nothing).
-    driver.set_rules(settings.commands.read().clone());
+    driver.set_rules(
+        job.rules
+            .clone()
+            .unwrap_or_else(|| settings.commands.read().clone()),
+    );
     let save_override = ctx
         .handle
         .and_then(|h| guard::save_override(h, driver.platform()));
@@ -1341,12 +1349,7 @@ fn exec_steps(
                         };
                         // Interrupted inside a config block: leave config mode (the platform's own
                         // exit step), so the session is back where execs start.
-                        let leave = driver.platform().config.as_ref().filter(|c| driver.mode == c.mode);
-                        if let Some(cfg) = leave {
-                            let mut exit = ExecItem::answering(&cfg.exit, &cfg.exit_answers);
-                            exit.step = Step::ConfigExit;
-                            let _ = driver.run(&exit, Instant::now() + guard::INTERRUPT_WAIT, &|| false, budget);
-                        }
+                        driver.leave_config_mode(Instant::now() + guard::INTERRUPT_WAIT);
                         let error = if record.is_some_and(|j| j.cancelled()) {
                             ExecError::Cancelled(format!(
                                 "the job was cancelled while {cmd:?} was running: {how}; later commands were not sent"
@@ -1362,11 +1365,23 @@ fn exec_steps(
                         };
                         (error, partial, "interrupted")
                     }
-                    CmdFail::Cancelled { partial, .. } => (
-                        ExecError::Closed(format!("the session was closed while {cmd:?} was running")),
-                        partial,
-                        "error",
-                    ),
+                    CmdFail::Cancelled { partial, sent } => {
+                        // Closing with an armed guard that rolls back next: stop the command
+                        // first, so the rollback is not typed into it.
+                        if sent
+                            && ctx.handle.is_some_and(SessionHandle::guard_armed)
+                            && driver
+                                .interrupt(&item.cmd, Instant::now() + guard::INTERRUPT_WAIT)
+                                .is_ok()
+                        {
+                            driver.leave_config_mode(Instant::now() + guard::INTERRUPT_WAIT);
+                        }
+                        (
+                            ExecError::Closed(format!("the session was closed while {cmd:?} was running")),
+                            partial,
+                            "error",
+                        )
+                    }
                     CmdFail::Refused { partial, why } => {
                         (ExecError::Refused(why), partial, "refused")
                     }

@@ -793,3 +793,91 @@ fn confirm_with_a_dead_session_confirms_the_device_timer_on_a_new_connection() {
     assert!(has_line(&dev.running(), CHANGE), "{:?}", dev.journal());
     assert!(!dev.journal().iter().any(|l| l == "<revert>"));
 }
+
+/// A session that is up but stuck (its prompt lost after a command that never ends) rolls back
+/// on a new connection when the guard has one.
+#[test]
+fn a_stuck_session_rolls_back_on_a_new_connection() {
+    let dev = Dev::start(false);
+    let b = broker("");
+    let id = dev.open(&b);
+    assert_eq!(config(&b, &id, json!([CHANGE])).status, 200);
+    let body = json!({"timeout": 3, "rollback": {"config": [ROLLBACK], "timeout": 2}, "reopen": dev.login()});
+    assert_eq!(arm(&b, &id, body).status, 201);
+    // The command never ends; its timeout leaves the session waiting for a prompt.
+    let r = b.exec_timeout(&id, json!(["show hang"]), 0.5);
+    assert_eq!(r.status, 500, "{}", String::from_utf8_lossy(&r.body));
+    let g = wait_state(&b, &id, "rolled_back", Duration::from_secs(15));
+    assert_eq!(g["result"]["reopened"], true, "{g}");
+    assert!(!has_line(&dev.running(), CHANGE), "{:?}", dev.journal());
+    assert!(b.status(&id)["dead_reason"]
+        .as_str()
+        .unwrap()
+        .contains("stuck"));
+}
+
+/// Shutdown while an exec runs on a session with an armed guard: the command is interrupted
+/// first, and the rollback is typed at the prompt.
+#[test]
+fn broker_exit_interrupts_a_running_exec_before_the_rollback() {
+    let dev = Dev::start(true);
+    let b = broker("");
+    let id = dev.open(&b);
+    assert_eq!(config(&b, &id, json!([CHANGE])).status, 200);
+    assert_eq!(
+        arm(
+            &b,
+            &id,
+            json!({"timeout": 300, "rollback": {"config": [ROLLBACK]}})
+        )
+        .status,
+        201
+    );
+    let running = exec_in_background(
+        b.addr,
+        &id,
+        &json!({"commands": ["show hang"], "timeout": 60}).to_string(),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    drop(b);
+    let _ = running.join();
+    let j = dev.journal();
+    let brk = j
+        .iter()
+        .position(|l| l == "<break>")
+        .unwrap_or_else(|| panic!("{j:?}"));
+    assert!(j[brk..].iter().any(|l| l.trim() == ROLLBACK), "{j:?}");
+    assert!(!has_line(&dev.running(), CHANGE), "{:?}", dev.running());
+}
+
+/// On a commit-model platform a rollback's config lines need `"save": true` (a commit), or
+/// they would never take effect: 422 at arm time.
+#[test]
+fn a_commit_model_rollback_without_save_is_refused() {
+    let dev = persona_device("juniper_junos", Duration::from_secs(60));
+    let b = broker("");
+    let id = open_typed(&b, &dev, "juniper_junos");
+    let r = arm(
+        &b,
+        &id,
+        json!({"timeout": 60, "rollback": {"config": ["rollback 1"]}}),
+    );
+    assert_eq!(r.status, 422, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        r.json()["detail"][0]["loc"],
+        json!(["body", "rollback", "save"])
+    );
+    let lin = TelnetDevice::start(DeviceOptions {
+        persona: "linux".into(),
+        password: PASSWORD.into(),
+        ..Default::default()
+    })
+    .unwrap();
+    let lid = open_typed(&b, &lin, "linux");
+    let r = arm(
+        &b,
+        &lid,
+        json!({"timeout": 60, "rollback": {"config": ["x"]}}),
+    );
+    assert_eq!(r.status, 422, "{}", String::from_utf8_lossy(&r.body));
+}
