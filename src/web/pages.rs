@@ -350,7 +350,13 @@ pub fn confirm_close_all(reg: &Registry, login: &Login) -> Markup {
         html! {
             (header(login, list.len()))
             main.confirm {
-                h2 { "Close " (if list.len() == 1 { "this session".to_string() } else { format!("all {} sessions", list.len()) }) "?" }
+                h2 {
+                    @match list.len() {
+                        0 => "No session can be closed",
+                        1 => "Close this session?",
+                        n => (format!("Close all {n} sessions?")),
+                    }
+                }
                 p {
                     "Every session is logged out and closed, safety sessions (never reaped) too. "
                     "Playbooks that hold one of them get 404 on their next request."
@@ -374,6 +380,7 @@ pub fn confirm_close_all(reg: &Registry, login: &Login) -> Markup {
                         }
                     }
                 }
+                @if !list.is_empty() {
                 form method="post" action="/ui/close-all" {
                     input type="hidden" name="csrf" value=(login.csrf);
                     input type="hidden" name="confirm" value="yes";
@@ -381,6 +388,9 @@ pub fn confirm_close_all(reg: &Registry, login: &Login) -> Markup {
                     button.danger type="submit" { "Close all sessions" }
                     " "
                     a.button href="/" { "Cancel" }
+                }
+                } @else {
+                    a.button href="/" { "Back" }
                 }
             }
         },

@@ -904,6 +904,13 @@ fn user_docs_are_short_plain_and_describe_every_config_key() {
             }
         }
     }
+    // The served reference (/openapi.json, /docs) speaks to users too.
+    let openapi = read(&root.join("src/api/openapi.json"));
+    for (i, line) in openapi.lines().enumerate() {
+        for m in jargon.find_iter(line) {
+            problems.push(format!("src/api/openapi.json:{}: {:?}", i + 1, m.as_str()));
+        }
+    }
     let readme = read(&root.join("README.md")).lines().count();
     if readme > 200 {
         problems.push(format!("README.md: {readme} lines (at most 200)"));
