@@ -328,12 +328,12 @@ fn job_json(session: &str, j: &JobRecord, full: bool) -> Value {
     Value::Object(v)
 }
 
-fn query<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
+/// A query parameter, percent-decoded (as the dashboard decodes its forms).
+fn query(req: &Request, name: &str) -> Option<String> {
     let q = req.target.split_once('?')?.1;
-    q.split('&')
-        .filter_map(|kv| kv.split_once('=').or(Some((kv, ""))))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
+    form_urlencoded::parse(q.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
 }
 
 fn query_seconds(req: &Request, name: &str, max: f64) -> Result<Option<Duration>, Error> {

@@ -386,20 +386,8 @@ pub struct JumpBody {
     pub host_key_policy: Option<crate::policy::HostKeyPolicy>,
 }
 
-/// The fields of one jump host.
-const JUMP_FIELDS: &[&str] = &[
-    "host",
-    "port",
-    "username",
-    "password",
-    "key_file",
-    "passphrase",
-    "legacy_algorithms",
-    "host_key_policy",
-];
-
 /// `jump`: a list of at most [`crate::transport::MAX_HOPS`] jump hosts, each an object of
-/// [`JUMP_FIELDS`] (another field is refused: a typo must not send credentials elsewhere).
+/// [`HOP_FIELDS`](crate::policy::HOP_FIELDS) (another field is refused: a typo must not send credentials elsewhere).
 fn jump_list(f: &mut Fields) -> Option<Vec<JumpBody>> {
     let v = f.present("jump")?;
     let Value::Array(list) = v else {
@@ -429,7 +417,7 @@ fn jump_list(f: &mut Fields) -> Option<Vec<JumpBody>> {
         };
         let mut h = Fields::new(m, prefix);
         for k in m.keys() {
-            if !JUMP_FIELDS.contains(&k.as_str()) {
+            if !crate::policy::HOP_FIELDS.contains(&k.as_str()) {
                 h.err(k, "Extra inputs are not permitted", "extra_forbidden");
             }
         }

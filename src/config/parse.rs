@@ -163,18 +163,7 @@ pub fn jump_hosts_of(v: &Value) -> Result<crate::policy::JumpRules, String> {
                     };
                     for k in hm.keys() {
                         let k = string_of(k)?;
-                        if ![
-                            "host",
-                            "port",
-                            "username",
-                            "password",
-                            "key_file",
-                            "passphrase",
-                            "legacy_algorithms",
-                            "host_key_policy",
-                        ]
-                        .contains(&k.as_str())
-                        {
+                        if !crate::policy::HOP_FIELDS.contains(&k.as_str()) {
                             return Err(at(format!("unknown key {k:?}")));
                         }
                     }

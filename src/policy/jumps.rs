@@ -5,6 +5,19 @@
 use super::{HostKeyPolicy, HostList};
 use crate::secret::Secret;
 
+/// The fields a jump host is given by (in a request's `jump` and in the config's chains);
+/// another field is refused, since a typo must not send credentials elsewhere.
+pub const HOP_FIELDS: &[&str] = &[
+    "host",
+    "port",
+    "username",
+    "password",
+    "key_file",
+    "passphrase",
+    "legacy_algorithms",
+    "host_key_policy",
+];
+
 /// One jump host of a configured chain. Its key file is a path inside key_dir, checked when a
 /// session uses it (as a request's `key_file` is).
 #[derive(Debug, Clone)]

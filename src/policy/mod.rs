@@ -14,6 +14,6 @@ pub use algorithms::algorithms_for_key_type;
 pub use algorithms::Algorithms;
 pub use commands::CommandRules;
 pub use host_keys::HostKeyPolicy;
-pub use jumps::{JumpHost, JumpRule, JumpRules};
+pub use jumps::{JumpHost, JumpRule, JumpRules, HOP_FIELDS};
 pub use known_hosts::{HostKeySeen, KnownHosts};
 pub use reach::HostList;
