@@ -17,6 +17,7 @@ pub struct Broker {
     http: Option<HttpServer>,
     pub registry: Arc<Registry>,
     api: Arc<Api>,
+    audit: Arc<crate::observe::audit::AuditLog>,
     /// The reaper's (on, interval); a message on the sender makes it read them again.
     reaper_settings: Arc<Mutex<(bool, Duration)>>,
     reaper: Option<(Sender<()>, JoinHandle<()>)>,
@@ -29,7 +30,8 @@ pub struct Broker {
 fn api_live(c: &Config) -> ApiLive {
     let l = &c.live;
     ApiLive {
-        token: l.api_token.clone(),
+        tokens: crate::policy::Tokens::new(&l.api_tokens, Some(l.api_token.expose())),
+        auth_failures_per_minute: l.auth_failures_per_minute,
         command_timeout: l.command_timeout,
         default_session_timeout: l.session_timeout,
         metrics_public: l.metrics_public,
@@ -42,6 +44,16 @@ fn api_live(c: &Config) -> ApiLive {
             jumps: l.jump_hosts.clone(),
         },
     }
+}
+
+/// The config's `read_only_commands` for every platform (None: each platform's own).
+fn read_only(c: &Config) -> Option<Arc<crate::policy::CommandRules>> {
+    let l = &c.live.read_only_commands;
+    if l.is_empty() {
+        return None;
+    }
+    // Checked when the config was read.
+    crate::policy::CommandRules::read_only(l).ok().map(Arc::new)
 }
 
 /// Why the broker (or a command that runs it) could not start. Not a client's error: it is
@@ -143,6 +155,7 @@ impl Broker {
             known_hosts: crate::policy::KnownHosts::new(known_hosts),
             allowed_hosts: parking_lot::RwLock::new(c.live.allowed_hosts.parsed.clone()),
             commands: parking_lot::RwLock::new(Arc::new(c.live.commands.clone())),
+            read_only: parking_lot::RwLock::new(read_only(c)),
             max_sessions: r.max_sessions,
             max_output_bytes: r.max_output_bytes,
             max_exec_output_bytes: r.max_exec_output_bytes,
@@ -156,7 +169,12 @@ impl Broker {
             job_retention: parking_lot::RwLock::new(c.live.job_retention),
         });
         let web = crate::web::Web::from_config(c, registry.clone());
-        let api = Arc::new(Api::new(registry.clone(), api_live(c), web));
+        let audit = Arc::new(
+            crate::observe::audit::AuditLog::new(r.audit_log.as_deref()).map_err(|m| {
+                StartError::Config(ConfigError::new(m).with_key("audit_log"))
+            })?,
+        );
+        let api = Arc::new(Api::new(registry.clone(), api_live(c), web, audit.clone()));
         let nofile = crate::util::raise_nofile_limit();
         let max_connections = crate::util::connection_cap(r.max_connections, nofile);
         if max_connections < r.max_connections {
@@ -210,6 +228,7 @@ impl Broker {
             http: Some(http),
             registry,
             api,
+            audit,
             reaper_settings,
             reaper,
             addr,
@@ -223,6 +242,9 @@ impl Broker {
     pub fn reload(&mut self, ov: &Overrides, env_token: Option<String>) {
         if let Err(e) = crate::observe::logging::reopen() {
             log::error!("reload: {e}; still writing to the old log file");
+        }
+        if let Err(e) = self.audit.reopen() {
+            log::error!("reload: {e}; still writing to the old audit log file");
         }
         let loaded = match crate::config::load(ov, env_token) {
             Ok(l) => l,
@@ -249,6 +271,7 @@ impl Broker {
         self.registry
             .set_allowed_hosts(c.live.allowed_hosts.parsed.clone());
         self.registry.set_command_rules(c.live.commands.clone());
+        self.registry.set_read_only(read_only(c).map(|r| (*r).clone()));
         self.registry.set_job_retention(c.live.job_retention);
         *self.reaper_settings.lock() = (c.live.stale_reaper, c.live.reaper_interval);
         if let Some((tx, _)) = &self.reaper {

@@ -33,6 +33,14 @@ pub fn random_id() -> std::io::Result<String> {
     Ok(b.iter().map(|x| format!("{x:02x}")).collect())
 }
 
+/// Seconds since the Unix epoch now (0 before it).
+pub fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
 /// Whole seconds between two instants, never negative.
 pub fn secs_since(earlier: std::time::Instant) -> u64 {
     earlier.elapsed().as_secs()

@@ -29,6 +29,14 @@ impl FieldError {
 pub enum Error {
     /// Missing or wrong X-API-Token.
     Unauthorized,
+    /// A known API token past its `expires`: the detail says so.
+    TokenExpired(String),
+    /// Too many requests: wrong tokens from one client (`Retry-After` seconds), or a token's
+    /// `max_sessions`.
+    TooMany {
+        detail: String,
+        retry_after: Option<u64>,
+    },
     /// The device rejected our credentials (login or enable).
     DeviceAuth(String),
     /// The target or a command is outside what the configuration allows (403).
@@ -98,7 +106,11 @@ impl Error {
     /// The single mapping from error to HTTP status.
     pub fn status(&self) -> u16 {
         match self {
-            Error::Unauthorized | Error::DeviceAuth(_) | Error::LoginFailed => 401,
+            Error::Unauthorized
+            | Error::TokenExpired(_)
+            | Error::DeviceAuth(_)
+            | Error::LoginFailed => 401,
+            Error::TooMany { .. } => 429,
             Error::Forbidden(_) | Error::StaleForm => 403,
             Error::OpenTimeout(_) => 504,
             Error::Connect(_) => 502,
@@ -129,7 +141,11 @@ impl Error {
     /// The `result` label of the opens and execs counters.
     pub fn label(&self) -> &'static str {
         match self {
-            Error::Unauthorized | Error::DeviceAuth(_) | Error::LoginFailed => "auth_failed",
+            Error::Unauthorized
+            | Error::TokenExpired(_)
+            | Error::DeviceAuth(_)
+            | Error::LoginFailed => "auth_failed",
+            Error::TooMany { .. } => "limited",
             Error::Forbidden(_) | Error::StaleForm => "forbidden",
             Error::SessionNotFound
             | Error::GuardNotFound
@@ -210,6 +226,10 @@ impl From<OpenError> for Error {
             OpenError::OpenThread(ref source) => {
                 Error::local_io("cannot start a thread for the open", source)
             }
+            OpenError::TokenSessionLimit { .. } => Error::TooMany {
+                detail: e.to_string(),
+                retry_after: None,
+            },
             OpenError::ShuttingDown
             | OpenError::SessionLimit { .. }
             | OpenError::ProbeLimit { .. }
@@ -297,6 +317,8 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Unauthorized => f.write_str("Invalid or missing API token"),
+            Error::TokenExpired(m) => f.write_str(m),
+            Error::TooMany { detail, .. } => f.write_str(detail),
             Error::DeviceAuth(m) => write!(f, "Authentication failed: {m}"),
             Error::Forbidden(m) => write!(f, "Forbidden: {m}"),
             Error::OpenTimeout(m) => write!(f, "Connection timed out: {m}"),

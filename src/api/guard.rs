@@ -23,18 +23,21 @@ impl Api {
         req: &Request,
         slot: &mut Option<Responder>,
         live: &ApiLive,
+        p: &super::Principal,
     ) -> Result<Outcome, Error> {
         let m = req.method.as_str();
+        // A session this token does not see does not exist for it (its guard neither).
+        let seen = |found| p.session(found);
         match (action, m) {
-            (None, "POST") => self.arm(id, req, slot, live),
+            (None, "POST") => self.arm(id, req, slot, live, p),
             (None, "GET") => {
-                let h = self.registry.get(id).ok_or(Error::SessionNotFound)?;
+                let h = seen(self.registry.get(id))?;
                 let g = h.guard.lock();
                 let g = g.as_ref().ok_or(Error::GuardNotFound)?;
                 ok_json(200, guard_json(g))
             }
             (None, "DELETE") => {
-                let h = self.registry.get(id).ok_or(Error::SessionNotFound)?;
+                let h = seen(self.registry.get(id))?;
                 guard::end(&self.registry, &h, GuardState::Disarmed)?;
                 ok_json(200, current(&h))
             }
@@ -46,18 +49,18 @@ impl Api {
                     f.err("timeout", "Field required", "missing");
                 }
                 f.finish()?;
-                let h = self.registry.get(id).ok_or(Error::SessionNotFound)?;
+                let h = seen(self.registry.get(id))?;
                 let t = t.ok_or_else(|| Error::Internal("timeout checked above".into()))?;
                 guard::extend(&self.registry, &h, t)?;
                 ok_json(200, current(&h))
             }
             (Some("confirm"), _) => {
-                let h = self.registry.get(id).ok_or(Error::SessionNotFound)?;
+                let h = seen(self.registry.get(id))?;
                 guard::end(&self.registry, &h, GuardState::Confirmed)?;
                 ok_json(200, current(&h))
             }
             (Some("rollback"), _) => {
-                let h = self.registry.get(id).ok_or(Error::SessionNotFound)?;
+                let h = seen(self.registry.get(id))?;
                 let responder = slot
                     .take()
                     .ok_or_else(|| Error::Internal("responder already used".into()))?;
@@ -84,7 +87,7 @@ impl Api {
                     }
                 }
             }
-            (Some("probe"), _) => self.guard_probe(id, req, slot, live),
+            (Some("probe"), _) => self.guard_probe(id, req, slot, live, p),
             _ => Err(Error::RouteNotFound),
         }
     }
@@ -98,6 +101,7 @@ impl Api {
         req: &Request,
         slot: &mut Option<Responder>,
         live: &ApiLive,
+        p: &super::Principal,
     ) -> Result<Outcome, Error> {
         let map = if req.body.iter().all(u8::is_ascii_whitespace) {
             Map::new()
@@ -107,7 +111,7 @@ impl Api {
         let mut f = Fields::new(&map, vec![json!("body")]);
         let rollback_on_failure = f.boolean("rollback_on_failure").unwrap_or(false);
         f.finish()?;
-        let h = self.registry.get(id).ok_or(Error::SessionNotFound)?;
+        let h = p.session(self.registry.get(id))?;
         let probe = guard::stored_probe(&h, live.command_timeout)?;
         let responder = slot
             .take()
@@ -158,12 +162,15 @@ impl Api {
         req: &Request,
         slot: &mut Option<Responder>,
         live: &ApiLive,
+        p: &super::Principal,
     ) -> Result<Outcome, Error> {
         let map = wire::parse_object(&req.body)?;
         // The session first for what depends on it (its platform, its protocol).
-        let h = self.registry.get(id);
-        let spec = self.guard_spec(&map, h.as_deref(), live)?;
+        let h = self.registry.get(id).filter(|h| p.sees(h));
+        let mut spec = self.guard_spec(&map, h.as_deref(), live, p)?;
         let h = h.ok_or(Error::SessionNotFound)?;
+        // The rollback runs under the arming token's rules too.
+        spec.rollback.rules = p.caller.rules.clone();
         let responder = slot
             .take()
             .ok_or_else(|| Error::Internal("responder already used".into()))?;
@@ -186,6 +193,7 @@ impl Api {
         map: &Map<String, Value>,
         h: Option<&SessionHandle>,
         live: &ApiLive,
+        p: &super::Principal,
     ) -> Result<GuardSpec, Error> {
         let mut f = Fields::new(map, vec![json!("body")]);
         let timeout = f.seconds("timeout", 1.0, MAX_GUARD_SECONDS);
@@ -239,7 +247,8 @@ impl Api {
             let command_ok = c.errors.is_empty();
             errors.append(&mut c.errors);
             let bytes = serde_json::to_vec(o).unwrap_or_default();
-            let r = wire::open_body(&bytes).and_then(|b| self.open_request(b, telnet, live));
+            let r = wire::open_body(&bytes)
+                .and_then(|b| self.open_request(b, telnet, live, Some(p.caller.clone())));
             match r {
                 Ok(open) if command_ok => Some(Login { open, command }),
                 Ok(_) => None,
@@ -280,6 +289,7 @@ impl Api {
                 probe,
                 reopen,
                 on_broker_exit,
+                request_id: Some(p.caller.request_id.clone()),
             }),
             _ => Err(Error::Internal("guard body checked above".into())),
         }
@@ -287,11 +297,12 @@ impl Api {
 
     /// `GET /guards`: every session's guard (armed ones first), and the guards a previous run of
     /// the broker left armed.
-    pub(super) fn guards(&self) -> Value {
+    pub(super) fn guards(&self, p: &super::Principal) -> Value {
         let mut list: Vec<(bool, f64, Value)> = self
             .registry
             .list()
             .iter()
+            .filter(|h| p.sees(h))
             .filter_map(|h| {
                 let g = h.guard.lock();
                 let g = g.as_ref()?;
@@ -307,7 +318,12 @@ impl Api {
         json!({
             "count": guards.len(),
             "guards": guards,
-            "previous_run": self.registry.guard_book().orphaned(),
+            // What a previous run left belongs to no session now: for those who see all.
+            "previous_run": if p.role().sees_all() {
+                self.registry.guard_book().orphaned()
+            } else {
+                Vec::new()
+            },
         })
     }
 }

@@ -90,7 +90,11 @@ impl Api {
             || segs == ["health"]
             || (segs == ["metrics"] && live.metrics_public)
             || self.web.is_route(segs);
-        if !public || self.authorized(req, live).is_ok() {
+        if !public
+            || req
+                .header("X-API-Token")
+                .is_some_and(|t| live.tokens.find(t.as_bytes()).is_some())
+        {
             return Ok(());
         }
         match req.header("Host") {

@@ -29,11 +29,13 @@ impl Api {
         slot: &mut Option<Responder>,
         started: Instant,
         live: &ApiLive,
+        p: &super::Principal,
     ) -> Result<Outcome, Error> {
         // Body first (422), then the session (404): the order FastAPI answered in.
         // The command policy is applied by the session, to every line it would type, before
         // the first is sent (channel::typed).
         let b = wire::exec_body(&req.body)?;
+        super::auth::reader_exec(p, &b)?;
         let key = match (req.header("Idempotency-Key"), &b.idempotency_key) {
             (Some(h), _) => Some(wire::idempotency_key(h)?),
             (None, k) => k.clone(),
@@ -42,7 +44,7 @@ impl Api {
             || req
                 .header("Prefer")
                 .is_some_and(|p| p.split(',').any(|t| t.trim() == "respond-async"));
-        let h = self.registry.get(id).ok_or(Error::SessionNotFound)?;
+        let h = p.session(self.registry.get(id))?;
         if b.config.is_some() || b.save {
             check_config_support(h.info.platform, b.config.is_some(), b.save)?;
         }
@@ -81,7 +83,11 @@ impl Api {
         } else {
             (Some(responder), None)
         };
-        let spec = b.into_spec(live.command_timeout, Some(job.clone()));
+        let spec = b.into_spec(
+            live.command_timeout,
+            Some(job.clone()),
+            Some(p.caller.clone()),
+        );
         let reply = Box::new(move |r: Result<ExecReport, ExecError>| {
             let never_ran = record.state() == JobState::Queued;
             let state = match &r {
@@ -157,8 +163,11 @@ impl Api {
         id: &str,
         rest: &[&str],
         req: &Request,
+        p: &super::Principal,
     ) -> Result<Outcome, Error> {
-        let h = self.registry.get(id).ok_or(Error::SessionNotFound)?;
+        let h = p.session(self.registry.get(id))?;
+        // A viewer sees a job's state, never the device's output.
+        let full = p.role() != crate::policy::Role::Viewer;
         let m = req.method.as_str();
         match (rest, m) {
             ([], "GET") => {
@@ -167,7 +176,7 @@ impl Api {
                     .lock()
                     .list()
                     .iter()
-                    .map(|j| job_json(id, j, false))
+                    .map(|j| job_json(id, j, false, full))
                     .collect();
                 ok_json(200, json!({"count": list.len(), "jobs": list}))
             }
@@ -177,7 +186,7 @@ impl Api {
                 if let Some(w) = wait {
                     j.wait(w);
                 }
-                ok_json(200, job_json(id, &j, true))
+                ok_json(200, job_json(id, &j, full, full))
             }
             ([job_id, "output"], "GET") => {
                 let j = find(&h, job_id)?;
@@ -212,7 +221,7 @@ impl Api {
                 if j.state() == JobState::Running {
                     j.wait(CANCEL_WAIT);
                 }
-                ok_json(200, job_json(id, &j, true))
+                ok_json(200, job_json(id, &j, true, true))
             }
             _ => Err(Error::RouteNotFound),
         }
@@ -266,8 +275,9 @@ fn status_url(session: &str, job: &str) -> String {
 }
 
 /// A job as `GET .../jobs/{id}` shows it; once ended with `full`, the exec's own answer's
-/// fields (`outputs`, `results`, and `detail` etc. for a failure) are merged in.
-fn job_json(session: &str, j: &JobRecord, full: bool) -> Value {
+/// fields (`outputs`, `results`, and `detail` etc. for a failure) are merged in. Without
+/// `output`, no device output at all (a viewer's view).
+fn job_json(session: &str, j: &JobRecord, full: bool, output: bool) -> Value {
     let i = j.inner.lock();
     let mut v = Map::new();
     v.insert("job_id".into(), json!(j.id));
@@ -296,11 +306,16 @@ fn job_json(session: &str, j: &JobRecord, full: bool) -> Value {
     v.insert(
         "current".into(),
         match &i.current {
-            Some(c) => json!({
+            Some(c) if output => json!({
                 "command": c.command,
                 "elapsed_ms": c.started.elapsed().as_millis() as u64,
                 "bytes": c.bytes,
                 "output_so_far": String::from_utf8_lossy(&c.tail.iter().copied().collect::<Vec<u8>>()),
+            }),
+            Some(c) => json!({
+                "command": c.command,
+                "elapsed_ms": c.started.elapsed().as_millis() as u64,
+                "bytes": c.bytes,
             }),
             None => Value::Null,
         },
@@ -319,10 +334,12 @@ fn job_json(session: &str, j: &JobRecord, full: bool) -> Value {
         }
         None => {
             v.insert("status".into(), Value::Null);
-            v.insert(
-                "results".into(),
-                Value::Array(i.results.iter().map(wire::result_json).collect()),
-            );
+            if output {
+                v.insert(
+                    "results".into(),
+                    Value::Array(i.results.iter().map(wire::result_json).collect()),
+                );
+            }
         }
     }
     Value::Object(v)

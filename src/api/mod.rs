@@ -2,6 +2,7 @@
 //! domain results and errors into responses. Handlers never wait on a device: opens and execs
 //! are handed to the session thread together with the way back to the client.
 
+pub mod auth;
 mod docs;
 pub mod error;
 mod guard;
@@ -16,9 +17,9 @@ use crate::api::error::Error;
 use crate::http::{Handler, Request, Responder, Response};
 use crate::platform;
 use crate::policy::{Algorithms, HostKeyPolicy, HostList, JumpRules};
-use crate::secret::Secret;
 use crate::session::driver::CmdResult;
-use crate::session::{ExecError, ExecReport, OpenRequest, Protocol, Registry};
+use crate::session::{Caller, ExecError, ExecReport, OpenRequest, Protocol, Registry};
+use auth::{AuthLimiter, Principal};
 use crate::transport::Hop;
 use parking_lot::RwLock;
 use probe::ProbeRoute;
@@ -32,12 +33,19 @@ pub struct Api {
     live: RwLock<Arc<ApiLive>>,
     /// The dashboard (it answers only while `web_users` is configured).
     pub web: crate::web::Web,
+    /// Wrong tokens per client address (kept across reloads).
+    limiter: AuthLimiter,
+    /// The audit trail of state-changing requests.
+    audit: Arc<crate::observe::audit::AuditLog>,
 }
 
 /// The API's settings that a reload may change.
 #[derive(Debug, Clone, Default)]
 pub struct ApiLive {
-    pub token: Secret,
+    /// The API tokens (`api_tokens`, and `api_token` as `default`).
+    pub tokens: crate::policy::Tokens,
+    /// Wrong tokens one address may send per minute before 429 (0: no limit).
+    pub auth_failures_per_minute: u32,
     pub command_timeout: Duration,
     pub default_session_timeout: Duration,
     pub trust: ApiTrust,
@@ -213,14 +221,110 @@ pub fn error_response(e: &Error) -> Response {
     let r = Response::json(e.status(), &e.body());
     match e {
         Error::MethodNotAllowed(allowed) => r.with_header("Allow", &allowed.join(", ")),
+        Error::TooMany {
+            retry_after: Some(s),
+            ..
+        } => r.with_header("Retry-After", &s.to_string()),
         _ => r,
+    }
+}
+
+/// What one request carries through the API: its id, and the token it turned out to be made
+/// with (filled in by the token check; read when the answer goes out).
+pub(crate) struct Ctx {
+    pub rid: Arc<str>,
+    pub who: Arc<std::sync::OnceLock<Principal>>,
+}
+
+/// Every answer of a request: `X-Request-ID`, the id in an error body, the count by token, and
+/// (for a state-changing request) the audit line.
+struct Finishing {
+    rid: Arc<str>,
+    who: Arc<std::sync::OnceLock<Principal>>,
+    method: String,
+    path: String,
+    client: std::net::IpAddr,
+    audit: Arc<crate::observe::audit::AuditLog>,
+    metrics: Arc<crate::observe::metrics::Metrics>,
+    /// The session an open created (from its 201 body).
+    opened: Option<String>,
+}
+
+impl crate::http::Finish for Finishing {
+    fn before(&mut self, r: &mut Response) {
+        r.headers.push(("X-Request-ID".into(), self.rid.to_string()));
+        let json = r
+            .headers
+            .iter()
+            .any(|(k, v)| k.eq_ignore_ascii_case("Content-Type") && v == "application/json");
+        if r.status >= 400 && json && r.body.first() == Some(&b'{') {
+            // `{"request_id": "...", ` + the rest: no parse of a body that may be large.
+            let mut b = Vec::with_capacity(r.body.len() + self.rid.len() + 20);
+            b.extend_from_slice(b"{\"request_id\":");
+            b.extend_from_slice(&serde_json::to_vec(&*self.rid).unwrap_or_default());
+            if r.body.len() > 2 {
+                b.push(b',');
+            }
+            b.extend_from_slice(&r.body[1..]);
+            r.body = b.into();
+        }
+        if r.status == 201 && route_template(&self.path).ends_with("session") {
+            self.opened = serde_json::from_slice::<Value>(&r.body)
+                .ok()
+                .and_then(|v| v["session_id"].as_str().map(str::to_string));
+        }
+    }
+
+    fn after(self: Box<Self>, status: u16) {
+        let who = self.who.get();
+        if let Some(p) = who {
+            self.metrics.token_request(p.name());
+        }
+        if matches!(self.method.as_str(), "GET" | "HEAD" | "OPTIONS") {
+            return;
+        }
+        let template = route_template(&self.path);
+        let session = self.opened.clone().or_else(|| {
+            let segs: Vec<&str> = self.path.trim_start_matches('/').split('/').collect();
+            match segs.as_slice() {
+                ["session" | "telnet-session", id, ..] => Some(id.to_string()),
+                ["ui", "close", id] => Some(id.to_string()),
+                _ => None,
+            }
+        });
+        self.audit.record(&json!({
+            "ts": crate::util::iso8601(std::time::SystemTime::now()),
+            "request_id": &*self.rid,
+            "token": who.map(|p| p.name()),
+            "role": who.map(|p| p.role().name()),
+            "client": self.client.to_string(),
+            "method": self.method,
+            "route": template,
+            "session_id": session,
+            "status": status,
+        }));
     }
 }
 
 impl Handler for Api {
     fn handle(&self, req: Request, responder: Responder) {
+        let ctx = Ctx {
+            rid: auth::request_id(&req),
+            who: Arc::new(std::sync::OnceLock::new()),
+        };
+        let _scope = crate::observe::logging::RequestScope::enter(Some(ctx.rid.clone()));
+        let responder = responder.with_finish(Box::new(Finishing {
+            rid: ctx.rid.clone(),
+            who: ctx.who.clone(),
+            method: req.method.clone(),
+            path: req.path().to_string(),
+            client: req.remote.ip(),
+            audit: self.audit.clone(),
+            metrics: self.registry.metrics().clone(),
+            opened: None,
+        }));
         let mut slot = Some(responder);
-        let result = self.route(&req, &mut slot);
+        let result = self.route(&req, &mut slot, &ctx);
         let resp = match result {
             Ok(Outcome::Later) => return,
             Ok(Outcome::Now(r)) => r,
@@ -345,11 +449,18 @@ pub fn route_template(path: &str) -> &'static str {
 }
 
 impl Api {
-    pub fn new(registry: Arc<Registry>, live: ApiLive, web: crate::web::Web) -> Api {
+    pub fn new(
+        registry: Arc<Registry>,
+        live: ApiLive,
+        web: crate::web::Web,
+        audit: Arc<crate::observe::audit::AuditLog>,
+    ) -> Api {
         Api {
             registry,
             live: RwLock::new(Arc::new(live)),
             web,
+            limiter: AuthLimiter::default(),
+            audit,
         }
     }
 
@@ -363,14 +474,47 @@ impl Api {
         *self.live.write() = Arc::new(live);
     }
 
-    fn authorized(&self, req: &Request, live: &ApiLive) -> Result<(), Error> {
-        match req.header("X-API-Token") {
-            Some(t) if live.token.ct_eq(t.as_bytes()) => Ok(()),
-            _ => Err(Error::Unauthorized),
+    /// The request's token, checked (429, 401) and recorded in `ctx`.
+    fn authorized(&self, req: &Request, live: &ApiLive, ctx: &Ctx) -> Result<Principal, Error> {
+        match auth::authenticate(
+            req,
+            &live.tokens,
+            &self.limiter,
+            live.auth_failures_per_minute,
+            &ctx.rid,
+        ) {
+            Ok(p) => {
+                let _ = ctx.who.set(p.clone());
+                Ok(p)
+            }
+            Err((e, why)) => {
+                self.registry.metrics().auth_failed(why.label());
+                match why {
+                    auth::Refusal::Expired | auth::Refusal::Limited => log::warn!(
+                        "{} {} from {}: refused: {e}",
+                        req.method,
+                        req.path(),
+                        req.remote.ip()
+                    ),
+                    auth::Refusal::Unknown => log::info!(
+                        "{} {} from {}: refused: unknown API token",
+                        req.method,
+                        req.path(),
+                        req.remote.ip()
+                    ),
+                    auth::Refusal::Missing => {}
+                }
+                Err(e)
+            }
         }
     }
 
-    fn route(&self, req: &Request, slot: &mut Option<Responder>) -> Result<Outcome, Error> {
+    fn route(
+        &self,
+        req: &Request,
+        slot: &mut Option<Responder>,
+        ctx: &Ctx,
+    ) -> Result<Outcome, Error> {
         let path = req.path();
         let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
         let live = self.live();
@@ -422,7 +566,7 @@ impl Api {
         }
         if segs.as_slice() == ["metrics"] {
             if !live.metrics_public {
-                self.authorized(req, &live)?;
+                self.authorized(req, &live, ctx)?;
             }
             return Ok(Outcome::Now(Response {
                 status: 200,
@@ -438,43 +582,59 @@ impl Api {
                     .into(),
             }));
         }
-        self.authorized(req, &live)?;
+        let p = self.authorized(req, &live, ctx)?;
+        // The role decides before anything else is read: a refusal says nothing about whether
+        // a session exists.
+        p.may(m, route_template(path))?;
         match segs.as_slice() {
             ["sessions"] => {
                 let list: Vec<Value> = self
                     .registry
                     .list()
                     .iter()
+                    .filter(|h| p.sees(h))
                     .map(|h| wire::status_json(h))
                     .collect();
                 ok_json(200, json!({"count": list.len(), "sessions": list}))
             }
             ["device-types"] => ok_json(200, device_types()),
-            ["session"] => self.open(req, slot, telnet, &live),
-            ["session", id, "status"] => match self.registry.get(id) {
-                Some(h) => ok_json(200, wire::status_json(&h)),
-                None => Err(Error::SessionNotFound),
-            },
-            ["session", id, "exec"] => self.exec(id, req, slot, &live),
-            ["session", id, "guard"] => self.guard_route(id, None, req, slot, &live),
-            ["session", id, "guard", action] => {
-                self.guard_route(id, Some(action), req, slot, &live)
+            ["session"] => self.open(req, slot, telnet, &live, &p),
+            ["session", id, "status"] => {
+                let h = p.session(self.registry.get(id))?;
+                ok_json(200, wire::status_json(&h))
             }
-            ["guards"] => ok_json(200, self.guards()),
-            ["session", id, "jobs", rest @ ..] => self.jobs_route(id, rest, req),
-            ["probe"] => self.probe(req, slot, ProbeRoute::Probe { telnet: false }, &live),
-            ["telnet-probe"] => self.probe(req, slot, ProbeRoute::Probe { telnet: true }, &live),
+            ["session", id, "exec"] => self.exec(id, req, slot, &live, &p),
+            ["session", id, "guard"] => self.guard_route(id, None, req, slot, &live, &p),
+            ["session", id, "guard", action] => {
+                self.guard_route(id, Some(action), req, slot, &live, &p)
+            }
+            ["guards"] => ok_json(200, self.guards(&p)),
+            ["session", id, "jobs", rest @ ..] => self.jobs_route(id, rest, req, &p),
+            ["probe"] => self.probe(req, slot, ProbeRoute::Probe { telnet: false }, &live, &p),
+            ["telnet-probe"] => {
+                self.probe(req, slot, ProbeRoute::Probe { telnet: true }, &live, &p)
+            }
             ["api", "v2.0", "netmiko", which] => {
                 let config = *which == "send_config";
-                self.probe(req, slot, ProbeRoute::Netmiko { config }, &live)
+                self.probe(req, slot, ProbeRoute::Netmiko { config }, &live, &p)
             }
             ["session", id] => {
+                // Closing what does not exist (or what this token does not see) is done
+                // already: 204, as the original service answered.
+                let Some(h) = self.registry.get(id).filter(|h| p.sees(h)) else {
+                    return Ok(Outcome::Now(Response::empty(204)));
+                };
                 // An armed change guard must end first (confirm, roll back or disarm it).
-                if self.registry.get(id).is_some_and(|h| h.guard_armed()) {
+                if h.guard_armed() {
                     return Err(crate::session::GuardError::Armed.into());
                 }
                 self.registry
                     .remove(id, crate::observe::metrics::CloseReason::Delete);
+                log::info!(
+                    "session {id} host {}: closed by API token {:?}",
+                    h.info.host,
+                    p.name()
+                );
                 Ok(Outcome::Now(Response::empty(204)))
             }
             _ => Err(Error::RouteNotFound),
@@ -489,8 +649,9 @@ impl Api {
         slot: &mut Option<Responder>,
         telnet_path: bool,
         live: &ApiLive,
+        p: &Principal,
     ) -> Result<Outcome, Error> {
-        let r = self.open_checked(req, slot, telnet_path, live);
+        let r = self.open_checked(req, slot, telnet_path, live, p);
         if let Err(e) = &r {
             let protocol = if telnet_path {
                 Protocol::Telnet
@@ -510,8 +671,14 @@ impl Api {
         slot: &mut Option<Responder>,
         telnet_path: bool,
         live: &ApiLive,
+        p: &Principal,
     ) -> Result<Outcome, Error> {
-        let open = self.open_request(wire::open_body(&req.body)?, telnet_path, live)?;
+        let open = self.open_request(
+            wire::open_body(&req.body)?,
+            telnet_path,
+            live,
+            Some(p.caller.clone()),
+        )?;
         // Taken only after every check above: an error there is answered by the caller.
         let responder = slot
             .take()
@@ -540,6 +707,7 @@ impl Api {
         b: wire::OpenBody,
         telnet_path: bool,
         live: &ApiLive,
+        caller: Option<Arc<Caller>>,
     ) -> Result<OpenRequest, Error> {
         // Netmiko opens `*_telnet` device types over Telnet; so does POST /session.
         let protocol = if telnet_path
@@ -599,6 +767,7 @@ impl Api {
             enable_level: b.enable_level,
             keepalive_interval: b.keepalive_interval,
             jump,
+            caller,
         })
     }
 
@@ -610,9 +779,10 @@ impl Api {
         req: &Request,
         slot: &mut Option<Responder>,
         live: &ApiLive,
+        p: &Principal,
     ) -> Result<Outcome, Error> {
         let started = Instant::now();
-        let r = self.exec_checked(id, req, slot, started, live);
+        let r = self.exec_checked(id, req, slot, started, live, p);
         if let Err(e) = &r {
             self.registry
                 .metrics()
@@ -640,6 +810,7 @@ fn device_types() -> Value {
                 "enable_levels": p.enable.as_ref().is_some_and(|e| e.level_command.is_some()),
                 "config": p.config.is_some(),
                 "save": p.config.as_ref().and_then(|c| c.save.as_ref()).map(|s| s.command.as_str()),
+                "read_only_commands": p.read_only_commands,
                 "device_revert": p.device_revert.as_ref().map(|d| json!({
                     "description": d.description,
                     "minutes": d.minutes,

@@ -35,23 +35,26 @@ impl Api {
         slot: &mut Option<Responder>,
         route: ProbeRoute,
         live: &ApiLive,
+        p: &super::Principal,
     ) -> Result<Outcome, Error> {
         let (body, telnet) = match route {
             ProbeRoute::Probe { telnet } => (wire::probe_body(&req.body)?, telnet),
             ProbeRoute::Netmiko { config } => (wire::netmiko_body(&req.body, config)?, false),
         };
-        let open = self.open_request(body.open, telnet, live)?;
+        let open = self.open_request(body.open, telnet, live, Some(p.caller.clone()))?;
         let (exec, shape) = match body.ask {
             wire::ProbeAsk::Login => (None, Shape::Probe),
-            wire::ProbeAsk::Command(c) => (
-                Some(ExecSpec::command(&c, live.command_timeout)),
-                Shape::Probe,
-            ),
+            wire::ProbeAsk::Command(c) => {
+                let mut spec = ExecSpec::command(&c, live.command_timeout);
+                spec.caller = Some(p.caller.clone());
+                (Some(spec), Shape::Probe)
+            }
             wire::ProbeAsk::Exec(b) => {
+                super::auth::reader_exec(p, &b)?;
                 if b.config.is_some() || b.save {
                     check_config_support(&open.platform.name, b.config.is_some(), b.save)?;
                 }
-                let spec = b.into_spec(live.command_timeout, None);
+                let spec = b.into_spec(live.command_timeout, None, Some(p.caller.clone()));
                 (Some(spec), Shape::Exec)
             }
         };

@@ -573,6 +573,7 @@ impl ExecBody {
         mut self,
         default_timeout: Duration,
         job: Option<std::sync::Arc<crate::session::jobs::JobRecord>>,
+        caller: Option<std::sync::Arc<crate::session::Caller>>,
     ) -> crate::session::ExecSpec {
         let config = self.config_job();
         crate::session::ExecSpec {
@@ -583,6 +584,7 @@ impl ExecBody {
             by: crate::session::By::Client,
             job,
             rules: None,
+            caller,
         }
     }
 }
@@ -1142,6 +1144,7 @@ pub fn status_json(h: &SessionHandle) -> Value {
         "keepalives": s.keepalives,
         "last_keepalive": s.last_keepalive_at.map(iso8601),
         "via": i.via.iter().map(|h| h.addr.as_str()).collect::<Vec<_>>(),
+        "owner": i.owner.as_deref(),
     });
     if !i.via.is_empty() {
         v["via_host_keys"] = i

@@ -335,20 +335,23 @@ impl LineGuard {
                 }
             }
             let eff = self.effective(form);
-            if which == Rules::All && !eff.is_empty() && !self.rules.allows(&eff) {
-                return Err(if step.hidden() {
-                    format!(
-                        "the {} matches no allowed_commands rule; nothing of this exec was sent",
-                        step.name()
-                    )
-                } else {
-                    format!(
-                        "the {} {:?} matches no allowed_commands rule{}; nothing of this exec was sent",
-                        step.name(),
-                        normalize(line),
-                        joined_note(form, line, &eff)
-                    )
-                });
+            if which == Rules::All && !eff.is_empty() {
+                if let Err(r) = self.rules.allows(&eff) {
+                    let (key, of) = (r.rule, r.of);
+                    return Err(if step.hidden() {
+                        format!(
+                            "the {} matches no {key} rule{of}; nothing of this exec was sent",
+                            step.name()
+                        )
+                    } else {
+                        format!(
+                            "the {} {:?} matches no {key} rule{of}{}; nothing of this exec was sent",
+                            step.name(),
+                            normalize(line),
+                            joined_note(form, line, &eff)
+                        )
+                    });
+                }
             }
         }
         Ok(())
@@ -361,8 +364,9 @@ impl LineGuard {
         form: &str,
         runs: &str,
         tail: bool,
-        rule: &str,
+        rule: crate::policy::Rule,
     ) -> String {
+        let (rule, of) = (rule.rule, rule.of);
         let how = if tail {
             " (typed where a question or pager may take the keys before it)"
         } else {
@@ -370,7 +374,7 @@ impl LineGuard {
         };
         if step.hidden() {
             return format!(
-                "the {} could run a command that matches denied_commands rule {rule:?}; nothing of this exec was sent",
+                "the {} could run a command that matches denied_commands rule {rule:?}{of}; nothing of this exec was sent",
                 step.name()
             );
         }
@@ -378,12 +382,12 @@ impl LineGuard {
         let runs = normalize(runs);
         if runs == line && form == line {
             format!(
-                "the {} {line:?} matches denied_commands rule {rule:?}; nothing of this exec was sent",
+                "the {} {line:?} matches denied_commands rule {rule:?}{of}; nothing of this exec was sent",
                 step.name()
             )
         } else {
             format!(
-                "the {} {line:?} could run {runs:?}{how}, which matches denied_commands rule {rule:?}; nothing of this exec was sent",
+                "the {} {line:?} could run {runs:?}{how}, which matches denied_commands rule {rule:?}{of}; nothing of this exec was sent",
                 step.name()
             )
         }

@@ -7,7 +7,7 @@
 
 use super::{LogMode, WebUser};
 use crate::observe::mask::Masker;
-use crate::policy::{CommandRules, HostKeyPolicy, HostList, JumpRules};
+use crate::policy::{ApiToken, CommandRules, HostKeyPolicy, HostList, JumpRules};
 use crate::secret::Secret;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -22,6 +22,23 @@ pub struct Live {
         serialize_with = "show::secret"
     )]
     pub api_token: Secret,
+    /// Named tokens with roles (their SHA-256 only); `api_token` joins them as `default`.
+    #[serde(
+        default,
+        deserialize_with = "de::api_tokens",
+        serialize_with = "show::api_tokens"
+    )]
+    pub api_tokens: Vec<ApiToken>,
+    /// What a `reader` token may run on every platform (empty: each platform's own list).
+    #[serde(default, deserialize_with = "de::read_only_commands")]
+    pub read_only_commands: Vec<String>,
+    /// Wrong tokens one client address may send per minute before it is answered 429 (0: no
+    /// limit).
+    #[serde(
+        default = "d::num::<10, _>",
+        deserialize_with = "de::int::<0, 1_000_000, _, _>"
+    )]
+    pub auth_failures_per_minute: u32,
     #[serde(
         default = "d::info",
         deserialize_with = "de::level",
@@ -215,6 +232,13 @@ pub struct Restart {
         serialize_with = "show::mask_patterns"
     )]
     pub mask_patterns: Listed<Masker>,
+    /// A JSON-lines audit trail of every state-changing request (None: the log only).
+    #[serde(
+        default,
+        deserialize_with = "de::opt_path",
+        serialize_with = "show::audit_log"
+    )]
+    pub audit_log: Option<PathBuf>,
     /// The broker's known_hosts file (None: `state_dir/known_hosts`).
     #[serde(
         default,
@@ -385,6 +409,17 @@ mod de {
     pub fn web_users<'de, D: Deserializer<'de>>(d: D) -> R<Vec<WebUser>, D::Error> {
         with(d, web_users_of)
     }
+    pub fn api_tokens<'de, D: Deserializer<'de>>(d: D) -> R<Vec<ApiToken>, D::Error> {
+        with(d, crate::policy::parse_api_tokens)
+    }
+    /// A list of patterns, each compiled as a command rule.
+    pub fn read_only_commands<'de, D: Deserializer<'de>>(d: D) -> R<Vec<String>, D::Error> {
+        with(d, |v| {
+            let l = list(v)?;
+            CommandRules::read_only(&l)?;
+            Ok(l)
+        })
+    }
     pub fn jump_hosts<'de, D: Deserializer<'de>>(d: D) -> R<JumpRules, D::Error> {
         with(d, jump_hosts_of)
     }
@@ -500,6 +535,23 @@ mod show {
         } else {
             s.serialize_str(&format!("{names} (password hashes ********)"))
         }
+    }
+    /// The entries as written (hashes are not secrets: the tokens are random).
+    pub fn api_tokens<S: Serializer>(v: &[ApiToken], s: S) -> R<S> {
+        if v.is_empty() {
+            return s.serialize_str("(none)");
+        }
+        if REVEAL.get() {
+            return s.collect_seq(v.iter().map(|t| {
+                let mut w = t.written.clone();
+                w["token_sha256"] = t.sha256.iter().map(|b| format!("{b:02x}")).collect::<String>().into();
+                w
+            }));
+        }
+        s.collect_seq(v.iter().map(|t| &t.written))
+    }
+    pub fn audit_log<S: Serializer>(v: &Option<PathBuf>, s: S) -> R<S> {
+        path_or(v, "(off)", s)
     }
     pub fn jump_hosts<S: Serializer>(v: &JumpRules, s: S) -> R<S> {
         if v.chains.is_empty() && v.rules.is_empty() {

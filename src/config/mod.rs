@@ -38,6 +38,8 @@ pub enum LogMode {
 pub struct WebUser {
     pub username: String,
     pub password_hash: Secret,
+    /// `viewer` (looks) or `admin` (may close sessions too; the default).
+    pub role: crate::policy::Role,
 }
 
 /// The validated configuration the broker runs with.
@@ -250,12 +252,19 @@ pub fn from_yaml(text: &str) -> Result<Loaded, ConfigError> {
 }
 
 fn validate(c: &Config) -> Result<(), ConfigError> {
-    if c.live.api_token.is_empty() {
+    if c.live.api_token.is_empty() && c.live.api_tokens.is_empty() {
         return Err(ConfigError::about(
             "api_token",
             format!(
-                "config key 'api_token' is required: set it in the config file, in ${TOKEN_ENV}, or with --api-token"
+                "config key 'api_token' or 'api_tokens' is required: set api_token in the config file, in ${TOKEN_ENV}, or with --api-token, or list named tokens under api_tokens (netdev-broker token new)"
             ),
+        ));
+    }
+    let default = crate::policy::DEFAULT_TOKEN_NAME;
+    if !c.live.api_token.is_empty() && c.live.api_tokens.iter().any(|t| &*t.name == default) {
+        return Err(ConfigError::key(
+            "api_tokens",
+            format!("the name {default:?} belongs to api_token; give this entry another name, or remove api_token"),
         ));
     }
     if c.restart.host.trim().is_empty() {

@@ -85,7 +85,7 @@ pub fn web_users_of(v: &Value) -> Result<Vec<WebUser>, String> {
         Value::Sequence(s) => s,
         other => {
             return Err(format!(
-                "expected a list of {{username, password_hash}}, got {}",
+                "expected a list of {{username, password_hash, role}}, got {}",
                 kind(other)
             ))
         }
@@ -109,9 +109,21 @@ pub fn web_users_of(v: &Value) -> Result<Vec<WebUser>, String> {
         if out.iter().any(|u: &WebUser| u.username == username) {
             return Err(format!("entry {i}: username {username:?} is listed twice"));
         }
+        let role = match get("role")? {
+            None => crate::policy::Role::Admin,
+            Some(r) => match crate::policy::Role::parse(&r) {
+                Ok(r @ (crate::policy::Role::Viewer | crate::policy::Role::Admin)) => r,
+                _ => {
+                    return Err(format!(
+                        "entry {i} ({username}): role must be viewer or admin, got {r:?}"
+                    ))
+                }
+            },
+        };
         out.push(WebUser {
             username,
             password_hash: Secret::new(hash),
+            role,
         });
     }
     Ok(out)

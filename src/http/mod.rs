@@ -118,15 +118,57 @@ impl Response {
     }
 }
 
-/// The way back to the connection. Dropping it unanswered makes the connection answer 500.
+/// The way back to the connection. Dropping it unanswered makes the connection answer 500
+/// (through its [`Finish`], if it has one).
 pub struct Responder {
     tx: Sender<Response>,
+    finish: Option<Box<dyn Finish>>,
+}
+
+/// What happens to every answer of a request, whoever sends it (the HTTP thread, a session
+/// thread, a dropped responder): `before` may change it, `after` runs once it is handed to the
+/// connection (so slow work there, such as an fsync, does not delay the client).
+pub trait Finish: Send {
+    fn before(&mut self, r: &mut Response);
+    fn after(self: Box<Self>, status: u16);
 }
 
 impl Responder {
-    pub fn send(self, r: Response) {
+    pub(crate) fn new(tx: Sender<Response>) -> Responder {
+        Responder { tx, finish: None }
+    }
+
+    /// Every answer through this responder passes `f` first.
+    pub fn with_finish(mut self, f: Box<dyn Finish>) -> Responder {
+        self.finish = Some(f);
+        self
+    }
+
+    pub fn send(mut self, r: Response) {
+        self.deliver(r);
+    }
+
+    fn deliver(&mut self, mut r: Response) {
+        let finish = self.finish.take();
+        let status = r.status;
+        let finish = finish.map(|mut f| {
+            f.before(&mut r);
+            f
+        });
         // The connection may be gone (client hung up); nothing to do then.
         let _ = self.tx.send(r);
+        if let Some(f) = finish {
+            f.after(status);
+        }
+    }
+}
+
+impl Drop for Responder {
+    fn drop(&mut self) {
+        if self.finish.is_some() {
+            let e = crate::api::error::Error::NoAnswer;
+            self.deliver(Response::json(e.status(), &e.body()));
+        }
     }
 }
 

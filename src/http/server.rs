@@ -484,7 +484,7 @@ fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
         };
         let method = req.method.clone();
         let path = req.path().to_string();
-        run_handler(&*shared.handler, req, Responder { tx });
+        run_handler(&*shared.handler, req, Responder::new(tx));
         let resp = wait_response(&rx, shared);
         let keep = keep_alive && !shared.shutdown.load(Ordering::SeqCst);
         let ok = write_response(&mut conn.stream, &resp, keep).is_ok();

@@ -25,7 +25,8 @@ pub struct Entry<'a> {
     /// ok | failed | timeout | error
     pub status: &'a str,
     pub truncated: bool,
-    /// Who typed it: `client`, or `guard` (a change guard's event or rollback).
+    /// Who typed it: the client's API token name, or `guard` (a change guard's event or
+    /// rollback).
     pub by: &'a str,
 }
 
@@ -52,6 +53,8 @@ impl CmdLog {
             "status": e.status,
             "truncated": e.truncated,
             "by": e.by,
+            // The request this thread works for now (none for a guard that fired by itself).
+            "request_id": crate::observe::logging::current_request().as_deref(),
         });
         let path = self.dir.join(format!("{}.jsonl", e.session_id));
         let r = OpenOptions::new()

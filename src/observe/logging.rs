@@ -9,6 +9,37 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+thread_local! {
+    /// The id of the request this thread works for now (an HTTP thread while it handles one,
+    /// a session thread while it runs a request's open or exec): every line it logs names it.
+    static REQUEST: std::cell::RefCell<Option<std::sync::Arc<str>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// While alive, this thread's log lines carry `req=<id>`; the previous id comes back on drop.
+pub struct RequestScope {
+    previous: Option<std::sync::Arc<str>>,
+}
+
+impl RequestScope {
+    pub fn enter(id: Option<std::sync::Arc<str>>) -> RequestScope {
+        RequestScope {
+            previous: REQUEST.with(|r| std::mem::replace(&mut *r.borrow_mut(), id)),
+        }
+    }
+}
+
+impl Drop for RequestScope {
+    fn drop(&mut self) {
+        let previous = self.previous.take();
+        REQUEST.with(|r| *r.borrow_mut() = previous);
+    }
+}
+
+/// The request id this thread works for now, if any.
+pub fn current_request() -> Option<std::sync::Arc<str>> {
+    REQUEST.with(|r| r.borrow().clone())
+}
+
 /// The log file and its path; [`reopen`] swaps the handle.
 static FILE: Mutex<Option<(PathBuf, File)>> = parking_lot::const_mutex(None);
 
@@ -83,9 +114,12 @@ pub fn init(c: &Config) -> Result<(), String> {
         .format(|buf, rec| {
             let ts = crate::util::iso8601(std::time::SystemTime::now());
             let msg = rec.args().to_string();
+            let req = current_request()
+                .map(|r| format!("req={r} "))
+                .unwrap_or_default();
             writeln!(
                 buf,
-                "{ts} {:<5} [{}] {}",
+                "{ts} {:<5} [{}] {req}{}",
                 rec.level(),
                 std::thread::current().name().unwrap_or("-"),
                 escape_controls(&msg)

@@ -68,6 +68,10 @@ pub struct Metrics {
     execs: Mutex<BTreeMap<&'static str, u64>>,
     exec_duration: Mutex<Histogram>,
     http: Mutex<Http>,
+    /// Answered requests by API token name (names come from the config: bounded).
+    by_token: Mutex<BTreeMap<String, u64>>,
+    /// Requests refused before any token matched, by why (missing, unknown, expired, limited).
+    auth_failures: Mutex<BTreeMap<&'static str, u64>>,
     keepalive_failures: AtomicU64,
     connections_lost: AtomicU64,
 }
@@ -91,6 +95,8 @@ impl Metrics {
                 count: 0,
             }),
             http: Mutex::new(Http::default()),
+            by_token: Mutex::new(BTreeMap::new()),
+            auth_failures: Mutex::new(BTreeMap::new()),
             keepalive_failures: AtomicU64::new(0),
             connections_lost: AtomicU64::new(0),
         }
@@ -132,6 +138,22 @@ impl Metrics {
             .requests
             .entry((route, method, status))
             .or_default() += 1;
+    }
+
+    /// A request made with the token `name` was answered.
+    pub fn token_request(&self, name: &str) {
+        let mut m = self.by_token.lock();
+        match m.get_mut(name) {
+            Some(n) => *n += 1,
+            None => {
+                m.insert(name.to_string(), 1);
+            }
+        }
+    }
+
+    /// A request was refused for its token (`missing`, `unknown`, `expired`, `limited`).
+    pub fn auth_failed(&self, reason: &'static str) {
+        *self.auth_failures.lock().entry(reason).or_default() += 1;
     }
 
     pub fn keepalive_failed(&self) {
@@ -219,6 +241,32 @@ impl Metrics {
         );
         for (event, n) in self.guards.lock().iter() {
             let _ = writeln!(o, "{p}guard_events_total{{event=\"{event}\"}} {n}");
+        }
+
+        family(
+            &mut o,
+            p,
+            "api_requests_by_token_total",
+            "counter",
+            "Requests answered, by the name of the API token they were made with.",
+        );
+        for (token, n) in self.by_token.lock().iter() {
+            let _ = writeln!(
+                o,
+                "{p}api_requests_by_token_total{{token=\"{}\"}} {n}",
+                escape(token)
+            );
+        }
+
+        family(
+            &mut o,
+            p,
+            "api_auth_failures_total",
+            "counter",
+            "Requests refused for their API token: missing, unknown, expired, or limited (429 after too many wrong ones from one address).",
+        );
+        for (reason, n) in self.auth_failures.lock().iter() {
+            let _ = writeln!(o, "{p}api_auth_failures_total{{reason=\"{reason}\"}} {n}");
         }
 
         family(

@@ -1,7 +1,8 @@
 //! What the broker tells its operators: the Prometheus counters ([`metrics`]), the per-command
-//! JSON log ([`cmdlog`]), the process log ([`logging`]) and the masking of secrets in device
+//! JSON log ([`cmdlog`]), the process log ([`logging`]), the audit trail ([`audit`]) and the masking of secrets in device
 //! output ([`mask`]). Nothing here reaches a device.
 
+pub mod audit;
 pub mod cmdlog;
 pub mod logging;
 pub mod mask;

@@ -66,7 +66,14 @@ struct Def {
     close: CloseDef,
     #[serde(default)]
     device_revert: Option<DeviceRevertDef>,
+    /// Commands a `reader` token may run (regexes, case ignored); absent: [`READ_ONLY_DEFAULT`].
+    #[serde(default)]
+    read_only_commands: Option<Vec<String>>,
 }
+
+/// The read-only commands of a platform that lists none: show, ping and traceroute (and their
+/// abbreviations), without any pipe or redirection.
+pub const READ_ONLY_DEFAULT: &str = r"^(sh|sho|show|ping|trace|tracer|tracero|tracerou|tracerout|traceroute)\b[^|>;]*$";
 
 /// The device's own revert timer, armed by a change guard (`device_revert`). Commands are
 /// templates with `{minutes}`; they are typed as commands, so the command policy sees them.
@@ -292,6 +299,9 @@ pub struct Platform {
     pub close: CloseDef,
     /// The device's own revert timer, where the platform has one.
     pub device_revert: Option<DeviceRevert>,
+    /// The commands a `reader` token may run (`read_only_commands`), as written and compiled.
+    pub read_only_commands: Vec<String>,
+    pub read_only: std::sync::Arc<crate::policy::CommandRules>,
 }
 
 /// See `DeviceRevertDef`.
@@ -514,6 +524,17 @@ impl Platform {
                 }
                 None => None,
             },
+            read_only: std::sync::Arc::new(
+                crate::policy::CommandRules::read_only(
+                    d.read_only_commands
+                        .as_deref()
+                        .unwrap_or(&[READ_ONLY_DEFAULT.to_string()]),
+                )
+                .map_err(ctx)?,
+            ),
+            read_only_commands: d
+                .read_only_commands
+                .unwrap_or_else(|| vec![READ_ONLY_DEFAULT.to_string()]),
             name: d.name,
             description: d.description,
             aliases: d.aliases,

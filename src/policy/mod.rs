@@ -8,12 +8,17 @@ mod host_keys;
 mod jumps;
 mod known_hosts;
 mod reach;
+mod tokens;
 
 #[cfg(feature = "ssh")]
 pub use algorithms::algorithms_for_key_type;
 pub use algorithms::Algorithms;
-pub use commands::CommandRules;
+pub use commands::{CommandRules, Rule};
 pub use host_keys::HostKeyPolicy;
 pub use jumps::{JumpHost, JumpRule, JumpRules, HOP_FIELDS};
 pub use known_hosts::{HostKeySeen, KnownHosts};
 pub use reach::HostList;
+pub use tokens::{
+    parse_expires, parse_list as parse_api_tokens, token_sha256, valid_name, ApiToken, Role, Tokens,
+    DEFAULT_TOKEN_NAME,
+};

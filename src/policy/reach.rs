@@ -12,6 +12,8 @@ use std::net::IpAddr;
 pub struct HostList {
     cidrs: Vec<IpNet>,
     globs: Vec<String>,
+    /// Another list that must allow a target too (a token's `allowed_hosts`).
+    also: Option<Box<HostList>>,
 }
 
 impl HostList {
@@ -53,8 +55,30 @@ impl HostList {
     pub fn has_globs(&self) -> bool {
         !self.globs.is_empty()
     }
+    /// Allows anything.
     pub fn is_empty(&self) -> bool {
+        self.own_empty() && self.also.as_ref().is_none_or(|a| a.is_empty())
+    }
+    fn own_empty(&self) -> bool {
         self.cidrs.is_empty() && self.globs.is_empty()
+    }
+
+    /// This list narrowed by `other`: a target must be allowed by both.
+    pub fn narrowed(&self, other: &HostList) -> HostList {
+        let mut l = self.clone();
+        let mut at = &mut l;
+        while at.also.is_some() {
+            at = at.also.as_mut().expect("checked just above");
+        }
+        at.also = Some(Box::new(other.clone()));
+        l
+    }
+
+    /// Allowed by its name alone (every list is empty or has a glob that matches it): it may
+    /// be passed on unresolved.
+    pub fn allows_name(&self, name: &str) -> bool {
+        (self.own_empty() || self.matches_name(name))
+            && self.also.as_ref().is_none_or(|a| a.allows_name(name))
     }
 
     pub fn matches_name(&self, name: &str) -> bool {
@@ -71,9 +95,11 @@ impl HostList {
         self.cidrs.iter().any(|net| net.contains(&ip))
     }
 
-    /// Is a target allowed: by its name (glob), or by its address (CIDR)?
+    /// Is a target allowed: by its name (glob), or by its address (CIDR)? (By every list it
+    /// was narrowed with, too.)
     pub fn allows(&self, name: &str, ip: IpAddr) -> bool {
-        self.is_empty() || self.matches_name(name) || self.matches_addr(ip)
+        (self.own_empty() || self.matches_name(name) || self.matches_addr(ip))
+            && self.also.as_ref().is_none_or(|a| a.allows(name, ip))
     }
 }
 
@@ -105,6 +131,26 @@ pub(super) fn glob(p: &[u8], s: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_narrowed_list_needs_both() {
+        let global = HostList::parse(&["10.0.0.0/8", "*.lab"]).unwrap();
+        let token = HostList::parse(&["10.1.0.0/16", "sw1.lab"]).unwrap();
+        let both = global.narrowed(&token);
+        assert!(both.allows("x", ip("10.1.2.3")));
+        assert!(!both.allows("x", ip("10.2.0.1")));
+        assert!(both.allows_name("sw1.lab") && !both.allows_name("sw2.lab"));
+        assert!(!both.allows("sw2.lab", ip("192.0.2.1")));
+        assert!(!both.is_empty());
+        // An empty global list lets the token's decide.
+        let only = HostList::default().narrowed(&token);
+        assert!(only.allows("x", ip("10.1.0.1")) && !only.allows("x", ip("10.2.0.1")));
+        assert!(HostList::default().narrowed(&HostList::default()).is_empty());
+    }
 
     #[test]
     fn host_lists_match_cidrs_and_globs() {

@@ -26,6 +26,8 @@ pub enum OpenError {
     ShuttingDown,
     /// max_sessions sessions are open or being opened.
     SessionLimit { max: usize },
+    /// The API token holds its `max_sessions` already.
+    TokenSessionLimit { token: String, max: usize },
     /// The most probes that may run at once are running.
     ProbeLimit { max: usize },
     /// No thread could be started for the session.
@@ -52,6 +54,10 @@ impl fmt::Display for OpenError {
             OpenError::SessionLimit { max } => {
                 write!(f, "Session limit reached (max_sessions = {max})")
             }
+            OpenError::TokenSessionLimit { token, max } => write!(
+                f,
+                "API token {token:?} holds its max_sessions ({max}) already; close one of its sessions first"
+            ),
             OpenError::ProbeLimit { max } => {
                 write!(
                     f,

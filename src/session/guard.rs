@@ -72,6 +72,8 @@ pub struct GuardSpec {
     pub probe: Option<Login>,
     pub reopen: Option<Login>,
     pub on_broker_exit: OnExit,
+    /// The arming request's id (the arm's log lines carry it).
+    pub request_id: Option<Arc<str>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -350,6 +352,7 @@ fn run_steps(
             by: By::Guard,
             job: None,
             rules: plan.rules,
+            caller: None,
         },
         reply: Box::new(move |r| {
             let _ = tx.send(r);
@@ -453,11 +456,16 @@ pub(super) fn arm(
         );
         return true;
     }
-    // The rollback is checked against the command policy now, and runs under the same policy
-    // when it fires.
-    let rules = reg.settings.commands.read().clone();
-    driver.set_rules(rules.clone());
+    // The rollback is checked against the command policy now (narrowed by the arming token's
+    // own rules, which the API put in `rollback.rules`), and runs under the same policy when it
+    // fires.
     let mut spec = spec;
+    let global = reg.settings.commands.read().clone();
+    let rules = match spec.rollback.rules.take() {
+        Some(token) => Arc::new(global.and(&token)),
+        None => global,
+    };
+    driver.set_rules(rules.clone());
     spec.rollback.rules = Some(rules);
     let rb = &spec.rollback;
     let checked = super::plan(driver, rb.config.clone(), rb.items.clone(), None)
@@ -1115,6 +1123,7 @@ mod tests {
                 probe: None,
                 reopen: None,
                 on_broker_exit: OnExit::Rollback,
+                request_id: None,
             },
             None,
         )

@@ -84,6 +84,25 @@ pub struct OpenRequest {
     /// Jump hosts to go through, first hop first (empty: direct). Their secrets are dropped
     /// with the request's, once the session is up.
     pub jump: Vec<Hop>,
+    /// Who opens it: the session's owner, whose `allowed_hosts` and `max_sessions` apply too.
+    pub caller: Option<Arc<Caller>>,
+}
+
+/// Who a request runs for: an API token's name and limits, and the request's id. The command
+/// log's `by` and `request_id`, the session's owner.
+#[derive(Debug, Clone, Default)]
+pub struct Caller {
+    /// The token's name.
+    pub name: Arc<str>,
+    pub request_id: Arc<str>,
+    /// The token's own command rules (they narrow the config's).
+    pub rules: Option<Arc<CommandRules>>,
+    /// Only the read-only commands (`read_only_commands`) may run: a `reader` token.
+    pub read_only: bool,
+    /// The token's `allowed_hosts` (narrows the config's).
+    pub allowed_hosts: Option<HostList>,
+    /// Sessions the token may hold at once.
+    pub max_sessions: Option<usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -106,6 +125,8 @@ pub struct SessionInfo {
     pub host_key: Option<HostKeySeen>,
     /// The jump hosts the session goes through, first hop first, with their host keys.
     pub via: Vec<HopSeen>,
+    /// The name of the API token that opened it (None: opened without one).
+    pub owner: Option<Arc<str>>,
 }
 
 #[derive(Debug, Clone)]
@@ -228,6 +249,8 @@ pub struct ExecSpec {
     /// The command policy to check it against (a guard's rollback: the policy it was armed
     /// under). None: the policy in force when it starts.
     pub rules: Option<Arc<CommandRules>>,
+    /// Who asked for it (its token's rules narrow `rules`; the command log names it).
+    pub caller: Option<Arc<Caller>>,
 }
 
 impl ExecSpec {
@@ -241,6 +264,7 @@ impl ExecSpec {
             by: By::Client,
             job: None,
             rules: None,
+            caller: None,
         }
     }
 }
@@ -267,6 +291,8 @@ pub struct Settings {
     pub allowed_hosts: RwLock<HostList>,
     /// The command policy; changed by a reload, read by each exec when it starts.
     pub commands: RwLock<Arc<CommandRules>>,
+    /// `read_only_commands` for every platform (None: each platform's own list).
+    pub read_only: RwLock<Option<Arc<CommandRules>>>,
     pub max_sessions: usize,
     pub max_output_bytes: usize,
     /// Output kept for all the commands of one exec together.
@@ -288,6 +314,8 @@ pub struct Settings {
 pub struct Registry {
     sessions: RwLock<HashMap<String, Arc<SessionHandle>>>,
     opening: AtomicUsize,
+    /// Opens under way per owner (for a token's `max_sessions`).
+    opening_by: Mutex<HashMap<Arc<str>, usize>>,
     /// Probes running now (at most [`MAX_PROBES`]); never counted as sessions.
     probing: AtomicUsize,
     threads: Mutex<Vec<JoinHandle<()>>>,
@@ -300,6 +328,7 @@ impl Registry {
         Arc::new(Registry {
             sessions: RwLock::new(HashMap::new()),
             opening: AtomicUsize::new(0),
+            opening_by: Mutex::new(HashMap::new()),
             probing: AtomicUsize::new(0),
             threads: Mutex::new(Vec::new()),
             settings,
@@ -316,6 +345,20 @@ impl Registry {
     /// A reload's command policy: every exec from now on, on every session, is checked by it.
     pub fn set_command_rules(&self, r: CommandRules) {
         *self.settings.commands.write() = Arc::new(r);
+    }
+
+    /// A reload's `read_only_commands` (None: each platform's own list).
+    pub fn set_read_only(&self, r: Option<CommandRules>) {
+        *self.settings.read_only.write() = r.map(Arc::new);
+    }
+
+    /// Sessions `owner` holds now.
+    pub fn owned_by(&self, owner: &str) -> usize {
+        self.sessions
+            .read()
+            .values()
+            .filter(|h| h.info.owner.as_deref() == Some(owner))
+            .count()
     }
 
     /// Each held session's protocol and state for the session gauge: `alive`, `busy` (running
@@ -393,10 +436,27 @@ impl Registry {
                 max: self.settings.max_sessions,
             }));
         }
+        // A token's own cap: what it holds plus what it is opening.
+        let owner = req.caller.as_ref().map(|c| (c.name.clone(), c.max_sessions));
+        if let Some((name, max)) = &owner {
+            let mut by = self.opening_by.lock();
+            let opening = by.get(name).copied().unwrap_or(0);
+            if let Some(max) = *max {
+                if self.owned_by(name) + opening >= max {
+                    drop(by);
+                    self.opening.fetch_sub(1, Ordering::SeqCst);
+                    return reply(Err(OpenError::TokenSessionLimit {
+                        token: name.to_string(),
+                        max,
+                    }));
+                }
+            }
+            *by.entry(name.clone()).or_insert(0) += 1;
+        }
         let id = match random_id() {
             Ok(id) => id,
             Err(e) => {
-                self.opening.fetch_sub(1, Ordering::SeqCst);
+                self.release_opening(owner.as_ref().map(|o| &o.0));
                 return reply(Err(OpenError::NoRandomness(e)));
             }
         };
@@ -427,9 +487,28 @@ impl Registry {
                 t.push(h);
             }
             Err(e) => {
-                self.opening.fetch_sub(1, Ordering::SeqCst);
+                self.release_opening(owner.as_ref().map(|o| &o.0));
                 if let Some(reply) = slot.lock().take() {
                     reply(Err(OpenError::SessionThread(e)));
+                }
+            }
+        }
+    }
+
+    /// An open's reserved slot is free again (it failed, or the session is registered).
+    fn release_opening(&self, owner: Option<&Arc<str>>) {
+        self.opening.fetch_sub(1, Ordering::SeqCst);
+        self.release_owner(owner);
+    }
+
+    /// Never called under the sessions lock (`open` takes the two the other way round).
+    fn release_owner(&self, owner: Option<&Arc<str>>) {
+        if let Some(o) = owner {
+            let mut by = self.opening_by.lock();
+            if let Some(n) = by.get_mut(o) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    by.remove(o);
                 }
             }
         }
@@ -634,13 +713,19 @@ impl Registry {
 struct OpeningSlot<'a> {
     reg: &'a Registry,
     held: bool,
+    owner: Option<Arc<str>>,
 }
 
 impl OpeningSlot<'_> {
-    fn release(&mut self) {
+    /// The global slot (under the sessions lock when the session is registered).
+    fn release_global(&mut self) {
         if std::mem::take(&mut self.held) {
             self.reg.opening.fetch_sub(1, Ordering::SeqCst);
         }
+    }
+    fn release(&mut self) {
+        self.release_global();
+        self.reg.release_owner(self.owner.take().as_ref());
     }
 }
 
@@ -668,7 +753,11 @@ fn session_main(reg: Arc<Registry>, id: String, req: OpenRequest, reply: OpenRep
     let mut slot = OpeningSlot {
         reg: &reg,
         held: true,
+        owner: req.caller.as_ref().map(|c| c.name.clone()),
     };
+    let _scope = crate::observe::logging::RequestScope::enter(
+        req.caller.as_ref().map(|c| c.request_id.clone()),
+    );
     let started = Instant::now();
     let opened = open_driver(
         &reg.settings,
@@ -688,6 +777,7 @@ fn session_main(reg: Arc<Registry>, id: String, req: OpenRequest, reply: OpenRep
         session_timeout,
         keepalive_interval,
         jump,
+        caller,
         ..
     } = req;
     // Credentials are not needed any more (Secret zeroes its memory on drop).
@@ -728,7 +818,9 @@ fn session_main(reg: Arc<Registry>, id: String, req: OpenRequest, reply: OpenRep
         keepalive_interval: keepalive_interval.unwrap_or(reg.settings.keepalive_interval),
         host_key,
         via,
+        owner: caller.as_ref().map(|c| c.name.clone()),
     };
+    drop(caller);
     let handle = Arc::new(SessionHandle {
         info: info.clone(),
         state: Mutex::new(SessionState {
@@ -751,13 +843,14 @@ fn session_main(reg: Arc<Registry>, id: String, req: OpenRequest, reply: OpenRep
     });
     let shutting_down = {
         let mut map = reg.sessions.write();
-        slot.release();
+        slot.release_global();
         let sd = reg.shutting_down.load(Ordering::SeqCst);
         if !sd {
             map.insert(id.clone(), handle.clone());
         }
         sd
     };
+    slot.release();
     log::info!(
         "session {id} host {}: opened {}@{}:{}{} ({}, {}{}) in {} ms; prompt {:?}, mode {}",
         info.host,
@@ -819,7 +912,13 @@ pub(crate) fn open_driver(
     thread_name: String,
 ) -> Result<Opened, OpenError> {
     let deadline = Instant::now() + req.connect_timeout;
-    let allowed_hosts = settings.allowed_hosts.read().clone();
+    let allowed_hosts = {
+        let global = settings.allowed_hosts.read();
+        match req.caller.as_ref().and_then(|c| c.allowed_hosts.as_ref()) {
+            Some(token) => global.narrowed(token),
+            None => global.clone(),
+        }
+    };
     let id8 = thread_name
         .split_once('-')
         .map_or(thread_name.as_str(), |(_, id)| id)
@@ -988,6 +1087,7 @@ fn serve(reg: &Registry, h: &Arc<SessionHandle>, mut driver: Driver, rx: Receive
                 }
             }
             Ok(Job::Arm(spec, reply)) => {
+                let _scope = crate::observe::logging::RequestScope::enter(spec.request_id.clone());
                 let alive = guard::arm(reg, h, &mut driver, *spec, reply);
                 last_io = Instant::now();
                 if !alive {
@@ -1133,12 +1233,17 @@ fn run_exec(reg: &Registry, h: &Arc<SessionHandle>, driver: &mut Driver, job: Ex
         )));
         return true;
     }
+    let _scope = crate::observe::logging::RequestScope::enter(
+        spec.caller.as_ref().map(|c| c.request_id.clone()),
+    );
+    let caller = spec.caller.clone();
     let ctx = ExecCtx {
         id: &h.info.id,
         host: &h.info.host,
         cancel: &h.cancel,
         handle: Some(h),
         by: spec.by,
+        caller: caller.as_deref(),
     };
     let by = spec.by;
     let (r, alive) = exec_on(&reg.settings, &ctx, driver, spec);
@@ -1160,6 +1265,19 @@ pub(crate) struct ExecCtx<'a> {
     pub handle: Option<&'a SessionHandle>,
     /// Who the exec runs for (the command log's `by`).
     pub by: By,
+    /// The client's token, if a client's.
+    pub caller: Option<&'a Caller>,
+}
+
+impl ExecCtx<'_> {
+    /// The command log's `by`: `guard`, or the client's token name (`client` without one).
+    fn by_name(&self) -> &str {
+        match (self.by, self.caller) {
+            (By::Guard, _) => By::Guard.name(),
+            (By::Client, Some(c)) => &c.name,
+            (By::Client, None) => By::Client.name(),
+        }
+    }
 }
 
 /// Run one exec on `driver`: plan, preflight against the command policy in force (a refusal
@@ -1198,11 +1316,26 @@ fn exec_steps(
     }
     // The command policy in force when the exec starts; every line the plan could type is
     // tried against it before the first is sent (a refusal sends nothing).
-    driver.set_rules(
-        job.rules
-            .clone()
-            .unwrap_or_else(|| settings.commands.read().clone()),
-    );
+    // A client's token narrows it with its own rules, and a `reader` with the read-only
+    // commands (the config's `read_only_commands`, else the platform's).
+    let mut rules = job
+        .rules
+        .clone()
+        .unwrap_or_else(|| settings.commands.read().clone());
+    if let Some(c) = job.caller.as_ref().filter(|_| job.by == By::Client) {
+        if let Some(t) = &c.rules {
+            rules = Arc::new(rules.and(t));
+        }
+        if c.read_only {
+            let ro = settings
+                .read_only
+                .read()
+                .clone()
+                .unwrap_or_else(|| driver.platform().read_only.clone());
+            rules = Arc::new(rules.and(&ro));
+        }
+    }
+    driver.set_rules(rules);
     let save_override = ctx
         .handle
         .and_then(|h| guard::save_override(h, driver.platform()));
@@ -1488,7 +1621,7 @@ fn log_cmd(
             elapsed_ms: ms,
             status,
             truncated,
-            by: ctx.by.name(),
+            by: ctx.by_name(),
         });
     }
 }

@@ -77,6 +77,9 @@ pub fn probe(settings: &Settings, req: ProbeRequest) -> ProbeOutcome {
 fn probe_as(settings: &Settings, id: String, req: ProbeRequest) -> ProbeOutcome {
     let started = Instant::now();
     let ProbeRequest { open, exec } = req;
+    let _scope = crate::observe::logging::RequestScope::enter(
+        open.caller.as_ref().map(|c| c.request_id.clone()),
+    );
     let opened = open_driver(settings, &open, id.clone());
     let host = open.host.clone();
     // Credentials are not needed any more (Secret zeroes its memory on drop).
@@ -105,12 +108,14 @@ fn probe_as(settings: &Settings, id: String, req: ProbeRequest) -> ProbeOutcome 
     let cancel = AtomicBool::new(false);
     let mut alive = true;
     let exec = exec.map(|spec| {
+        let caller = spec.caller.clone();
         let ctx = ExecCtx {
             id: &id,
             host: &host,
             cancel: &cancel,
             handle: None,
             by: spec.by,
+            caller: caller.as_deref(),
         };
         let (r, up) = exec_on(settings, &ctx, &mut driver, spec);
         alive = up;

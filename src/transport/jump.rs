@@ -80,11 +80,11 @@ fn checked_target(
     allowed: &HostList,
     deadline: Instant,
 ) -> Result<String, ConnectError> {
-    if allowed.is_empty() || allowed.matches_name(host) {
+    if allowed.allows_name(host) {
         return Ok(host.to_string());
     }
     if let Ok(ip) = host.parse::<std::net::IpAddr>() {
-        return if allowed.matches_addr(ip) {
+        return if allowed.allows(host, ip) {
             Ok(host.to_string())
         } else {
             Err(ConnectError::NotAllowed {

@@ -59,6 +59,9 @@ impl WebAuth {
 /// A valid login, from its cookie.
 pub struct Login {
     pub user: String,
+    /// `viewer` looks only; `admin` may close sessions too (read from the config at each
+    /// request, so a reload changes it at once).
+    pub role: crate::policy::Role,
     nonce: String,
     pub csrf: String,
 }
@@ -147,6 +150,22 @@ impl Web {
                     self.client(req)
                 );
                 let e = Error::StaleForm;
+                return html_error(
+                    &e,
+                    pages::message("Refused", &e.to_string(), login, self.registry.len()),
+                );
+            }
+            if login.role == crate::policy::Role::Viewer && segs != ["logout"] {
+                log::warn!(
+                    "dashboard: {} (viewer) {} {} refused: a viewer cannot close sessions",
+                    login.user,
+                    req.method,
+                    req.path(),
+                );
+                let e = Error::Forbidden(format!(
+                    "{} has the dashboard role viewer, which cannot close sessions",
+                    login.user
+                ));
                 return html_error(
                     &e,
                     pages::message("Refused", &e.to_string(), login, self.registry.len()),
@@ -297,12 +316,11 @@ impl Web {
             return None;
         }
         let user = String::from_utf8(unhex(u)?).ok()?;
-        if !self.auth().users.iter().any(|x| x.username == user) {
-            return None;
-        }
+        let role = self.auth().users.iter().find(|x| x.username == user)?.role;
         let csrf = self.sign(&["csrf", nonce])?;
         Some(Login {
             user,
+            role,
             nonce: format!("{nonce}.{exp_n}"),
             csrf,
         })

@@ -1,6 +1,7 @@
 //! The dashboard's pages. maud escapes every interpolated value, so a hostname, a command or a
 //! device's answer containing `<script>` is shown as text.
 
+use crate::policy::Role;
 use super::Login;
 use crate::session::guard::GuardState;
 use crate::session::jobs::JobState;
@@ -35,6 +36,7 @@ fn header(login: &Login, sessions: usize) -> Markup {
             span.meta { "v" (env!("CARGO_PKG_VERSION")) " · " (plural(sessions, "session")) }
             form.logout method="post" action="/logout" {
                 span.user { (login.user) }
+                " " small.role { (login.role.name()) }
                 input type="hidden" name="csrf" value=(login.csrf);
                 button type="submit" { "Log out" }
             }
@@ -250,7 +252,7 @@ pub fn dashboard(reg: &Registry, login: &Login) -> Markup {
                 }
                 div.toolbar {
                     h2 { "Sessions" }
-                    @if !list.is_empty() {
+                    @if !list.is_empty() && login.role != Role::Viewer {
                         a.button.danger href="/ui/close-all" { "Close all…" }
                     }
                 }
@@ -260,7 +262,7 @@ pub fn dashboard(reg: &Registry, login: &Login) -> Markup {
                     div.scroll { table.sessions {
                         thead {
                             tr {
-                                th { "Session" } th { "Protocol" } th { "Host" } th { "Device type" }
+                                th { "Session" } th { "Owner" } th { "Protocol" } th { "Host" } th { "Device type" }
                                 th { "Mode" } th { "Age" } th { "Idle" } th { "State" }
                                 th { "Last commands" } th {}
                             }
@@ -272,6 +274,7 @@ pub fn dashboard(reg: &Registry, login: &Login) -> Markup {
                                 @let short = id.get(..8).unwrap_or(id);
                                 tr.session id=(format!("s-{short}")) data-session-id=(id) {
                                     td.id title=(id) { code { (short) } }
+                                    td.owner { (h.info.owner.as_deref().unwrap_or("–")) }
                                     td { (h.info.protocol) }
                                     td.host { (h.info.host) ":" (h.info.port) br; small { (h.info.username) } }
                                     td {
@@ -318,7 +321,8 @@ pub fn dashboard(reg: &Registry, login: &Login) -> Markup {
                                         }
                                     }
                                     td {
-                                        @if h.guard_armed() {
+                                        @if login.role == Role::Viewer {
+                                        } @else if h.guard_armed() {
                                             small { "change guard armed: end it before closing" }
                                         } @else {
                                             form method="post" action=(format!("/ui/close/{id}")) {

@@ -1,0 +1,60 @@
+//! The audit trail: one line per state-changing request (who, from where, what, the answer),
+//! always in the log at INFO and, with `audit_log`, as JSON lines in a file of its own:
+//! append-only, mode 0640, each line written whole and fsync'd before the next.
+
+use parking_lot::Mutex;
+use serde_json::Value;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+pub struct AuditLog {
+    file: Mutex<Option<(PathBuf, File)>>,
+}
+
+fn open(path: &Path) -> Result<File, String> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o640)
+        .open(path)
+        .map_err(|e| format!("config key 'audit_log': cannot open {}: {e}", path.display()))
+}
+
+impl AuditLog {
+    /// The file at `path`, if any (created 0640 when missing).
+    pub fn new(path: Option<&Path>) -> Result<AuditLog, String> {
+        let file = match path {
+            Some(p) => Some((p.to_path_buf(), open(p)?)),
+            None => None,
+        };
+        Ok(AuditLog {
+            file: Mutex::new(file),
+        })
+    }
+
+    /// Open the file again at its path (logrotate moved the old one away); the old handle is
+    /// kept when that fails.
+    pub fn reopen(&self) -> Result<(), String> {
+        let mut f = self.file.lock();
+        if let Some((path, file)) = f.as_mut() {
+            *file = open(path)?;
+        }
+        Ok(())
+    }
+
+    /// One record: in the log (INFO, as `audit: {json}`) and in the file, fsync'd.
+    pub fn record(&self, line: &Value) {
+        let text = line.to_string();
+        log::info!("audit: {text}");
+        let mut f = self.file.lock();
+        if let Some((path, file)) = f.as_mut() {
+            let mut bytes = text.into_bytes();
+            bytes.push(b'\n');
+            if let Err(e) = file.write_all(&bytes).and_then(|()| file.sync_data()) {
+                log::error!("audit log {}: cannot write: {e}", path.display());
+            }
+        }
+    }
+}
