@@ -1015,7 +1015,7 @@ configure_tokens() {
 # reload_service: `systemctl reload` a running service (the broker rereads its config on SIGHUP).
 reload_service() {
   if ((NO_SYSTEMD)) || [[ -n $ROOT ]]; then
-    say "not reloaded ($( ((NO_SYSTEMD)) && echo "--no-systemd" || echo "a scratch root")): the tokens apply at the next reload or start"
+    say "not reloaded ($([[ -n $ROOT ]] && echo "a scratch root" || echo "--no-systemd")): the tokens apply at the next reload or start"
     return 0
   fi
   use_systemd || return 0
