@@ -71,13 +71,15 @@ Every prompt has an option and an environment variable; the option wins:
   --web-secret-key KEY   NDB_WEB_SECRET_KEY dashboard cookie key (default: generated when the
                                             first web user is added)
   --bcrypt-cost N        NDB_BCRYPT_COST    bcrypt cost for new web users (default 12)
-  --add-token NAME:ROLE[:EXPIRES]           NDB_ADD_TOKEN   add a named API token (api_tokens:);
-                                            ROLE: viewer, reader, operator or admin; EXPIRES:
-                                            YYYY-MM-DD or an RFC 3339 time. Made by the binary's
-                                            `token new`; the config keeps only its SHA-256 and the
+  --add-token NAME:ROLE[:EXPIRES]           add a named API token to api_tokens (also
+                                            NDB_ADD_TOKEN=NAME:ROLE[:EXPIRES]); ROLE: viewer,
+                                            reader, operator or admin; EXPIRES: YYYY-MM-DD (00:00
+                                            UTC) or an RFC 3339 time. The binary's `token new`
+                                            makes it; the config keeps only its SHA-256 and the
                                             token is printed once. Refused if NAME exists
   --remove-token NAME                       remove the named API token NAME (refused if there is
-                                            none); with --add-token NAME:... too: a new token
+                                            none); with --add-token NAME:... in the same run:
+                                            a new token under the same name
 
 Other options:
   --binary PATH          NDB_BINARY         the netdev-broker binary to install (default: the
