@@ -38,7 +38,9 @@ Commands:
               install, enable and start netdev-broker.service. On an existing installation
               the current settings are the defaults.
   configure   Change settings (prompts, or the options below); keeps the unit's writable paths
-              and limits in step with the config and restarts a running service.
+              and limits in step with the config and restarts a running service. With only
+              --add-token/--remove-token: no prompts, only api_tokens changes, and a running
+              service is reloaded (systemctl reload), not restarted.
   upgrade     Replace the binary (the old one is kept as netdev-broker.previous) and the
               scripts, keep the config, restart the service if it runs.
   uninstall   Stop and remove the service and /opt/netdev-broker. Config, logs, state and the
@@ -69,6 +71,15 @@ Every prompt has an option and an environment variable; the option wins:
   --web-secret-key KEY   NDB_WEB_SECRET_KEY dashboard cookie key (default: generated when the
                                             first web user is added)
   --bcrypt-cost N        NDB_BCRYPT_COST    bcrypt cost for new web users (default 12)
+  --add-token NAME:ROLE[:EXPIRES]           add a named API token to api_tokens (also
+                                            NDB_ADD_TOKEN=NAME:ROLE[:EXPIRES]); ROLE: viewer,
+                                            reader, operator or admin; EXPIRES: YYYY-MM-DD (00:00
+                                            UTC) or an RFC 3339 time. The binary's `token new`
+                                            makes it; the config keeps only its SHA-256 and the
+                                            token is printed once. Refused if NAME exists
+  --remove-token NAME                       remove the named API token NAME (refused if there is
+                                            none); with --add-token NAME:... in the same run:
+                                            a new token under the same name
 
 Other options:
   --binary PATH          NDB_BINARY         the netdev-broker binary to install (default: the
@@ -122,6 +133,9 @@ BCRYPT_COST=${NDB_BCRYPT_COST:-12}
 ADD_USERS=()
 ADD_HASHES=()
 REMOVE_USERS=()
+ADD_TOKENS=()
+[[ -z ${NDB_ADD_TOKEN:-} ]] || ADD_TOKENS+=("$NDB_ADD_TOKEN")
+REMOVE_TOKENS=()
 SETTINGS_GIVEN=""
 
 parse_args() {
@@ -172,6 +186,8 @@ parse_args() {
       --add-web-user) need "$@"; ADD_USERS+=("$1"); shift; SETTINGS_GIVEN+=" $a" ;;
       --add-web-user-hash) need "$@"; ADD_HASHES+=("$1"); shift; SETTINGS_GIVEN+=" $a" ;;
       --remove-web-user) need "$@"; REMOVE_USERS+=("$1"); shift; SETTINGS_GIVEN+=" $a" ;;
+      --add-token) need "$@"; ADD_TOKENS+=("$1"); shift; SETTINGS_GIVEN+=" $a" ;;
+      --remove-token) need "$@"; REMOVE_TOKENS+=("$1"); shift; SETTINGS_GIVEN+=" $a" ;;
       --web-secret-key) need "$@"; OPT_WEB_SECRET_KEY=$1; shift; SETTINGS_GIVEN+=" $a" ;;
       --bcrypt-cost) need "$@"; BCRYPT_COST=$1; shift ;;
       *) die "unknown option '$a' (--help lists them)" ;;
@@ -296,6 +312,101 @@ cfg_put() {
     END { if (!done && ENVIRON["T"] != "") print ENVIRON["T"] }' "$1" >"$tmp"
   cat "$tmp" >"$1"
   rm -f "$tmp"
+}
+
+# cfg_tokens list|remove|add FILE [NAME] [ENTRY]: the named tokens of the top-level block list
+# api_tokens. list: their names, one a line. remove: FILE without the item named NAME (its lines
+# from its "- " to its last field; comments between items stay), "api_tokens: []" once the
+# last is gone. add: FILE with ENTRY (lines of an item indented "  - ", as `token new` prints
+# it; re-indented to the list's own items) after the last item, the key appended if absent.
+# Every other line is kept byte for byte. Status 3: no item NAME (remove); 4: api_tokens is not
+# a block list (flow style: edit it by hand); 5: an item NAME exists (add).
+cfg_tokens() {
+  M=$1 N=${3:-} E=${4:-} awk "$AWK_UNQUOTE"'
+    function ind(s) { match(s, /^[ \t]*/); return RLENGTH }
+    function dash(s) { return s ~ /^[ \t]*-([ \t]|$)/ }
+    function content(s) { return s !~ /^[ \t]*(#.*)?$/ }
+    function pad(n,   s) { s = ""; while (n-- > 0) s = s " "; return s }
+    # The entry with its item dash at column `col` (ENTRY has it at 2).
+    function entry(col,   out, parts, i, n, l) {
+      n = split(ENVIRON["E"], parts, "\n")
+      out = ""
+      for (i = 1; i <= n; i++) {
+        l = parts[i]
+        if (l == "") continue
+        if (col >= 2) l = pad(col - 2) l
+        else l = substr(l, 3 - col)
+        out = out l "\n"
+      }
+      return out
+    }
+    { L[NR] = $0 }
+    END {
+      mode = ENVIRON["M"]; want = ENVIRON["N"]; n = NR
+      for (k = 1; k <= n; k++) if (is_key(L[k], "api_tokens")) break
+      if (k > n) {
+        if (mode == "remove") exit 3
+        if (mode == "add") {
+          for (i = 1; i <= n; i++) print L[i]
+          printf "api_tokens:\n%s", entry(2)
+        }
+        exit 0
+      }
+      v = substr(L[k], length("api_tokens") + 2); sub(/^[ \t]+/, "", v); sub(/[ \t]*#.*$/, "", v)
+      if (v != "" && v != "[]" && v != "~" && v != "null") exit 4
+      # The block: indented or "-" lines after the key; blank lines and comments at column 0
+      # belong to it only when more of it follows.
+      last = k
+      for (i = k + 1; i <= n; i++) {
+        if (L[i] ~ /^[ \t]/ || L[i] ~ /^-/) { if (content(L[i])) last = i; continue }
+        if (L[i] == "" || L[i] ~ /^#/) continue
+        break
+      }
+      # The items: dash lines at the first item'"'"'s indentation.
+      items = 0; col = -1
+      for (i = k + 1; i <= last; i++) {
+        if (!content(L[i])) continue
+        if (col < 0 && dash(L[i])) col = ind(L[i])
+        if (col >= 0 && dash(L[i]) && ind(L[i]) == col) { items++; first[items] = i }
+        else if (items == 0) exit 4
+        if (items > 0) stop[items] = i
+      }
+      # Each item'"'"'s name: the key "name:" at its mapping'"'"'s indentation.
+      for (j = 1; j <= items; j++) {
+        name[j] = ""
+        d = L[first[j]]; sub(/-/, " ", d)
+        if (content(d)) kc = ind(d)
+        else { kc = -1; for (i = first[j] + 1; i <= stop[j]; i++) if (content(L[i])) { kc = ind(L[i]); break } }
+        for (i = first[j]; i <= stop[j]; i++) {
+          l = (i == first[j]) ? d : L[i]
+          if (ind(l) == kc && substr(l, kc + 1) ~ /^name:/) { name[j] = unquote(substr(l, kc + 6)); break }
+        }
+      }
+      if (mode == "list") {
+        for (j = 1; j <= items; j++) if (name[j] != "") print name[j]
+        exit 0
+      }
+      hit = 0
+      for (j = 1; j <= items; j++) if (name[j] == want) hit = j
+      if (mode == "remove") {
+        if (!hit) exit 3
+        if (items == 1) {
+          rest = substr(L[k], length("api_tokens:") + 1); sub(/^[ \t]*/, "", rest)
+          L[k] = "api_tokens: []" (rest == "" ? "" : " " rest)
+        }
+        for (i = 1; i <= n; i++) if (i < first[hit] || i > stop[hit]) print L[i]
+        exit 0
+      }
+      if (hit) exit 5
+      if (items == 0 && v != "") {
+        rest = substr(L[k], length("api_tokens:") + 1); sub(/^[ \t]*(\[\]|~|null)[ \t]*/, "", rest)
+        L[k] = "api_tokens:" (rest == "" ? "" : " " rest)
+      }
+      for (i = 1; i <= n; i++) {
+        print L[i]
+        if (i == last) printf "%s", entry(items ? col : 2)
+      }
+    }' "$2"
 }
 
 # A YAML double-quoted scalar.
@@ -576,6 +687,87 @@ hash_password() {
   fi
 }
 
+# --- named API tokens (api_tokens:) ---------------------------------------------------------
+# plan_tokens BIN CFG: check the --remove-token and --add-token requests against CFG and make the
+# new tokens with BIN's `token new`, before anything is written: TOKEN_NAMES, TOKEN_ROLES,
+# TOKEN_EXPIRES, TOKEN_ENTRIES and TOKEN_SECRETS hold what edit_tokens writes and show_tokens
+# prints.
+plan_tokens() {
+  local bin=$1 cfg=$2 names=() spec name rest role expires out rc n i args
+  TOKEN_NAMES=()
+  TOKEN_ROLES=()
+  TOKEN_EXPIRES=()
+  TOKEN_ENTRIES=()
+  TOKEN_SECRETS=()
+  ((${#ADD_TOKENS[@]} + ${#REMOVE_TOKENS[@]} > 0)) || return 0
+  if [[ -f $cfg ]]; then
+    rc=0
+    out=$(cfg_tokens list "$cfg") || rc=$?
+    ((rc != 4)) || die "api_tokens in $CONF is not a block list (- name: ...): edit it by hand"
+    ((rc == 0)) || die "cannot read api_tokens from $CONF"
+    [[ -z $out ]] || mapfile -t names <<<"$out"
+  fi
+  for name in "${REMOVE_TOKENS[@]}"; do
+    i=-1
+    for n in "${!names[@]}"; do [[ ${names[$n]} == "$name" ]] && i=$n; done
+    ((i >= 0)) || die "--remove-token: there is no API token named '$name' in $CONF${names[*]:+ (there are: ${names[*]})}"
+    unset 'names[i]'
+    names=("${names[@]}")
+  done
+  if ((${#ADD_TOKENS[@]} > 0)); then
+    "$bin" --help 2>/dev/null | grep -q 'token new' ||
+      die "--add-token: $bin does not know 'token new' (upgrade it first: install.sh upgrade)"
+  fi
+  for spec in "${ADD_TOKENS[@]}"; do
+    [[ $spec == *:* ]] || die "--add-token needs NAME:ROLE[:EXPIRES] (ROLE: viewer, reader, operator or admin)"
+    name=${spec%%:*}
+    rest=${spec#*:}
+    role=${rest%%:*}
+    expires=""
+    [[ $rest == *:* ]] && expires=${rest#*:}
+    for n in "${names[@]}"; do
+      [[ $n != "$name" ]] || die "--add-token: an API token named '$name' exists already (--remove-token $name first to replace it)"
+    done
+    args=(token new --name "$name" --role "$role")
+    [[ -z $expires ]] || args+=(--expires "$expires")
+    out=$("$bin" "${args[@]}" 2>&1) || die "--add-token $spec: $(printf '%s\n' "$out" | head -n1 | sed 's/^netdev-broker: //')"
+    names+=("$name")
+    TOKEN_NAMES+=("$name")
+    TOKEN_ROLES+=("$role")
+    TOKEN_EXPIRES+=("$expires")
+    TOKEN_SECRETS+=("$(printf '%s\n' "$out" | grep -m1 '^ndb_')")
+    TOKEN_ENTRIES+=("$(printf '%s\n' "$out" | grep '^  ')")
+    [[ -n ${TOKEN_SECRETS[-1]} && -n ${TOKEN_ENTRIES[-1]} ]] || die "--add-token $spec: unexpected output from '$bin token new'"
+  done
+}
+
+# edit_tokens FILE: the planned removals and additions, in FILE (nothing else changes).
+edit_tokens() {
+  local f=$1 tmp name i
+  ((${#ADD_TOKENS[@]} + ${#REMOVE_TOKENS[@]} > 0)) || return 0
+  tmp=$(mktemp "$f.XXXXXX")
+  for name in "${REMOVE_TOKENS[@]}"; do
+    cfg_tokens remove "$f" "$name" >"$tmp" || { rm -f "$tmp"; return 1; }
+    cat "$tmp" >"$f"
+    say "API token $name: removed"
+  done
+  for i in "${!TOKEN_ENTRIES[@]}"; do
+    cfg_tokens add "$f" "${TOKEN_NAMES[$i]}" "${TOKEN_ENTRIES[$i]}" >"$tmp" || { rm -f "$tmp"; return 1; }
+    cat "$tmp" >"$f"
+  done
+  rm -f "$tmp"
+}
+
+# show_tokens: each new token, once, after the config holding its hash is in place.
+show_tokens() {
+  local i
+  for i in "${!TOKEN_SECRETS[@]}"; do
+    say "API token ${TOKEN_NAMES[$i]}: added (role ${TOKEN_ROLES[$i]}${TOKEN_EXPIRES[$i]:+, expires ${TOKEN_EXPIRES[$i]}}); the config keeps only its SHA-256."
+    say "  The token, shown only now (clients send it as X-API-Token):"
+    say "  ${TOKEN_SECRETS[$i]}"
+  done
+}
+
 # The settings as they are in the config (upgrade and uninstall change none).
 settings_from_current() {
   HOST=$CUR_HOST
@@ -677,6 +869,7 @@ gather() {
   fi
   [[ -z $WEB_SECRET_KEY ]] || v_token "$WEB_SECRET_KEY" >/dev/null || die "--web-secret-key: no spaces or control characters"
   [[ -z $WEB_SECRET_KEY || ${#WEB_SECRET_KEY} -ge 32 ]] || die "--web-secret-key: at least 32 characters (the broker refuses a shorter key; openssl rand -hex 32)"
+  plan_tokens "$bin" "$(r "$CONF")"
 }
 
 web_prompts() {
@@ -774,17 +967,70 @@ write_config() {
     done
   fi
   cfg_put "$tmp" web_users "$web"
+  edit_tokens "$tmp" || { rm -f "$tmp"; die "cannot edit api_tokens in $CONF; nothing changed"; }
   chown "0:$SVC_GID" "$tmp"
   chmod 0640 "$tmp"
-  # A binary that knows `check-config` validates the file before it replaces the old one.
-  if "$bin" --help 2>/dev/null | grep -q 'check-config'; then
-    "$bin" check-config --config "$tmp" >/dev/null || {
-      rm -f "$tmp"
-      die "the new config was refused by '$bin check-config'; nothing changed"
-    }
-  fi
+  check_new_config "$bin" "$tmp"
   mv -f "$tmp" "$cfg"
   say "wrote $cfg (root:$SVC_GROUP 0640)"
+  show_tokens
+}
+
+# check_new_config BIN TMP: a binary that knows `check-config` validates the file before it
+# replaces the old one (TMP is removed if refused).
+check_new_config() {
+  if "$1" --help 2>/dev/null | grep -q 'check-config'; then
+    "$1" check-config --config "$2" >/dev/null || {
+      rm -f "$2"
+      die "the new config was refused by '$1 check-config'; nothing changed"
+    }
+  fi
+}
+
+# Only --add-token/--remove-token were given (no other option or NDB_ setting).
+tokens_only() {
+  ((${#ADD_TOKENS[@]} + ${#REMOVE_TOKENS[@]} > 0)) || return 1
+  [[ -z $OPT_HOST$OPT_PORT$OPT_TOKEN$OPT_LOG_LEVEL$OPT_LOG_MODE$OPT_LOG_FILE$OPT_STATE_DIR ]] || return 1
+  [[ -z $OPT_CMD_LOG_DIR$OPT_MAX_SESSIONS$OPT_TRUSTED_PROXIES$OPT_WEB_SECRET_KEY ]] || return 1
+  ((OPT_GENERATE_TOKEN == 0 && ${#ADD_USERS[@]} + ${#ADD_HASHES[@]} + ${#REMOVE_USERS[@]} == 0))
+}
+
+# configure with token changes only: no prompts; api_tokens is edited and every other byte of
+# the config kept; the file is checked, then a running service reloaded (SIGHUP applies token
+# changes without a restart, sessions stay open).
+configure_tokens() {
+  local bin=$1 cfg tmp
+  cfg=$(r "$CONF")
+  plan_tokens "$bin" "$cfg"
+  tmp=$(mktemp "$(dirname "$cfg")/.config.yml.XXXXXX")
+  cat "$cfg" >"$tmp"
+  edit_tokens "$tmp" || { rm -f "$tmp"; die "cannot edit api_tokens in $CONF; nothing changed"; }
+  chown "0:$SVC_GID" "$tmp"
+  chmod 0640 "$tmp"
+  check_new_config "$bin" "$tmp"
+  mv -f "$tmp" "$cfg"
+  say "wrote $cfg (api_tokens only; root:$SVC_GROUP 0640)"
+  show_tokens
+  reload_service
+}
+
+# reload_service: `systemctl reload` a running service (the broker rereads its config on SIGHUP).
+reload_service() {
+  if ((NO_SYSTEMD)) || [[ -n $ROOT ]]; then
+    say "not reloaded ($([[ -n $ROOT ]] && echo "a scratch root" || echo "--no-systemd")): the tokens apply at the next reload or start"
+    return 0
+  fi
+  use_systemd || return 0
+  if ! systemd_running; then
+    warn "systemd is not running here: the tokens apply when $SERVICE starts"
+    return 0
+  fi
+  if systemctl is-active --quiet "$SERVICE.service"; then
+    systemctl reload "$SERVICE.service"
+    say "reloaded $SERVICE.service (no restart: sessions stay open)"
+  else
+    say "$SERVICE.service is not running: the tokens apply when it starts"
+  fi
 }
 
 # The directories the service writes to (system paths, unique, in order).
@@ -912,6 +1158,10 @@ cmd_configure() {
   local bin
   bin=$(r "$INSTALL_DIR")/netdev-broker
   ensure_user
+  if tokens_only; then
+    configure_tokens "$bin"
+    return
+  fi
   gather "$bin"
   make_dirs
   write_config "$bin"

@@ -58,6 +58,15 @@ fn run() -> Result<(), StartError> {
             println!("{hash}");
             return Ok(());
         }
+        Command::TokenNew(a) => {
+            let out = netdev_broker::cmd::token::new(&a)?;
+            return print_out(&out);
+        }
+        Command::TokenHash => {
+            let sha = netdev_broker::cmd::token::hash().map_err(ConfigError::new)?;
+            println!("{sha}");
+            return Ok(());
+        }
         Command::CheckConfig(ov) => {
             let report = netdev_broker::cmd::check::run(&ov, env_token())?;
             print!("{report}");
@@ -66,4 +75,14 @@ fn run() -> Result<(), StartError> {
         Command::Serve(ov) => ov,
     };
     netdev_broker::cmd::serve::run(&ov, env_token)
+}
+
+/// Write `s` to standard output, an error (not a panic) if it cannot be written: what `token new`
+/// prints is shown only once.
+fn print_out(s: &str) -> Result<(), StartError> {
+    use std::io::Write;
+    let mut o = std::io::stdout().lock();
+    o.write_all(s.as_bytes())
+        .and_then(|()| o.flush())
+        .map_err(|e| StartError::io("cannot write to standard output", e))
 }

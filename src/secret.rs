@@ -37,6 +37,15 @@ impl fmt::Display for Secret {
     }
 }
 
+/// The SHA-256 of a token, as 64 lowercase hex characters: what a named token's `token_sha256`
+/// in the config holds (the exact string a client sends in `X-API-Token`, nothing trimmed).
+/// A fast hash is enough for tokens of 32 random bytes (`netdev-broker token new`): there is no
+/// dictionary to try, unlike the web users' passwords (bcrypt).
+pub fn token_sha256(token: &str) -> String {
+    use sha2::Digest;
+    format!("{:x}", sha2::Sha256::digest(token.as_bytes()))
+}
+
 extern "C" {
     /// The C library's environment block (POSIX); its strings are, at start-up, the very bytes
     /// the kernel shows in /proc/PID/environ.
@@ -83,6 +92,19 @@ mod tests {
         assert!(!format!("{s:?}").contains("hunter2"));
         assert!(!format!("{s}").contains("hunter2"));
         assert_eq!(s.expose(), "hunter2");
+    }
+
+    #[test]
+    fn token_sha256_is_lowercase_hex_of_the_exact_string() {
+        assert_eq!(
+            token_sha256("test"),
+            "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+        );
+        assert_eq!(
+            token_sha256(""),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        assert_ne!(token_sha256("test\n"), token_sha256("test"));
     }
 
     #[test]

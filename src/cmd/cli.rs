@@ -1,5 +1,5 @@
 //! Command line: `netdev-broker [serve] [--config PATH] [--host H] [--port P] [--api-token T]
-//! [--log-level L]`, plus `--help` and `--version`.
+//! [--log-level L]`, the other subcommands (USAGE), `--help` and `--version`.
 
 use crate::config::Overrides;
 use crate::secret::Secret;
@@ -13,6 +13,8 @@ Usage: netdev-broker [serve] [OPTIONS]
                      [--device-type TYPE] [--timeout SECS]
        netdev-broker hash-password [--cost N]
        netdev-broker check-config [--config PATH]
+       netdev-broker token new --name NAME --role ROLE [--expires DATE] [--token-file PATH]
+       netdev-broker token hash
 
 Holds long-lived SSH and Telnet sessions to network devices behind a local HTTP API.
 
@@ -33,6 +35,15 @@ Subcommands:
                      refuse a file holding secrets that other users can read or write,
                      and print what the broker would run with (secrets masked).
                      Exit 0 when fine, 2 when not.
+  token new          Make a named API token: 'ndb_' and 32 random bytes (base64url). Prints
+                     it once, then the api_tokens: entry to paste into the config, which
+                     holds only the token's SHA-256. --name: 1-64 letters, digits, . _ -;
+                     --role: viewer, reader, operator or admin; --expires: a date
+                     YYYY-MM-DD (00:00 UTC that day) or an RFC 3339 time, in the future;
+                     --token-file PATH: write the token to a new file (mode 0600, never
+                     an existing one) instead of printing it. Exit 2 on a bad value.
+  token hash         Read a token made by other means (the first line of standard input,
+                     or asked without echo on a terminal) and print its token_sha256.
 
 Options:
   --config PATH      Config file (default: /etc/netdev-broker/config.yml if it exists)
@@ -52,6 +63,8 @@ pub enum Command {
     TelnetDebug(TelnetDebug),
     HashPassword { cost: u32 },
     CheckConfig(Overrides),
+    TokenNew(crate::cmd::token::NewArgs),
+    TokenHash,
     Help,
     Version,
 }
@@ -143,6 +156,71 @@ fn check_config(mut p: Parser) -> Result<Command, String> {
     Ok(Command::CheckConfig(ov))
 }
 
+fn token(mut p: Parser) -> Result<Command, String> {
+    use crate::cmd::token as t;
+    const SUB: &str = "token needs a subcommand: new or hash";
+    let sub = match next(&mut p)? {
+        Some(Arg::Value(v)) => text(v, "the token subcommand")?,
+        Some(Arg::Short('h') | Arg::Long("help")) => return Ok(Command::Help),
+        Some(a) => return Err(format!("unknown token option '{}' ({SUB})", shown(a))),
+        None => return Err(SUB.into()),
+    };
+    match sub.as_str() {
+        "new" => {}
+        "hash" => {
+            return match next(&mut p)? {
+                None => Ok(Command::TokenHash),
+                Some(Arg::Short('h') | Arg::Long("help")) => Ok(Command::Help),
+                Some(a) => Err(format!(
+                    "unknown token hash argument '{}' (it reads the token from standard input)",
+                    shown(a)
+                )),
+            }
+        }
+        other => return Err(format!("unknown token subcommand '{other}' ({SUB})")),
+    }
+    let (mut name, mut role, mut expires, mut token_file) = (None, None, None, None);
+    while let Some(arg) = next(&mut p)? {
+        match arg {
+            Arg::Short('h') | Arg::Long("help") => return Ok(Command::Help),
+            Arg::Long("name") => {
+                let n = value(&mut p, "--name", "--name needs a value")?;
+                t::check_name(&n)?;
+                name = Some(n);
+            }
+            Arg::Long("role") => {
+                role = Some(t::check_role(&value(
+                    &mut p,
+                    "--role",
+                    "--role needs a value",
+                )?)?)
+            }
+            Arg::Long("expires") => {
+                let e = value(&mut p, "--expires", "--expires needs a date or time")?;
+                expires = Some(t::parse_expires(&e, jiff::Timestamp::now())?);
+            }
+            Arg::Long("token-file") => {
+                let f = value(&mut p, "--token-file", "--token-file needs a path")?;
+                if f.is_empty() {
+                    return Err("--token-file needs a path".into());
+                }
+                token_file = Some(f.into());
+            }
+            a => return Err(format!("unknown token new option '{}'", shown(a))),
+        }
+    }
+    match (name, role) {
+        (Some(name), Some(role)) => Ok(Command::TokenNew(t::NewArgs {
+            name,
+            role,
+            expires,
+            token_file,
+        })),
+        (None, _) => Err("token new needs --name NAME".into()),
+        (_, None) => Err(format!("token new needs --role ({})", t::ROLES.join(", "))),
+    }
+}
+
 /// A positional argument of telnet-debug that starts with a dash: `-` (password from standard
 /// input) or a password like `-secret`. Only `-h` and the long options are options here.
 fn dash_positional(a: &std::ffi::OsStr) -> bool {
@@ -229,9 +307,10 @@ where
                 "demo" => return demo(p),
                 "hash-password" => return hash_password(p),
                 "check-config" => return check_config(p),
+                "token" => return token(p),
                 other => {
                     return Err(format!(
-                        "unknown subcommand '{other}' (available: serve, demo, telnet-debug, hash-password, check-config)"
+                        "unknown subcommand '{other}' (available: serve, demo, telnet-debug, hash-password, check-config, token)"
                     ))
                 }
             },
@@ -386,6 +465,68 @@ mod tests {
         assert!(parse(args("serve --help=x")).is_ok());
         assert!(parse(args("serve extra")).is_err());
         assert!(parse(args("--port 1 serve")).is_err());
+    }
+
+    #[test]
+    fn token_subcommands() {
+        let Ok(Command::TokenNew(a)) = parse(args(
+            "token new --name ansible-prod --role=operator --expires 2999-06-30 --token-file /t/x",
+        )) else {
+            panic!()
+        };
+        assert_eq!((a.name.as_str(), a.role), ("ansible-prod", "operator"));
+        assert_eq!(a.expires.unwrap().value, "2999-06-30");
+        assert_eq!(a.token_file.unwrap().to_str(), Some("/t/x"));
+        let Ok(Command::TokenNew(a)) = parse(args("token new --role admin --name=a.b_c")) else {
+            panic!()
+        };
+        assert!(a.expires.is_none() && a.token_file.is_none());
+        assert!(matches!(parse(args("token hash")), Ok(Command::TokenHash)));
+        for h in ["token --help", "token new -h", "token hash --help"] {
+            assert!(matches!(parse(args(h)), Ok(Command::Help)), "{h}");
+        }
+        for (a, msg) in [
+            ("token", "new or hash"),
+            ("token list", "unknown token subcommand 'list'"),
+            ("token --name x", "unknown token option '--name'"),
+            ("token hash abc", "standard input"),
+            ("token new --role admin", "needs --name"),
+            (
+                "token new --name x",
+                "needs --role (viewer, reader, operator, admin)",
+            ),
+            (
+                "token new --name x --role root",
+                "--role 'root': expected one of",
+            ),
+            (
+                "token new --name a/b --role admin",
+                "--name 'a/b': expected 1 to 64",
+            ),
+            (
+                "token new --name x --role admin --expires 2001-01-01",
+                "in the past",
+            ),
+            (
+                "token new --name x --role admin --expires soon",
+                "expected a date YYYY-MM-DD",
+            ),
+            (
+                "token new --name x --role admin --expires",
+                "--expires needs",
+            ),
+            (
+                "token new --name x --role admin --bogus",
+                "unknown token new option '--bogus'",
+            ),
+            (
+                "token new --name x --role admin --token-file=",
+                "--token-file needs a path",
+            ),
+        ] {
+            let e = parse(args(a)).unwrap_err();
+            assert!(e.contains(msg), "{a}: {e}");
+        }
     }
 
     /// `-` (password from standard input) and passwords that start with a dash stay positional.

@@ -40,7 +40,7 @@ impl Drop for NoEcho {
     }
 }
 
-fn read_line(prompt: Option<&str>) -> Result<Secret, String> {
+fn read_line(prompt: Option<&str>, what: &str) -> Result<Secret, String> {
     if let Some(p) = prompt {
         eprint!("{p}");
         let _ = std::io::stderr().flush();
@@ -49,26 +49,40 @@ fn read_line(prompt: Option<&str>) -> Result<Secret, String> {
     std::io::stdin()
         .lock()
         .read_line(&mut line)
-        .map_err(|e| format!("cannot read the password: {e}"))?;
+        .map_err(|e| format!("cannot read the {what}: {e}"))?;
     let s = Secret::new(line.trim_end_matches(['\n', '\r']).to_string());
     line.clear();
     Ok(s)
 }
 
+fn stdin_is_tty() -> bool {
+    // SAFETY: isatty only inspects the descriptor.
+    unsafe { libc::isatty(0) == 1 }
+}
+
+/// One secret line (`what`: "token", for messages): asked once without echo on a terminal,
+/// else the first line of standard input; the line end is not part of it.
+pub fn read_secret_line(prompt: &str, what: &str) -> Result<Secret, String> {
+    if stdin_is_tty() {
+        let _guard = NoEcho::new().ok_or("cannot turn off terminal echo")?;
+        read_line(Some(prompt), what)
+    } else {
+        read_line(None, what)
+    }
+}
+
 /// The password from the terminal (asked twice) or from standard input.
 pub fn read_password() -> Result<Secret, String> {
-    // SAFETY: isatty only inspects the descriptor.
-    let tty = unsafe { libc::isatty(0) } == 1;
-    let pw = if tty {
+    let pw = if stdin_is_tty() {
         let _guard = NoEcho::new().ok_or("cannot turn off terminal echo")?;
-        let a = read_line(Some("Password: "))?;
-        let b = read_line(Some("Again: "))?;
+        let a = read_line(Some("Password: "), "password")?;
+        let b = read_line(Some("Again: "), "password")?;
         if a.expose() != b.expose() {
             return Err("the passwords differ".into());
         }
         a
     } else {
-        read_line(None)?
+        read_line(None, "password")?
     };
     if pw.is_empty() {
         return Err("empty password".into());

@@ -1,5 +1,5 @@
 //! The subcommands of the `netdev-broker` binary: the command line itself ([`cli`]), `serve`,
-//! `check-config`, `demo`, `hash-password` and `telnet-debug`.
+//! `check-config`, `demo`, `hash-password`, `telnet-debug` and `token`.
 
 pub mod check;
 pub mod cli;
@@ -7,3 +7,4 @@ pub mod demo;
 pub mod hash;
 pub mod serve;
 pub mod telnet_debug;
+pub mod token;

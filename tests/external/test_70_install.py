@@ -22,6 +22,10 @@ unit starts it: as the service user's numeric uid/gid (``setpriv``) with umask 0
    port, command log off, writable paths in step, hand edits kept), uninstall (config, logs,
    state and user kept), uninstall --purge (all gone, nginx site too). Then the real paths
    (no --root: plain useradd, /opt, /etc, /var) in a private mount namespace over copies.
+4c. Named API tokens: ``configure --add-token``/``--remove-token`` edit only ``api_tokens:``
+   (the rest of the config byte for byte, a hand-written list's indentation and fields kept),
+   print the token once with the SHA-256 in the file, refuse duplicates and unknown names; a
+   token-only configure reloads (a faked systemctl, real paths in a mount namespace).
 5. An interactive install through a pseudo-terminal: defaults, a refused answer asked again, the
    generated token shown, a web user whose password the binary asks twice without echo; the
    management script's menu.
@@ -681,6 +685,216 @@ def test_real_paths_without_root_in_a_private_mount_namespace(tmp_path):
         assert not (d / "varlog/netdev-broker").exists() and not (d / "varlib/netdev-broker").exists()
     for p, digest in host_files.items():
         assert sha256(Path(p)) == digest, p
+
+
+# ---------------------------------------------------------------------------------------------
+# 4c. named API tokens: configure --add-token / --remove-token
+# ---------------------------------------------------------------------------------------------
+# The broker built here may not know api_tokens yet: these tests check the file edits, the
+# printed token and its hash (and check-config, which passes an unknown key with a warning);
+# no broker is started on a config that holds api_tokens.
+TOKEN_RE = re.compile(r"ndb_[A-Za-z0-9_-]{43}")
+
+
+def printed_tokens(out: str) -> dict[str, str]:
+    """name -> token, from what install.sh printed for each token it added."""
+    found = re.findall(r"API token (\S+): added .*\n.*\n  (ndb_\S+)\n", out)
+    return dict(found)
+
+
+def token_sha(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def test_configure_adds_and_removes_named_tokens(tmp_path):
+    with scratch_root("tokens") as root:
+        install_sh(root, "install", "--non-interactive", "--binary", broker_binary(), "--port", free_port())
+        cfg, unit = root / CONF, root / UNIT
+        # A hand edit that must survive byte for byte (quoting, comments, a block list).
+        cfg.write_text(cfg.read_text().replace("denied_commands: []\n", "# ops: no reloads\ndenied_commands:\n  - '^reload\\b'\n")
+                       .replace("host: \"127.0.0.1\"\n", "host: 127.0.0.1   # loopback only\n"))  # fmt: skip
+        original = cfg.read_text()
+        assert "api_tokens" not in original
+        unit_before = sha256(unit)
+        gid = ids(root)[1]
+
+        # Add: the key is appended, the token printed once, the config holds only its SHA-256.
+        r = install_sh(root, "configure", "--add-token", "ansible-prod:operator:2999-06-30")
+        tokens = printed_tokens(r.stdout)
+        assert list(tokens) == ["ansible-prod"], r.stdout
+        tok = tokens["ansible-prod"]
+        assert TOKEN_RE.fullmatch(tok), tok
+        assert (r.stdout + r.stderr).count(tok) == 1, "shown once"
+        assert "API token ansible-prod: added (role operator, expires 2999-06-30)" in r.stdout, r.stdout
+        assert "not reloaded (a scratch root)" in r.stdout, r.stdout
+        text = cfg.read_text()
+        assert text.startswith(original), "every other byte kept"
+        assert text[len(original):] == (
+            f'api_tokens:\n  - name: "ansible-prod"\n    token_sha256: "{token_sha(tok)}"\n'
+            '    role: operator\n    expires: "2999-06-30"\n'
+        )  # fmt: skip
+        c = yaml.safe_load(text)
+        assert c["api_tokens"] == [{"name": "ansible-prod", "token_sha256": token_sha(tok), "role": "operator",
+                                    "expires": "2999-06-30"}]  # fmt: skip
+        assert c["host"] == "127.0.0.1" and c["denied_commands"] == ["^reload\\b"]
+        st = cfg.stat()
+        assert (oct(st.st_mode & 0o777), st.st_uid, st.st_gid) == ("0o640", 0, gid)
+        assert os.listdir(root / "etc/netdev-broker") == ["config.yml"], "no temp file left"
+        assert sha256(unit) == unit_before, "a token-only configure leaves the unit alone"
+        for p in root.rglob("*"):
+            if p.is_file():
+                assert tok.encode() not in p.read_bytes(), p
+        # The installed binary's `token hash` agrees with the entry.
+        h = subprocess.run([str(root / OPT / "netdev-broker"), "token", "hash"], input=tok + "\n",
+                           capture_output=True, text=True, timeout=30)  # fmt: skip
+        assert h.returncode == 0 and h.stdout.strip() == token_sha(tok) and not h.stderr, h
+        # check-config passes the file (a broker without api_tokens warns about the key).
+        r = run([root / OPT / "netdev-broker", "check-config", "--config", cfg])
+        assert "OK" in r.stdout, r
+
+        # A second one from the environment variable goes after the first.
+        r = install_sh(root, "configure", env=clean_env(NDB_ADD_TOKEN="ci:viewer"))
+        ci = printed_tokens(r.stdout)["ci"]
+        with_both = cfg.read_text()
+        assert with_both.startswith(text) and with_both[len(text):] == (
+            f'  - name: "ci"\n    token_sha256: "{token_sha(ci)}"\n    role: viewer\n'
+        ), with_both[len(text):]
+
+        # Refused, and nothing changes: a name that exists, one that does not, bad values, and
+        # the settings of upgrade.
+        for args, msg in [
+            (["--add-token", "ansible-prod:admin"], "an API token named 'ansible-prod' exists already"),
+            (["--remove-token", "nope"], "there is no API token named 'nope'"),
+            (["--add-token", "x:root"], "--role 'root': expected one of viewer, reader, operator, admin"),
+            (["--add-token", "bad/name:admin"], "expected 1 to 64 letters"),
+            (["--add-token", "x:admin:2001-01-01"], "is in the past"),
+            (["--add-token", "x:admin:soon"], "expected a date YYYY-MM-DD"),
+            (["--add-token", "x"], "NAME:ROLE"),
+            (["--add-token", "x:viewer", "--add-token", "x:admin"], "named 'x' exists already"),
+        ]:
+            r = install_sh(root, "configure", *args, check=False)
+            assert r.returncode != 0 and msg in r.stderr, (args, r)
+            assert cfg.read_text() == with_both, args
+            assert not TOKEN_RE.search(r.stdout + r.stderr), (args, r)
+        r = install_sh(root, "upgrade", "--binary", broker_binary(), "--add-token", "x:admin", check=False)
+        assert r.returncode != 0 and "configure" in r.stderr, r
+        assert os.listdir(root / "etc/netdev-broker") == ["config.yml"]
+
+        # Remove: that entry's lines go, the rest stays byte for byte.
+        r = install_sh(root, "configure", "--remove-token", "ansible-prod")
+        assert "API token ansible-prod: removed" in r.stdout and not TOKEN_RE.search(r.stdout), r
+        assert cfg.read_text() == with_both.replace(text[len(original):], "api_tokens:\n")
+        # Replace (rotate) in one run: the old hash goes, a new token with the same name comes.
+        r = install_sh(root, "configure", "--remove-token", "ci", "--add-token", "ci:reader")
+        ci2 = printed_tokens(r.stdout)["ci"]
+        assert ci2 != ci
+        c = yaml.safe_load(cfg.read_text())
+        assert c["api_tokens"] == [{"name": "ci", "token_sha256": token_sha(ci2), "role": "reader"}]
+        # The last one removed: an empty list, not a key without a value.
+        install_sh(root, "configure", "--remove-token", "ci")
+        assert cfg.read_text() == original + "api_tokens: []\n"
+        assert yaml.safe_load(cfg.read_text())["api_tokens"] == []
+        st = cfg.stat()
+        assert (oct(st.st_mode & 0o777), st.st_uid, st.st_gid) == ("0o640", 0, gid)
+
+        # With other settings: the full configure (settings, unit, restart), tokens included.
+        port2 = free_port()
+        r = install_sh(root, "configure", "--non-interactive", "--port", port2, "--add-token", "full:admin")
+        c = yaml.safe_load(cfg.read_text())
+        assert c["port"] == port2
+        assert c["api_tokens"] == [{"name": "full", "token_sha256": token_sha(printed_tokens(r.stdout)["full"]),
+                                    "role": "admin"}]  # fmt: skip
+
+
+def test_token_edits_keep_hand_written_entries(tmp_path):
+    """A list written by hand (items at column 0, fields install.sh never writes, comments, an RFC
+    3339 expiry): an added entry takes the list's indentation, a removed one takes only its own
+    lines with it."""
+    with scratch_root("tokens-hand") as root:
+        install_sh(root, "install", "--non-interactive", "--binary", broker_binary(), "--port", free_port())
+        cfg = root / CONF
+        hand = (
+            "api_tokens:   # named tokens\n"
+            "# the NOC's dashboards\n"
+            "- name: grafana\n"
+            "  token_sha256: " + "a" * 64 + "\n"
+            "  role: viewer\n"
+            "  allowed_hosts:\n"
+            "    - 10.1.0.0/16\n"
+            "  # no config changes\n"
+            "  denied_commands: ['^conf']\n"
+            "\n"
+            "- name: 'backup'\n"
+            "  token_sha256: \"" + "b" * 64 + "\"\n"
+            "  role: reader\n"
+            "\n"
+            "# --- after the list ---\n"
+        )  # fmt: skip
+        base = cfg.read_text()
+        cfg.write_text(base.replace("denied_commands: []\n", hand + "denied_commands: []\n", 1))
+        before = cfg.read_text()
+        r = install_sh(root, "configure", "--add-token", "ansible:operator:2999-01-02T03:04:05+01:00")
+        tok = printed_tokens(r.stdout)["ansible"]
+        entry = (f'- name: "ansible"\n  token_sha256: "{token_sha(tok)}"\n  role: operator\n'
+                 '  expires: "2999-01-02T02:04:05Z"\n')  # fmt: skip
+        end_of_list = "  role: reader\n\n# --- after the list ---\n"
+        assert before.count(end_of_list) == 1
+        assert cfg.read_text() == before.replace(end_of_list, "  role: reader\n" + entry + "\n# --- after the list ---\n")
+        c = yaml.safe_load(cfg.read_text())
+        assert [t["name"] for t in c["api_tokens"]] == ["grafana", "backup", "ansible"]
+        assert c["api_tokens"][0]["allowed_hosts"] == ["10.1.0.0/16"] and c["denied_commands"] == []
+        after_add = cfg.read_text()
+        install_sh(root, "configure", "--remove-token", "grafana")
+        grafana = after_add[after_add.index("- name: grafana\n"):after_add.index("\n- name: 'backup'")]
+        assert grafana.endswith("  denied_commands: ['^conf']\n")
+        assert cfg.read_text() == after_add.replace(grafana, "", 1), "only grafana's lines went"
+        install_sh(root, "configure", "--remove-token", "backup", "--remove-token", "ansible")
+        c = yaml.safe_load(cfg.read_text())
+        assert c["api_tokens"] == [] and cfg.read_text().count("api_tokens: [] # named tokens\n") == 1
+        # A flow-style list is not edited.
+        cfg.write_text(base + "api_tokens: [{name: x, token_sha256: " + "c" * 64 + ", role: admin}]\n")
+        r = install_sh(root, "configure", "--add-token", "y:admin", check=False)
+        assert r.returncode != 0 and "not a block list" in r.stderr, r
+        assert cfg.read_text().endswith("role: admin}]\n")
+
+
+def test_token_only_configure_reloads_the_running_service(tmp_path):
+    """Real paths (no --root) in a private mount namespace, with systemd faked: a systemctl that
+    records its arguments and /run/systemd/system present. A token-only configure reloads the
+    active service (SIGHUP: tokens apply, sessions stay) and never restarts it."""
+    if not shutil.which("unshare"):
+        pytest.skip("unshare (util-linux) is missing")
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    calls = tmp_path / "systemctl.calls"
+    (fake / "systemctl").write_text(f'#!/bin/sh\necho "$*" >>{calls}\nexit 0\n')
+    (fake / "systemctl").chmod(0o755)
+    with scratch_root("tokens-reload") as d:
+        shutil.copytree("/etc", d / "etc", symlinks=True)
+        for sub in ("opt", "varlog", "varlib"):
+            (d / sub).mkdir(mode=0o755)
+        binds = f"mount --bind {d}/etc /etc && mount --bind {d}/opt /opt && " \
+                f"mount --bind {d}/varlog /var/log && mount --bind {d}/varlib /var/lib && " \
+                "mount -t tmpfs tmpfs /run && mkdir -p /run/systemd/system"  # fmt: skip
+
+        def in_ns(cmd: str, check: bool = True) -> subprocess.CompletedProcess:
+            env = clean_env()
+            env["PATH"] = f"{fake}:{env['PATH']}"
+            return run(["unshare", "-m", "--propagation", "private", "bash", "-c", f"set -e; {binds}; {cmd}"],
+                       env=env, check=check)  # fmt: skip
+
+        in_ns(f"bash {INSTALL_SH} install --non-interactive --no-systemd --binary {broker_binary()} --port {free_port()}")
+        r = in_ns(f"bash {INSTALL_SH} configure --add-token ops:admin")
+        assert calls.read_text().splitlines() == ["is-active --quiet netdev-broker.service", "reload netdev-broker.service"]
+        assert "reloaded netdev-broker.service (no restart" in r.stdout, r
+        assert [t["name"] for t in yaml.safe_load((d / "etc/netdev-broker/config.yml").read_text())["api_tokens"]] == ["ops"]
+        calls.unlink()
+        r = in_ns(f"bash {INSTALL_SH} configure --remove-token ops")
+        assert calls.read_text().splitlines() == ["is-active --quiet netdev-broker.service", "reload netdev-broker.service"]
+        # A refused change reloads nothing.
+        calls.unlink()
+        r = in_ns(f"bash {INSTALL_SH} configure --remove-token ops", check=False)
+        assert r.returncode != 0 and not calls.exists(), r
 
 
 # ---------------------------------------------------------------------------------------------

@@ -360,6 +360,355 @@ fn check_config_validates_masks_and_checks_permissions() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+fn sha256_hex(s: &str) -> String {
+    use sha2::Digest;
+    format!("{:x}", sha2::Sha256::digest(s.as_bytes()))
+}
+
+/// The `api_tokens:` entry `token new` prints: (name, token_sha256, role, expires) from its
+/// `  - name:` line on, every line of the shape the broker's config expects.
+fn token_entry(out: &str) -> (String, String, String, Option<String>) {
+    let start = out
+        .find("  - name: ")
+        .unwrap_or_else(|| panic!("no entry: {out}"));
+    let lines: Vec<&str> = out[start..].lines().collect();
+    let field = |key: &str| {
+        lines
+            .iter()
+            .find_map(|l| l.strip_prefix(&format!("    {key}: ")))
+            .map(|v| v.trim_matches('"').to_string())
+    };
+    let name = lines[0]["  - name: ".len()..].trim_matches('"').to_string();
+    assert!(
+        lines[1..].iter().all(|l| l.starts_with("    ")),
+        "only the entry follows: {out}"
+    );
+    (
+        name,
+        field("token_sha256").unwrap(),
+        field("role").unwrap(),
+        field("expires"),
+    )
+}
+
+/// `token new`: a fresh `ndb_` token printed once, then the entry to paste holding its SHA-256;
+/// bad values exit 2 naming the option; `--token-file` writes a new 0600 file instead.
+#[test]
+fn cli_token_new_prints_the_token_once_and_the_entry_to_paste() {
+    use base64::Engine;
+    use std::os::unix::fs::PermissionsExt;
+    let (code, out, err) = run_to_end(
+        &[
+            "token",
+            "new",
+            "--name",
+            "ansible-prod",
+            "--role",
+            "operator",
+        ],
+        None,
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(err.is_empty(), "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 6, "{out}");
+    assert!(
+        lines[0].starts_with("# Token for 'ansible-prod' (operator). It is shown only now"),
+        "{out}"
+    );
+    let token = lines[1];
+    let raw = token
+        .strip_prefix("ndb_")
+        .unwrap_or_else(|| panic!("{out}"));
+    assert_eq!(raw.len(), 43, "{token}");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(raw)
+        .unwrap();
+    assert_eq!(bytes.len(), 32);
+    assert!(lines[2].starts_with("# Paste under api_tokens:"), "{out}");
+    assert!(lines[2].contains("systemctl reload netdev-broker"), "{out}");
+    let (name, sha, role, expires) = token_entry(&out);
+    assert_eq!(
+        (name.as_str(), role.as_str(), expires),
+        ("ansible-prod", "operator", None)
+    );
+    assert_eq!(
+        sha,
+        sha256_hex(token),
+        "the entry holds the SHA-256 of the printed token"
+    );
+    assert!(!out[out.find("  - name:").unwrap()..].contains(token));
+    // The printed entry is YAML a list item of api_tokens: parses as (with its comments).
+    let doc: serde_json::Value = serde_norway::from_str(&format!(
+        "api_tokens:\n{}",
+        &out[out.find("  - name:").unwrap()..]
+    ))
+    .unwrap();
+    assert_eq!(doc["api_tokens"][0]["token_sha256"], sha.as_str());
+    assert_eq!(doc["api_tokens"][0]["name"], "ansible-prod");
+
+    // Every run makes another token.
+    let (_, out2, _) = run_to_end(&["token", "new", "--name=b", "--role=viewer"], None);
+    let token2 = out2.lines().nth(1).unwrap();
+    assert!(token2.starts_with("ndb_") && token2 != token, "{out2}");
+    assert_ne!(token_entry(&out2).1, sha);
+
+    // --expires: a date stays as given, a time is written in UTC; the header says when.
+    let (code, out, err) = run_to_end(
+        &[
+            "token",
+            "new",
+            "--name",
+            "t1",
+            "--role",
+            "admin",
+            "--expires",
+            "2999-06-30",
+        ],
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.starts_with("# Token for 't1' (admin, expires 2999-06-30 00:00 UTC)."),
+        "{out}"
+    );
+    assert_eq!(token_entry(&out).3.as_deref(), Some("2999-06-30"));
+    let (code, out, err) = run_to_end(
+        &[
+            "token",
+            "new",
+            "--name",
+            "t2",
+            "--role",
+            "reader",
+            "--expires",
+            "2999-06-30T20:15:00+02:00",
+        ],
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(token_entry(&out).3.as_deref(), Some("2999-06-30T18:15:00Z"));
+
+    // Bad values: exit 2, a message naming the option, nothing on stdout.
+    let any_token = regex::Regex::new("ndb_[A-Za-z0-9_-]{43}").unwrap();
+    for (args, msg) in [
+        (
+            &["token", "new", "--name", "x", "--role", "root"][..],
+            "--role 'root': expected one of viewer, reader, operator, admin",
+        ),
+        (
+            &["token", "new", "--name", "has space", "--role", "admin"],
+            "--name 'has space': expected 1 to 64",
+        ),
+        (
+            &["token", "new", "--name", &"n".repeat(65), "--role", "admin"],
+            "expected 1 to 64",
+        ),
+        (
+            &[
+                "token",
+                "new",
+                "--name",
+                "x",
+                "--role",
+                "admin",
+                "--expires",
+                "2001-02-03",
+            ],
+            "--expires '2001-02-03' is in the past",
+        ),
+        (
+            &[
+                "token",
+                "new",
+                "--name",
+                "x",
+                "--role",
+                "admin",
+                "--expires",
+                "next week",
+            ],
+            "expected a date YYYY-MM-DD",
+        ),
+        (
+            &[
+                "token",
+                "new",
+                "--name",
+                "x",
+                "--role",
+                "admin",
+                "--expires",
+                "2999-02-30",
+            ],
+            "expected a date YYYY-MM-DD",
+        ),
+        (
+            &["token", "new", "--role", "admin"],
+            "token new needs --name",
+        ),
+        (&["token", "new", "--name", "x"], "token new needs --role"),
+        (
+            &["token", "new", "--name", "x", "--role", "admin", "--bogus"],
+            "'--bogus'",
+        ),
+        (
+            &["token", "frobnicate"],
+            "unknown token subcommand 'frobnicate'",
+        ),
+        (&["token"], "new or hash"),
+    ] {
+        let (code, out, err) = run_to_end(args, None);
+        assert_eq!(code, 2, "{args:?}: {out}{err}");
+        assert!(err.contains(msg), "{args:?}: {err}");
+        assert!(
+            out.is_empty() && !any_token.is_match(&err),
+            "{args:?}: {out}{err}"
+        );
+    }
+
+    // --token-file: the token goes to a new file (0600), stdout has only comments and the entry.
+    let dir = tmpdir("token");
+    let file = dir.join("ansible.token");
+    let f = file.to_str().unwrap();
+    let (code, out, err) = run_to_end(
+        &[
+            "token",
+            "new",
+            "--name",
+            "ansible",
+            "--role",
+            "operator",
+            "--token-file",
+            f,
+        ],
+        None,
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.lines()
+            .all(|l| l.starts_with('#') || l.starts_with("  ")),
+        "{out}"
+    );
+    assert!(!out.contains("ndb_"), "{out}");
+    assert!(
+        out.starts_with(&format!(
+            "# Token for 'ansible' (operator) written to {f} (mode 0600)"
+        )),
+        "{out}"
+    );
+    let text = std::fs::read_to_string(&file).unwrap();
+    let token = text.strip_suffix('\n').unwrap();
+    assert!(token.starts_with("ndb_") && token.len() == 47, "{text:?}");
+    assert_eq!(token_entry(&out).1, sha256_hex(token));
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{mode:o}");
+    // An existing file (or a symlink) is never overwritten: exit 2, the file unchanged.
+    let link = dir.join("link.token");
+    std::os::unix::fs::symlink(dir.join("elsewhere"), &link).unwrap();
+    for p in [&file, &link] {
+        let (code, out, err) = run_to_end(
+            &[
+                "token",
+                "new",
+                "--name",
+                "again",
+                "--role",
+                "viewer",
+                "--token-file",
+                p.to_str().unwrap(),
+            ],
+            None,
+        );
+        assert_eq!(code, 2, "{out}{err}");
+        assert!(err.contains("it exists (not overwritten"), "{err}");
+        assert!(out.is_empty(), "{out}");
+    }
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), text);
+    assert!(!dir.join("elsewhere").exists());
+    let (code, _, err) = run_to_end(
+        &[
+            "token",
+            "new",
+            "--name",
+            "x",
+            "--role",
+            "viewer",
+            "--token-file",
+            "/nonexistent/dir/t",
+        ],
+        None,
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("cannot create it"), "{err}");
+    let (_, out, _) = run_to_end(&["--help"], None);
+    assert!(out.contains("token new --name NAME --role ROLE") && out.contains("token hash"));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// `token hash`: the token_sha256 of the first line of standard input (nothing trimmed but the
+/// line end); a short token is warned about, an empty one or one with spaces refused.
+#[test]
+fn cli_token_hash_reads_standard_input() {
+    use std::io::Write;
+    use std::process::Stdio;
+    let hash = |input: &str| {
+        let mut c = Command::new(crate::child::bin())
+            .args(["token", "hash"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        c.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        let o = c.wait_with_output().unwrap();
+        (
+            o.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    // A token that `token new` made: the same hash as its entry.
+    let (_, out, _) = run_to_end(&["token", "new", "--name", "h", "--role", "viewer"], None);
+    let token = out.lines().nth(1).unwrap();
+    let (code, sha, err) = hash(&format!("{token}\nsecond line ignored\n"));
+    assert_eq!(code, 0, "{err}");
+    assert!(err.is_empty(), "{err}");
+    assert_eq!(sha, format!("{}\n", token_entry(&out).1));
+    // From other tools: openssl rand -hex 32; CRLF and a missing line end alike.
+    let hex = "0123456789abcdef".repeat(4);
+    for input in [format!("{hex}\n"), format!("{hex}\r\n"), hex.clone()] {
+        let (code, sha, err) = hash(&input);
+        assert_eq!(
+            (code, sha.trim_end()),
+            (0, sha256_hex(&hex).as_str()),
+            "{err}"
+        );
+    }
+    let (code, sha, err) = hash("test\n");
+    assert_eq!(code, 0);
+    assert_eq!(
+        sha.trim_end(),
+        "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+    );
+    assert!(
+        err.contains("warning: a short token (4 characters)"),
+        "{err}"
+    );
+    for (input, msg) in [
+        ("", "empty token"),
+        ("\n", "empty token"),
+        ("two words\n", "spaces"),
+    ] {
+        let (code, out, err) = hash(input);
+        assert_eq!(code, 2, "{input:?}: {out}{err}");
+        assert!(err.contains(msg) && out.is_empty(), "{input:?}: {err}");
+    }
+    let (code, _, err) = run_to_end(&["token", "hash", "extra"], None);
+    assert_eq!(code, 2);
+    assert!(err.contains("standard input"), "{err}");
+}
+
 fn spawn_without_env_token(tag: &str, cfg: &std::path::Path) -> Broker {
     Broker::serve(tag)
         .config(cfg)
