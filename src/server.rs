@@ -170,9 +170,8 @@ impl Broker {
         });
         let web = crate::web::Web::from_config(c, registry.clone());
         let audit = Arc::new(
-            crate::observe::audit::AuditLog::new(r.audit_log.as_deref()).map_err(|m| {
-                StartError::Config(ConfigError::new(m).with_key("audit_log"))
-            })?,
+            crate::observe::audit::AuditLog::new(r.audit_log.as_deref())
+                .map_err(|m| StartError::Config(ConfigError::new(m).with_key("audit_log")))?,
         );
         let api = Arc::new(Api::new(registry.clone(), api_live(c), web, audit.clone()));
         let nofile = crate::util::raise_nofile_limit();
@@ -271,7 +270,8 @@ impl Broker {
         self.registry
             .set_allowed_hosts(c.live.allowed_hosts.parsed.clone());
         self.registry.set_command_rules(c.live.commands.clone());
-        self.registry.set_read_only(read_only(c).map(|r| (*r).clone()));
+        self.registry
+            .set_read_only(read_only(c).map(|r| (*r).clone()));
         self.registry.set_job_retention(c.live.job_retention);
         *self.reaper_settings.lock() = (c.live.stale_reaper, c.live.reaper_interval);
         if let Some((tx, _)) = &self.reaper {

@@ -106,13 +106,8 @@ impl Principal {
     }
 
     /// The session if this token sees it; 404 otherwise, as if it did not exist.
-    pub fn session(
-        &self,
-        found: Option<Arc<SessionHandle>>,
-    ) -> Result<Arc<SessionHandle>, Error> {
-        found
-            .filter(|h| self.sees(h))
-            .ok_or(Error::SessionNotFound)
+    pub fn session(&self, found: Option<Arc<SessionHandle>>) -> Result<Arc<SessionHandle>, Error> {
+        found.filter(|h| self.sees(h)).ok_or(Error::SessionNotFound)
     }
 }
 
@@ -297,7 +292,10 @@ fn new_request_id() -> String {
         }
     });
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    format!("{:016x}", start.wrapping_add(n.wrapping_mul(0x9e37_79b9_7f4a_7c15)))
+    format!(
+        "{:016x}",
+        start.wrapping_add(n.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+    )
 }
 
 #[cfg(test)]

@@ -19,8 +19,8 @@ use crate::platform;
 use crate::policy::{Algorithms, HostKeyPolicy, HostList, JumpRules};
 use crate::session::driver::CmdResult;
 use crate::session::{Caller, ExecError, ExecReport, OpenRequest, Protocol, Registry};
-use auth::{AuthLimiter, Principal};
 use crate::transport::Hop;
+use auth::{AuthLimiter, Principal};
 use parking_lot::RwLock;
 use probe::ProbeRoute;
 use serde_json::{json, Value};
@@ -252,7 +252,8 @@ struct Finishing {
 
 impl crate::http::Finish for Finishing {
     fn before(&mut self, r: &mut Response) {
-        r.headers.push(("X-Request-ID".into(), self.rid.to_string()));
+        r.headers
+            .push(("X-Request-ID".into(), self.rid.to_string()));
         let json = r
             .headers
             .iter()

@@ -217,7 +217,10 @@ fn token(mut p: Parser) -> Result<Command, String> {
             token_file,
         })),
         (None, _) => Err("token new needs --name NAME".into()),
-        (_, None) => Err(format!("token new needs --role ({})", t::ROLES.join(", "))),
+        (_, None) => Err(format!(
+            "token new needs --role ({})",
+            crate::policy::Role::ALL.map(|r| r.name()).join(", ")
+        )),
     }
 }
 

@@ -3,6 +3,7 @@
 //! keeps only its SHA-256); `netdev-broker token hash`: the `token_sha256` of a token read from
 //! standard input, for tokens made by other means.
 
+use crate::policy::Role;
 use crate::secret::token_sha256;
 use crate::server::StartError;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -15,8 +16,6 @@ use zeroize::Zeroizing;
 pub const TOKEN_PREFIX: &str = "ndb_";
 /// Random bytes in a token, from the OS.
 pub const TOKEN_BYTES: usize = 32;
-/// The roles a named token can have, least to most.
-pub const ROLES: [&str; 4] = ["viewer", "reader", "operator", "admin"];
 /// Shorter tokens given to `token hash` are warned about: the fast hash in the config is safe
 /// only for long random tokens.
 const SHORT_TOKEN: usize = 32;
@@ -38,61 +37,51 @@ pub struct Expiry {
     pub at: jiff::Timestamp,
 }
 
-/// A token's name: 1 to 64 letters, digits, `.`, `_` or `-`.
+/// A token's name: 1 to 64 letters, digits, `.`, `_` or `-` (as the config takes it).
 pub fn check_name(name: &str) -> Result<(), String> {
-    let ok = (1..=64).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    if ok {
+    if crate::policy::valid_name(name) {
         Ok(())
     } else {
         Err(format!(
-            "--name '{}': expected 1 to 64 letters, digits, '.', '_' or '-'",
-            name.escape_debug()
+            "--name '{}': expected 1 to {} letters, digits, '.', '_' or '-'",
+            name.escape_debug(),
+            crate::policy::MAX_NAME
         ))
     }
 }
 
+/// A role's name, as the config spells it (lower case only: what the entry will say).
 pub fn check_role(role: &str) -> Result<&'static str, String> {
-    ROLES.iter().copied().find(|r| *r == role).ok_or_else(|| {
-        format!(
-            "--role '{}': expected one of {}",
-            role.escape_debug(),
-            ROLES.join(", ")
-        )
-    })
+    Role::ALL
+        .iter()
+        .map(|r| r.name())
+        .find(|r| *r == role)
+        .ok_or_else(|| {
+            format!(
+                "--role '{}': expected one of {}",
+                role.escape_debug(),
+                Role::ALL.map(|r| r.name()).join(", ")
+            )
+        })
 }
 
-/// `--expires` as of `now`: `YYYY-MM-DD` (00:00 UTC that day) or an RFC 3339 time with its
-/// offset (`2027-06-30T18:00:00Z`, `2027-06-30T20:00:00+02:00`); refused unless in the future.
+/// `--expires` as of `now`: what the config's `expires` takes, refused unless in the future.
 pub fn parse_expires(s: &str, now: jiff::Timestamp) -> Result<Expiry, String> {
-    const EXPECTED: &str =
-        "expected a date YYYY-MM-DD (00:00 UTC that day) or an RFC 3339 time such as 2027-06-30T18:00:00Z";
-    let bad = || format!("--expires '{}': {EXPECTED}", s.escape_debug());
-    let date_only =
-        regex::Regex::new(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$").map_err(|e| e.to_string())?;
-    let rfc3339 = regex::Regex::new(
-        r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2})$",
-    )
-    .map_err(|e| e.to_string())?;
-    let e = if date_only.is_match(s) {
-        let date: jiff::civil::Date = s.parse().map_err(|_| bad())?;
-        let at = jiff::tz::Offset::UTC
-            .to_timestamp(date.to_datetime(jiff::civil::Time::midnight()))
-            .map_err(|_| bad())?;
-        Expiry {
-            value: s.to_string(),
-            at,
-        }
-    } else if rfc3339.is_match(s) {
-        let at: jiff::Timestamp = s.parse().map_err(|_| bad())?;
-        Expiry {
-            value: at.to_string(),
-            at,
-        }
-    } else {
-        return Err(bad());
+    let at = crate::policy::parse_expires(s).map_err(|_| {
+        format!(
+            "--expires '{}': {}",
+            s.escape_debug(),
+            crate::policy::EXPIRES_FORMS
+        )
+    })?;
+    let e = Expiry {
+        // A date is kept as given; a time is written in UTC.
+        value: if s.len() == 10 {
+            s.to_string()
+        } else {
+            at.to_string()
+        },
+        at,
     };
     if e.at <= now {
         return Err(format!(
@@ -255,7 +244,7 @@ mod tests {
             assert!(e.contains("1 to 64 letters"), "{bad}: {e}");
         }
         assert_eq!(check_role("operator"), Ok("operator"));
-        for r in ROLES {
+        for r in Role::ALL.map(|r| r.name()) {
             assert_eq!(check_role(r), Ok(r));
         }
         let e = check_role("Admin").unwrap_err();

@@ -544,7 +544,12 @@ mod show {
         if REVEAL.get() {
             return s.collect_seq(v.iter().map(|t| {
                 let mut w = t.written.clone();
-                w["token_sha256"] = t.sha256.iter().map(|b| format!("{b:02x}")).collect::<String>().into();
+                w["token_sha256"] = t
+                    .sha256
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<String>()
+                    .into();
                 w
             }));
         }

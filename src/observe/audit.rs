@@ -19,7 +19,12 @@ fn open(path: &Path) -> Result<File, String> {
         .append(true)
         .mode(0o640)
         .open(path)
-        .map_err(|e| format!("config key 'audit_log': cannot open {}: {e}", path.display()))
+        .map_err(|e| {
+            format!(
+                "config key 'audit_log': cannot open {}: {e}",
+                path.display()
+            )
+        })
 }
 
 impl AuditLog {

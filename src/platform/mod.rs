@@ -73,7 +73,8 @@ struct Def {
 
 /// The read-only commands of a platform that lists none: show, ping and traceroute (and their
 /// abbreviations), without any pipe or redirection.
-pub const READ_ONLY_DEFAULT: &str = r"^(sh|sho|show|ping|trace|tracer|tracero|tracerou|tracerout|traceroute)\b[^|>;]*$";
+pub const READ_ONLY_DEFAULT: &str =
+    r"^(sh|sho|show|ping|trace|tracer|tracero|tracerou|tracerout|traceroute)\b[^|>;]*$";
 
 /// The device's own revert timer, armed by a change guard (`device_revert`). Commands are
 /// templates with `{minutes}`; they are typed as commands, so the command policy sees them.

@@ -152,11 +152,17 @@ mod tests {
         let all = global.and(&token).and(&ro);
         assert_eq!(
             all.denies("reload"),
-            Some(Rule { rule: "^reload", of: "" })
+            Some(Rule {
+                rule: "^reload",
+                of: ""
+            })
         );
         assert_eq!(
             all.denies("debug all"),
-            Some(Rule { rule: "^debug", of: " of token 'ops'" })
+            Some(Rule {
+                rule: "^debug",
+                of: " of token 'ops'"
+            })
         );
         assert!(all.allows("show version").is_ok());
         let e = all.allows("ping 1.1.1.1").unwrap_err();
@@ -165,6 +171,9 @@ mod tests {
         let e = ro_only.allows("ping 1.1.1.1").unwrap_err();
         assert_eq!(e.rule, "read_only_commands");
         // An empty read-only list allows nothing.
-        assert!(CommandRules::read_only(&[] as &[&str]).unwrap().allows("show x").is_err());
+        assert!(CommandRules::read_only(&[] as &[&str])
+            .unwrap()
+            .allows("show x")
+            .is_err());
     }
 }

@@ -19,6 +19,6 @@ pub use jumps::{JumpHost, JumpRule, JumpRules, HOP_FIELDS};
 pub use known_hosts::{HostKeySeen, KnownHosts};
 pub use reach::HostList;
 pub use tokens::{
-    parse_expires, parse_list as parse_api_tokens, token_sha256, valid_name, ApiToken, Role, Tokens,
-    DEFAULT_TOKEN_NAME,
+    parse_expires, parse_list as parse_api_tokens, valid_name, ApiToken, Role, Tokens,
+    DEFAULT_TOKEN_NAME, EXPIRES_FORMS, MAX_NAME,
 };

@@ -149,7 +149,9 @@ mod tests {
         // An empty global list lets the token's decide.
         let only = HostList::default().narrowed(&token);
         assert!(only.allows("x", ip("10.1.0.1")) && !only.allows("x", ip("10.2.0.1")));
-        assert!(HostList::default().narrowed(&HostList::default()).is_empty());
+        assert!(HostList::default()
+            .narrowed(&HostList::default())
+            .is_empty());
     }
 
     #[test]

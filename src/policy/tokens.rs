@@ -80,15 +80,6 @@ pub fn valid_name(n: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
 
-/// The SHA-256 of a token as a client sends it, lowercase hex (what `token_sha256` holds).
-pub fn token_sha256(token: &str) -> String {
-    hex(&Sha256::digest(token.as_bytes()).into())
-}
-
-fn hex(b: &[u8; 32]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
 /// The tokens in force: the config's list plus, when `api_token` is set, `default` (admin).
 #[derive(Debug, Clone, Default)]
 pub struct Tokens {
@@ -150,22 +141,48 @@ impl Tokens {
     }
 }
 
-/// An `expires` value: a date (the token stops working at 00:00 UTC that day) or an RFC 3339
-/// time. Returns seconds since the epoch.
-pub fn parse_expires(s: &str) -> Result<i64, String> {
-    let s = s.trim();
-    if let Ok(ts) = s.parse::<jiff::Timestamp>() {
-        return Ok(ts.as_second());
+/// What `expires` takes, for messages.
+pub const EXPIRES_FORMS: &str =
+    "expected a date YYYY-MM-DD (00:00 UTC that day) or an RFC 3339 time such as 2027-06-30T18:00:00Z";
+
+/// An `expires` value: `YYYY-MM-DD` (the token stops working at 00:00 UTC that day) or an RFC
+/// 3339 time with its offset (`2027-06-30T18:00:00Z`, `...+02:00`). Nothing else: a value that
+/// reads two ways is refused.
+pub fn parse_expires(s: &str) -> Result<jiff::Timestamp, String> {
+    let bad = || format!("expires {s:?}: {EXPIRES_FORMS}");
+    let b = s.as_bytes();
+    let digits =
+        |r: std::ops::Range<usize>| b.get(r).is_some_and(|x| x.iter().all(u8::is_ascii_digit));
+    let date_shape = digits(0..4)
+        && b.get(4) == Some(&b'-')
+        && digits(5..7)
+        && b.get(7) == Some(&b'-')
+        && digits(8..10);
+    if !date_shape {
+        return Err(bad());
     }
-    match s.parse::<jiff::civil::Date>() {
-        Ok(d) => d
-            .to_zoned(jiff::tz::TimeZone::UTC)
-            .map(|z| z.timestamp().as_second())
-            .map_err(|e| format!("expires {s:?}: {e}")),
-        Err(_) => Err(format!(
-            "expires {s:?}: expected a date (2027-06-30) or an RFC 3339 time (2027-06-30T12:00:00Z)"
-        )),
+    if b.len() == 10 {
+        let date: jiff::civil::Date = s.parse().map_err(|_| bad())?;
+        return jiff::tz::Offset::UTC
+            .to_timestamp(date.to_datetime(jiff::civil::Time::midnight()))
+            .map_err(|_| bad());
     }
+    // A time must carry its offset (`Z` or `+hh:mm`): a local time would depend on the host.
+    let offset = s.ends_with(['Z', 'z'])
+        || s.get(s.len().saturating_sub(6)..).is_some_and(|t| {
+            let t = t.as_bytes();
+            (t[0] == b'+' || t[0] == b'-') && t[3] == b':'
+        });
+    let time_shape = matches!(b.get(10), Some(b'T' | b't' | b' '))
+        && digits(11..13)
+        && b.get(13) == Some(&b':')
+        && digits(14..16)
+        && b.get(16) == Some(&b':')
+        && digits(17..19);
+    if !offset || !time_shape {
+        return Err(bad());
+    }
+    s.parse::<jiff::Timestamp>().map_err(|_| bad())
 }
 
 /// `api_tokens`: a list of `{name, token_sha256, role, expires?, allowed_hosts?,
@@ -255,7 +272,7 @@ pub fn parse_list(v: &serde_norway::Value) -> Result<Vec<ApiToken>, String> {
         let role = Role::parse(&text("role")?.ok_or_else(|| at("role is required".into()))?)
             .map_err(|e| at(format!("role: {e}")))?;
         let expires = match text("expires")? {
-            Some(e) => Some((parse_expires(&e).map_err(at)?, e)),
+            Some(e) => Some((parse_expires(&e).map_err(at)?.as_second(), e)),
             None => None,
         };
         let allowed_hosts = match list("allowed_hosts")? {
@@ -286,7 +303,11 @@ pub fn parse_list(v: &serde_norway::Value) -> Result<Vec<ApiToken>, String> {
                 };
                 match n {
                     Some(n @ 1..=100_000) => Some(n as usize),
-                    _ => return Err(at("max_sessions: expected a whole number from 1 to 100000".into())),
+                    _ => {
+                        return Err(at(
+                            "max_sessions: expected a whole number from 1 to 100000".into()
+                        ))
+                    }
                 }
             }
         };
@@ -294,7 +315,11 @@ pub fn parse_list(v: &serde_norway::Value) -> Result<Vec<ApiToken>, String> {
         if let Some((_, e)) = &expires {
             written["expires"] = e.clone().into();
         }
-        for (k, v) in [("allowed_hosts", list("allowed_hosts")?), ("allowed_commands", Some(allowed)), ("denied_commands", Some(denied))] {
+        for (k, v) in [
+            ("allowed_hosts", list("allowed_hosts")?),
+            ("allowed_commands", Some(allowed)),
+            ("denied_commands", Some(denied)),
+        ] {
             if let Some(v) = v.filter(|v| !v.is_empty()) {
                 written[k] = v.into();
             }
@@ -319,6 +344,7 @@ pub fn parse_list(v: &serde_norway::Value) -> Result<Vec<ApiToken>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::secret::token_sha256;
 
     fn entry(name: &str, token: &str, role: &str) -> String {
         format!(
@@ -348,20 +374,37 @@ mod tests {
             parse_list(&v).unwrap_err()
         };
         let h = token_sha256("x");
-        assert!(bad(&format!("- {{name: 'a b', token_sha256: {h}, role: admin}}"))
-            .contains("must be 1 to 64"));
-        assert!(bad(&format!("- {{name: a, token_sha256: {h}, role: root}}"))
-            .contains("expected viewer, reader, operator or admin"));
+        assert!(bad(&format!(
+            "- {{name: 'a b', token_sha256: {h}, role: admin}}"
+        ))
+        .contains("must be 1 to 64"));
+        assert!(
+            bad(&format!("- {{name: a, token_sha256: {h}, role: root}}"))
+                .contains("expected viewer, reader, operator or admin")
+        );
         assert!(bad("- {name: a, token_sha256: ndb_secret, role: admin}")
             .contains("not the token itself"));
-        assert!(bad(&(entry("a", "x", "admin") + &entry("a", "y", "admin")))
-            .contains("listed twice"));
+        assert!(
+            bad(&(entry("a", "x", "admin") + &entry("a", "y", "admin"))).contains("listed twice")
+        );
         assert!(bad(&(entry("a", "x", "admin") + &entry("b", "x", "admin")))
             .contains("another entry's"));
-        assert!(bad(&format!("- {{name: a, token_sha256: {h}, role: admin, expires: soon}}"))
-            .contains("expected a date"));
-        assert!(bad(&format!("- {{name: a, token_sha256: {h}, role: admin, secret: x}}"))
-            .contains("unknown field"));
+        assert!(bad(&format!(
+            "- {{name: a, token_sha256: {h}, role: admin, expires: soon}}"
+        ))
+        .contains("expected a date"));
+        let v: serde_norway::Value = serde_norway::from_str(&format!(
+            "- {{name: a, token_sha256: {h}, role: admin, expires: 2027-06-30}}"
+        ))
+        .unwrap();
+        assert_eq!(
+            parse_list(&v).unwrap()[0].expires.as_ref().unwrap().1,
+            "2027-06-30"
+        );
+        assert!(bad(&format!(
+            "- {{name: a, token_sha256: {h}, role: admin, secret: x}}"
+        ))
+        .contains("unknown field"));
         assert!(bad(&format!(
             "- {{name: a, token_sha256: {h}, role: admin, allowed_hosts: ['10.0.0.0/40']}}"
         ))
@@ -370,9 +413,18 @@ mod tests {
 
     #[test]
     fn expiry_takes_dates_and_times() {
-        assert_eq!(parse_expires("1970-01-02").unwrap(), 86_400);
-        assert_eq!(parse_expires("1970-01-01T00:01:00Z").unwrap(), 60);
-        assert_eq!(parse_expires("1970-01-01T01:00:00+01:00").unwrap(), 0);
-        assert!(parse_expires("tomorrow").is_err());
+        let at = |s| parse_expires(s).map(|t| t.as_second());
+        assert_eq!(at("1970-01-02"), Ok(86_400));
+        assert_eq!(at("1970-01-01T00:01:00Z"), Ok(60));
+        assert_eq!(at("1970-01-01T01:00:00+01:00"), Ok(0));
+        for bad in [
+            "tomorrow",
+            "2027-06-30T12:00:00",
+            "2027-6-30",
+            "2027-02-30",
+            "27-06-30",
+        ] {
+            assert!(parse_expires(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -437,7 +437,10 @@ impl Registry {
             }));
         }
         // A token's own cap: what it holds plus what it is opening.
-        let owner = req.caller.as_ref().map(|c| (c.name.clone(), c.max_sessions));
+        let owner = req
+            .caller
+            .as_ref()
+            .map(|c| (c.name.clone(), c.max_sessions));
         if let Some((name, max)) = &owner {
             let mut by = self.opening_by.lock();
             let opening = by.get(name).copied().unwrap_or(0);

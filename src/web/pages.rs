@@ -1,8 +1,8 @@
 //! The dashboard's pages. maud escapes every interpolated value, so a hostname, a command or a
 //! device's answer containing `<script>` is shown as text.
 
-use crate::policy::Role;
 use super::Login;
+use crate::policy::Role;
 use crate::session::guard::GuardState;
 use crate::session::jobs::JobState;
 use crate::session::Registry;
