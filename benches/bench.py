@@ -252,6 +252,31 @@ def latency(work: Path, args) -> dict:
     return out
 
 
+def tokens(work: Path, args) -> dict:
+    """The token check's cost per request: GET /sessions on a broker with the single api_token
+    against one with 100 named tokens (the request's token is the last one listed), rounds
+    interleaved on the same machine."""
+    import hashlib
+    many_token = "ndb_bench-token-100"
+    entries = [{"name": f"t{i}", "token_sha256": hashlib.sha256(f"ndb_bench-token-{i}".encode()).hexdigest(),
+                "role": "viewer"} for i in range(1, 100)]
+    entries.append({"name": "t100", "token_sha256": hashlib.sha256(many_token.encode()).hexdigest(), "role": "admin"})
+    one, one_api = start_broker(work / "one")
+    many, many_api = start_broker(work / "many", api_tokens=entries)
+    one_s, many_s = [], []
+    try:
+        for api, tok in ((one_api, TOKEN), (many_api, many_token)):
+            client("http-get", f"127.0.0.1:{api.port}", tok, "/sessions", 200)
+        log(f"figure 6: token check, {args.rounds} rounds of {args.token_n} GET /sessions (1 token, 100 tokens)")
+        for _ in range(args.rounds):
+            one_s += client("http-get", f"127.0.0.1:{one_api.port}", TOKEN, "/sessions", args.token_n)
+            many_s += client("http-get", f"127.0.0.1:{many_api.port}", many_token, "/sessions", args.token_n)
+    finally:
+        one.stop()
+        many.stop()
+    return {"one": summary(one_s), "many": summary(many_s), "tokens": len(entries) + 1}
+
+
 def wrk(url: str, seconds: int, connections: int, header: str | None = None) -> float:
     argv = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency"]
     if header:
@@ -330,6 +355,7 @@ def build(work: Path, args) -> dict:
 
 def report(res: dict, args) -> str:
     lat, sc, b = res.get("latency", {}), res.get("scale", {}), res.get("build", {})
+    tk = res.get("tokens", {})
     rows = []
 
     def row(fig, value, baseline, ratio, target, met):
@@ -377,6 +403,12 @@ def report(res: dict, args) -> str:
         if b.get("clean_build_s"):
             row("5. clean build of the static binary (2 cores)", f"{b['clean_build_s']:.0f} s", "-", "-",
                 "(reported)", True)
+    if tk:
+        o, m = tk["one"], tk["many"]
+        extra_us = (m["median_ms"] - o["median_ms"]) * 1000
+        row("6. token check: GET /sessions median, 100 named tokens (n=%d)" % m["n"], f"{m['median_ms'] * 1000:.1f} us",
+            f"1 token {o['median_ms'] * 1000:.1f} us", f"{m['median_ms'] / o['median_ms']:.3f}x ({extra_us:+.1f} us)",
+            "(reported)", True)
     head = ("| Figure | netdev-broker | Baseline (same run) | Ratio | Target | Met |\n"
             "|---|---|---|---|---|---|")
     return head + "\n" + "\n".join(rows)
@@ -394,7 +426,8 @@ def main() -> int:
     ap.add_argument("--keepalive", type=int, default=20, help="keepalive_interval of the held sessions")
     ap.add_argument("--wrk-seconds", type=int, default=10)
     ap.add_argument("--clean-build", action="store_true")
-    ap.add_argument("--only", choices=["latency", "scale", "build"], action="append")
+    ap.add_argument("--token-n", type=int, default=2000, help="GET /sessions samples per round (figure 6)")
+    ap.add_argument("--only", choices=["latency", "scale", "build", "tokens"], action="append")
     ap.add_argument("--versus", type=Path, help="another broker binary to time execs against (figure 1b)")
     ap.add_argument("--json", type=Path, help="also write the raw results here")
     ap.add_argument("--markdown", type=Path, help="write the table here")
@@ -402,7 +435,7 @@ def main() -> int:
     if os.geteuid() != 0:
         print("benches/bench.py needs root (private sshd, test user)", file=sys.stderr)
         return 2
-    parts = args.only or ["latency", "scale", "build"]
+    parts = args.only or ["latency", "scale", "tokens", "build"]
     res = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
            "machine": f"{platform.node()}, {os.cpu_count()} cores, {platform.machine()}, Linux {platform.release()}",
            "load_before": os.getloadavg()}
@@ -411,7 +444,7 @@ def main() -> int:
         for part in parts:
             d = work / part
             d.mkdir()
-            res[part] = {"latency": latency, "scale": scale, "build": build}[part](d, args)
+            res[part] = {"latency": latency, "scale": scale, "build": build, "tokens": tokens}[part](d, args)
     table = report(res, args)
     print(json.dumps(res, indent=2))
     print(table)

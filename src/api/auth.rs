@@ -164,8 +164,9 @@ impl AuthLimiter {
         (w.failures >= per_minute).then(|| left.as_secs().max(1))
     }
 
-    /// One more wrong token from `ip`.
-    pub fn failed(&self, ip: IpAddr) {
+    /// One more wrong token from `ip`. True when this one used up the window's allowance (the
+    /// moment worth one warning).
+    pub fn failed(&self, ip: IpAddr, per_minute: u32) -> bool {
         let mut seen = self.seen.lock();
         if seen.len() >= MAX_TRACKED && !seen.contains_key(&ip) {
             seen.retain(|_, w| w.start.elapsed() < WINDOW);
@@ -186,6 +187,7 @@ impl AuthLimiter {
             };
         }
         w.failures = w.failures.saturating_add(1);
+        per_minute > 0 && w.failures == per_minute
     }
 }
 
@@ -233,7 +235,11 @@ pub fn authenticate(
         return Err((Error::Unauthorized, Refusal::Missing));
     };
     let Some(token) = tokens.find(presented.as_bytes()) else {
-        limiter.failed(ip);
+        if limiter.failed(ip, per_minute) {
+            log::warn!(
+                "{ip}: {per_minute} wrong API tokens within a minute; its requests are answered 429 until the minute is over"
+            );
+        }
         return Err((Error::Unauthorized, Refusal::Unknown));
     };
     if let Some((at, written)) = &token.expires {
@@ -336,9 +342,9 @@ mod tests {
         let l = AuthLimiter::default();
         let ip: IpAddr = "192.0.2.7".parse().unwrap();
         let other: IpAddr = "192.0.2.8".parse().unwrap();
-        for _ in 0..3 {
+        for i in 0..3 {
             assert!(l.limited(ip, 3).is_none());
-            l.failed(ip);
+            assert_eq!(l.failed(ip, 3), i == 2, "the third one reaches the limit");
         }
         let wait = l.limited(ip, 3).unwrap();
         assert!((1..=60).contains(&wait));
@@ -346,7 +352,7 @@ mod tests {
         assert!(l.limited(ip, 0).is_none(), "0 turns the limit off");
         // Bounded: many addresses never grow the table past its cap.
         for i in 0..(MAX_TRACKED as u32 + 100) {
-            l.failed(IpAddr::from(i.to_be_bytes()));
+            l.failed(IpAddr::from(i.to_be_bytes()), 3);
         }
         assert!(l.seen.lock().len() <= MAX_TRACKED);
     }

@@ -491,7 +491,14 @@ impl Api {
             Err((e, why)) => {
                 self.registry.metrics().auth_failed(why.label());
                 match why {
-                    auth::Refusal::Expired | auth::Refusal::Limited => log::warn!(
+                    auth::Refusal::Expired => log::warn!(
+                        "{} {} from {}: refused: {e}",
+                        req.method,
+                        req.path(),
+                        req.remote.ip()
+                    ),
+                    // Warned about once when the limit was reached; the metric counts the rest.
+                    auth::Refusal::Limited => log::debug!(
                         "{} {} from {}: refused: {e}",
                         req.method,
                         req.path(),
