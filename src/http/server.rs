@@ -489,6 +489,13 @@ fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
         let keep = keep_alive && !shared.shutdown.load(Ordering::SeqCst);
         let ok = write_response(&mut conn.stream, &resp, keep).is_ok();
         shared.handler.observe(&method, &path, resp.status);
+        // The access line names the request id the handler gave the answer, as its own lines do.
+        let _scope = crate::observe::logging::RequestScope::enter(
+            resp.headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("X-Request-ID"))
+                .map(|(_, v)| v.as_str().into()),
+        );
         log::debug!(
             "{peer} {method} {path} -> {} in {} us",
             resp.status,

@@ -30,6 +30,8 @@ def scrape(api, **kw) -> dict:
         "netdev_broker_session_opens": "counter",
         "netdev_broker_session_closes": "counter",
         "netdev_broker_guard_events": "counter",
+        "netdev_broker_api_requests_by_token": "counter",
+        "netdev_broker_api_auth_failures": "counter",
         "netdev_broker_session_connections_lost": "counter",
         "netdev_broker_keepalive_failures": "counter",
         "netdev_broker_exec_requests": "counter",
