@@ -714,11 +714,13 @@ def test_configure_adds_and_removes_named_tokens(tmp_path):
         cfg.write_text(cfg.read_text().replace("denied_commands: []\n", "# ops: no reloads\ndenied_commands:\n  - '^reload\\b'\n")
                        .replace("host: \"127.0.0.1\"\n", "host: 127.0.0.1   # loopback only\n"))  # fmt: skip
         original = cfg.read_text()
-        assert "api_tokens" not in original
+        # The rendered config has the key, empty (config.example.yml's commented items after it).
+        assert original.count("\napi_tokens: []\n") == 1 and "\n  - name:" not in original
         unit_before = sha256(unit)
         gid = ids(root)[1]
 
-        # Add: the key is appended, the token printed once, the config holds only its SHA-256.
+        # Add: the empty list gets the entry, the token printed once, the config holds only its
+        # SHA-256.
         r = install_sh(root, "configure", "--add-token", "ansible-prod:operator:2999-06-30")
         tokens = printed_tokens(r.stdout)
         assert list(tokens) == ["ansible-prod"], r.stdout
@@ -728,11 +730,9 @@ def test_configure_adds_and_removes_named_tokens(tmp_path):
         assert "API token ansible-prod: added (role operator, expires 2999-06-30)" in r.stdout, r.stdout
         assert "not reloaded (a scratch root)" in r.stdout, r.stdout
         text = cfg.read_text()
-        assert text.startswith(original), "every other byte kept"
-        assert text[len(original):] == (
-            f'api_tokens:\n  - name: "ansible-prod"\n    token_sha256: "{token_sha(tok)}"\n'
-            '    role: operator\n    expires: "2999-06-30"\n'
-        )  # fmt: skip
+        first = (f'  - name: "ansible-prod"\n    token_sha256: "{token_sha(tok)}"\n'
+                 '    role: operator\n    expires: "2999-06-30"\n')  # fmt: skip
+        assert text == original.replace("\napi_tokens: []\n", "\napi_tokens:\n" + first, 1), "every other byte kept"
         c = yaml.safe_load(text)
         assert c["api_tokens"] == [{"name": "ansible-prod", "token_sha256": token_sha(tok), "role": "operator",
                                     "expires": "2999-06-30"}]  # fmt: skip
@@ -756,9 +756,8 @@ def test_configure_adds_and_removes_named_tokens(tmp_path):
         r = install_sh(root, "configure", env=clean_env(NDB_ADD_TOKEN="ci:viewer"))
         ci = printed_tokens(r.stdout)["ci"]
         with_both = cfg.read_text()
-        assert with_both.startswith(text) and with_both[len(text):] == (
-            f'  - name: "ci"\n    token_sha256: "{token_sha(ci)}"\n    role: viewer\n'
-        ), with_both[len(text):]
+        second = f'  - name: "ci"\n    token_sha256: "{token_sha(ci)}"\n    role: viewer\n'
+        assert with_both == text.replace(first, first + second, 1), with_both
 
         # Refused, and nothing changes: a name that exists, one that does not, bad values, and
         # the settings of upgrade.
@@ -783,16 +782,16 @@ def test_configure_adds_and_removes_named_tokens(tmp_path):
         # Remove: that entry's lines go, the rest stays byte for byte.
         r = install_sh(root, "configure", "--remove-token", "ansible-prod")
         assert "API token ansible-prod: removed" in r.stdout and not TOKEN_RE.search(r.stdout), r
-        assert cfg.read_text() == with_both.replace(text[len(original):], "api_tokens:\n")
+        assert cfg.read_text() == with_both.replace(first, "", 1)
         # Replace (rotate) in one run: the old hash goes, a new token with the same name comes.
         r = install_sh(root, "configure", "--remove-token", "ci", "--add-token", "ci:reader")
         ci2 = printed_tokens(r.stdout)["ci"]
         assert ci2 != ci
         c = yaml.safe_load(cfg.read_text())
         assert c["api_tokens"] == [{"name": "ci", "token_sha256": token_sha(ci2), "role": "reader"}]
-        # The last one removed: an empty list, not a key without a value.
+        # The last one removed: an empty list, not a key without a value (as rendered).
         install_sh(root, "configure", "--remove-token", "ci")
-        assert cfg.read_text() == original + "api_tokens: []\n"
+        assert cfg.read_text() == original
         assert yaml.safe_load(cfg.read_text())["api_tokens"] == []
         st = cfg.stat()
         assert (oct(st.st_mode & 0o777), st.st_uid, st.st_gid) == ("0o640", 0, gid)
@@ -831,7 +830,8 @@ def test_token_edits_keep_hand_written_entries(tmp_path):
             "# --- after the list ---\n"
         )  # fmt: skip
         base = cfg.read_text()
-        cfg.write_text(base.replace("denied_commands: []\n", hand + "denied_commands: []\n", 1))
+        assert base.count("\napi_tokens: []\n") == 1
+        cfg.write_text(base.replace("\napi_tokens: []\n", "\n" + hand, 1))
         before = cfg.read_text()
         r = install_sh(root, "configure", "--add-token", "ansible:operator:2999-01-02T03:04:05+01:00")
         tok = printed_tokens(r.stdout)["ansible"]
@@ -852,10 +852,11 @@ def test_token_edits_keep_hand_written_entries(tmp_path):
         c = yaml.safe_load(cfg.read_text())
         assert c["api_tokens"] == [] and cfg.read_text().count("api_tokens: [] # named tokens\n") == 1
         # A flow-style list is not edited.
-        cfg.write_text(base + "api_tokens: [{name: x, token_sha256: " + "c" * 64 + ", role: admin}]\n")
+        flow = base.replace("\napi_tokens: []\n", "\napi_tokens: [{name: x, token_sha256: " + "c" * 64 + ", role: admin}]\n", 1)
+        cfg.write_text(flow)
         r = install_sh(root, "configure", "--add-token", "y:admin", check=False)
         assert r.returncode != 0 and "not a block list" in r.stderr, r
-        assert cfg.read_text().endswith("role: admin}]\n")
+        assert cfg.read_text() == flow
 
 
 def test_token_only_configure_reloads_the_running_service(tmp_path):
