@@ -25,7 +25,9 @@ unit starts it: as the service user's numeric uid/gid (``setpriv``) with umask 0
 4c. Named API tokens: ``configure --add-token``/``--remove-token`` edit only ``api_tokens:``
    (the rest of the config byte for byte, a hand-written list's indentation and fields kept),
    print the token once with the SHA-256 in the file, refuse duplicates and unknown names; a
-   token-only configure reloads (a faked systemctl, real paths in a mount namespace).
+   token-only configure reloads (a faked systemctl, real paths in a mount namespace). The
+   installed broker as the service user takes the printed tokens (with their roles) and, after
+   ``--remove-token`` and the unit's reload (SIGHUP), refuses the removed one (401).
 5. An interactive install through a pseudo-terminal: defaults, a refused answer asked again, the
    generated token shown, a web user whose password the binary asks twice without echo; the
    management script's menu.
@@ -690,9 +692,8 @@ def test_real_paths_without_root_in_a_private_mount_namespace(tmp_path):
 # ---------------------------------------------------------------------------------------------
 # 4c. named API tokens: configure --add-token / --remove-token
 # ---------------------------------------------------------------------------------------------
-# The broker built here may not know api_tokens yet: these tests check the file edits, the
-# printed token and its hash (and check-config, which passes an unknown key with a warning);
-# no broker is started on a config that holds api_tokens.
+# The first tests check the file edits, the printed token and its hash (and check-config);
+# test_installed_broker_takes_added_tokens_until_removed starts the installed broker on them.
 TOKEN_RE = re.compile(r"ndb_[A-Za-z0-9_-]{43}")
 
 
@@ -748,7 +749,7 @@ def test_configure_adds_and_removes_named_tokens(tmp_path):
         h = subprocess.run([str(root / OPT / "netdev-broker"), "token", "hash"], input=tok + "\n",
                            capture_output=True, text=True, timeout=30)  # fmt: skip
         assert h.returncode == 0 and h.stdout.strip() == token_sha(tok) and not h.stderr, h
-        # check-config passes the file (a broker without api_tokens warns about the key).
+        # check-config passes the file.
         r = run([root / OPT / "netdev-broker", "check-config", "--config", cfg])
         assert "OK" in r.stdout, r
 
@@ -857,6 +858,52 @@ def test_token_edits_keep_hand_written_entries(tmp_path):
         r = install_sh(root, "configure", "--add-token", "y:admin", check=False)
         assert r.returncode != 0 and "not a block list" in r.stderr, r
         assert cfg.read_text() == flow
+
+
+def test_installed_broker_takes_added_tokens_until_removed(tmp_path):
+    """Tokens made by ``configure --add-token`` work on the installed broker (run as the unit
+    runs it) with their roles; ``--remove-token`` and a reload (the unit's ExecReload: SIGHUP to
+    the main process; in a scratch root install.sh reloads nothing itself) refuse the removed
+    one with 401, the others keep working, nothing restarts."""
+    port = free_port()
+    with scratch_root("tokens-live") as root:
+        install_sh(root, "install", "--non-interactive", "--binary", broker_binary(), "--port", port,
+                   "--log-mode", "file")  # fmt: skip
+        r = install_sh(root, "configure", "--add-token", "ops:operator", "--add-token", "noc:viewer")
+        tokens = printed_tokens(r.stdout)
+        assert sorted(tokens) == ["noc", "ops"], r.stdout
+        assert unit_directives(root / UNIT)["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
+        uid, gid = ids(root)
+        inst = Installed(root, port, uid, gid, "", broker_binary())
+        base = f"http://127.0.0.1:{port}"
+        ops, noc, admin = Api(base, tokens["ops"]), Api(base, tokens["noc"]), Api(base, inst.token)
+        with serve_installed(inst, tmp_path / "tokens-broker") as proc:
+            r = ops.get("/sessions")
+            assert r.status == 200 and r.json["count"] == 0, r
+            assert r.headers.get("x-request-id"), r.headers
+            # Roles came with them: the viewer may not close, the operator may (nothing there).
+            assert noc.get("/sessions").status == 200
+            r = noc.delete(f"/session/{'0' * 32}")
+            assert r.status == 403 and "role viewer" in r.json["detail"], r
+            assert ops.delete(f"/session/{'0' * 32}").status == 204
+            assert admin.get("/sessions").status == 200, "the install's api_token works beside them"
+
+            r = install_sh(root, "configure", "--remove-token", "ops")
+            assert "API token ops: removed" in r.stdout and "not reloaded (a scratch root)" in r.stdout, r.stdout
+            assert ops.get("/sessions").status == 200, "in force until the reload"
+            log = root / "var/log/netdev-broker/netdev-broker.log"
+            applied = log.read_text().count("reload: configuration from")
+            os.kill(proc.pid, signal.SIGHUP)  # setpriv exec'd the broker: its pid is the unit's MAINPID
+            deadline = time.monotonic() + 10
+            while log.read_text().count("reload: configuration from") == applied:
+                assert time.monotonic() < deadline, f"no reload in 10 s:\n{tail(log)}"
+                time.sleep(0.1)
+            r = ops.get("/sessions")
+            assert r.status == 401 and r.json["detail"] == "Invalid or missing API token", r
+            assert noc.get("/sessions").status == 200 and admin.get("/sessions").status == 200
+            assert proc.poll() is None, "reloaded, not restarted"
+        text = log.read_text()
+        assert not [t for t in tokens.values() if t in text], "a token in the broker's log"
 
 
 def test_token_only_configure_reloads_the_running_service(tmp_path):
