@@ -758,7 +758,8 @@ fn session_main(reg: Arc<Registry>, id: String, req: OpenRequest, reply: OpenRep
         held: true,
         owner: req.caller.as_ref().map(|c| c.name.clone()),
     };
-    let _scope = crate::observe::logging::RequestScope::enter(
+    // The open's request id labels the open's lines only, not the session's life after it.
+    let scope = crate::observe::logging::RequestScope::enter(
         req.caller.as_ref().map(|c| c.request_id.clone()),
     );
     let started = Instant::now();
@@ -877,6 +878,7 @@ fn session_main(reg: Arc<Registry>, id: String, req: OpenRequest, reply: OpenRep
         return;
     }
     reply(Ok(info));
+    drop(scope);
     serve(&reg, &handle, driver, rx);
 }
 

@@ -5,8 +5,9 @@
 * ``run_fakenos(inventory, workdir)``: one FakeNOS process for any inventory (test_11 starts
   one host per platform with it, each on its own free 127.0.0.1 port).
 * ``broker``: the release binary ``target/release/netdev-broker`` on a free 127.0.0.1 port, with
-  DEBUG logging to stdout *and* a log file, a command-log dir, and the API token passed through
-  ``NETDEV_BROKER_API_TOKEN`` (never on the command line).
+  DEBUG logging to stdout *and* a log file, a command-log dir, an audit log, the API token passed
+  through ``NETDEV_BROKER_API_TOKEN`` (never on the command line; it is the admin ``default``)
+  and the named tokens of ``NAMED_TOKENS`` in ``api_tokens`` (only their SHA-256 in the file).
 
 Every credential in the suite is a canary string; test_99_canary.py checks, after SIGTERM, that
 none of them reached the broker's stdout, stderr, log file or command logs.
@@ -17,6 +18,7 @@ Network: 127.0.0.1 only. Every subprocess and every wait has a deadline.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import signal
@@ -46,6 +48,19 @@ CANARY_ENABLE_SECRET = "CANARY-en-3b8d"  # an enable secret (FakeNOS needs none;
 CANARY_WRONG_PASSWORD = "CANARY-badpw-c4e0"  # a rejected device password
 CANARY_WRONG_TOKEN = "CANARY-badtok-92af"  # a rejected API token (a typo of a real one leaks too)
 CANARY_CMD_SECRET = "CANARY-cmdpw-6d21"  # inside a command: masked in logs by default
+# Named API tokens (config ``api_tokens``: the file holds only their SHA-256).
+CANARY_OPERATOR_TOKEN = "CANARY-optok-a-4d1e"  # operator "ansible-a"
+CANARY_OPERATOR2_TOKEN = "CANARY-optok-b-8b07"  # operator "ansible-b"
+CANARY_ADMIN_TOKEN = "CANARY-admtok-e95c"  # admin "automation"
+CANARY_VIEWER_TOKEN = "CANARY-viewtok-27fa"  # viewer "noc"
+
+# name -> (role, token): the ``api_tokens`` of the ``broker`` fixture (see ``api_tokens``).
+NAMED_TOKENS = {
+    "ansible-a": ("operator", CANARY_OPERATOR_TOKEN),
+    "ansible-b": ("operator", CANARY_OPERATOR2_TOKEN),
+    "automation": ("admin", CANARY_ADMIN_TOKEN),
+    "noc": ("viewer", CANARY_VIEWER_TOKEN),
+}
 
 ALL_CANARIES = (
     CANARY_PASSWORD,
@@ -54,7 +69,20 @@ ALL_CANARIES = (
     CANARY_WRONG_PASSWORD,
     CANARY_WRONG_TOKEN,
     CANARY_CMD_SECRET,
+    CANARY_OPERATOR_TOKEN,
+    CANARY_OPERATOR2_TOKEN,
+    CANARY_ADMIN_TOKEN,
+    CANARY_VIEWER_TOKEN,
 )
+
+
+def api_tokens(*names: str) -> list[dict]:
+    """The config's ``api_tokens`` entries for these ``NAMED_TOKENS`` (all of them if none is
+    named): name, role and the SHA-256 of the token, as ``netdev-broker token new`` prints them."""
+    return [
+        {"name": n, "token_sha256": hashlib.sha256(NAMED_TOKENS[n][1].encode()).hexdigest(), "role": NAMED_TOKENS[n][0]}
+        for n in (names or NAMED_TOKENS)
+    ]
 
 DEVICE_NAME = "SW-01"  # FakeNOS host name = its prompt base
 
@@ -266,6 +294,7 @@ class Broker:
     stopped: bool = False
     stop_seconds: Optional[float] = None
     opened_sessions: list = field(default_factory=list)
+    audit_log: Optional[Path] = None
 
     def stop(self, grace: float = 10.0) -> Optional[int]:
         """SIGTERM, wait up to ``grace`` s. Returns the exit code, None if it had to be killed."""
@@ -299,10 +328,13 @@ def broker(tmp_path_factory) -> Broker:
     state_dir = workdir / "state"
     state_dir.mkdir()
     log_file = workdir / "broker.log"
+    audit_log = workdir / "audit.log"
     config = {
         "host": "127.0.0.1",
         "port": port,
         # api_token deliberately absent: it comes from NETDEV_BROKER_API_TOKEN.
+        "api_tokens": api_tokens(),
+        "audit_log": str(audit_log),
         "log_level": "DEBUG",  # DEBUG is where leaks would show
         "log_mode": "both",
         "log_file": str(log_file),
@@ -343,6 +375,7 @@ def broker(tmp_path_factory) -> Broker:
         stderr_path,
         proc,
         Api(base_url, CANARY_TOKEN),
+        audit_log=audit_log,
     )
     try:
         deadline = time.monotonic() + 10
@@ -379,11 +412,21 @@ def normalise(text: str) -> str:
 # More brokers, each with a config of its own (test_26: host-key policy, key_dir, allow-lists)
 # ---------------------------------------------------------------------------------------------
 @contextlib.contextmanager
-def run_broker(workdir: Path, extra_config: Optional[dict] = None, deadline_s: float = 10) -> Iterator[Broker]:
+def run_broker(
+    workdir: Path,
+    extra_config: Optional[dict] = None,
+    deadline_s: float = 10,
+    *,
+    env_api_token: Optional[str] = CANARY_TOKEN,
+    api_as: Optional[str] = None,
+) -> Iterator[Broker]:
     """One more broker, started exactly as the ``broker`` fixture starts its own (DEBUG log to
     stdout and a log file, command-log dir, state_dir, token from the environment), with
     ``extra_config`` merged into its config file. Stopped with SIGTERM afterwards (unless the
-    test already stopped it)."""
+    test already stopped it).
+
+    ``env_api_token``: the ``NETDEV_BROKER_API_TOKEN`` it gets (None: none; then the config needs
+    ``api_tokens``); ``api_as``: the token of its ``api`` (default: ``env_api_token``)."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     cmd_log_dir = workdir / "cmdlog"
@@ -408,7 +451,8 @@ def run_broker(workdir: Path, extra_config: Optional[dict] = None, deadline_s: f
     config_path = workdir / "config.yml"
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     env = {k: v for k, v in os.environ.items() if not k.startswith("NETDEV_BROKER_")}
-    env["NETDEV_BROKER_API_TOKEN"] = CANARY_TOKEN
+    if env_api_token is not None:
+        env["NETDEV_BROKER_API_TOKEN"] = env_api_token
     env.setdefault("RUST_BACKTRACE", "1")
     argv = [str(broker_binary()), "serve", "--config", str(config_path), "--host", "127.0.0.1", "--port", str(port)]
     stdout_path, stderr_path = workdir / "stdout.txt", workdir / "stderr.txt"
@@ -417,7 +461,7 @@ def run_broker(workdir: Path, extra_config: Optional[dict] = None, deadline_s: f
     base_url = f"http://127.0.0.1:{port}"
     b = Broker(
         base_url, port, workdir, config_path, log_file, cmd_log_dir, stdout_path, stderr_path, proc,
-        Api(base_url, CANARY_TOKEN),
+        Api(base_url, api_as or env_api_token or ""), audit_log=config.get("audit_log") and Path(config["audit_log"]),
     )  # fmt: skip
     try:
         deadline = time.monotonic() + deadline_s
@@ -440,12 +484,15 @@ def run_broker(workdir: Path, extra_config: Optional[dict] = None, deadline_s: f
 @pytest.fixture(scope="module")
 def broker_factory(tmp_path_factory):
     """``start(name, **config)`` -> a running :class:`Broker` with those config keys added to the
-    standard ones; ``start.started`` lists every broker started. All are stopped (SIGTERM) when
-    the module ends; their work dirs stay for a canary scan."""
+    standard ones (``env_api_token=``/``api_as=`` as :func:`run_broker` takes them);
+    ``start.started`` lists every broker started. All are stopped (SIGTERM) when the module ends;
+    their work dirs stay for a canary scan."""
     with contextlib.ExitStack() as stack:
 
-        def start(name: str, **extra) -> Broker:
-            b = stack.enter_context(run_broker(tmp_path_factory.mktemp(f"broker-{name}"), extra))
+        def start(name: str, *, env_api_token: Optional[str] = CANARY_TOKEN, api_as: Optional[str] = None,
+                  **extra) -> Broker:  # fmt: skip
+            b = stack.enter_context(run_broker(tmp_path_factory.mktemp(f"broker-{name}"), extra,
+                                               env_api_token=env_api_token, api_as=api_as))  # fmt: skip
             start.started.append(b)
             return b
 

@@ -29,6 +29,11 @@ The broker under test also runs with ``allowed_hosts: [127.0.0.0/8]``.
 ``server_errors_only_where_documented`` replaces schemathesis' ``not_a_server_error``: 500 only
 from an exec that names its failed command with the partial output (a missed deadline), 502/504
 only from opening a session (the closed port refuses, a tiny ``timeout`` passes); nothing else.
+
+``too_many_only_where_documented``: a 429 only from an operation whose ``responses`` list 429, with
+a JSON ``detail``; the wrong-token limiter's 429 carries ``Retry-After`` too. (The fuzzed broker
+runs with a limiter too high to be reached by schemathesis' wrong-token probes, and without
+``max_sessions``: no 429 is expected at all.)
 """
 
 from __future__ import annotations
@@ -238,3 +243,21 @@ def server_errors_only_where_documented(ctx, response, case):
     if status in (502, 504) and path in OPEN_PATHS and isinstance(body, dict):
         return None
     raise AssertionError(f"server error {status} from {case.operation.label}: {response.content[:500]!r}")
+
+
+@schemathesis.check
+def too_many_only_where_documented(ctx, response, case):
+    if response.status_code != 429:
+        return None
+    responses = (case.operation.definition.raw or {}).get("responses", {})
+    if not any(str(k) in ("429", "4XX") for k in responses):
+        raise AssertionError(f"429 from {case.operation.label}, which does not document it: {response.content[:500]!r}")
+    try:
+        body = json.loads(response.content)
+    except ValueError:
+        body = None
+    if not (isinstance(body, dict) and isinstance(body.get("detail"), str)):
+        raise AssertionError(f"429 from {case.operation.label} without a JSON detail: {response.content[:500]!r}")
+    if "wrong API token" in body["detail"] and not (response.headers.get("retry-after") or response.headers.get("Retry-After")):
+        raise AssertionError(f"the limiter's 429 from {case.operation.label} without Retry-After")
+    return None

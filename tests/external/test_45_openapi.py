@@ -12,7 +12,10 @@
   (the broker checks what JSON Schema cannot say: regex syntax, known device types, a key file
   inside key_dir, algorithm names this libssh2 has, a host key policy no weaker than the
   config's) and ``not_a_server_error``, replaced by ``server_errors_only_where_documented``
-  (schemathesis_hooks.py). Then again over exec and status, on a live demo-device session.
+  (schemathesis_hooks.py); ``too_many_only_where_documented`` adds: a 429 only where documented.
+  Then again over exec and status, on a live demo-device session.
+* Every request is made with a named ``admin`` token (``api_tokens``): the fuzzed broker has no
+  ``api_token``, and its per-token request counter names that token only.
 
 Network: fuzzed requests reach nothing but loopback. The fuzzed broker runs with
 ``allowed_hosts: [127.0.0.0/8]``; the hooks turn every generated ``host`` into 127.0.0.1 and every
@@ -39,7 +42,7 @@ from typing import Iterator
 
 import jsonschema_rs
 import pytest
-from conftest import ALL_CANARIES, CANARY_TOKEN, broker_binary, stop_process
+from conftest import ALL_CANARIES, CANARY_ADMIN_TOKEN, NAMED_TOKENS, api_tokens, broker_binary, stop_process
 
 HERE = Path(__file__).resolve().parent
 HOOKS = HERE / "schemathesis_hooks.py"
@@ -51,10 +54,26 @@ OPEN_PATHS = ("/session", "/telnet-session")
 # ---------------------------------------------------------------------------------------------
 # Fixtures
 # ---------------------------------------------------------------------------------------------
+ADMIN = "automation"  # conftest.NAMED_TOKENS: role admin
+assert NAMED_TOKENS[ADMIN] == ("admin", CANARY_ADMIN_TOKEN)
+
+
 @pytest.fixture(scope="module")
 def fuzz_broker(broker_factory):
+    # Only a named admin token (api_tokens), no api_token: every request here is made with it.
     # command_timeout: the deadline of a fuzzed command that sets none (the hooks cap the rest).
-    return broker_factory("fuzz", allowed_hosts=["127.0.0.0/8"], command_timeout=2)
+    return broker_factory(
+        "fuzz",
+        env_api_token=None,
+        api_as=CANARY_ADMIN_TOKEN,
+        api_tokens=api_tokens(ADMIN),
+        # schemathesis' ignored_auth check sends a wrong token once per operation it gets a 2xx
+        # from (about 10 a run); at the default 10 a minute every later request, with the right
+        # token too, would be 429. The limiter stays on, out of the fuzzing's reach.
+        auth_failures_per_minute=1000,
+        allowed_hosts=["127.0.0.0/8"],
+        command_timeout=2,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -280,11 +299,13 @@ def run_schemathesis(broker, workdir: Path, env_extra: dict, args: list[str], de
         "run",
         f"{broker.base_url}/openapi.json",
         "--header",
-        f"X-API-Token: {CANARY_TOKEN}",
+        f"X-API-Token: {CANARY_ADMIN_TOKEN}",
         "--checks",
         "all",
         "--checks",
         "server_errors_only_where_documented",
+        "--checks",
+        "too_many_only_where_documented",
         "--exclude-checks",
         "not_a_server_error,positive_data_acceptance",
         "--workers",
@@ -373,6 +394,11 @@ def test_schemathesis_every_operation(fuzz_broker, closed_port, tmp_path, capsys
     assert not re.search(r"cannot resolve|name resolution|not in allowed_hosts", log)
     hosts = set(re.findall(r"session [0-9a-f]{32} host (\S+?):", log))
     assert hosts <= {"127.0.0.1"}, hosts
+    # Made with the named admin token: the only token the broker counts requests of.
+    metrics = fuzz_broker.api.get("/metrics")
+    assert metrics.status == 200, metrics
+    by_token = re.findall(r'^netdev_broker_api_requests_by_token_total\{token="([^"]*)"\} (\d+)$', metrics.body.decode(), re.M)
+    assert [t for t, _ in by_token] == [ADMIN] and int(by_token[0][1]) >= 500, by_token
 
 
 def test_schemathesis_exec_and_status_on_a_live_session(fuzz_broker, demo_device, closed_port, tmp_path, capsys):
@@ -383,7 +409,7 @@ def test_schemathesis_exec_and_status_on_a_live_session(fuzz_broker, demo_device
             "NDB_FUZZ_CLOSED_PORT": str(closed_port),
             "NDB_FUZZ_LIVE_DEVICE_PORT": str(demo_device),
             "NDB_FUZZ_BROKER_URL": fuzz_broker.base_url,
-            "NDB_FUZZ_TOKEN": CANARY_TOKEN,
+            "NDB_FUZZ_TOKEN": CANARY_ADMIN_TOKEN,
         },
         [
             "--include-path-regex",

@@ -25,7 +25,9 @@ unit starts it: as the service user's numeric uid/gid (``setpriv``) with umask 0
 4c. Named API tokens: ``configure --add-token``/``--remove-token`` edit only ``api_tokens:``
    (the rest of the config byte for byte, a hand-written list's indentation and fields kept),
    print the token once with the SHA-256 in the file, refuse duplicates and unknown names; a
-   token-only configure reloads (a faked systemctl, real paths in a mount namespace).
+   token-only configure reloads (a faked systemctl, real paths in a mount namespace). The
+   installed broker as the service user takes the printed tokens (with their roles) and, after
+   ``--remove-token`` and the unit's reload (SIGHUP), refuses the removed one (401).
 5. An interactive install through a pseudo-terminal: defaults, a refused answer asked again, the
    generated token shown, a web user whose password the binary asks twice without echo; the
    management script's menu.
@@ -690,9 +692,8 @@ def test_real_paths_without_root_in_a_private_mount_namespace(tmp_path):
 # ---------------------------------------------------------------------------------------------
 # 4c. named API tokens: configure --add-token / --remove-token
 # ---------------------------------------------------------------------------------------------
-# The broker built here may not know api_tokens yet: these tests check the file edits, the
-# printed token and its hash (and check-config, which passes an unknown key with a warning);
-# no broker is started on a config that holds api_tokens.
+# The first tests check the file edits, the printed token and its hash (and check-config);
+# test_installed_broker_takes_added_tokens_until_removed starts the installed broker on them.
 TOKEN_RE = re.compile(r"ndb_[A-Za-z0-9_-]{43}")
 
 
@@ -714,11 +715,13 @@ def test_configure_adds_and_removes_named_tokens(tmp_path):
         cfg.write_text(cfg.read_text().replace("denied_commands: []\n", "# ops: no reloads\ndenied_commands:\n  - '^reload\\b'\n")
                        .replace("host: \"127.0.0.1\"\n", "host: 127.0.0.1   # loopback only\n"))  # fmt: skip
         original = cfg.read_text()
-        assert "api_tokens" not in original
+        # The rendered config has the key, empty (config.example.yml's commented items after it).
+        assert original.count("\napi_tokens: []\n") == 1 and "\n  - name:" not in original
         unit_before = sha256(unit)
         gid = ids(root)[1]
 
-        # Add: the key is appended, the token printed once, the config holds only its SHA-256.
+        # Add: the empty list gets the entry, the token printed once, the config holds only its
+        # SHA-256.
         r = install_sh(root, "configure", "--add-token", "ansible-prod:operator:2999-06-30")
         tokens = printed_tokens(r.stdout)
         assert list(tokens) == ["ansible-prod"], r.stdout
@@ -728,11 +731,9 @@ def test_configure_adds_and_removes_named_tokens(tmp_path):
         assert "API token ansible-prod: added (role operator, expires 2999-06-30)" in r.stdout, r.stdout
         assert "not reloaded (a scratch root)" in r.stdout, r.stdout
         text = cfg.read_text()
-        assert text.startswith(original), "every other byte kept"
-        assert text[len(original):] == (
-            f'api_tokens:\n  - name: "ansible-prod"\n    token_sha256: "{token_sha(tok)}"\n'
-            '    role: operator\n    expires: "2999-06-30"\n'
-        )  # fmt: skip
+        first = (f'  - name: "ansible-prod"\n    token_sha256: "{token_sha(tok)}"\n'
+                 '    role: operator\n    expires: "2999-06-30"\n')  # fmt: skip
+        assert text == original.replace("\napi_tokens: []\n", "\napi_tokens:\n" + first, 1), "every other byte kept"
         c = yaml.safe_load(text)
         assert c["api_tokens"] == [{"name": "ansible-prod", "token_sha256": token_sha(tok), "role": "operator",
                                     "expires": "2999-06-30"}]  # fmt: skip
@@ -748,7 +749,7 @@ def test_configure_adds_and_removes_named_tokens(tmp_path):
         h = subprocess.run([str(root / OPT / "netdev-broker"), "token", "hash"], input=tok + "\n",
                            capture_output=True, text=True, timeout=30)  # fmt: skip
         assert h.returncode == 0 and h.stdout.strip() == token_sha(tok) and not h.stderr, h
-        # check-config passes the file (a broker without api_tokens warns about the key).
+        # check-config passes the file.
         r = run([root / OPT / "netdev-broker", "check-config", "--config", cfg])
         assert "OK" in r.stdout, r
 
@@ -756,9 +757,8 @@ def test_configure_adds_and_removes_named_tokens(tmp_path):
         r = install_sh(root, "configure", env=clean_env(NDB_ADD_TOKEN="ci:viewer"))
         ci = printed_tokens(r.stdout)["ci"]
         with_both = cfg.read_text()
-        assert with_both.startswith(text) and with_both[len(text):] == (
-            f'  - name: "ci"\n    token_sha256: "{token_sha(ci)}"\n    role: viewer\n'
-        ), with_both[len(text):]
+        second = f'  - name: "ci"\n    token_sha256: "{token_sha(ci)}"\n    role: viewer\n'
+        assert with_both == text.replace(first, first + second, 1), with_both
 
         # Refused, and nothing changes: a name that exists, one that does not, bad values, and
         # the settings of upgrade.
@@ -783,16 +783,16 @@ def test_configure_adds_and_removes_named_tokens(tmp_path):
         # Remove: that entry's lines go, the rest stays byte for byte.
         r = install_sh(root, "configure", "--remove-token", "ansible-prod")
         assert "API token ansible-prod: removed" in r.stdout and not TOKEN_RE.search(r.stdout), r
-        assert cfg.read_text() == with_both.replace(text[len(original):], "api_tokens:\n")
+        assert cfg.read_text() == with_both.replace(first, "", 1)
         # Replace (rotate) in one run: the old hash goes, a new token with the same name comes.
         r = install_sh(root, "configure", "--remove-token", "ci", "--add-token", "ci:reader")
         ci2 = printed_tokens(r.stdout)["ci"]
         assert ci2 != ci
         c = yaml.safe_load(cfg.read_text())
         assert c["api_tokens"] == [{"name": "ci", "token_sha256": token_sha(ci2), "role": "reader"}]
-        # The last one removed: an empty list, not a key without a value.
+        # The last one removed: an empty list, not a key without a value (as rendered).
         install_sh(root, "configure", "--remove-token", "ci")
-        assert cfg.read_text() == original + "api_tokens: []\n"
+        assert cfg.read_text() == original
         assert yaml.safe_load(cfg.read_text())["api_tokens"] == []
         st = cfg.stat()
         assert (oct(st.st_mode & 0o777), st.st_uid, st.st_gid) == ("0o640", 0, gid)
@@ -831,7 +831,8 @@ def test_token_edits_keep_hand_written_entries(tmp_path):
             "# --- after the list ---\n"
         )  # fmt: skip
         base = cfg.read_text()
-        cfg.write_text(base.replace("denied_commands: []\n", hand + "denied_commands: []\n", 1))
+        assert base.count("\napi_tokens: []\n") == 1
+        cfg.write_text(base.replace("\napi_tokens: []\n", "\n" + hand, 1))
         before = cfg.read_text()
         r = install_sh(root, "configure", "--add-token", "ansible:operator:2999-01-02T03:04:05+01:00")
         tok = printed_tokens(r.stdout)["ansible"]
@@ -852,10 +853,57 @@ def test_token_edits_keep_hand_written_entries(tmp_path):
         c = yaml.safe_load(cfg.read_text())
         assert c["api_tokens"] == [] and cfg.read_text().count("api_tokens: [] # named tokens\n") == 1
         # A flow-style list is not edited.
-        cfg.write_text(base + "api_tokens: [{name: x, token_sha256: " + "c" * 64 + ", role: admin}]\n")
+        flow = base.replace("\napi_tokens: []\n", "\napi_tokens: [{name: x, token_sha256: " + "c" * 64 + ", role: admin}]\n", 1)
+        cfg.write_text(flow)
         r = install_sh(root, "configure", "--add-token", "y:admin", check=False)
         assert r.returncode != 0 and "not a block list" in r.stderr, r
-        assert cfg.read_text().endswith("role: admin}]\n")
+        assert cfg.read_text() == flow
+
+
+def test_installed_broker_takes_added_tokens_until_removed(tmp_path):
+    """Tokens made by ``configure --add-token`` work on the installed broker (run as the unit
+    runs it) with their roles; ``--remove-token`` and a reload (the unit's ExecReload: SIGHUP to
+    the main process; in a scratch root install.sh reloads nothing itself) refuse the removed
+    one with 401, the others keep working, nothing restarts."""
+    port = free_port()
+    with scratch_root("tokens-live") as root:
+        install_sh(root, "install", "--non-interactive", "--binary", broker_binary(), "--port", port,
+                   "--log-mode", "file")  # fmt: skip
+        r = install_sh(root, "configure", "--add-token", "ops:operator", "--add-token", "noc:viewer")
+        tokens = printed_tokens(r.stdout)
+        assert sorted(tokens) == ["noc", "ops"], r.stdout
+        assert unit_directives(root / UNIT)["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
+        uid, gid = ids(root)
+        inst = Installed(root, port, uid, gid, "", broker_binary())
+        base = f"http://127.0.0.1:{port}"
+        ops, noc, admin = Api(base, tokens["ops"]), Api(base, tokens["noc"]), Api(base, inst.token)
+        with serve_installed(inst, tmp_path / "tokens-broker") as proc:
+            r = ops.get("/sessions")
+            assert r.status == 200 and r.json["count"] == 0, r
+            assert r.headers.get("x-request-id"), r.headers
+            # Roles came with them: the viewer may not close, the operator may (nothing there).
+            assert noc.get("/sessions").status == 200
+            r = noc.delete(f"/session/{'0' * 32}")
+            assert r.status == 403 and "role viewer" in r.json["detail"], r
+            assert ops.delete(f"/session/{'0' * 32}").status == 204
+            assert admin.get("/sessions").status == 200, "the install's api_token works beside them"
+
+            r = install_sh(root, "configure", "--remove-token", "ops")
+            assert "API token ops: removed" in r.stdout and "not reloaded (a scratch root)" in r.stdout, r.stdout
+            assert ops.get("/sessions").status == 200, "in force until the reload"
+            log = root / "var/log/netdev-broker/netdev-broker.log"
+            applied = log.read_text().count("reload: configuration from")
+            os.kill(proc.pid, signal.SIGHUP)  # setpriv exec'd the broker: its pid is the unit's MAINPID
+            deadline = time.monotonic() + 10
+            while log.read_text().count("reload: configuration from") == applied:
+                assert time.monotonic() < deadline, f"no reload in 10 s:\n{tail(log)}"
+                time.sleep(0.1)
+            r = ops.get("/sessions")
+            assert r.status == 401 and r.json["detail"] == "Invalid or missing API token", r
+            assert noc.get("/sessions").status == 200 and admin.get("/sessions").status == 200
+            assert proc.poll() is None, "reloaded, not restarted"
+        text = log.read_text()
+        assert not [t for t in tokens.values() if t in text], "a token in the broker's log"
 
 
 def test_token_only_configure_reloads_the_running_service(tmp_path):
