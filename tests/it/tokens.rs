@@ -1179,3 +1179,235 @@ fn sighup_adds_changes_and_removes_tokens_and_keeps_their_sessions() {
     );
     assert!(p.panics().is_empty());
 }
+
+// ---------------------------------------------------------------------------------------------
+// 9. Request ids
+
+/// The command log's lines of one session (`cmd_log_dir/<id>.jsonl`).
+fn cmd_log(dir: &std::path::Path, id: &str) -> Vec<Value> {
+    std::fs::read_to_string(dir.join(format!("{id}.jsonl")))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn is_new_id(s: &str) -> bool {
+    s.len() == 16 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// A client's sane `X-Request-ID` is kept and echoed, an insane one replaced by a new id; every
+/// error body starts with it; the broker's log lines of the request (the open's "opened", an
+/// exec refused by the command policy) carry `req=<id>`, and the command log's lines the token
+/// name (`by`) and the id. A change guard that fires by itself logs `by: guard` with no id, and
+/// no request's id in the broker's log.
+#[test]
+fn request_ids_follow_a_request_into_logs_and_command_logs() {
+    let dev = DeviceConfig {
+        password: PASSWORD.into(),
+        enable_password: Some(ENABLE.into()),
+        // The guard below: a device minute of one second.
+        minute: Duration::from_secs(1),
+        ..Default::default()
+    };
+    let dev = FakeDevice::start(dev);
+    let spawn = Proc::serve("tok-reqid");
+    let cmdlog = spawn.dir().join("cmdlog");
+    let p = spawn
+        .yaml(&format!(
+            "cmd_log_dir: {}\ndenied_commands: ['^reload']\n{}",
+            cmdlog.display(),
+            tokens_yaml(&[("ops", "operator", "")])
+        ))
+        .start();
+    let ops = secret("ops");
+    let with_id = |m: &str, path: &str, token: &str, body: Option<&Value>, id: &str| {
+        send(p.addr, m, path, Some(token), body, &[("X-Request-ID", id)])
+    };
+    let r = with_id(
+        "POST",
+        "/session",
+        &ops,
+        Some(&login(dev.port())),
+        "open-42",
+    );
+    assert_eq!(r.status, 201, "{}", text(&r));
+    assert_eq!(r.header("X-Request-ID"), Some("open-42"));
+    let sid = r.json()["session_id"].as_str().unwrap().to_string();
+
+    // Insane ids are replaced; the longest sane one is kept.
+    let long = "a".repeat(128);
+    assert_eq!(
+        with_id("GET", "/sessions", &ops, None, &long).header("X-Request-ID"),
+        Some(long.as_str())
+    );
+    for bad in ["two words", &"a".repeat(129), "a\"b", "x/y", "ä"] {
+        let r = with_id("GET", "/sessions", &ops, None, bad);
+        assert_eq!(r.status, 200);
+        let got = r.header("X-Request-ID").unwrap();
+        assert!(is_new_id(got), "{bad:?} -> {got:?}");
+    }
+    // Every answer carries one, error bodies as their first key.
+    let r = send(p.addr, "GET", "/health", None, None, &[]);
+    assert!(is_new_id(r.header("X-Request-ID").unwrap()));
+    for (m, path, token, body, id, status) in [
+        ("GET", "/nope", None, None, "e-404", 404),
+        (
+            "GET",
+            "/sessions",
+            Some("CANARY-tok-wrong"),
+            None,
+            "e-401",
+            401,
+        ),
+        (
+            "POST",
+            "/session",
+            Some(ops.as_str()),
+            Some(json!({"port": "x"})),
+            "e-422",
+            422,
+        ),
+        (
+            "POST",
+            &format!("/session/{sid}/exec"),
+            Some(ops.as_str()),
+            Some(json!({"commands": ["reload"]})),
+            "exec-refused-1",
+            403,
+        ),
+    ] {
+        let r = send(
+            p.addr,
+            m,
+            path,
+            token,
+            body.as_ref(),
+            &[("X-Request-ID", id)],
+        );
+        assert_eq!(r.status, status, "{}", text(&r));
+        assert_eq!(r.header("X-Request-ID"), Some(id));
+        assert!(
+            text(&r).starts_with(&format!("{{\"request_id\":\"{id}\",")),
+            "{}",
+            text(&r)
+        );
+    }
+    // The command log: the token's name and the request's id on each line of its exec.
+    let r = with_id(
+        "POST",
+        &format!("/session/{sid}/exec"),
+        &ops,
+        Some(&json!({"commands": ["show version"]})),
+        "exec-ok-1",
+    );
+    assert_eq!(r.status, 200, "{}", text(&r));
+    assert_eq!(r.header("X-Request-ID"), Some("exec-ok-1"));
+    let r = with_id(
+        "POST",
+        &format!("/session/{sid}/exec"),
+        TOKEN,
+        Some(&json!({"commands": ["show clock"]})),
+        "adm-1",
+    );
+    assert_eq!(r.status, 200, "{}", text(&r));
+    let lines = cmd_log(&cmdlog, &sid);
+    let line = |cmd: &str| {
+        lines
+            .iter()
+            .find(|l| l["command"] == cmd)
+            .unwrap_or_else(|| panic!("no {cmd} in {lines:?}"))
+            .clone()
+    };
+    assert_eq!(
+        (
+            line("show version")["by"].clone(),
+            line("show version")["request_id"].clone()
+        ),
+        (json!("ops"), json!("exec-ok-1"))
+    );
+    assert_eq!(
+        (
+            line("show clock")["by"].clone(),
+            line("show clock")["request_id"].clone()
+        ),
+        (json!("default"), json!("adm-1"))
+    );
+    // A change guard armed by ops, fired by its deadline: the rollback is the guard's.
+    let r = with_id(
+        "POST",
+        &format!("/session/{sid}/guard"),
+        &ops,
+        Some(&json!({"timeout": 1, "rollback": {"config": ["no interface Loopback9"]}})),
+        "arm-1",
+    );
+    assert_eq!(r.status, 201, "{}", text(&r));
+    let r = with_id(
+        "POST",
+        &format!("/session/{sid}/exec"),
+        &ops,
+        Some(&json!({"config": ["interface Loopback9"]})),
+        "cfg-1",
+    );
+    assert_eq!(r.status, 200, "{}", text(&r));
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            as_(p.addr, "ops")
+                .get(&format!("/session/{sid}/guard"))
+                .json()["state"]
+                == "rolled_back"
+        }),
+        "the guard did not roll back"
+    );
+    assert!(typed(&dev.journal(), "no interface Loopback9") == 1);
+    let lines = cmd_log(&cmdlog, &sid);
+    let cfg = lines
+        .iter()
+        .find(|l| l["command"] == "interface Loopback9")
+        .unwrap();
+    assert_eq!(
+        (cfg["by"].clone(), cfg["request_id"].clone()),
+        (json!("ops"), json!("cfg-1"))
+    );
+    let fired = lines
+        .iter()
+        .position(|l| l["command"].as_str().unwrap().starts_with("[guard] fired"))
+        .unwrap_or_else(|| panic!("no fired event in {lines:?}"));
+    let rollback: Vec<&Value> = lines[fired..].iter().collect();
+    assert!(
+        rollback
+            .iter()
+            .any(|l| l["command"] == "no interface Loopback9"),
+        "{rollback:?}"
+    );
+    for l in &rollback {
+        assert_eq!(l["by"], "guard", "{l}");
+        assert_eq!(
+            l["request_id"],
+            Value::Null,
+            "a guard firing by itself: {l}"
+        );
+    }
+
+    // The broker's log: the lines of those requests carry their id; the guard's own do not.
+    let log = p.log_text();
+    let has = |id: &str, what: &str| {
+        log.lines()
+            .any(|l| l.contains(&format!("req={id} ")) && l.contains(what))
+    };
+    assert!(
+        has("open-42", &format!("session {sid} host 127.0.0.1: opened")),
+        "{log}"
+    );
+    assert!(
+        has("exec-refused-1", "exec refused by the command policy"),
+        "{log}"
+    );
+    assert!(has("arm-1", "change guard: armed"), "{log}");
+    let fired_line = log
+        .lines()
+        .find(|l| l.contains("change guard: fired (deadline)"))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(!fired_line.contains("req="), "{fired_line}");
+    assert!(p.panics().is_empty());
+}
