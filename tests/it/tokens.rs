@@ -202,6 +202,36 @@ fn roles_of(method: &str, template: &str) -> Vec<&'static str> {
 // ---------------------------------------------------------------------------------------------
 // 1. The route × role table, on the real binary
 
+/// `ROUTE_ROLES` is what the design says, read independently of it: every GET for every role
+/// but a job's output (its device output); guard changes and `send_config` for operator and
+/// admin; the rest (opens, execs, closes, job output and cancel, probes, `send_command`) for
+/// reader, operator and admin. Every route but the public ones is listed, once.
+#[test]
+fn route_roles_is_the_documented_table() {
+    use netdev_broker::api::ROUTES;
+    let all = vec!["viewer", "reader", "operator", "admin"];
+    let change = vec!["operator", "admin"];
+    let using = vec!["reader", "operator", "admin"];
+    let mut seen = std::collections::BTreeSet::new();
+    for (m, t, roles) in ROUTE_ROLES {
+        let got: Vec<&str> = roles.iter().map(|r| r.name()).collect();
+        let want = if *m == "GET" && !t.ends_with("/output") {
+            &all
+        } else if t.contains("/guard") || t.ends_with("send_config") {
+            &change
+        } else {
+            &using
+        };
+        assert_eq!(&got, want, "{m} {t}");
+        assert!(seen.insert((*m, *t)), "{m} {t} listed twice");
+    }
+    let public = ["/health", "/openapi.json", "/docs", "/docs/{asset}"];
+    for t in ROUTES {
+        let listed = ROUTE_ROLES.iter().any(|(_, r, _)| r == t);
+        assert_eq!(listed, !public.contains(t), "{t}");
+    }
+}
+
 /// One request of the route table: a route template filled in, and its body.
 struct Call {
     m: &'static str,
@@ -1410,4 +1440,417 @@ fn request_ids_follow_a_request_into_logs_and_command_logs() {
         .unwrap_or_else(|| panic!("{log}"));
     assert!(!fired_line.contains("req="), "{fired_line}");
     assert!(p.panics().is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// 10. Audit
+
+const WEB_PW: &str = "CANARY-web-2c4d";
+const WEB_KEY: &str = "CANARY-key-9f0e-0123456789abcdef";
+
+/// `web_users` (one per (name, role)) with `WEB_PW`, and the key that signs their logins.
+fn web_yaml(users: &[(&str, &str)]) -> String {
+    let hash = bcrypt::hash(WEB_PW, 4).unwrap();
+    let mut y = format!("web_secret_key: {WEB_KEY}\nweb_users:\n");
+    for (u, role) in users {
+        y.push_str(&format!(
+            "  - {{username: {u}, password_hash: '{hash}', role: {role}}}\n"
+        ));
+    }
+    y
+}
+
+/// A form POST of the dashboard.
+fn form(addr: SocketAddr, path: &str, cookie: Option<&str>, body: &str, id: &str) -> Resp {
+    let mut r = format!(
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nX-Request-ID: {id}\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if let Some(c) = cookie {
+        r.push_str(&format!("Cookie: {c}\r\n"));
+    }
+    r.push_str("\r\n");
+    r.push_str(body);
+    raw(addr, r.as_bytes())
+}
+
+/// Log in to the dashboard: the `Cookie` value.
+fn web_login(addr: SocketAddr, user: &str, id: &str) -> String {
+    let r = form(
+        addr,
+        "/login",
+        None,
+        &format!("username={user}&password={WEB_PW}"),
+        id,
+    );
+    assert_eq!(r.status, 303, "{}", text(&r));
+    let c = r.header("Set-Cookie").unwrap();
+    c.split(';').next().unwrap().to_string()
+}
+
+/// The dashboard page of a login (status 200).
+fn web_page(addr: SocketAddr, cookie: &str) -> String {
+    let r = send(addr, "GET", "/", None, None, &[("Cookie", cookie)]);
+    assert_eq!(r.status, 200);
+    assert!(r.header("X-Request-ID").is_some_and(is_new_id));
+    text(&r)
+}
+
+fn csrf_of(html: &str) -> String {
+    let i = html.find("name=\"csrf\" value=\"").expect("a csrf field") + 19;
+    html[i..i + 64].to_string()
+}
+
+/// What one audited request must have left in the audit file.
+struct Audited {
+    id: &'static str,
+    /// The token's name and role (None: no token, or an unknown one).
+    who: Option<(&'static str, &'static str)>,
+    method: &'static str,
+    route: &'static str,
+    session: Option<String>,
+    status: u16,
+}
+
+/// `r` answered `a.status`; `a` is expected in the audit file.
+fn audited(want: &mut Vec<Audited>, r: &Resp, a: Audited) {
+    assert_eq!(r.status, a.status, "{}: {}", a.id, text(r));
+    want.push(a);
+}
+
+/// With `audit_log`: every state-changing request (opens, execs, closes, guard arm and
+/// confirm, probes, refused 401/403/422 POSTs and DELETEs, dashboard logins and closes) is one
+/// line of the file with exactly the documented fields and the right values, and one `audit:`
+/// line in the broker's log; GETs are not audited; the file is 0640. No API token, device
+/// password, enable secret or web password of the test is in the audit file, the broker's log
+/// or the command log.
+#[test]
+fn state_changing_requests_are_audited_once_and_no_secret_is_written() {
+    use std::os::unix::fs::PermissionsExt;
+    let dev = ssh_device();
+    let spawn = Proc::serve("tok-audit");
+    let audit = spawn.dir().join("audit.jsonl");
+    let cmdlog = spawn.dir().join("cmdlog");
+    let p = spawn
+        .yaml(&format!(
+            "audit_log: {}\ncmd_log_dir: {}\ndenied_commands: ['^reload']\n{}{}",
+            audit.display(),
+            cmdlog.display(),
+            tokens_yaml(&[
+                ("ops", "operator", ""),
+                ("view", "viewer", ""),
+                ("rd", "reader", "")
+            ]),
+            web_yaml(&[("boss", "admin")])
+        ))
+        .start();
+    let (ops, view, rd) = (secret("ops"), secret("view"), secret("rd"));
+    let go = |m: &str, path: &str, token: Option<&str>, body: Option<Value>, id: &str| {
+        send(
+            p.addr,
+            m,
+            path,
+            token,
+            body.as_ref(),
+            &[("X-Request-ID", id)],
+        )
+    };
+    let op = Some(("ops", "operator"));
+    let mut want = Vec::new();
+    let r = go(
+        "POST",
+        "/session",
+        Some(&ops),
+        Some(login(dev.port())),
+        "a-open",
+    );
+    let sid = r.json()["session_id"].as_str().unwrap_or("").to_string();
+    let s = || Some(sid.clone());
+    let a = |id, who, method, route, session, status| Audited {
+        id,
+        who,
+        method,
+        route,
+        session,
+        status,
+    };
+    audited(&mut want, &r, a("a-open", op, "POST", "/session", s(), 201));
+    let exec = format!("/session/{sid}/exec");
+    let x = "/session/{id}/exec";
+    let show = json!({"commands": ["show version"]});
+    let r = go("POST", &exec, Some(&ops), Some(show.clone()), "a-exec");
+    audited(&mut want, &r, a("a-exec", op, "POST", x, s(), 200));
+    let reload = json!({"commands": ["reload"]});
+    let r = go("POST", &exec, Some(&ops), Some(reload), "a-policy");
+    audited(&mut want, &r, a("a-policy", op, "POST", x, s(), 403));
+    let guard = format!("/session/{sid}/guard");
+    let r = go("POST", &guard, Some(&ops), Some(arm_body()), "a-arm");
+    let g = "/session/{id}/guard";
+    audited(&mut want, &r, a("a-arm", op, "POST", g, s(), 201));
+    let r = go(
+        "POST",
+        &format!("{guard}/confirm"),
+        Some(&ops),
+        None,
+        "a-confirm",
+    );
+    let ga = "/session/{id}/guard/{action}";
+    audited(&mut want, &r, a("a-confirm", op, "POST", ga, s(), 200));
+    let wrong = Some("CANARY-tok-wrong");
+    let r = go("POST", "/session", wrong, Some(login(dev.port())), "a-401");
+    audited(
+        &mut want,
+        &r,
+        a("a-401", None, "POST", "/session", None, 401),
+    );
+    let r = go(
+        "DELETE",
+        &format!("/session/{sid}"),
+        None,
+        None,
+        "a-401-none",
+    );
+    let d = "/session/{id}";
+    audited(&mut want, &r, a("a-401-none", None, "DELETE", d, s(), 401));
+    let r = go("POST", &exec, Some(&view), Some(show), "a-403");
+    let viewer = Some(("view", "viewer"));
+    audited(&mut want, &r, a("a-403", viewer, "POST", x, s(), 403));
+    let r = go(
+        "POST",
+        &exec,
+        Some(&rd),
+        Some(json!({"config": ["x"]})),
+        "a-403-rd",
+    );
+    let reader = Some(("rd", "reader"));
+    audited(&mut want, &r, a("a-403-rd", reader, "POST", x, s(), 403));
+    let r = go(
+        "POST",
+        "/session",
+        Some(&ops),
+        Some(json!({"host": 7})),
+        "a-422",
+    );
+    audited(&mut want, &r, a("a-422", op, "POST", "/session", None, 422));
+    let r = go(
+        "POST",
+        "/probe",
+        Some(&ops),
+        Some(login(dev.port())),
+        "a-probe",
+    );
+    audited(&mut want, &r, a("a-probe", op, "POST", "/probe", None, 200));
+    // Not audited: reads, whatever their answer.
+    for (path, token) in [
+        ("/sessions".to_string(), Some(ops.as_str())),
+        (format!("/session/{sid}/status"), Some(ops.as_str())),
+        ("/health".to_string(), None),
+        ("/metrics".to_string(), Some(TOKEN)),
+        ("/sessions".to_string(), wrong),
+    ] {
+        go("GET", &path, token, None, "a-get");
+    }
+    // The dashboard: a login, and the close of another session.
+    let r = go(
+        "POST",
+        "/session",
+        Some(&ops),
+        Some(login(dev.port())),
+        "a-open2",
+    );
+    let sid2 = r.json()["session_id"].as_str().unwrap_or("").to_string();
+    let s2 = || Some(sid2.clone());
+    audited(
+        &mut want,
+        &r,
+        a("a-open2", op, "POST", "/session", s2(), 201),
+    );
+    let body = format!("username=boss&password={WEB_PW}");
+    let r = form(p.addr, "/login", None, &body, "w-login");
+    audited(
+        &mut want,
+        &r,
+        a("w-login", None, "POST", "/login", None, 303),
+    );
+    let cookie = r.header("Set-Cookie").unwrap().split(';').next().unwrap();
+    let csrf = format!("csrf={}", csrf_of(&web_page(p.addr, cookie)));
+    let r = form(
+        p.addr,
+        &format!("/ui/close/{sid2}"),
+        Some(cookie),
+        &csrf,
+        "w-close",
+    );
+    let c = "/ui/close/{id}";
+    audited(&mut want, &r, a("w-close", None, "POST", c, s2(), 303));
+    let r = go(
+        "DELETE",
+        &format!("/session/{sid}"),
+        Some(&ops),
+        None,
+        "a-close",
+    );
+    audited(&mut want, &r, a("a-close", op, "DELETE", d, s(), 204));
+    assert!(wait_until(Duration::from_secs(5), || dev
+        .active_connections()
+        == 0));
+
+    // The file: one line per audited request, the documented fields only.
+    let mode = std::fs::metadata(&audit).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o640, "{mode:o}");
+    let file = std::fs::read_to_string(&audit).unwrap();
+    let lines: Vec<Value> = file
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), want.len(), "{file}");
+    const FIELDS: [&str; 9] = [
+        "ts",
+        "request_id",
+        "token",
+        "role",
+        "client",
+        "method",
+        "route",
+        "session_id",
+        "status",
+    ];
+    for w in &want {
+        let mine: Vec<&Value> = lines.iter().filter(|l| l["request_id"] == w.id).collect();
+        assert_eq!(mine.len(), 1, "{}: {file}", w.id);
+        let l = mine[0];
+        let keys: Vec<&str> = l.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(keys, FIELDS, "{l}");
+        let (token, role) = w.who.unzip();
+        assert_eq!(
+            [
+                &l["token"],
+                &l["role"],
+                &l["client"],
+                &l["method"],
+                &l["route"],
+                &l["session_id"],
+                &l["status"]
+            ],
+            [
+                &json!(token),
+                &json!(role),
+                &json!("127.0.0.1"),
+                &json!(w.method),
+                &json!(w.route),
+                &json!(w.session),
+                &json!(w.status)
+            ],
+            "{}",
+            w.id
+        );
+        assert!(l["ts"].as_str().is_some_and(|t| t.len() >= 20), "{l}");
+    }
+    assert!(!file.contains("a-get"));
+    let log = p.log_text();
+    assert_eq!(
+        log.lines().filter(|l| l.contains(" audit: {")).count(),
+        want.len(),
+        "{log}"
+    );
+    // Canaries: no secret of this test anywhere the broker wrote.
+    let mut written = vec![("audit file", file), ("broker log", log)];
+    for e in std::fs::read_dir(&cmdlog).unwrap() {
+        let path = e.unwrap().path();
+        written.push(("command log", std::fs::read_to_string(path).unwrap()));
+    }
+    assert!(written.len() >= 3, "no command log");
+    let canaries = [
+        ops,
+        view,
+        rd,
+        TOKEN.to_string(),
+        "CANARY-tok-wrong".to_string(),
+        PASSWORD.to_string(),
+        ENABLE.to_string(),
+        WEB_PW.to_string(),
+        WEB_KEY.to_string(),
+    ];
+    for (what, text) in &written {
+        for canary in &canaries {
+            assert!(!text.contains(canary.as_str()), "{canary} in the {what}");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 11. The dashboard
+
+/// The dashboard shows each session's owner; a `viewer` web user has no close buttons and its
+/// close is refused 403 (the session stays, the device sees no logout); an `admin` web user
+/// closes it (the device sees the logout).
+#[test]
+fn the_dashboard_shows_owners_and_only_an_admin_closes() {
+    let dev = ssh_device();
+    let b = broker(&format!(
+        "{}{}",
+        tokens_yaml(&[("opa", "operator", "")]),
+        web_yaml(&[("noc", "viewer"), ("boss", "admin")])
+    ));
+    let sa = as_(b.addr, "opa").open(dev.port());
+    let journal = dev.journal();
+
+    let noc = web_login(b.addr, "noc", "w-1");
+    let html = web_page(b.addr, &noc);
+    assert!(html.contains("<th>Owner</th>"), "{html}");
+    assert!(html.contains("<td class=\"owner\">opa</td>"), "{html}");
+    assert!(html.contains(&sa));
+    assert!(
+        !html.contains("/ui/close"),
+        "a viewer sees a close button: {html}"
+    );
+    let csrf = csrf_of(&html);
+    let r = form(
+        b.addr,
+        &format!("/ui/close/{sa}"),
+        Some(&noc),
+        &format!("csrf={csrf}"),
+        "w-2",
+    );
+    assert_eq!(r.status, 403, "{}", text(&r));
+    assert!(text(&r).contains("viewer"), "{}", text(&r));
+    let r = form(
+        b.addr,
+        "/ui/close-all",
+        Some(&noc),
+        &format!("csrf={csrf}&confirm=yes&ids={sa}"),
+        "w-3",
+    );
+    assert_eq!(r.status, 403, "{}", text(&r));
+    let st = as_(b.addr, "opa").get(&format!("/session/{sa}/status"));
+    assert_eq!(st.status, 200);
+    assert_eq!(st.json()["alive"], true);
+    assert_eq!(dev.journal(), journal, "the viewer's close typed something");
+
+    let boss = web_login(b.addr, "boss", "w-4");
+    let html = web_page(b.addr, &boss);
+    assert!(
+        html.contains(&format!("action=\"/ui/close/{sa}\"")),
+        "{html}"
+    );
+    let csrf = csrf_of(&html);
+    let r = form(
+        b.addr,
+        &format!("/ui/close/{sa}"),
+        Some(&boss),
+        &format!("csrf={csrf}"),
+        "w-5",
+    );
+    assert_eq!(r.status, 303, "{}", text(&r));
+    assert_eq!(
+        as_(b.addr, "opa")
+            .get(&format!("/session/{sa}/status"))
+            .status,
+        404
+    );
+    assert!(wait_until(Duration::from_secs(5), || typed(
+        &dev.journal(),
+        "exit"
+    ) == 1));
 }
