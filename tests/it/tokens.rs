@@ -476,8 +476,48 @@ fn every_route_answers_every_role_as_route_roles_says() {
         typed(&ssh.journal(), "description via-table"),
         allowed_configs
     );
-    // The viewer's refused DELETE left the operator's sessions open (then the operator closed
-    // them itself): no panic in the log either.
+    // A reader's one-shot execs are held to the read-only commands too: the probe logs in,
+    // and types nothing of the refused command.
+    let rd = as_(p.addr, "reader");
+    let (ssh_before, tel_before) = (ssh.journal().len(), tel.journal().len());
+    for (path, body) in [
+        ("/probe", json!({"command": "reload"})),
+        ("/telnet-probe", json!({"command": "configure terminal"})),
+        (
+            "/api/v2.0/netmiko/send_command",
+            json!(["show version", "reload"]),
+        ),
+    ] {
+        let body = match path {
+            "/api/v2.0/netmiko/send_command" => netmiko(body, "commands"),
+            "/probe" => {
+                let mut b = login(ssh.port());
+                b["command"] = body["command"].clone();
+                b
+            }
+            _ => {
+                let mut b = login(tel.port());
+                b["command"] = body["command"].clone();
+                b
+            }
+        };
+        let r = rd.post(path, &body);
+        assert_eq!(r.status, 403, "{path}: {}", text(&r));
+        assert!(
+            detail(&r).contains("matches no read_only_commands rule"),
+            "{path}: {}",
+            detail(&r)
+        );
+    }
+    // Only the logins' own lines (enable, terminal settings, exit) were typed.
+    for (j, before) in [(ssh.journal(), ssh_before), (tel.journal(), tel_before)] {
+        let new = &j[before..];
+        assert!(
+            !new.iter()
+                .any(|l| ["reload", "configure terminal", "show version"].contains(&l.trim())),
+            "{new:?}"
+        );
+    }
     assert!(p.panics().is_empty(), "{:?}", p.panics());
 }
 
@@ -635,6 +675,48 @@ fn a_session_belongs_to_the_token_that_opened_it() {
     assert!(wait_until(Duration::from_secs(5), || dev
         .active_connections()
         == 0));
+}
+
+/// What a previous run left armed (`on_broker_exit: keep`) belongs to no session now: GET
+/// /guards shows it under `previous_run` to admin and viewer only, not to the operator that
+/// armed it (real binary, restarted on the same state_dir).
+#[test]
+fn previous_run_guards_are_shown_to_viewer_and_admin_only() {
+    let dev = ssh_device();
+    let dir = tmpdir("tok-prev");
+    let cfg = dir.join("config.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "state_dir: {}\n{}",
+            dir.display(),
+            tokens_yaml(&[("ops", "operator", ""), ("view", "viewer", "")])
+        ),
+    )
+    .unwrap();
+    let mut p = Proc::serve("tok-prev").config(&cfg).start();
+    let ops = as_(p.addr, "ops");
+    let s = ops.open(dev.port());
+    let mut guard = arm_body();
+    guard["on_broker_exit"] = json!("keep");
+    let r = ops.post(&format!("/session/{s}/guard"), &guard);
+    assert_eq!(r.status, 201, "{}", text(&r));
+    p.term();
+    assert_eq!(
+        p.wait_exit(Duration::from_secs(20)).and_then(|s| s.code()),
+        Some(0)
+    );
+    let p = Proc::serve("tok-prev").config(&cfg).start();
+    let previous = |name: &str| {
+        let v = as_(p.addr, name).get("/guards").json();
+        assert_eq!(v["count"], 0, "{v}");
+        v["previous_run"].as_array().unwrap().len()
+    };
+    assert_eq!(previous("ops"), 0);
+    assert_eq!(previous("view"), 1);
+    assert_eq!(previous("default"), 1);
+    drop(p);
+    std::fs::remove_dir_all(&dir).ok();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1323,6 +1405,9 @@ fn request_ids_follow_a_request_into_logs_and_command_logs() {
             text(&r)
         );
     }
+    // A probe's thread logs with the request's id too.
+    let r = with_id("POST", "/probe", &ops, Some(&login(dev.port())), "probe-1");
+    assert_eq!(r.status, 200, "{}", text(&r));
     // The command log: the token's name and the request's id on each line of its exec.
     let r = with_id(
         "POST",
@@ -1434,6 +1519,7 @@ fn request_ids_follow_a_request_into_logs_and_command_logs() {
         "{log}"
     );
     assert!(has("arm-1", "change guard: armed"), "{log}");
+    assert!(has("probe-1", "host 127.0.0.1: logged in in"), "{log}");
     let fired_line = log
         .lines()
         .find(|l| l.contains("change guard: fired (deadline)"))
