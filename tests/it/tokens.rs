@@ -1891,6 +1891,21 @@ fn the_dashboard_shows_owners_and_only_an_admin_closes() {
         !html.contains("/ui/close"),
         "a viewer sees a close button: {html}"
     );
+    // Nor on the confirmation page of "close all", typed in by hand.
+    let r = send(
+        b.addr,
+        "GET",
+        "/ui/close-all",
+        None,
+        None,
+        &[("Cookie", &noc)],
+    );
+    assert_eq!(r.status, 403, "{}", text(&r));
+    assert!(
+        !text(&r).contains("action=\"/ui/close-all\""),
+        "{}",
+        text(&r)
+    );
     let csrf = csrf_of(&html);
     let r = form(
         b.addr,
