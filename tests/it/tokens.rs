@@ -1061,7 +1061,13 @@ fn an_expired_token_is_refused_saying_so() {
         send(p.addr, "GET", "/sessions", None, None, &[]).status,
         401
     );
-    let m = text(&as_(p.addr, "default").get("/metrics"));
+    // The count by token is taken once the answer is out: wait for it.
+    let by_fresh = "netdev_broker_api_requests_by_token_total{token=\"fresh\"}";
+    let mut m = String::new();
+    wait_until(Duration::from_secs(5), || {
+        m = text(&as_(p.addr, "default").get("/metrics"));
+        metric(&m, by_fresh) == 1
+    });
     let f = |reason: &str| {
         metric(
             &m,
@@ -1073,14 +1079,7 @@ fn an_expired_token_is_refused_saying_so() {
         (2, 1, 1, 0),
         "{m}"
     );
-    assert_eq!(
-        metric(
-            &m,
-            "netdev_broker_api_requests_by_token_total{token=\"fresh\"}"
-        ),
-        1,
-        "{m}"
-    );
+    assert_eq!(metric(&m, by_fresh), 1, "{m}");
     let log = p.log_text();
     for name in ["old", "old2"] {
         assert!(
@@ -1785,7 +1784,12 @@ fn state_changing_requests_are_audited_once_and_no_secret_is_written() {
     // The file: one line per audited request, the documented fields only.
     let mode = std::fs::metadata(&audit).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o640, "{mode:o}");
-    let file = std::fs::read_to_string(&audit).unwrap();
+    // A request's line is written once its answer is out: wait for the last one.
+    let read = || std::fs::read_to_string(&audit).unwrap();
+    wait_until(Duration::from_secs(5), || {
+        read().lines().count() >= want.len()
+    });
+    let file = read();
     let lines: Vec<Value> = file
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
