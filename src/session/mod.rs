@@ -758,7 +758,7 @@ fn session_main(reg: Arc<Registry>, id: String, req: OpenRequest, reply: OpenRep
         held: true,
         owner: req.caller.as_ref().map(|c| c.name.clone()),
     };
-    // The open's request id labels the open's lines only, not the session's life after it.
+    // The open's request: its log lines carry the id until the session is up (not after).
     let scope = crate::observe::logging::RequestScope::enter(
         req.caller.as_ref().map(|c| c.request_id.clone()),
     );
@@ -878,6 +878,8 @@ fn session_main(reg: Arc<Registry>, id: String, req: OpenRequest, reply: OpenRep
         return;
     }
     reply(Ok(info));
+    // What the session does from now on (keepalives, a change guard that fires by itself, the
+    // close) is no request's: each exec and arm enters its own request's scope.
     drop(scope);
     serve(&reg, &handle, driver, rx);
 }

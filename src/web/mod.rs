@@ -139,8 +139,13 @@ impl Web {
     }
 
     fn with_login(&self, req: &Request, segs: &[&str], login: &Login) -> Response {
-        if req.method == "POST" {
-            let form = parse_form(&req.body);
+        let post = req.method == "POST";
+        let form = if post {
+            parse_form(&req.body)
+        } else {
+            Default::default()
+        };
+        if post {
             let sent = form.get("csrf").map(String::as_str).unwrap_or("");
             if !self.csrf_ok(login, sent) {
                 log::warn!(
@@ -155,22 +160,31 @@ impl Web {
                     pages::message("Refused", &e.to_string(), login, self.registry.len()),
                 );
             }
-            if login.role == crate::policy::Role::Viewer && segs != ["logout"] {
-                log::warn!(
-                    "dashboard: {} (viewer) {} {} refused: a viewer cannot close sessions",
-                    login.user,
-                    req.method,
-                    req.path(),
-                );
-                let e = Error::Forbidden(format!(
-                    "{} has the dashboard role viewer, which cannot close sessions",
-                    login.user
-                ));
-                return html_error(
-                    &e,
-                    pages::message("Refused", &e.to_string(), login, self.registry.len()),
-                );
-            }
+        }
+        // A viewer looks only: every POST but its logout closes sessions, and the "close all"
+        // confirmation page offers the button that would.
+        let closes = if post {
+            segs != ["logout"]
+        } else {
+            segs == ["ui", "close-all"]
+        };
+        if login.role == crate::policy::Role::Viewer && closes {
+            log::warn!(
+                "dashboard: {} (viewer) {} {} refused: a viewer cannot close sessions",
+                login.user,
+                req.method,
+                req.path(),
+            );
+            let e = Error::Forbidden(format!(
+                "{} has the dashboard role viewer, which cannot close sessions",
+                login.user
+            ));
+            return html_error(
+                &e,
+                pages::message("Refused", &e.to_string(), login, self.registry.len()),
+            );
+        }
+        if post {
             return match segs {
                 ["logout"] => {
                     self.revoke(login);

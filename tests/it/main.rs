@@ -22,5 +22,6 @@ mod soak;
 mod stdio;
 mod support;
 mod telnet;
+mod tokens;
 mod trust;
 mod web;
