@@ -34,7 +34,11 @@ impl Api {
                 let h = seen(self.registry.get(id))?;
                 let g = h.guard.lock();
                 let g = g.as_ref().ok_or(Error::GuardNotFound)?;
-                ok_json(200, guard_json(g))
+                let mut v = guard_json(g);
+                if p.role() == crate::policy::Role::Viewer {
+                    strip_output(&mut v);
+                }
+                ok_json(200, v)
             }
             (None, "DELETE") => {
                 let h = seen(self.registry.get(id))?;
@@ -307,6 +311,9 @@ impl Api {
                 let g = h.guard.lock();
                 let g = g.as_ref()?;
                 let mut v = guard_json(g);
+                if p.role() == crate::policy::Role::Viewer {
+                    strip_output(&mut v);
+                }
                 v["session_id"] = json!(h.info.id);
                 v["host"] = json!(h.info.host);
                 v["device_type"] = json!(h.info.device_type);
@@ -468,6 +475,25 @@ fn device_minutes(v: &Value, timeout: Duration, h: Option<&SessionHandle>) -> Re
 }
 
 /// A guard as the API shows it.
+/// A guard's JSON without the device's output (its rollback's `outputs`, each result's
+/// `output`, `partial_output`, the last probe's `output`): what a viewer token sees.
+pub fn strip_output(v: &mut Value) {
+    if let Some(r) = v.get_mut("result").and_then(Value::as_object_mut) {
+        r.remove("outputs");
+        r.remove("partial_output");
+        if let Some(list) = r.get_mut("results").and_then(Value::as_array_mut) {
+            for item in list {
+                if let Some(o) = item.as_object_mut() {
+                    o.remove("output");
+                }
+            }
+        }
+    }
+    if let Some(p) = v.get_mut("last_probe").and_then(Value::as_object_mut) {
+        p.remove("output");
+    }
+}
+
 pub fn guard_json(g: &Guard) -> Value {
     let platform_note = Value::Null;
     let mut v = json!({

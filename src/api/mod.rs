@@ -601,7 +601,7 @@ impl Api {
                     .list()
                     .iter()
                     .filter(|h| p.sees(h))
-                    .map(|h| wire::status_json(h))
+                    .map(|h| status_for(&p, h))
                     .collect();
                 ok_json(200, json!({"count": list.len(), "sessions": list}))
             }
@@ -609,7 +609,7 @@ impl Api {
             ["session"] => self.open(req, slot, telnet, &live, &p),
             ["session", id, "status"] => {
                 let h = p.session(self.registry.get(id))?;
-                ok_json(200, wire::status_json(&h))
+                ok_json(200, status_for(&p, &h))
             }
             ["session", id, "exec"] => self.exec(id, req, slot, &live, &p),
             ["session", id, "guard"] => self.guard_route(id, None, req, slot, &live, &p),
@@ -798,6 +798,17 @@ impl Api {
         }
         r
     }
+}
+
+/// A session's status as `p` may see it: a viewer's without the device's output.
+fn status_for(p: &Principal, h: &crate::session::SessionHandle) -> Value {
+    let mut v = wire::status_json(h);
+    if p.role() == crate::policy::Role::Viewer {
+        if let Some(g) = v.get_mut("guard") {
+            guard::strip_output(g);
+        }
+    }
+    v
 }
 
 /// `GET /device-types`: every accepted name, the profile each runs on, and the profiles.
