@@ -349,41 +349,51 @@ fn every_operation_documents_its_statuses() {
         );
         let secured = op.get("security").is_none();
         let codes = documented_codes(op);
+        // Every operation that needs a token may answer 429 (too many wrong tokens from the
+        // client's address; on an open also the token's max_sessions), and one that some role
+        // may not use answers 403 for it.
         let want: &[&str] = match (method.as_str(), path.as_str()) {
             ("POST", "/session" | "/telnet-session") => &[
-                "201", "401", "403", "413", "422", "500", "502", "503", "504",
+                "201", "401", "403", "413", "422", "429", "500", "502", "503", "504",
             ],
             ("POST", "/probe" | "/telnet-probe")
             | ("POST", "/api/v2.0/netmiko/send_command" | "/api/v2.0/netmiko/send_config") => &[
-                "200", "401", "403", "410", "413", "422", "500", "502", "503", "504",
+                "200", "401", "403", "410", "413", "422", "429", "500", "502", "503", "504",
             ],
             ("POST", p) if p.ends_with("/exec") => &[
-                "200", "202", "401", "403", "404", "409", "410", "413", "422", "500", "503",
+                "200", "202", "401", "403", "404", "409", "410", "413", "422", "429", "500", "503",
             ],
-            ("GET", p) if p.ends_with("/jobs") => &["200", "401", "404", "503"],
-            ("GET", p) if p.ends_with("/jobs/{job_id}") || p.ends_with("/output") => {
-                &["200", "401", "404", "410", "422", "503"]
+            ("GET", p) if p.ends_with("/jobs") => &["200", "401", "404", "429", "503"],
+            ("GET", p) if p.ends_with("/jobs/{job_id}") => {
+                &["200", "401", "404", "410", "422", "429", "503"]
+            }
+            ("GET", p) if p.ends_with("/output") => {
+                &["200", "401", "403", "404", "410", "422", "429", "503"]
             }
             ("DELETE", p) if p.ends_with("/jobs/{job_id}") => {
-                &["200", "401", "404", "409", "410", "503"]
+                &["200", "401", "403", "404", "409", "410", "429", "503"]
             }
-            ("POST", p) if p.ends_with("/cancel") => &["200", "401", "404", "409", "410", "503"],
-            ("GET", p) if p.ends_with("/status") => &["200", "401", "404", "503"],
+            ("POST", p) if p.ends_with("/cancel") => {
+                &["200", "401", "403", "404", "409", "410", "429", "503"]
+            }
+            ("GET", p) if p.ends_with("/status") => &["200", "401", "404", "429", "503"],
             ("POST", p) if p.ends_with("/guard") => &[
-                "201", "401", "403", "404", "409", "410", "413", "422", "503",
+                "201", "401", "403", "404", "409", "410", "413", "422", "429", "503",
             ],
-            ("GET", p) if p.ends_with("/guard") => &["200", "401", "404", "503"],
-            ("DELETE", p) if p.ends_with("/guard") => &["200", "401", "404", "409", "503"],
-            ("POST", p) if p.ends_with("/guard/extend") || p.ends_with("/guard/probe") => {
-                &["200", "401", "404", "409", "413", "422", "503"]
+            ("GET", p) if p.ends_with("/guard") => &["200", "401", "404", "429", "503"],
+            ("DELETE", p) if p.ends_with("/guard") => {
+                &["200", "401", "403", "404", "409", "429", "503"]
             }
+            ("POST", p) if p.ends_with("/guard/extend") || p.ends_with("/guard/probe") => &[
+                "200", "401", "403", "404", "409", "413", "422", "429", "503",
+            ],
             ("POST", p) if p.ends_with("/guard/confirm") || p.ends_with("/guard/rollback") => {
-                &["200", "401", "404", "409", "503"]
+                &["200", "401", "403", "404", "409", "429", "503"]
             }
-            ("DELETE", _) => &["204", "401", "409", "503"],
-            ("GET", "/sessions" | "/device-types" | "/guards") => &["200", "401", "503"],
+            ("DELETE", _) => &["204", "401", "403", "409", "429", "503"],
+            ("GET", "/sessions" | "/device-types" | "/guards") => &["200", "401", "429", "503"],
             // Public when metrics_public: then a foreign Host is a 421 (DNS rebinding).
-            ("GET", "/metrics") => &["200", "401", "421", "503"],
+            ("GET", "/metrics") => &["200", "401", "421", "429", "503"],
             ("GET", _) => &["200", "421", "503"],
             other => panic!("no expectation for {other:?}"),
         };
