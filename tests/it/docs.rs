@@ -468,6 +468,87 @@ fn every_operation_documents_its_statuses() {
     }
 }
 
+/// The roles each operation lists (`x-roles`, and its description's "Roles: ..." sentence) are
+/// exactly the roles `api::auth::ROUTE_ROLES` gives its route, a public operation lists none, and
+/// every route of that table is documented. An operation that some role may not use documents
+/// that 403, every operation that needs a token the 429, and every operation takes and answers
+/// `X-Request-ID`.
+#[test]
+fn every_operation_lists_the_roles_route_roles_gives_it() {
+    use netdev_broker::api::auth::{roles_for, ROUTE_ROLES};
+    let b = broker("");
+    let doc = document(&b);
+    let mut problems = Vec::new();
+    let mut documented = BTreeSet::new();
+    for ((method, path), op) in &operations(&doc) {
+        let template = netdev_broker::api::route_template(&concrete_all(path));
+        let want: Option<Vec<&str>> =
+            roles_for(method, template).map(|r| r.iter().map(|r| r.name()).collect());
+        let listed: Option<Vec<&str>> = op.get("x-roles").map(|v| {
+            v.as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r.as_str().unwrap())
+                .collect()
+        });
+        if listed != want {
+            problems.push(format!(
+                "{method} {path}: x-roles {listed:?}, ROUTE_ROLES {want:?}"
+            ));
+        }
+        let secured = op
+            .get("security")
+            .unwrap_or(&doc["security"])
+            .as_array()
+            .is_some_and(|s| !s.is_empty());
+        if secured != want.is_some() {
+            problems.push(format!(
+                "{method} {path}: secured {secured}, roles {want:?}"
+            ));
+        }
+        let codes = documented_codes(op);
+        if let Some(roles) = &want {
+            documented.insert((method.clone(), template));
+            let sentence = format!("Roles: {}.", roles.join(", "));
+            if !op["description"].as_str().unwrap().contains(&sentence) {
+                problems.push(format!(
+                    "{method} {path}: no {sentence:?} in its description"
+                ));
+            }
+            if codes.contains("403") != (roles.len() < 4) {
+                problems.push(format!(
+                    "{method} {path}: roles {roles:?}, 403 documented: {}",
+                    codes.contains("403")
+                ));
+            }
+            if !codes.contains("429") {
+                problems.push(format!("{method} {path}: needs a token, no 429"));
+            }
+        }
+        let takes_id = op["parameters"].as_array().is_some_and(|ps| {
+            ps.iter()
+                .map(|p| resolve(&doc, p))
+                .any(|p| p["in"] == "header" && p["name"] == "X-Request-ID")
+        });
+        if !takes_id {
+            problems.push(format!("{method} {path}: no X-Request-ID parameter"));
+        }
+        for (code, resp) in op["responses"].as_object().unwrap() {
+            if resolve(&doc, resp)["headers"].get("X-Request-ID").is_none() {
+                problems.push(format!("{method} {path} {code}: no X-Request-ID header"));
+            }
+        }
+    }
+    for (method, template, _) in ROUTE_ROLES {
+        if !documented.contains(&(method.to_string(), *template)) {
+            problems.push(format!(
+                "ROUTE_ROLES's {method} {template} is not documented"
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
 fn resolve<'a>(doc: &'a Value, v: &'a Value) -> &'a Value {
     match v.get("$ref").and_then(Value::as_str) {
         Some(r) => resolve(doc, doc.pointer(r.trim_start_matches('#')).unwrap()),
