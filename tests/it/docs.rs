@@ -349,41 +349,51 @@ fn every_operation_documents_its_statuses() {
         );
         let secured = op.get("security").is_none();
         let codes = documented_codes(op);
+        // Every operation that needs a token may answer 429 (too many wrong tokens from the
+        // client's address; on an open also the token's max_sessions), and one that some role
+        // may not use answers 403 for it.
         let want: &[&str] = match (method.as_str(), path.as_str()) {
             ("POST", "/session" | "/telnet-session") => &[
-                "201", "401", "403", "413", "422", "500", "502", "503", "504",
+                "201", "401", "403", "413", "422", "429", "500", "502", "503", "504",
             ],
             ("POST", "/probe" | "/telnet-probe")
             | ("POST", "/api/v2.0/netmiko/send_command" | "/api/v2.0/netmiko/send_config") => &[
-                "200", "401", "403", "410", "413", "422", "500", "502", "503", "504",
+                "200", "401", "403", "410", "413", "422", "429", "500", "502", "503", "504",
             ],
             ("POST", p) if p.ends_with("/exec") => &[
-                "200", "202", "401", "403", "404", "409", "410", "413", "422", "500", "503",
+                "200", "202", "401", "403", "404", "409", "410", "413", "422", "429", "500", "503",
             ],
-            ("GET", p) if p.ends_with("/jobs") => &["200", "401", "404", "503"],
-            ("GET", p) if p.ends_with("/jobs/{job_id}") || p.ends_with("/output") => {
-                &["200", "401", "404", "410", "422", "503"]
+            ("GET", p) if p.ends_with("/jobs") => &["200", "401", "404", "429", "503"],
+            ("GET", p) if p.ends_with("/jobs/{job_id}") => {
+                &["200", "401", "404", "410", "422", "429", "503"]
+            }
+            ("GET", p) if p.ends_with("/output") => {
+                &["200", "401", "403", "404", "410", "422", "429", "503"]
             }
             ("DELETE", p) if p.ends_with("/jobs/{job_id}") => {
-                &["200", "401", "404", "409", "410", "503"]
+                &["200", "401", "403", "404", "409", "410", "429", "503"]
             }
-            ("POST", p) if p.ends_with("/cancel") => &["200", "401", "404", "409", "410", "503"],
-            ("GET", p) if p.ends_with("/status") => &["200", "401", "404", "503"],
+            ("POST", p) if p.ends_with("/cancel") => {
+                &["200", "401", "403", "404", "409", "410", "429", "503"]
+            }
+            ("GET", p) if p.ends_with("/status") => &["200", "401", "404", "429", "503"],
             ("POST", p) if p.ends_with("/guard") => &[
-                "201", "401", "403", "404", "409", "410", "413", "422", "503",
+                "201", "401", "403", "404", "409", "410", "413", "422", "429", "503",
             ],
-            ("GET", p) if p.ends_with("/guard") => &["200", "401", "404", "503"],
-            ("DELETE", p) if p.ends_with("/guard") => &["200", "401", "404", "409", "503"],
-            ("POST", p) if p.ends_with("/guard/extend") || p.ends_with("/guard/probe") => {
-                &["200", "401", "404", "409", "413", "422", "503"]
+            ("GET", p) if p.ends_with("/guard") => &["200", "401", "404", "429", "503"],
+            ("DELETE", p) if p.ends_with("/guard") => {
+                &["200", "401", "403", "404", "409", "429", "503"]
             }
+            ("POST", p) if p.ends_with("/guard/extend") || p.ends_with("/guard/probe") => &[
+                "200", "401", "403", "404", "409", "413", "422", "429", "503",
+            ],
             ("POST", p) if p.ends_with("/guard/confirm") || p.ends_with("/guard/rollback") => {
-                &["200", "401", "404", "409", "503"]
+                &["200", "401", "403", "404", "409", "429", "503"]
             }
-            ("DELETE", _) => &["204", "401", "409", "503"],
-            ("GET", "/sessions" | "/device-types" | "/guards") => &["200", "401", "503"],
+            ("DELETE", _) => &["204", "401", "403", "409", "429", "503"],
+            ("GET", "/sessions" | "/device-types" | "/guards") => &["200", "401", "429", "503"],
             // Public when metrics_public: then a foreign Host is a 421 (DNS rebinding).
-            ("GET", "/metrics") => &["200", "401", "421", "503"],
+            ("GET", "/metrics") => &["200", "401", "421", "429", "503"],
             ("GET", _) => &["200", "421", "503"],
             other => panic!("no expectation for {other:?}"),
         };
@@ -456,6 +466,87 @@ fn every_operation_documents_its_statuses() {
             }
         }
     }
+}
+
+/// The roles each operation lists (`x-roles`, and its description's "Roles: ..." sentence) are
+/// exactly the roles `api::auth::ROUTE_ROLES` gives its route, a public operation lists none, and
+/// every route of that table is documented. An operation that some role may not use documents
+/// that 403, every operation that needs a token the 429, and every operation takes and answers
+/// `X-Request-ID`.
+#[test]
+fn every_operation_lists_the_roles_route_roles_gives_it() {
+    use netdev_broker::api::auth::{roles_for, ROUTE_ROLES};
+    let b = broker("");
+    let doc = document(&b);
+    let mut problems = Vec::new();
+    let mut documented = BTreeSet::new();
+    for ((method, path), op) in &operations(&doc) {
+        let template = netdev_broker::api::route_template(&concrete_all(path));
+        let want: Option<Vec<&str>> =
+            roles_for(method, template).map(|r| r.iter().map(|r| r.name()).collect());
+        let listed: Option<Vec<&str>> = op.get("x-roles").map(|v| {
+            v.as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r.as_str().unwrap())
+                .collect()
+        });
+        if listed != want {
+            problems.push(format!(
+                "{method} {path}: x-roles {listed:?}, ROUTE_ROLES {want:?}"
+            ));
+        }
+        let secured = op
+            .get("security")
+            .unwrap_or(&doc["security"])
+            .as_array()
+            .is_some_and(|s| !s.is_empty());
+        if secured != want.is_some() {
+            problems.push(format!(
+                "{method} {path}: secured {secured}, roles {want:?}"
+            ));
+        }
+        let codes = documented_codes(op);
+        if let Some(roles) = &want {
+            documented.insert((method.clone(), template));
+            let sentence = format!("Roles: {}.", roles.join(", "));
+            if !op["description"].as_str().unwrap().contains(&sentence) {
+                problems.push(format!(
+                    "{method} {path}: no {sentence:?} in its description"
+                ));
+            }
+            if codes.contains("403") != (roles.len() < 4) {
+                problems.push(format!(
+                    "{method} {path}: roles {roles:?}, 403 documented: {}",
+                    codes.contains("403")
+                ));
+            }
+            if !codes.contains("429") {
+                problems.push(format!("{method} {path}: needs a token, no 429"));
+            }
+        }
+        let takes_id = op["parameters"].as_array().is_some_and(|ps| {
+            ps.iter()
+                .map(|p| resolve(&doc, p))
+                .any(|p| p["in"] == "header" && p["name"] == "X-Request-ID")
+        });
+        if !takes_id {
+            problems.push(format!("{method} {path}: no X-Request-ID parameter"));
+        }
+        for (code, resp) in op["responses"].as_object().unwrap() {
+            if resolve(&doc, resp)["headers"].get("X-Request-ID").is_none() {
+                problems.push(format!("{method} {path} {code}: no X-Request-ID header"));
+            }
+        }
+    }
+    for (method, template, _) in ROUTE_ROLES {
+        if !documented.contains(&(method.to_string(), *template)) {
+            problems.push(format!(
+                "ROUTE_ROLES's {method} {template} is not documented"
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
 fn resolve<'a>(doc: &'a Value, v: &'a Value) -> &'a Value {
