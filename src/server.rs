@@ -26,9 +26,17 @@ pub struct Broker {
     current: Config,
 }
 
-/// The API's part of a config that a reload can change.
+/// The API's part of a config that a reload can change. Tokens already past their `expires`
+/// are warned about here (at start and at each reload), not only when one is used.
 fn api_live(c: &Config) -> ApiLive {
     let l = &c.live;
+    for t in l.api_tokens.iter().filter(|t| t.expired()) {
+        log::warn!(
+            "API token {:?} expired at {}; requests with it are refused (401)",
+            t.name,
+            t.expires.as_ref().map(|(_, e)| e.as_str()).unwrap_or("?")
+        );
+    }
     ApiLive {
         tokens: crate::policy::Tokens::new(&l.api_tokens, Some(l.api_token.expose())),
         auth_failures_per_minute: l.auth_failures_per_minute,

@@ -195,7 +195,8 @@ impl AuthLimiter {
 pub enum Refusal {
     Missing,
     Unknown,
-    Expired,
+    /// A known token past its `expires` (the audit line names it).
+    Expired(Arc<ApiToken>),
     Limited,
 }
 
@@ -204,22 +205,38 @@ impl Refusal {
         match self {
             Refusal::Missing => "missing",
             Refusal::Unknown => "unknown",
-            Refusal::Expired => "expired",
+            Refusal::Expired(_) => "expired",
             Refusal::Limited => "limited",
         }
     }
+}
+
+/// Who a request's audit line names: a token (`expired` when refused for that), or a dashboard
+/// user.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    pub name: Arc<str>,
+    pub role: Role,
+    pub kind: ActorKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActorKind {
+    Token,
+    ExpiredToken,
+    WebUser,
 }
 
 /// Check the request's `X-API-Token` against `tokens`: 429 first if its address is limited,
 /// then 401 (missing, unknown, or expired, each said so).
 pub fn authenticate(
     req: &Request,
+    ip: IpAddr,
     tokens: &Tokens,
     limiter: &AuthLimiter,
     per_minute: u32,
     request_id: &Arc<str>,
 ) -> Result<Principal, (Error, Refusal)> {
-    let ip = req.remote.ip();
     if let Some(wait) = limiter.limited(ip, per_minute) {
         return Err((
             Error::TooMany {
@@ -242,14 +259,14 @@ pub fn authenticate(
         }
         return Err((Error::Unauthorized, Refusal::Unknown));
     };
-    if let Some((at, written)) = &token.expires {
-        if crate::util::unix_now() >= *at {
+    if let Some((_, written)) = token.expires.as_ref().filter(|_| token.expired()) {
+        {
             return Err((
                 Error::TokenExpired(format!(
                     "API token {:?} expired at {written}; ask for a new one",
                     token.name
                 )),
-                Refusal::Expired,
+                Refusal::Expired(token.clone()),
             ));
         }
     }

@@ -93,7 +93,8 @@ impl Api {
         if !public
             || req
                 .header("X-API-Token")
-                .is_some_and(|t| live.tokens.find(t.as_bytes()).is_some())
+                .and_then(|t| live.tokens.find(t.as_bytes()))
+                .is_some_and(|t| !t.expired())
         {
             return Ok(());
         }

@@ -234,6 +234,8 @@ pub fn error_response(e: &Error) -> Response {
 pub(crate) struct Ctx {
     pub rid: Arc<str>,
     pub who: Arc<std::sync::OnceLock<Principal>>,
+    /// Whom the audit line names (a token, also an expired one, or a dashboard user).
+    pub actor: Arc<std::sync::OnceLock<auth::Actor>>,
 }
 
 /// Every answer of a request: `X-Request-ID`, the id in an error body, the count by token, and
@@ -241,6 +243,7 @@ pub(crate) struct Ctx {
 struct Finishing {
     rid: Arc<str>,
     who: Arc<std::sync::OnceLock<Principal>>,
+    actor: Arc<std::sync::OnceLock<auth::Actor>>,
     method: String,
     path: String,
     client: std::net::IpAddr,
@@ -293,11 +296,19 @@ impl crate::http::Finish for Finishing {
                 _ => None,
             }
         });
+        let actor = self.actor.get();
+        let named = |kinds: &[auth::ActorKind]| {
+            actor
+                .filter(|a| kinds.contains(&a.kind))
+                .map(|a| a.name.to_string())
+        };
         self.audit.record(&json!({
             "ts": crate::util::iso8601(std::time::SystemTime::now()),
             "request_id": &*self.rid,
-            "token": who.map(|p| p.name()),
-            "role": who.map(|p| p.role().name()),
+            "token": named(&[auth::ActorKind::Token, auth::ActorKind::ExpiredToken]),
+            "role": actor.map(|a| a.role.name()),
+            "web_user": named(&[auth::ActorKind::WebUser]),
+            "expired": actor.is_some_and(|a| a.kind == auth::ActorKind::ExpiredToken),
             "client": self.client.to_string(),
             "method": self.method,
             "route": template,
@@ -312,11 +323,13 @@ impl Handler for Api {
         let ctx = Ctx {
             rid: auth::request_id(&req),
             who: Arc::new(std::sync::OnceLock::new()),
+            actor: Arc::new(std::sync::OnceLock::new()),
         };
         let _scope = crate::observe::logging::RequestScope::enter(Some(ctx.rid.clone()));
         let responder = responder.with_finish(Box::new(Finishing {
             rid: ctx.rid.clone(),
             who: ctx.who.clone(),
+            actor: ctx.actor.clone(),
             method: req.method.clone(),
             path: req.path().to_string(),
             client: req.remote.ip(),
@@ -479,19 +492,32 @@ impl Api {
     fn authorized(&self, req: &Request, live: &ApiLive, ctx: &Ctx) -> Result<Principal, Error> {
         match auth::authenticate(
             req,
+            self.web.client(req),
             &live.tokens,
             &self.limiter,
             live.auth_failures_per_minute,
             &ctx.rid,
         ) {
             Ok(p) => {
+                let _ = ctx.actor.set(auth::Actor {
+                    name: p.token.name.clone(),
+                    role: p.role(),
+                    kind: auth::ActorKind::Token,
+                });
                 let _ = ctx.who.set(p.clone());
                 Ok(p)
             }
             Err((e, why)) => {
                 self.registry.metrics().auth_failed(why.label());
+                if let auth::Refusal::Expired(t) = &why {
+                    let _ = ctx.actor.set(auth::Actor {
+                        name: t.name.clone(),
+                        role: t.role,
+                        kind: auth::ActorKind::ExpiredToken,
+                    });
+                }
                 match why {
-                    auth::Refusal::Expired => log::warn!(
+                    auth::Refusal::Expired(_) => log::warn!(
                         "{} {} from {}: refused: {e}",
                         req.method,
                         req.path(),
@@ -545,7 +571,14 @@ impl Api {
         if telnet {
             segs[0] = "session";
         }
-        if let Some(r) = self.web.route(req, &segs) {
+        let web_user = |user: &str, role: crate::policy::Role| {
+            let _ = ctx.actor.set(auth::Actor {
+                name: user.into(),
+                role,
+                kind: auth::ActorKind::WebUser,
+            });
+        };
+        if let Some(r) = self.web.route(req, &segs, &web_user) {
             return r.map(Outcome::Now);
         }
         let allowed: &[&str] = match segs.as_slice() {

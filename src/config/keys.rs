@@ -553,7 +553,23 @@ mod show {
                 w
             }));
         }
-        s.collect_seq(v.iter().map(|t| &t.written))
+        // One line per token: `name: role, expires ..., max_sessions N, ...`.
+        s.collect_seq(v.iter().map(|t| {
+            let mut parts = vec![t.role.name().to_string()];
+            if let Some((_, e)) = &t.expires {
+                parts.push(format!("expires {e}"));
+            }
+            for k in ["allowed_hosts", "allowed_commands", "denied_commands"] {
+                if let Some(l) = t.written.get(k).and_then(|l| l.as_array()) {
+                    let items: Vec<&str> = l.iter().filter_map(|x| x.as_str()).collect();
+                    parts.push(format!("{k} [{}]", items.join(", ")));
+                }
+            }
+            if let Some(n) = t.max_sessions {
+                parts.push(format!("max_sessions {n}"));
+            }
+            format!("{}: {}", t.name, parts.join(", "))
+        }))
     }
     pub fn audit_log<S: Serializer>(v: &Option<PathBuf>, s: S) -> R<S> {
         path_or(v, "(off)", s)

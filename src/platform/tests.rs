@@ -1126,3 +1126,113 @@ fn no_code_outside_platform_names_a_platform() {
         found.join("\n")
     );
 }
+
+/// Each platform's read-only list (a reader token's commands) lets the showing commands through
+/// and nothing that writes, redirects or chains: checked as the command policy checks them
+/// (`allows` on the blank-folded line).
+#[test]
+fn read_only_lists_show_and_never_change() {
+    let cases: &[(&str, &[&str], &[&str])] = &[
+        (
+            "cisco_ios",
+            &[
+                "show version",
+                "sh ip int br | i up",
+                "show run | section bgp",
+                "ping 10.0.0.1",
+                "traceroute 10.0.0.1",
+            ],
+            &[
+                "configure terminal",
+                "reload",
+                "show run | redirect flash:x",
+                "show run | tee flash:x",
+                "show run | append flash:x",
+                "show run > flash:x",
+                "copy run start",
+                "write memory",
+                "debug all",
+            ],
+        ),
+        (
+            "cisco_nxos",
+            &["show version", "show int | json", "show run | i hostname"],
+            &[
+                "show run > bootflash:x",
+                "show clock ; conf t",
+                "show run | vsh",
+                "show run | python x",
+            ],
+        ),
+        (
+            "juniper_junos",
+            &[
+                "show version",
+                "show configuration | display set",
+                "show route | match 10.0 | count",
+            ],
+            &[
+                "show configuration | save /var/tmp/x",
+                "show log | tee x",
+                "show log | append x",
+                "request system reboot",
+                "configure",
+            ],
+        ),
+        (
+            "huawei_vrp",
+            &[
+                "display version",
+                "dis cur | i sysname",
+                "ping 10.0.0.1",
+                "tracert 10.0.0.1",
+            ],
+            &["system-view", "save", "reboot"],
+        ),
+        (
+            "linux",
+            &[
+                "uname -a",
+                "uptime",
+                "hostname",
+                "date",
+                "ip addr",
+                "ip -br link show",
+                "ip route show table main",
+                "ping -c 3 10.0.0.1",
+            ],
+            &[
+                "ip link set eth0 down",
+                "ip route add 10.0.0.0/8 via 1.1.1.1",
+                "ip addr flush dev eth0",
+                "ip neigh flush all",
+                "date -s 2020-01-01",
+                "hostname evil",
+                "ip -batch /tmp/x",
+                "uname; reboot",
+                "cat /etc/shadow",
+                "ping 1.1.1.1 && reboot",
+            ],
+        ),
+        (
+            "generic",
+            &["show version", "ping 10.0.0.1"],
+            &["show run | redirect x", "configure terminal"],
+        ),
+    ];
+    for (name, ok, refused) in cases {
+        let p = platform(name);
+        for c in *ok {
+            assert!(
+                p.read_only.allows(c).is_ok(),
+                "{name}: {c:?} should be allowed"
+            );
+        }
+        for c in *refused {
+            assert!(
+                p.read_only.allows(c).is_err(),
+                "{name}: {c:?} should be refused"
+            );
+        }
+    }
+}

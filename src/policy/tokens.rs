@@ -69,6 +69,15 @@ pub struct ApiToken {
     pub written: serde_json::Value,
 }
 
+impl ApiToken {
+    /// Past its `expires` now.
+    pub fn expired(&self) -> bool {
+        self.expires
+            .as_ref()
+            .is_some_and(|(at, _)| crate::util::unix_now() >= *at)
+    }
+}
+
 /// Longest token name; names are `[A-Za-z0-9._-]`.
 pub const MAX_NAME: usize = 64;
 

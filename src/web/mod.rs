@@ -101,7 +101,13 @@ impl Web {
     }
 
     /// The dashboard's routes; `None` for any other path, and for every path while it is off.
-    pub fn route(&self, req: &Request, segs: &[&str]) -> Option<Result<Response, Error>> {
+    /// `seen` is told who a logged-in request is (for its audit line).
+    pub fn route(
+        &self,
+        req: &Request,
+        segs: &[&str],
+        seen: &dyn Fn(&str, crate::policy::Role),
+    ) -> Option<Result<Response, Error>> {
         if self.auth().users.is_empty() {
             return None;
         }
@@ -133,7 +139,10 @@ impl Web {
             _ => match self.logged_in(req) {
                 None if m == "GET" => html(200, pages::login(None, "")),
                 None => redirect("/"),
-                Some(login) => self.with_login(req, segs, &login),
+                Some(login) => {
+                    seen(&login.user, login.role);
+                    self.with_login(req, segs, &login)
+                }
             },
         }))
     }

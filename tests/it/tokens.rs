@@ -1795,11 +1795,13 @@ fn state_changing_requests_are_audited_once_and_no_secret_is_written() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(lines.len(), want.len(), "{file}");
-    const FIELDS: [&str; 9] = [
+    const FIELDS: [&str; 11] = [
         "ts",
         "request_id",
         "token",
         "role",
+        "web_user",
+        "expired",
         "client",
         "method",
         "route",
@@ -1812,7 +1814,14 @@ fn state_changing_requests_are_audited_once_and_no_secret_is_written() {
         let l = mine[0];
         let keys: Vec<&str> = l.as_object().unwrap().keys().map(String::as_str).collect();
         assert_eq!(keys, FIELDS, "{l}");
-        let (token, role) = w.who.unzip();
+        let (token, mut role) = w.who.unzip();
+        // A dashboard request names its logged-in user (and role), not a token.
+        let web_user = (w.id == "w-close").then_some("boss");
+        if web_user.is_some() {
+            role = Some("admin");
+        }
+        assert_eq!(l["web_user"], json!(web_user), "{l}");
+        assert_eq!(l["expired"], json!(false), "{l}");
         assert_eq!(
             [
                 &l["token"],
