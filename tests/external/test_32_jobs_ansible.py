@@ -124,7 +124,7 @@ def test_change_retried_with_an_idempotency_key_runs_once(
     for line in (interface, description):
         typed = [e for e in log if e["command"].strip() == line.strip()]
         assert len(typed) == 1, (line, log)
-        assert typed[0]["by"] == "client", typed
+        assert typed[0]["by"] == "default", typed  # the api_token's name
     # Nor did any other session of the broker's type it.
     everywhere = [
         e for p in jobs_broker.cmd_log_dir.glob("*.jsonl") for e in cmdlog(jobs_broker, p.stem)
@@ -132,4 +132,4 @@ def test_change_retried_with_an_idempotency_key_runs_once(
     ]  # fmt: skip
     assert len(everywhere) == 1, everywhere
     slow = [e for e in log if e["command"] == f"show slow {CHANGE_SLOW}"]
-    assert len(slow) == 1 and slow[0]["by"] == "client", log
+    assert len(slow) == 1 and slow[0]["by"] == "default", log

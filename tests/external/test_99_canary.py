@@ -34,7 +34,9 @@ TS_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?\+00:00$")
 SECRET_COMMAND = f"username backup privilege 15 secret {CANARY_CMD_SECRET}"
 # ~350 bytes: FakeNOS needs ~3.5 s to echo it, past a 1 s deadline.
 SLOW_SECRET_COMMAND = f"username backup2 privilege 15 secret {CANARY_CMD_SECRET} " + "x" * 300
-AUDIT_KEYS = {"ts", "request_id", "token", "role", "client", "method", "route", "session_id", "status"}
+AUDIT_KEYS = {
+    "ts", "request_id", "token", "role", "web_user", "expired", "client", "method", "route", "session_id", "status",
+}
 
 
 @pytest.fixture(scope="module")

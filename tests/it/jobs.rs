@@ -403,9 +403,12 @@ fn a_thousand_one_mib_jobs_stay_within_the_caps() {
         t.elapsed().as_secs_f64(),
         peak / 1024
     );
-    // 64 MiB of kept results, plus the test's own fake device and buffers.
+    // 64 MiB of kept results, plus the test's own fake device and buffers: about 170 MiB when
+    // this test runs alone. The peak is the whole test process's, and the other tests' brokers
+    // and devices run in it at the same time (up to about 410 MiB seen); without the caps the
+    // jobs alone would hold over 1,000 MiB.
     assert!(size > 1 << 20, "{size}");
-    assert!(peak < 400 * 1024, "{peak} KiB");
+    assert!(peak < 600 * 1024, "{peak} KiB");
 }
 
 #[test]
