@@ -4,9 +4,8 @@
 
 use parking_lot::Mutex;
 use serde_json::Value;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 pub struct AuditLog {
@@ -14,17 +13,20 @@ pub struct AuditLog {
 }
 
 fn open(path: &Path) -> Result<File, String> {
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o640)
-        .open(path)
-        .map_err(|e| {
-            format!(
-                "config key 'audit_log': cannot open {}: {e}",
-                path.display()
-            )
-        })
+    let existed = path.exists();
+    let f = super::open_append(path).map_err(|e| {
+        format!(
+            "config key 'audit_log': cannot open {}: {e}",
+            path.display()
+        )
+    })?;
+    if !existed {
+        // 0640 whatever the umask (systemd's UMask=0077 would make it 0600): the group reads
+        // it (a SIEM shipper), nobody else.
+        use std::os::unix::fs::PermissionsExt;
+        let _ = f.set_permissions(std::fs::Permissions::from_mode(0o640));
+    }
+    Ok(f)
 }
 
 impl AuditLog {

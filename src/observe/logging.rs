@@ -4,9 +4,8 @@
 use crate::config::{Config, LogMode};
 use parking_lot::Mutex;
 use std::borrow::Cow;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 thread_local! {
@@ -48,11 +47,7 @@ struct Tee {
 }
 
 fn open(path: &Path) -> Result<File, String> {
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o640)
-        .open(path)
+    super::open_append(path)
         .map_err(|e| format!("config key 'log_file': cannot open {}: {e}", path.display()))
 }
 

@@ -3,8 +3,9 @@
 //! executed (its journal), that nothing is left behind (no session, no `probe-` thread), that a
 //! one-shot exec answers as a session's exec does, and the command policy.
 
+use crate::support::telnet_device;
 use crate::support::*;
-use fake_device::{DeviceConfig, DeviceOptions, FakeDevice, TelnetDevice};
+use fake_device::{DeviceConfig, FakeDevice};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
@@ -16,15 +17,6 @@ fn ssh_device() -> FakeDevice {
         password: PASSWORD.into(),
         ..Default::default()
     })
-}
-
-fn telnet_device() -> TelnetDevice {
-    TelnetDevice::start(DeviceOptions {
-        password: PASSWORD.into(),
-        enable_secret: Some(ENABLE.into()),
-        ..Default::default()
-    })
-    .unwrap()
 }
 
 fn body(port: u16, extra: Value) -> Value {

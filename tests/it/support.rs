@@ -223,3 +223,13 @@ pub fn skip(test: &str, reason: &str) {
     let line = format!("SKIPPED: {test}: {reason}\n");
     let _ = std::io::stderr().lock().write_all(line.as_bytes());
 }
+
+/// A fake IOS device over Telnet that asks the enable secret [`ENABLE`] (password [`PASSWORD`]).
+pub fn telnet_device() -> fake_device::TelnetDevice {
+    fake_device::TelnetDevice::start(fake_device::DeviceOptions {
+        password: PASSWORD.into(),
+        enable_secret: Some(ENABLE.into()),
+        ..Default::default()
+    })
+    .unwrap()
+}

@@ -6,8 +6,9 @@
 //! answers.
 
 use crate::child::Broker as Proc;
+use crate::support::telnet_device;
 use crate::support::*;
-use fake_device::{DeviceConfig, DeviceOptions, FakeDevice, TelnetDevice};
+use fake_device::{DeviceConfig, FakeDevice};
 use netdev_broker::api::auth::ROUTE_ROLES;
 use netdev_broker::secret::token_sha256;
 use serde_json::{json, Value};
@@ -166,16 +167,6 @@ fn ssh_device_at(ip: &str) -> FakeDevice {
         ip.parse().unwrap(),
         0,
     )
-}
-
-/// A fake IOS device over Telnet that asks an enable secret.
-fn telnet_device() -> TelnetDevice {
-    TelnetDevice::start(DeviceOptions {
-        password: PASSWORD.into(),
-        enable_secret: Some(ENABLE.into()),
-        ..Default::default()
-    })
-    .unwrap()
 }
 
 /// How many lines of the journal are exactly `line`.
