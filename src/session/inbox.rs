@@ -21,7 +21,9 @@ impl Inbox {
         let wake = match Wake::new() {
             Ok(w) => Some(Arc::new(w)),
             Err(e) => {
-                log::warn!("no eventfd for a session's inbox ({e}); it checks its connection on a timer");
+                log::warn!(
+                    "no eventfd for a session's inbox ({e}); it checks its connection on a timer"
+                );
                 None
             }
         };

@@ -4,8 +4,8 @@
 pub mod driver;
 mod error;
 pub mod guard;
-pub mod jobs;
 mod inbox;
+pub mod jobs;
 mod probe;
 
 pub use error::{ExecError, GuardError, OpenError};

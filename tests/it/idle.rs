@@ -44,7 +44,10 @@ fn an_idle_session_thread_sleeps_until_something_happens() {
     // Longer than any timer an idle session ever had (a connection check every 15 s).
     std::thread::sleep(Duration::from_secs(16));
     let idle = switches(&thread) - before;
-    assert!(idle <= 1, "the idle session thread woke {idle} times in 16 s");
+    assert!(
+        idle <= 1,
+        "the idle session thread woke {idle} times in 16 s"
+    );
     // The inbox still wakes it at once.
     let t = Instant::now();
     let r = b.exec(&id, json!(["show clock"]));
@@ -55,7 +58,8 @@ fn an_idle_session_thread_sleeps_until_something_happens() {
     let b = broker("keepalive_interval: 1");
     let id = b.open(dev.port(), json!({}));
     let before = b.status(&id)["keepalives"].as_u64().unwrap();
-    assert!(wait_until(Duration::from_secs(5), || b.status(&id)["keepalives"]
+    assert!(wait_until(Duration::from_secs(5), || b.status(&id)
+        ["keepalives"]
         .as_u64()
         .unwrap()
         >= before + 2));
