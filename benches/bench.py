@@ -389,7 +389,7 @@ def report(res: dict, args) -> str:
         row(f"3. {n} sessions held: RSS", f"{mb:.1f} MB", f"idle broker {base['rss_kb'] / 1024:.1f} MB",
             f"{(held['rss_kb'] - base['rss_kb']) / n:.0f} kB/session", "<= 128 MB", mb <= 128)
         row(f"3. {n} sessions: threads, fds", f"{held['threads']} threads, {held['fds']} fds",
-            f"idle broker {base['threads']} threads, {base['fds']} fds", "1 thread + 1 fd per session", "(reported)", True)
+            f"idle broker {base['threads']} threads, {base['fds']} fds", "1 thread + 2 fds (socket, inbox eventfd) per session", "(reported)", True)
         cpu = after["cpu_core_fraction"] * 100
         row(f"3. CPU over {args.idle} s idle, keepalive every {args.keepalive} s", f"{cpu:.2f}% of one core",
             "-", f"{after['keepalives_on_first']} keepalives on session 1", "< 1%", cpu < 1)

@@ -200,6 +200,11 @@ impl Channel {
         self.transport.keepalive()
     }
 
+    /// See [`Transport::wait_fd`].
+    pub fn wait_fd(&self) -> Option<std::os::unix::io::RawFd> {
+        self.transport.wait_fd()
+    }
+
     /// Close the connection by the deadline.
     pub fn close(&mut self, deadline: Instant) {
         self.transport.close(deadline);

@@ -869,6 +869,22 @@ impl Driver {
         Ok(n)
     }
 
+    /// See [`crate::transport::Transport::wait_fd`].
+    pub fn wait_fd(&self) -> Option<std::os::unix::io::RawFd> {
+        self.chan.wait_fd()
+    }
+
+    /// The device's connection became readable while idle: read what is waiting (unsolicited
+    /// output, a prompt coming back) without writing anything. `Err` when it closed or failed.
+    /// Returns the bytes read.
+    pub fn idle_read(&mut self) -> Result<usize, String> {
+        match self.absorb_waiting(Instant::now() + DRAIN_TIME) {
+            Ok(n) => Ok(n),
+            Err(ReadFail::Closed(m)) => Err(m),
+            Err(_) => Ok(0),
+        }
+    }
+
     /// Check the connection while idle: read what is waiting (device gone = error), send an
     /// SSH-level keepalive, and when `cli` is set and the device sits at a known prompt, send a
     /// newline and read the prompt back (the only thing that resets a device's exec-timeout).

@@ -4,6 +4,7 @@
 pub mod driver;
 mod error;
 pub mod guard;
+mod inbox;
 pub mod jobs;
 mod probe;
 
@@ -23,7 +24,7 @@ use crate::transport::ssh::{SshParams, SshTransport};
 use crate::transport::telnet::TelnetTransport;
 use crate::transport::{Hop, HopSeen, Reach, Transport};
 use crate::util::random_id;
-use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, TrySendError};
 use driver::{CmdFail, CmdResult, Driver, ExecItem, Keepalive, Login, OpenOptions};
 use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
@@ -35,6 +36,8 @@ use std::time::{Duration, Instant, SystemTime};
 /// How often an idle session checks its connection (reads what is waiting, SSH keepalive),
 /// whatever its CLI keepalive interval.
 const IDLE_TICK: Duration = Duration::from_secs(15);
+/// How long an idle connection that woke its thread with nothing to read is left out of the wait.
+const DEVICE_QUIET: Duration = Duration::from_secs(1);
 /// Longest wait for the prompt after a keepalive newline.
 const KEEPALIVE_WAIT: Duration = Duration::from_secs(10);
 /// How long closing a session may take.
@@ -164,7 +167,7 @@ pub struct SessionHandle {
     state: Mutex<SessionState>,
     busy: AtomicBool,
     cancel: AtomicBool,
-    inbox: Sender<Job>,
+    inbox: inbox::Inbox,
     /// The change guard, if one was ever armed (the last one stays for its status).
     pub guard: Mutex<Option<guard::Guard>>,
     /// Its execs as jobs (running, queued and recently finished).
@@ -841,7 +844,7 @@ fn session_main(reg: Arc<Registry>, id: String, req: OpenRequest, reply: OpenRep
         }),
         busy: AtomicBool::new(false),
         cancel: AtomicBool::new(false),
-        inbox: tx,
+        inbox: inbox::Inbox::new(tx),
         guard: Mutex::new(None),
         jobs: Mutex::new(jobs::Jobs::default()),
     });
@@ -1066,8 +1069,21 @@ fn serve(reg: &Registry, h: &Arc<SessionHandle>, mut driver: Driver, rx: Receive
     let interval = h.info.keepalive_interval;
     // Device I/O the CLI keepalive counts from: the end of the last exec or keepalive.
     let mut last_io = Instant::now();
-    // The last idle check of the connection (transport keepalive, CLI keepalive).
+    // The last idle check of the connection on the timer (only without the wait below).
     let mut last_check = Instant::now();
+    // Idle, the thread blocks in one poll on its inbox's eventfd and the device's connection:
+    // it wakes for a job, for the device (output, EOF, RST, an error: a dead connection is seen
+    // at once), for its own CLI keepalive and for its change guard. Without either descriptor
+    // it falls back to checking the connection every IDLE_TICK.
+    let wake = h.inbox.wake.clone();
+    let device_fd = driver.wait_fd();
+    let polled = wake.is_some() && device_fd.is_some();
+    // The connection woke the thread with nothing to read (an SSH packet of its own, such as a
+    // keepalive reply, that libssh2 consumed): it is left out of the wait until then, so that a
+    // socket that stays readable can never spin the thread.
+    let mut device_quiet_until: Option<Instant> = None;
+    // A job taken by the timer fallback's blocking receive, run at the top of the loop.
+    let mut pending: Option<Job> = None;
     // true: closed on request (log out politely); false: the connection died.
     let polite = loop {
         if h.cancel.load(Ordering::SeqCst) {
@@ -1077,34 +1093,83 @@ fn serve(reg: &Registry, h: &Arc<SessionHandle>, mut driver: Driver, rx: Receive
         if !guard::tend(reg, h, &mut driver) {
             break false;
         }
-        let mut check_at = last_check + IDLE_TICK;
-        if !interval.is_zero() {
-            check_at = check_at.min(last_io + interval);
+        let job = match pending.take().map(Ok).unwrap_or_else(|| rx.try_recv()) {
+            Ok(job) => Some(job),
+            Err(crossbeam_channel::TryRecvError::Empty) => None,
+            Err(crossbeam_channel::TryRecvError::Disconnected) => break true,
+        };
+        if let Some(job) = job {
+            match job {
+                Job::Exec(job) => {
+                    let alive = run_exec(reg, h, &mut driver, job);
+                    last_io = Instant::now();
+                    if !alive {
+                        break false;
+                    }
+                }
+                Job::Arm(spec, reply) => {
+                    let _scope =
+                        crate::observe::logging::RequestScope::enter(spec.request_id.clone());
+                    let alive = guard::arm(reg, h, &mut driver, *spec, reply);
+                    last_io = Instant::now();
+                    if !alive {
+                        break false;
+                    }
+                }
+                Job::Wake => {}
+                Job::Close => break true,
+            }
+            continue;
         }
         let now = Instant::now();
-        let tick = check_at
-            .saturating_duration_since(now)
-            .min(guard::next_look(h));
-        match rx.recv_timeout(tick) {
-            Ok(Job::Exec(job)) => {
-                let alive = run_exec(reg, h, &mut driver, job);
-                last_io = Instant::now();
-                if !alive {
+        let keepalive_at = (!interval.is_zero()).then(|| last_io + interval);
+        let check_at = if polled {
+            keepalive_at
+        } else {
+            Some(keepalive_at.map_or(last_check + IDLE_TICK, |k| k.min(last_check + IDLE_TICK)))
+        };
+        let mut timeout = check_at.map(|t| t.saturating_duration_since(now));
+        let look = guard::next_look(h);
+        if look < Duration::MAX {
+            timeout = Some(timeout.map_or(look, |t| t.min(look)));
+        }
+        let woke = match &wake {
+            Some(w) if polled => {
+                let quiet = device_quiet_until.is_some_and(|t| now < t);
+                if quiet {
+                    let left = device_quiet_until.map(|t| t - now);
+                    timeout = match (timeout, left) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                }
+                inbox::wait(w, device_fd.filter(|_| !quiet), timeout)
+            }
+            _ => match rx.recv_timeout(timeout.unwrap_or(IDLE_TICK)) {
+                Ok(job) => {
+                    pending = Some(job);
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break true,
+                Err(RecvTimeoutError::Timeout) => inbox::Woke::Timeout,
+            },
+        };
+        match woke {
+            inbox::Woke::Inbox => continue,
+            inbox::Woke::Device => match driver.idle_read() {
+                Err(reason) => {
+                    log::warn!(
+                        "session {id} host {}: connection lost while idle: {reason}",
+                        h.info.host
+                    );
+                    h.mark_dead(&reason);
                     break false;
                 }
-            }
-            Ok(Job::Arm(spec, reply)) => {
-                let _scope = crate::observe::logging::RequestScope::enter(spec.request_id.clone());
-                let alive = guard::arm(reg, h, &mut driver, *spec, reply);
-                last_io = Instant::now();
-                if !alive {
-                    break false;
-                }
-            }
-            Ok(Job::Wake) => {}
-            Ok(Job::Close) | Err(RecvTimeoutError::Disconnected) => break true,
-            Err(RecvTimeoutError::Timeout) => {
-                if Instant::now() < check_at {
+                Ok(0) => device_quiet_until = Some(Instant::now() + DEVICE_QUIET),
+                Ok(_) => device_quiet_until = None,
+            },
+            inbox::Woke::Timeout => {
+                if check_at.is_none_or(|t| Instant::now() < t) {
                     continue;
                 }
                 last_check = Instant::now();

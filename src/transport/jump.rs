@@ -479,6 +479,10 @@ impl Jumped {
 }
 
 impl Transport for Jumped {
+    fn wait_fd(&self) -> Option<std::os::unix::io::RawFd> {
+        // The device transport's end of the chain's socketpair: a dead hop closes it.
+        self.inner.as_ref().and_then(|t| t.wait_fd())
+    }
     fn read(&mut self, buf: &mut [u8], deadline: Instant) -> Result<usize, TransportError> {
         let r = self.inner()?.read(buf, deadline);
         r.map_err(|e| self.why(e))

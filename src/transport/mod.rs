@@ -327,6 +327,12 @@ pub trait Transport: Send {
     fn write_all(&mut self, data: &[u8], deadline: Instant) -> Result<(), TransportError>;
     /// Protocol-level keepalive (SSH keepalive@openssh.com); detects a dead peer eventually.
     fn keepalive(&mut self) -> Result<(), TransportError>;
+    /// The descriptor that becomes readable when the device sends something, closes or fails:
+    /// an idle session blocks on it (with its inbox's wake-up descriptor) instead of waking on a
+    /// timer. None: the session falls back to waking on a timer.
+    fn wait_fd(&self) -> Option<RawFd> {
+        None
+    }
     /// Close politely, giving up at the deadline.
     fn close(&mut self, deadline: Instant);
     fn protocol(&self) -> &'static str;

@@ -442,6 +442,9 @@ impl SshTransport {
 }
 
 impl Transport for SshTransport {
+    fn wait_fd(&self) -> Option<RawFd> {
+        Some(self.fd)
+    }
     fn read(&mut self, buf: &mut [u8], deadline: Instant) -> Result<usize, TransportError> {
         loop {
             match self.channel.read(buf) {

@@ -428,6 +428,9 @@ impl TelnetTransport {
 }
 
 impl Transport for TelnetTransport {
+    fn wait_fd(&self) -> Option<std::os::unix::io::RawFd> {
+        Some(self.stream.as_raw_fd())
+    }
     fn read(&mut self, buf: &mut [u8], deadline: Instant) -> Result<usize, TransportError> {
         loop {
             if !self.data.is_empty() {

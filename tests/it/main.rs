@@ -10,6 +10,7 @@ mod fake_ssh_tests;
 mod faults;
 mod guard;
 mod hardening;
+mod idle;
 mod jobs;
 mod jump;
 mod malformed;
