@@ -30,7 +30,9 @@ impl Inbox {
         Inbox { tx, wake }
     }
 
-    /// Queue `job` and wake the session thread.
+    /// Queue `job` and wake the session thread. A refusal hands the job back (as crossbeam's
+    /// own `try_send` does), so the caller can answer its reply.
+    #[allow(clippy::result_large_err)]
     pub fn try_send(&self, job: Job) -> Result<(), TrySendError<Job>> {
         self.tx.try_send(job)?;
         if let Some(w) = &self.wake {
