@@ -11,7 +11,8 @@ Figures (ratios, because the machine is shared and noisy):
      vs Netmiko send_command
   2. POST /session (with paging off) vs bare libssh2 connect+auth+shell+prompt vs Netmiko
      ConnectHandler
-  3. 1,000 sessions held: RSS, threads, fds, CPU over 60 s idle (keepalive on)
+  3. 1,000 sessions held (--sessions, opened --open-concurrency at a time): RSS, threads, fds,
+     CPU over 60 s idle (keepalive on), and the fake device's own RSS and CPU
   4. wrk on /health and /session/{id}/status with the 1,000 sessions held
   5. static binary size and clean release build time
 """
@@ -412,8 +413,10 @@ def report(res: dict, args) -> str:
         row(f"3. {n} sessions: threads, fds", f"{held['threads']} threads, {held['fds']} fds",
             f"idle broker {base['threads']} threads, {base['fds']} fds", "1 thread + 1 fd per session", "(reported)", True)
         cpu = after["cpu_core_fraction"] * 100
+        # The 1% target is for 1,000 sessions; with more it is reported only.
         row(f"3. CPU over {args.idle} s idle, keepalive every {args.keepalive} s", f"{cpu:.2f}% of one core",
-            "-", f"{after['keepalives_on_first']} keepalives on session 1", "< 1%", cpu < 1)
+            "-", f"{after['keepalives_on_first']} keepalives on session 1", "< 1%" if n <= 1000 else "(reported)",
+            cpu < 1 or n > 1000)
         row(f"4. wrk /health, {n} sessions held", f"{sc['health_rps']:.0f} req/s", "-", "-", ">= 20,000", sc["health_rps"] >= 20000)
         row(f"4. wrk /session/ID/status, {n} sessions held", f"{sc['status_rps']:.0f} req/s", "-", "-", ">= 10,000",
             sc["status_rps"] >= 10000)
