@@ -570,9 +570,10 @@ mod tests {
     }
 
     /// A held session keeps only the pages of its libssh2 session that libssh2 wrote since
-    /// the init: about a quarter of the 83 KB, where all of it was resident before.
+    /// the init: about a quarter of the 83 KB (all of it was resident before), and after a big
+    /// output the input packet buffer's pages on top.
     #[test]
-    fn a_held_session_keeps_a_quarter_of_its_libssh2_session_resident() {
+    fn a_held_session_keeps_only_the_written_pages_of_its_libssh2_session() {
         let dev = FakeDevice::start(DeviceConfig::default());
         let dir = std::env::temp_dir().join(format!("ndb-ssh-pages-{}", std::process::id()));
         let known = KnownHosts::new(dir.join("known_hosts"));
@@ -604,12 +605,31 @@ mod tests {
             read_until(&mut t, b"R1>");
         }
         let (after, _) = resident_of(&t);
+        // 1 MiB of output, read in small pieces while it arrives: libssh2's input buffer may
+        // fill whole (35,000 bytes), never more.
+        t.write_all(b"terminal length 0\n", deadline)
+            .expect("write");
+        read_until(&mut t, b"R1>");
+        t.write_all(b"show flood 1\n", deadline).expect("write");
+        let mut got = 0usize;
+        let mut buf = [0u8; 512];
+        let mut tail = Vec::new();
+        while !tail.ends_with(b"R1>") {
+            let n = t.read(&mut buf, deadline).expect("read");
+            got += n;
+            tail.extend_from_slice(&buf[..n]);
+            let cut = tail.len().saturating_sub(8);
+            tail.drain(..cut);
+        }
+        let (flooded, _) = resident_of(&t);
         eprintln!(
             "libssh2 session block: {} KiB; resident {} KiB after the open, {} KiB after 20 \
-             commands",
+             commands, {} KiB after {} KiB of output",
             all / 1024,
             opened / 1024,
-            after / 1024
+            after / 1024,
+            flooded / 1024,
+            got / 1024
         );
         assert!(all > 80 * 1024, "the session block is {all} bytes");
         assert!(
@@ -619,6 +639,11 @@ mod tests {
         assert!(
             after <= 28 * 1024,
             "{after} bytes resident after 20 commands"
+        );
+        assert!(got > 1 << 20, "{got} bytes of output");
+        assert!(
+            flooded <= (28 + 36) * 1024,
+            "{flooded} bytes resident after the flood"
         );
         t.close(Instant::now() + Duration::from_secs(2));
         let _ = std::fs::remove_dir_all(&dir);
