@@ -11,7 +11,8 @@ Figures (ratios, because the machine is shared and noisy):
      vs Netmiko send_command
   2. POST /session (with paging off) vs bare libssh2 connect+auth+shell+prompt vs Netmiko
      ConnectHandler
-  3. 1,000 sessions held: RSS, threads, fds, CPU over 60 s idle (keepalive on)
+  3. 1,000 sessions held (--sessions, opened --open-concurrency at a time): RSS, threads, fds,
+     CPU over 60 s idle (keepalive on), and the fake device's own RSS and CPU
   4. wrk on /health and /session/{id}/status with the 1,000 sessions held
   5. static binary size and clean release build time
 """
@@ -296,35 +297,44 @@ def scale(work: Path, args) -> dict:
     dport = free_port()
     dev = Proc([str(EXAMPLES / "fake_ssh_device"), "--port", str(dport), "--password", DEVICE_PASSWORD], work / "fake-device.log")
     wait_port(dport)
-    broker, api = start_broker(work / "scale")
+    n = args.sessions
+    broker, api = start_broker(work / "scale", max_sessions=max(5000, n))
     try:
         time.sleep(1)
         base = {"rss_kb": broker.status_kb("VmRSS"), "threads": broker.threads(), "fds": broker.fds()}
-        n = args.sessions
-        log(f"figure 3: opening {n} sessions (20 at a time) on the fake device")
+        dev_base = {"rss_kb": dev.status_kb("VmRSS"), "cpu_s": dev.cpu_seconds()}
+        c = args.open_concurrency
+        log(f"figure 3: opening {n} sessions ({c} at a time) on the fake device")
         t = time.monotonic()
-        with concurrent.futures.ThreadPoolExecutor(20) as ex:
+        with concurrent.futures.ThreadPoolExecutor(c) as ex:
             ids = list(ex.map(lambda _: api.open("127.0.0.1", dport, "admin", DEVICE_PASSWORD,
                                                    keepalive_interval=args.keepalive), range(n)))
         open_s = time.monotonic() - t
+        dev_open_cpu = dev.cpu_seconds() - dev_base["cpu_s"]
         time.sleep(2)
         held = {"rss_kb": broker.status_kb("VmRSS"), "threads": broker.threads(), "fds": broker.fds(),
                 "vmsize_kb": broker.status_kb("VmSize")}
         log(f"held {n}: {held}; idle {args.idle} s with keepalive every {args.keepalive} s")
-        cpu0, t0 = broker.cpu_seconds(), time.monotonic()
+        cpu0, dcpu0, t0 = broker.cpu_seconds(), dev.cpu_seconds(), time.monotonic()
         time.sleep(args.idle)
         cpu = (broker.cpu_seconds() - cpu0) / (time.monotonic() - t0)
+        dev_cpu = (dev.cpu_seconds() - dcpu0) / (time.monotonic() - t0)
         st, j = api.call("GET", f"/session/{ids[0]}/status")
         keepalives = j.get("keepalives") if st == 200 else None
         after = {"rss_kb": broker.status_kb("VmRSS"), "cpu_core_fraction": cpu, "keepalives_on_first": keepalives}
+        # The device's own cost: a limit of the device is not a result about the broker.
+        device = {"base_rss_kb": dev_base["rss_kb"], "held_rss_kb": dev.status_kb("VmRSS"),
+                  "threads": dev.threads(), "open_cpu_s": dev_open_cpu, "idle_cpu_core_fraction": dev_cpu}
+        log(f"device: {device}")
         log(f"figure 4: wrk {args.wrk_seconds} s on /health and /session/ID/status")
         health = wrk(f"http://127.0.0.1:{api.port}/health", args.wrk_seconds, 64)
         status = wrk(f"http://127.0.0.1:{api.port}/session/{ids[n // 2]}/status", args.wrk_seconds, 64,
                      f"X-API-Token: {TOKEN}")
         st, j = api.call("GET", "/health")
         alive = j.get("sessions") if st == 200 else None
-        return {"sessions": n, "open_seconds": open_s, "base": base, "held": held, "after": after,
-                "health_rps": health, "status_rps": status, "sessions_after_wrk": alive}
+        return {"sessions": n, "open_concurrency": c, "open_seconds": open_s, "base": base, "held": held,
+                "after": after, "device": device, "health_rps": health, "status_rps": status,
+                "sessions_after_wrk": alive}
     finally:
         broker.stop()
         dev.stop()
@@ -386,13 +396,27 @@ def report(res: dict, args) -> str:
     if sc:
         n, held, base, after = sc["sessions"], sc["held"], sc["base"], sc["after"]
         mb = held["rss_kb"] / 1024
+        # 128 MB for 1,000 sessions, 128 KiB a session beyond (1.28 GB for 10,000).
+        limit = 128 * max(n, 1000) / 1000
         row(f"3. {n} sessions held: RSS", f"{mb:.1f} MB", f"idle broker {base['rss_kb'] / 1024:.1f} MB",
-            f"{(held['rss_kb'] - base['rss_kb']) / n:.0f} kB/session", "<= 128 MB", mb <= 128)
+            f"{(held['rss_kb'] - base['rss_kb']) / n:.0f} kB/session", f"<= {limit:,.0f} MB", mb <= limit)
+        if "open_concurrency" in sc:
+            row(f"3. opening {n} sessions, {sc['open_concurrency']} at a time", f"{sc['open_seconds']:.1f} s", "-",
+                f"{n / sc['open_seconds']:.0f} opens/s", "<= 60 s" if n >= 10000 else "(reported)",
+                n < 10000 or sc["open_seconds"] <= 60)
+        if "device" in sc:
+            d = sc["device"]
+            row(f"3. the fake device holding {n} sessions (not the broker)", f"{d['held_rss_kb'] / 1024:.1f} MB",
+                f"idle device {d['base_rss_kb'] / 1024:.1f} MB",
+                f"{d['open_cpu_s']:.1f} s CPU for the opens, {d['idle_cpu_core_fraction'] * 100:.2f}% of a core idle",
+                "(reported)", True)
         row(f"3. {n} sessions: threads, fds", f"{held['threads']} threads, {held['fds']} fds",
             f"idle broker {base['threads']} threads, {base['fds']} fds", "1 thread + 2 fds (socket, inbox eventfd) per session", "(reported)", True)
         cpu = after["cpu_core_fraction"] * 100
+        # The 1% target is for 1,000 sessions; with more it is reported only.
         row(f"3. CPU over {args.idle} s idle, keepalive every {args.keepalive} s", f"{cpu:.2f}% of one core",
-            "-", f"{after['keepalives_on_first']} keepalives on session 1", "< 1%", cpu < 1)
+            "-", f"{after['keepalives_on_first']} keepalives on session 1", "< 1%" if n <= 1000 else "(reported)",
+            cpu < 1 or n > 1000)
         row(f"4. wrk /health, {n} sessions held", f"{sc['health_rps']:.0f} req/s", "-", "-", ">= 20,000", sc["health_rps"] >= 20000)
         row(f"4. wrk /session/ID/status, {n} sessions held", f"{sc['status_rps']:.0f} req/s", "-", "-", ">= 10,000",
             sc["status_rps"] >= 10000)
@@ -422,6 +446,7 @@ def main() -> int:
     ap.add_argument("--netmiko-exec", type=int, default=20)
     ap.add_argument("--netmiko-open", type=int, default=3)
     ap.add_argument("--sessions", type=int, default=1000)
+    ap.add_argument("--open-concurrency", type=int, default=20, help="figure 3: opens in flight at once")
     ap.add_argument("--idle", type=int, default=60)
     ap.add_argument("--keepalive", type=int, default=20, help="keepalive_interval of the held sessions")
     ap.add_argument("--wrk-seconds", type=int, default=10)

@@ -5,9 +5,10 @@
 //! which is shut down when the [`FakeDevice`] is dropped.
 //!
 //! Connection architecture:
-//! * we accept TCP connections ourselves and keep a `dup()` of every socket, so that
-//!   [`FakeDevice::kill_all`] / the `drop` hook can close the TCP connection abruptly
-//!   (`shutdown(SHUT_RDWR)`, no SSH disconnect message, no exit-status);
+//! * we accept TCP connections ourselves and register every socket's fd while it is open
+//!   ([`ConnStream`]), so that [`FakeDevice::kill_all`] / the `drop` hook can close the TCP
+//!   connection abruptly (`shutdown(SHUT_RDWR)`, no SSH disconnect message, no exit-status).
+//!   One fd per connection, so one device holds 10,000 connections within a 20,000-fd limit;
 //! * every session channel gets a "reader" task that drains russh's per-channel queue into an
 //!   unbounded queue (so the russh session loop never blocks on us, even while we are stuck
 //!   on flow control) and a CLI task that drives the session and writes through a
@@ -16,7 +17,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::net::Shutdown;
+use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -71,8 +72,10 @@ struct Shared {
     dev: Arc<DeviceState>,
     total: AtomicUsize,
     next_id: AtomicU64,
-    /// Open connections: id -> dup of the TCP socket (used for abrupt kills).
-    conns: Mutex<HashMap<u64, std::net::TcpStream>>,
+    /// Open connections: id -> the fd of its TCP socket (used for abrupt kills). An entry goes
+    /// before its fd is closed ([`ConnStream`]'s drop), and kills hold this lock while they
+    /// shut a socket down, so a kill never reaches a reused fd number.
+    conns: Mutex<HashMap<u64, RawFd>>,
     /// Started shells: id -> queue for injected text.
     shells: Mutex<HashMap<u64, mpsc::UnboundedSender<String>>>,
     freeze: watch::Sender<bool>,
@@ -85,16 +88,26 @@ struct Shared {
 impl Shared {
     /// Abruptly close one TCP connection (FIN both ways, no SSH_MSG_DISCONNECT).
     fn kill_conn(&self, id: u64) {
-        if let Some(sock) = lock(&self.conns).remove(&id) {
-            let _ = sock.shutdown(Shutdown::Both);
+        let mut conns = lock(&self.conns);
+        if let Some(fd) = conns.remove(&id) {
+            shutdown_both(fd);
         }
     }
 
     fn kill_all(&self) {
-        let socks: Vec<std::net::TcpStream> = lock(&self.conns).drain().map(|(_, s)| s).collect();
-        for s in socks {
-            let _ = s.shutdown(Shutdown::Both);
+        let mut conns = lock(&self.conns);
+        for (_, fd) in conns.drain() {
+            shutdown_both(fd);
         }
+    }
+}
+
+/// `shutdown(SHUT_RDWR)` on a registered connection's socket. Called with `Shared::conns`
+/// locked and the fd still in it, so the fd is still that connection's socket.
+fn shutdown_both(fd: RawFd) {
+    // SAFETY: shutdown takes any fd; this one is an open TCP socket (see above).
+    unsafe {
+        libc::shutdown(fd, libc::SHUT_RDWR);
     }
 }
 
@@ -481,15 +494,70 @@ async fn accept_loop(
     }
 }
 
-/// Removes the connection from the registry when its task ends (or is dropped).
-struct ConnGuard {
+/// A connection's TCP stream, registered in `Shared::conns` while it is open: its drop takes
+/// the entry out before the socket (the field, dropped after `drop`) is closed.
+struct ConnStream {
+    inner: tokio::net::TcpStream,
     shared: Arc<Shared>,
     id: u64,
 }
 
-impl Drop for ConnGuard {
+impl ConnStream {
+    fn new(shared: Arc<Shared>, id: u64, inner: tokio::net::TcpStream) -> ConnStream {
+        lock(&shared.conns).insert(id, inner.as_raw_fd());
+        ConnStream { inner, shared, id }
+    }
+}
+
+impl Drop for ConnStream {
     fn drop(&mut self) {
         lock(&self.shared.conns).remove(&self.id);
+    }
+}
+
+impl tokio::io::AsyncRead for ConnStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for ConnStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 
@@ -501,15 +569,7 @@ async fn serve_conn(
     let id = shared.next_id.fetch_add(1, Ordering::SeqCst);
     shared.total.fetch_add(1, Ordering::SeqCst);
     let _ = stream.set_nodelay(true);
-    let (stream, dup) = match dup_stream(stream) {
-        Ok(x) => x,
-        Err(_) => return,
-    };
-    lock(&shared.conns).insert(id, dup);
-    let _guard = ConnGuard {
-        shared: shared.clone(),
-        id,
-    };
+    let stream = ConnStream::new(shared.clone(), id, stream);
     let handler = DeviceHandler {
         shared: shared.clone(),
         conn_id: id,
@@ -517,14 +577,6 @@ async fn serve_conn(
     if let Ok(session) = russh::server::run_stream(config, stream, handler).await {
         let _ = session.await;
     }
-}
-
-fn dup_stream(
-    stream: tokio::net::TcpStream,
-) -> std::io::Result<(tokio::net::TcpStream, std::net::TcpStream)> {
-    let std_stream = stream.into_std()?;
-    let dup = std_stream.try_clone()?;
-    Ok((tokio::net::TcpStream::from_std(std_stream)?, dup))
 }
 
 /// Per-connection russh handler.

@@ -197,8 +197,27 @@ pub(crate) fn new_session(p: &SshParams) -> Result<(ssh2::Session, String), Conn
         message: format!("libssh2 init: {e}"),
         source: Some(Box::new(e)),
     })?;
+    release_session_pages(&session);
     let offered = set_algorithms(&session, p)?;
     Ok((session, offered))
+}
+
+/// A new libssh2 session is one `malloc` of about 83 KB, zeroed whole by
+/// `libssh2_session_init_ex`: two 35,000-byte packet buffers (in and out), an 8 KiB banner
+/// buffer and the session's state. A held session writes only the start of each buffer (the
+/// input buffer is compacted to its start before each read; packets are built from the start of
+/// the output one), so most of those pages would stay resident holding zeros. They are handed
+/// back here, before the session is used; a page comes back when libssh2 first writes to it
+/// (`memory::release_zero_pages`). About 60 KiB less resident memory per session.
+fn release_session_pages(session: &ssh2::Session) {
+    let mut raw = session.raw();
+    let block: *mut libssh2_sys::LIBSSH2_SESSION = &mut *raw;
+    // SAFETY: ssh2::Session::new creates the session with libssh2's default allocator
+    // (libssh2_session_init_ex with no allocator: malloc), so this is the live malloc block of
+    // the LIBSSH2_SESSION; the session's lock is held and nothing has used it yet, so no other
+    // thread reads or writes it.
+    let released = unsafe { crate::memory::release_zero_pages(block.cast()) };
+    log::trace!("libssh2 session: {released} bytes of zero pages released");
 }
 
 /// Set libssh2's timeout (blocking mode) to what is left of the deadline before a stage.
@@ -526,5 +545,110 @@ impl Transport for SshTransport {
 
     fn negotiated(&self) -> String {
         self.negotiated.clone()
+    }
+}
+
+#[cfg(all(test, target_os = "linux", target_env = "gnu"))]
+mod tests {
+    use super::*;
+    use crate::policy::HostList;
+    use fake_device::{DeviceConfig, FakeDevice};
+
+    fn resident_of(t: &SshTransport) -> (usize, usize) {
+        let mut raw = t.session.raw();
+        let block: *mut libssh2_sys::LIBSSH2_SESSION = &mut *raw;
+        // SAFETY: the session's malloc block (see release_session_pages), alive while t is.
+        unsafe { crate::memory::resident_bytes(block.cast()) }
+    }
+
+    fn read_until(t: &mut SshTransport, what: &[u8]) -> Vec<u8> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !got.windows(what.len()).any(|w| w == what) {
+            let n = t.read(&mut buf, deadline).expect("read");
+            got.extend_from_slice(&buf[..n]);
+        }
+        got
+    }
+
+    /// A held session keeps only the pages of its libssh2 session that libssh2 wrote since
+    /// the init: about a quarter of the 83 KB (all of it was resident before), and after a big
+    /// output the input packet buffer's pages on top.
+    #[test]
+    fn a_held_session_keeps_only_the_written_pages_of_its_libssh2_session() {
+        let dev = FakeDevice::start(DeviceConfig::default());
+        let dir = std::env::temp_dir().join(format!("ndb-ssh-pages-{}", std::process::id()));
+        let known = KnownHosts::new(dir.join("known_hosts"));
+        let allowed = HostList::default();
+        let password = Secret::new("cisco");
+        let algorithms = Algorithms::default();
+        let p = SshParams {
+            host: "127.0.0.1",
+            port: dev.port(),
+            username: "admin",
+            password: &password,
+            key_file: None,
+            passphrase: None,
+            algorithms: &algorithms,
+            known_hosts: &known,
+            policy: HostKeyPolicy::Off,
+            reach: Reach {
+                allowed: &allowed,
+                dead_peer_timeout: Duration::ZERO,
+            },
+        };
+        let mut t = SshTransport::connect(&p, Instant::now() + Duration::from_secs(10))
+            .expect("connect to the fake device");
+        read_until(&mut t, b"R1>");
+        let (opened, all) = resident_of(&t);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for _ in 0..20 {
+            t.write_all(b"show clock\n", deadline).expect("write");
+            read_until(&mut t, b"R1>");
+        }
+        let (after, _) = resident_of(&t);
+        // 1 MiB of output, read in small pieces while it arrives: libssh2's input buffer may
+        // fill whole (35,000 bytes), never more.
+        t.write_all(b"terminal length 0\n", deadline)
+            .expect("write");
+        read_until(&mut t, b"R1>");
+        t.write_all(b"show flood 1\n", deadline).expect("write");
+        let mut got = 0usize;
+        let mut buf = [0u8; 512];
+        let mut tail = Vec::new();
+        while !tail.ends_with(b"R1>") {
+            let n = t.read(&mut buf, deadline).expect("read");
+            got += n;
+            tail.extend_from_slice(&buf[..n]);
+            let cut = tail.len().saturating_sub(8);
+            tail.drain(..cut);
+        }
+        let (flooded, _) = resident_of(&t);
+        eprintln!(
+            "libssh2 session block: {} KiB; resident {} KiB after the open, {} KiB after 20 \
+             commands, {} KiB after {} KiB of output",
+            all / 1024,
+            opened / 1024,
+            after / 1024,
+            flooded / 1024,
+            got / 1024
+        );
+        assert!(all > 80 * 1024, "the session block is {all} bytes");
+        assert!(
+            opened <= 28 * 1024,
+            "{opened} bytes resident after the open"
+        );
+        assert!(
+            after <= 28 * 1024,
+            "{after} bytes resident after 20 commands"
+        );
+        assert!(got > 1 << 20, "{got} bytes of output");
+        assert!(
+            flooded <= (28 + 36) * 1024,
+            "{flooded} bytes resident after the flood"
+        );
+        t.close(Instant::now() + Duration::from_secs(2));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
