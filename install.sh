@@ -1057,9 +1057,9 @@ write_unit() {
   template=$(find_source "$SERVICE.service") || die "netdev-broker.service not found beside install.sh"
   conns=$(cfg_get "$(r "$CONF")" max_connections) || conns=512
   [[ $conns =~ ^[0-9]+$ ]] || conns=512
-  # Per session one thread, its device socket and its inbox's eventfd, and a command-log file
-  # at most; per HTTP connection one thread and one socket; DNS helpers, logs and slack on top.
-  nofile=$((3 * MAX_SESSIONS + conns + 1024))
+  # One thread and one socket per session and per HTTP connection; a command-log file per
+  # session at most; workers, DNS helpers, logs and slack on top.
+  nofile=$((2 * MAX_SESSIONS + conns + 1024))
   nofile=$(((nofile + 1023) / 1024 * 1024))
   tasks=$((MAX_SESSIONS + conns + 256))
   while IFS= read -r d; do paths+=${paths:+ }$(r "$d"); done < <(rw_dirs)

@@ -411,7 +411,7 @@ def report(res: dict, args) -> str:
                 f"{d['open_cpu_s']:.1f} s CPU for the opens, {d['idle_cpu_core_fraction'] * 100:.2f}% of a core idle",
                 "(reported)", True)
         row(f"3. {n} sessions: threads, fds", f"{held['threads']} threads, {held['fds']} fds",
-            f"idle broker {base['threads']} threads, {base['fds']} fds", "1 thread + 2 fds (socket, inbox eventfd) per session", "(reported)", True)
+            f"idle broker {base['threads']} threads, {base['fds']} fds", "1 thread + 1 fd per session", "(reported)", True)
         cpu = after["cpu_core_fraction"] * 100
         # The 1% target is for 1,000 sessions; with more it is reported only.
         row(f"3. CPU over {args.idle} s idle, keepalive every {args.keepalive} s", f"{cpu:.2f}% of one core",

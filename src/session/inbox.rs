@@ -1,33 +1,39 @@
-//! A session's inbox: a bounded channel of jobs and an eventfd that every send signals, so that
-//! the idle session thread blocks in one `poll` on its inbox and its device's connection
-//! together, and wakes for nothing else: a job, the device sending something (or closing, or
-//! failing), its own keepalive or its change guard's next look.
+//! A session's inbox: a bounded channel of jobs, and a wake-up that every send gives the session
+//! thread, so that the idle thread blocks in one `ppoll` on its device's connection and wakes
+//! for nothing else but a job, the device sending something (or closing, or failing), its own
+//! keepalive or its change guard's next look.
+//!
+//! The wake-up is a signal sent to the session's own thread (`tgkill`), not a descriptor: a
+//! session costs one descriptor (its socket), so 10,000 sessions fit a 20,000-descriptor limit.
+//! The thread blocks the signal all the time except inside its `ppoll`, which unblocks it
+//! atomically: a wake-up sent before the thread reached `ppoll` stays pending and ends the
+//! `ppoll` at once, so none is lost. The handler does nothing; `ppoll` returns `EINTR`.
 
 use super::Job;
 use crossbeam_channel::{Sender, TrySendError};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// The wake-up signal. SIGUSR2 has no other use in the broker; a process-directed one (from
+/// `kill`) runs the empty handler on some thread and is otherwise ignored.
+const WAKE: libc::c_int = libc::SIGUSR2;
 
 /// The sending side, on the session's handle.
 pub(super) struct Inbox {
     tx: Sender<Job>,
-    /// None when no eventfd could be made (out of descriptors): the thread then wakes on a timer.
-    pub wake: Option<Arc<Wake>>,
+    pub wake: Arc<Wake>,
 }
 
 impl Inbox {
     pub fn new(tx: Sender<Job>) -> Inbox {
-        let wake = match Wake::new() {
-            Ok(w) => Some(Arc::new(w)),
-            Err(e) => {
-                log::warn!(
-                    "no eventfd for a session's inbox ({e}); it checks its connection on a timer"
-                );
-                None
-            }
-        };
-        Inbox { tx, wake }
+        Inbox {
+            tx,
+            wake: Arc::new(Wake {
+                tid: AtomicI32::new(0),
+            }),
+        }
     }
 
     /// Queue `job` and wake the session thread. A refusal hands the job back (as crossbeam's
@@ -35,99 +41,115 @@ impl Inbox {
     #[allow(clippy::result_large_err)]
     pub fn try_send(&self, job: Job) -> Result<(), TrySendError<Job>> {
         self.tx.try_send(job)?;
-        if let Some(w) = &self.wake {
-            w.signal();
-        }
+        self.wake.signal();
         Ok(())
     }
 }
 
-/// An eventfd: written by senders, read (reset) by the session thread.
+/// Which thread to wake: its kernel thread id while it serves the session, else 0.
 pub(super) struct Wake {
-    fd: OwnedFd,
+    tid: AtomicI32,
 }
 
+extern "C" fn on_wake(_: libc::c_int) {}
+
 impl Wake {
-    fn new() -> std::io::Result<Wake> {
-        // SAFETY: eventfd takes no pointers; a non-negative result is a new descriptor we own.
-        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error());
+    /// Called by the session thread before it first looks at its inbox: from now on sends wake
+    /// it. The wake-up signal is blocked on this thread except inside [`wait`]. The returned
+    /// guard forgets the thread when it is dropped (when the thread stops serving).
+    pub fn attach(self: &Arc<Self>) -> Attached {
+        static HANDLER: std::sync::Once = std::sync::Once::new();
+        HANDLER.call_once(|| {
+            // SAFETY: a zeroed sigaction with an empty mask and a handler that does nothing
+            // (async-signal-safe); SA_RESTART so that any other call it interrupts is restarted.
+            unsafe {
+                let mut sa: libc::sigaction = std::mem::zeroed();
+                sa.sa_sigaction = on_wake as extern "C" fn(libc::c_int) as libc::sighandler_t;
+                sa.sa_flags = libc::SA_RESTART;
+                libc::sigemptyset(&mut sa.sa_mask);
+                libc::sigaction(WAKE, &sa, std::ptr::null_mut());
+            }
+        });
+        // SAFETY: sigset operations on a set on the stack; pthread_sigmask changes only this
+        // thread's mask.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, WAKE);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
         }
-        // SAFETY: fd was just returned by eventfd and is owned by nobody else.
-        Ok(Wake {
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
-        })
+        // SAFETY: gettid has no preconditions.
+        let tid = unsafe { libc::gettid() };
+        self.tid.store(tid, Ordering::SeqCst);
+        Attached(self.clone())
     }
 
     fn signal(&self) {
-        let one: u64 = 1;
-        // SAFETY: writes 8 bytes from a u64 on the stack to our own eventfd. It cannot block
-        // (EFD_NONBLOCK); a full counter (EAGAIN) means the thread has a wake-up pending anyway.
+        let tid = self.tid.load(Ordering::SeqCst);
+        if tid == 0 {
+            // Not serving yet (it looks at its inbox before it first waits) or any more.
+            return;
+        }
+        // SAFETY: tgkill sends to a thread of this process only (the thread group is ours); a
+        // thread that has just ended gives ESRCH, which is ignored.
         unsafe {
-            libc::write(
-                self.fd.as_raw_fd(),
-                &one as *const u64 as *const libc::c_void,
-                8,
-            );
+            libc::syscall(libc::SYS_tgkill, libc::getpid(), tid, WAKE);
         }
     }
+}
 
-    /// Reset the counter (the jobs are read from the channel, not from here).
-    fn drain(&self) {
-        let mut n: u64 = 0;
-        // SAFETY: reads at most 8 bytes into a u64 on the stack; non-blocking.
-        unsafe {
-            libc::read(
-                self.fd.as_raw_fd(),
-                &mut n as *mut u64 as *mut libc::c_void,
-                8,
-            );
-        }
+/// Forgets the session thread when dropped.
+pub(super) struct Attached(Arc<Wake>);
+
+impl Drop for Attached {
+    fn drop(&mut self) {
+        self.0.tid.store(0, Ordering::SeqCst);
     }
 }
 
 /// What ended a [`wait`].
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum Woke {
+    /// A send woke it (or another signal did: the caller looks at the inbox either way).
     Inbox,
     /// The device's connection is readable, closed or failed.
     Device,
-    /// The timeout passed (or a signal interrupted the wait: the caller looks again).
+    /// The timeout passed.
     Timeout,
 }
 
-/// Block until the inbox is signalled, `device` (if given) is readable or in error, or
-/// `timeout` passes (None: no timeout).
-pub(super) fn wait(wake: &Wake, device: Option<RawFd>, timeout: Option<Duration>) -> Woke {
-    let mut fds = [
-        libc::pollfd {
-            fd: wake.fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        },
-        libc::pollfd {
-            fd: device.unwrap_or(-1),
-            events: libc::POLLIN,
-            revents: 0,
-        },
-    ];
-    let n = if device.is_some() { 2 } else { 1 };
-    let ms = match timeout {
-        None => -1,
-        // Rounded up: a wake-up a little early would only poll again.
-        Some(t) => t.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int,
+/// Block until a send wakes this (attached) thread, `device` (if given) is readable or in
+/// error, or `timeout` passes (None: no timeout).
+pub(super) fn wait(device: Option<RawFd>, timeout: Option<Duration>) -> Woke {
+    let mut fd = libc::pollfd {
+        fd: device.unwrap_or(-1),
+        events: libc::POLLIN,
+        revents: 0,
     };
-    // SAFETY: fds is a valid array of `n` pollfds on the stack.
-    let rc = unsafe { libc::poll(fds.as_mut_ptr(), n as libc::nfds_t, ms) };
-    if rc <= 0 {
-        return Woke::Timeout;
-    }
-    if fds[0].revents != 0 {
-        wake.drain();
+    let ts = timeout.map(|t| libc::timespec {
+        tv_sec: t.as_secs().min(i32::MAX as u64) as libc::time_t,
+        tv_nsec: t.subsec_nanos() as libc::c_long,
+    });
+    // SAFETY: the current mask, read into a set on the stack, with the wake-up signal taken out:
+    // ppoll installs it for the wait only.
+    let rc = unsafe {
+        let mut mask: libc::sigset_t = std::mem::zeroed();
+        libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), &mut mask);
+        libc::sigdelset(&mut mask, WAKE);
+        // SAFETY: one pollfd (fd -1 is ignored by the kernel), a timespec on the stack or null,
+        // and the mask above.
+        libc::ppoll(
+            &mut fd,
+            1,
+            ts.as_ref().map_or(std::ptr::null(), |t| t as *const _),
+            &mask,
+        )
+    };
+    if rc < 0 {
+        // EINTR: the wake-up (or another signal); anything else: look again.
         return Woke::Inbox;
     }
-    if n == 2 && fds[1].revents != 0 {
+    if rc > 0 && device.is_some() && fd.revents != 0 {
         return Woke::Device;
     }
     Woke::Timeout

@@ -1071,13 +1071,13 @@ fn serve(reg: &Registry, h: &Arc<SessionHandle>, mut driver: Driver, rx: Receive
     let mut last_io = Instant::now();
     // The last idle check of the connection on the timer (only without the wait below).
     let mut last_check = Instant::now();
-    // Idle, the thread blocks in one poll on its inbox's eventfd and the device's connection:
-    // it wakes for a job, for the device (output, EOF, RST, an error: a dead connection is seen
-    // at once), for its own CLI keepalive and for its change guard. Without either descriptor
-    // it falls back to checking the connection every IDLE_TICK.
-    let wake = h.inbox.wake.clone();
+    // Idle, the thread blocks in one ppoll on the device's connection, which a send to its
+    // inbox interrupts (inbox.rs): it wakes for a job, for the device (output, EOF, RST, an
+    // error: a dead connection is seen at once), for its own CLI keepalive and for its change
+    // guard. A transport without a descriptor falls back to checking every IDLE_TICK.
+    let _attached = h.inbox.wake.attach();
     let device_fd = driver.wait_fd();
-    let polled = wake.is_some() && device_fd.is_some();
+    let polled = device_fd.is_some();
     // The connection woke the thread with nothing to read (an SSH packet of its own, such as a
     // keepalive reply, that libssh2 consumed): it is left out of the wait until then, so that a
     // socket that stays readable can never spin the thread.
@@ -1133,26 +1133,25 @@ fn serve(reg: &Registry, h: &Arc<SessionHandle>, mut driver: Driver, rx: Receive
         if look < Duration::MAX {
             timeout = Some(timeout.map_or(look, |t| t.min(look)));
         }
-        let woke = match &wake {
-            Some(w) if polled => {
-                let quiet = device_quiet_until.is_some_and(|t| now < t);
-                if quiet {
-                    let left = device_quiet_until.map(|t| t - now);
-                    timeout = match (timeout, left) {
-                        (Some(a), Some(b)) => Some(a.min(b)),
-                        (a, b) => a.or(b),
-                    };
-                }
-                inbox::wait(w, device_fd.filter(|_| !quiet), timeout)
+        let woke = if polled {
+            let quiet = device_quiet_until.is_some_and(|t| now < t);
+            if quiet {
+                let left = device_quiet_until.map(|t| t - now);
+                timeout = match (timeout, left) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
             }
-            _ => match rx.recv_timeout(timeout.unwrap_or(IDLE_TICK)) {
+            inbox::wait(device_fd.filter(|_| !quiet), timeout)
+        } else {
+            match rx.recv_timeout(timeout.unwrap_or(IDLE_TICK)) {
                 Ok(job) => {
                     pending = Some(job);
                     continue;
                 }
                 Err(RecvTimeoutError::Disconnected) => break true,
                 Err(RecvTimeoutError::Timeout) => inbox::Woke::Timeout,
-            },
+            }
         };
         match woke {
             inbox::Woke::Inbox => continue,

@@ -306,8 +306,8 @@ def test_rendered_unit(installed):
     assert one["ReadWritePaths"].split() == [
         f"{root}/var/log/netdev-broker", f"{root}/var/lib/netdev-broker", f"{root}/var/log/netdev-broker/commands",
     ]  # fmt: skip
-    # max_sessions 200 + max_connections 512: 3*200+512+1024 fds rounded up to 1024s; threads.
-    assert (one["LimitNOFILE"], one["TasksMax"]) == ("3072", "968")
+    # max_sessions 200 + max_connections 512: 2*200+512+1024 fds rounded up to 1024s; threads.
+    assert (one["LimitNOFILE"], one["TasksMax"]) == ("2048", "968")
     want = {
         "Type": "simple", "User": "netdev-broker", "Group": "netdev-broker", "Restart": "on-failure",
         "UMask": "0077", "LimitCORE": "0", "NoNewPrivileges": "yes", "CapabilityBoundingSet": "",
