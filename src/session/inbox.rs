@@ -78,10 +78,22 @@ impl Wake {
             libc::sigaddset(&mut set, WAKE);
             libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
         }
+        // The mask `wait` installs for its ppoll: this thread's, without the wake-up signal
+        // (read once here, not at every wait).
+        // SAFETY: reads this thread's mask into a set on the stack.
+        let wait_mask = unsafe {
+            let mut mask: libc::sigset_t = std::mem::zeroed();
+            libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), &mut mask);
+            libc::sigdelset(&mut mask, WAKE);
+            mask
+        };
         // SAFETY: gettid has no preconditions.
         let tid = unsafe { libc::gettid() };
         self.tid.store(tid, Ordering::SeqCst);
-        Attached(self.clone())
+        Attached {
+            wake: self.clone(),
+            wait_mask,
+        }
     }
 
     fn signal(&self) {
@@ -98,12 +110,15 @@ impl Wake {
     }
 }
 
-/// Forgets the session thread when dropped.
-pub(super) struct Attached(Arc<Wake>);
+/// The attached session thread's side: the mask its waits use; forgets the thread when dropped.
+pub(super) struct Attached {
+    wake: Arc<Wake>,
+    wait_mask: libc::sigset_t,
+}
 
 impl Drop for Attached {
     fn drop(&mut self) {
-        self.0.tid.store(0, Ordering::SeqCst);
+        self.wake.tid.store(0, Ordering::SeqCst);
     }
 }
 
@@ -120,7 +135,7 @@ pub(super) enum Woke {
 
 /// Block until a send wakes this (attached) thread, `device` (if given) is readable or in
 /// error, or `timeout` passes (None: no timeout).
-pub(super) fn wait(device: Option<RawFd>, timeout: Option<Duration>) -> Woke {
+pub(super) fn wait(on: &Attached, device: Option<RawFd>, timeout: Option<Duration>) -> Woke {
     let mut fd = libc::pollfd {
         fd: device.unwrap_or(-1),
         events: libc::POLLIN,
@@ -130,19 +145,15 @@ pub(super) fn wait(device: Option<RawFd>, timeout: Option<Duration>) -> Woke {
         tv_sec: t.as_secs().min(i32::MAX as u64) as libc::time_t,
         tv_nsec: t.subsec_nanos() as libc::c_long,
     });
-    // SAFETY: the current mask, read into a set on the stack, with the wake-up signal taken out:
-    // ppoll installs it for the wait only.
+    // SAFETY: one pollfd (fd -1 is ignored by the kernel), a timespec on the stack or null, and
+    // the attached thread's mask without the wake-up signal, which ppoll installs for the wait
+    // only.
     let rc = unsafe {
-        let mut mask: libc::sigset_t = std::mem::zeroed();
-        libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), &mut mask);
-        libc::sigdelset(&mut mask, WAKE);
-        // SAFETY: one pollfd (fd -1 is ignored by the kernel), a timespec on the stack or null,
-        // and the mask above.
         libc::ppoll(
             &mut fd,
             1,
             ts.as_ref().map_or(std::ptr::null(), |t| t as *const _),
-            &mask,
+            &on.wait_mask,
         )
     };
     if rc < 0 {

@@ -1075,7 +1075,7 @@ fn serve(reg: &Registry, h: &Arc<SessionHandle>, mut driver: Driver, rx: Receive
     // inbox interrupts (inbox.rs): it wakes for a job, for the device (output, EOF, RST, an
     // error: a dead connection is seen at once), for its own CLI keepalive and for its change
     // guard. A transport without a descriptor falls back to checking every IDLE_TICK.
-    let _attached = h.inbox.wake.attach();
+    let attached = h.inbox.wake.attach();
     let device_fd = driver.wait_fd();
     let polled = device_fd.is_some();
     // The connection woke the thread with nothing to read (an SSH packet of its own, such as a
@@ -1142,7 +1142,7 @@ fn serve(reg: &Registry, h: &Arc<SessionHandle>, mut driver: Driver, rx: Receive
                     (a, b) => a.or(b),
                 };
             }
-            inbox::wait(device_fd.filter(|_| !quiet), timeout)
+            inbox::wait(&attached, device_fd.filter(|_| !quiet), timeout)
         } else {
             match rx.recv_timeout(timeout.unwrap_or(IDLE_TICK)) {
                 Ok(job) => {
