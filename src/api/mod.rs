@@ -284,7 +284,7 @@ impl crate::http::Finish for Finishing {
         if let Some(p) = who {
             self.metrics.token_request(p.name());
         }
-        if matches!(self.method.as_str(), "GET" | "HEAD" | "OPTIONS") {
+        if matches!(self.method.as_str(), "GET" | "HEAD" | "OPTIONS") || !self.audit.wanted() {
             return;
         }
         let template = route_template(&self.path);

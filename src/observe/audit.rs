@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 
 pub struct AuditLog {
     file: Mutex<Option<(PathBuf, File)>>,
+    /// A file is configured (read without the lock).
+    has_file: bool,
 }
 
 fn open(path: &Path) -> Result<File, String> {
@@ -37,6 +39,7 @@ impl AuditLog {
             None => None,
         };
         Ok(AuditLog {
+            has_file: file.is_some(),
             file: Mutex::new(file),
         })
     }
@@ -49,6 +52,12 @@ impl AuditLog {
             *file = open(path)?;
         }
         Ok(())
+    }
+
+    /// A record would be written anywhere: the log takes INFO lines, or a file is configured.
+    /// The caller builds a record only then.
+    pub fn wanted(&self) -> bool {
+        self.has_file || log::log_enabled!(target: "netdev_broker::observe::audit", log::Level::Info)
     }
 
     /// One record: in the log (INFO, as `audit: {json}`) and in the file, fsync'd.
