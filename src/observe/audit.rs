@@ -57,7 +57,8 @@ impl AuditLog {
     /// A record would be written anywhere: the log takes INFO lines, or a file is configured.
     /// The caller builds a record only then.
     pub fn wanted(&self) -> bool {
-        self.has_file || log::log_enabled!(target: "netdev_broker::observe::audit", log::Level::Info)
+        self.has_file
+            || log::log_enabled!(target: "netdev_broker::observe::audit", log::Level::Info)
     }
 
     /// One record: in the log (INFO, as `audit: {json}`) and in the file, fsync'd.
