@@ -100,6 +100,12 @@ impl Principal {
         }
     }
 
+    /// Sees the device's output (job results, live output, a guard's rollback and probe
+    /// output): every role but viewer.
+    pub fn sees_output(&self) -> bool {
+        self.role() != Role::Viewer
+    }
+
     /// Sees the session: an admin or viewer sees every one, the others only their own.
     pub fn sees(&self, h: &SessionHandle) -> bool {
         self.role().sees_all() || h.info.owner.as_deref() == Some(self.name())

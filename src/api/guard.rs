@@ -35,7 +35,7 @@ impl Api {
                 let g = h.guard.lock();
                 let g = g.as_ref().ok_or(Error::GuardNotFound)?;
                 let mut v = guard_json(g);
-                if p.role() == crate::policy::Role::Viewer {
+                if !p.sees_output() {
                     strip_output(&mut v);
                 }
                 ok_json(200, v)
@@ -311,7 +311,7 @@ impl Api {
                 let g = h.guard.lock();
                 let g = g.as_ref()?;
                 let mut v = guard_json(g);
-                if p.role() == crate::policy::Role::Viewer {
+                if !p.sees_output() {
                     strip_output(&mut v);
                 }
                 v["session_id"] = json!(h.info.id);

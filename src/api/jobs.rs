@@ -167,7 +167,7 @@ impl Api {
     ) -> Result<Outcome, Error> {
         let h = p.session(self.registry.get(id))?;
         // A viewer sees a job's state, never the device's output.
-        let full = p.role() != crate::policy::Role::Viewer;
+        let full = p.sees_output();
         let m = req.method.as_str();
         match (rest, m) {
             ([], "GET") => {

@@ -836,7 +836,7 @@ impl Api {
 /// A session's status as `p` may see it: a viewer's without the device's output.
 fn status_for(p: &Principal, h: &crate::session::SessionHandle) -> Value {
     let mut v = wire::status_json(h);
-    if p.role() == crate::policy::Role::Viewer {
+    if !p.sees_output() {
         if let Some(g) = v.get_mut("guard") {
             guard::strip_output(g);
         }

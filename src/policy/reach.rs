@@ -65,13 +65,14 @@ impl HostList {
 
     /// This list narrowed by `other`: a target must be allowed by both.
     pub fn narrowed(&self, other: &HostList) -> HostList {
-        let mut l = self.clone();
-        let mut at = &mut l;
-        while at.also.is_some() {
-            at = at.also.as_mut().expect("checked just above");
+        HostList {
+            cidrs: self.cidrs.clone(),
+            globs: self.globs.clone(),
+            also: Some(Box::new(match &self.also {
+                Some(a) => a.narrowed(other),
+                None => other.clone(),
+            })),
         }
-        at.also = Some(Box::new(other.clone()));
-        l
     }
 
     /// Allowed by its name alone (every list is empty or has a glob that matches it): it may

@@ -284,8 +284,9 @@ pub fn parse_list(v: &serde_norway::Value) -> Result<Vec<ApiToken>, String> {
             Some(e) => Some((parse_expires(&e).map_err(at)?.as_second(), e)),
             None => None,
         };
-        let allowed_hosts = match list("allowed_hosts")? {
-            Some(l) => Some(HostList::parse(&l).map_err(|e| at(format!("allowed_hosts: {e}")))?),
+        let hosts = list("allowed_hosts")?;
+        let allowed_hosts = match &hosts {
+            Some(l) => Some(HostList::parse(l).map_err(|e| at(format!("allowed_hosts: {e}")))?),
             None => None,
         };
         let denied = list("denied_commands")?.unwrap_or_default();
@@ -325,7 +326,7 @@ pub fn parse_list(v: &serde_norway::Value) -> Result<Vec<ApiToken>, String> {
             written["expires"] = e.clone().into();
         }
         for (k, v) in [
-            ("allowed_hosts", list("allowed_hosts")?),
+            ("allowed_hosts", hosts),
             ("allowed_commands", Some(allowed)),
             ("denied_commands", Some(denied)),
         ] {

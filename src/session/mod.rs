@@ -1128,11 +1128,10 @@ fn serve(reg: &Registry, h: &Arc<SessionHandle>, mut driver: Driver, rx: Receive
         } else {
             Some(keepalive_at.map_or(last_check + IDLE_TICK, |k| k.min(last_check + IDLE_TICK)))
         };
-        let mut timeout = check_at.map(|t| t.saturating_duration_since(now));
+        // The guard's next look is always a finite wait (an hour when there is no guard).
         let look = guard::next_look(h);
-        if look < Duration::MAX {
-            timeout = Some(timeout.map_or(look, |t| t.min(look)));
-        }
+        let mut timeout =
+            Some(check_at.map_or(look, |t| t.saturating_duration_since(now).min(look)));
         let woke = if polled {
             let quiet = device_quiet_until.is_some_and(|t| now < t);
             if quiet {

@@ -321,13 +321,15 @@ pub fn dashboard(reg: &Registry, login: &Login) -> Markup {
                                         }
                                     }
                                     td {
-                                        @if login.role == Role::Viewer {
-                                        } @else if h.guard_armed() {
-                                            small { "change guard armed: end it before closing" }
-                                        } @else {
-                                            form method="post" action=(format!("/ui/close/{id}")) {
-                                                input type="hidden" name="csrf" value=(login.csrf);
-                                                button.danger type="submit" { "Close" }
+                                        // A viewer gets no close control at all.
+                                        @if login.role != Role::Viewer {
+                                            @if h.guard_armed() {
+                                                small { "change guard armed: end it before closing" }
+                                            } @else {
+                                                form method="post" action=(format!("/ui/close/{id}")) {
+                                                    input type="hidden" name="csrf" value=(login.csrf);
+                                                    button.danger type="submit" { "Close" }
+                                                }
                                             }
                                         }
                                     }

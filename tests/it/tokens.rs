@@ -1097,17 +1097,11 @@ fn an_expired_token_is_refused_saying_so() {
 /// needs a token is answered 429 with Retry-After (1..60 s, the same in the detail) until the
 /// window ends, even with a right token; public routes still answer; `reason="limited"` is
 /// counted. With 0 nothing is ever limited.
-#[test]
-fn wrong_tokens_from_one_address_are_limited() {
-    let b = broker(&format!(
-        "auth_failures_per_minute: 3\nmetrics_public: true\n{}",
-        tokens_yaml(&[("ops", "operator", "")])
-    ));
-    let ops = as_(b.addr, "ops");
-    assert_eq!(ops.get("/sessions").status, 200);
-    for i in 0..3 {
+/// `n` requests with wrong tokens, each answered 401.
+fn send_wrong_tokens(addr: std::net::SocketAddr, n: usize) {
+    for i in 0..n {
         let r = send(
-            b.addr,
+            addr,
             "GET",
             "/sessions",
             Some(&format!("wrong-{i}")),
@@ -1116,6 +1110,17 @@ fn wrong_tokens_from_one_address_are_limited() {
         );
         assert_eq!(r.status, 401, "attempt {i}");
     }
+}
+
+#[test]
+fn wrong_tokens_from_one_address_are_limited() {
+    let b = broker(&format!(
+        "auth_failures_per_minute: 3\nmetrics_public: true\n{}",
+        tokens_yaml(&[("ops", "operator", "")])
+    ));
+    let ops = as_(b.addr, "ops");
+    assert_eq!(ops.get("/sessions").status, 200);
+    send_wrong_tokens(b.addr, 3);
     for (token, path) in [
         (Some(secret("ops")), "/sessions"),
         (Some(TOKEN.to_string()), "/device-types"),
@@ -1158,17 +1163,7 @@ fn wrong_tokens_from_one_address_are_limited() {
         "auth_failures_per_minute: 0\n{}",
         tokens_yaml(&[("ops", "operator", "")])
     ));
-    for i in 0..25 {
-        let r = send(
-            b.addr,
-            "GET",
-            "/sessions",
-            Some(&format!("wrong-{i}")),
-            None,
-            &[],
-        );
-        assert_eq!(r.status, 401, "attempt {i}");
-    }
+    send_wrong_tokens(b.addr, 25);
     assert_eq!(as_(b.addr, "ops").get("/sessions").status, 200);
 }
 
