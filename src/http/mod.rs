@@ -1,7 +1,8 @@
 //! A small, bounded HTTP/1.1 server: one acceptor thread and one thread per connection up to a
-//! hard cap; that thread reads a request, runs the handler (which routes and hands device work to
-//! a session's own thread) and writes the answer. It never waits on a device, only on the
-//! handler's answer. (Until 0.1 a separate worker pool ran the handler: one more thread hop per
+//! hard cap; that thread reads a request and runs the handler (which routes and hands device work
+//! to a session's own thread). The thread that answers writes the answer to the socket itself, as
+//! far as the socket takes it at once; the connection's thread writes the rest. It never waits on
+//! a device, only on the handler's answer. (Until 0.1 a separate worker pool ran the handler: one more thread hop per
 //! request, about 30 us, and half the /health throughput.)
 //!
 //! Every blocking read and write has a deadline; head and body sizes are capped; a panic in the
@@ -18,9 +19,9 @@ mod framing;
 mod server;
 
 pub use framing::{find_head_end, parse_head, reason, ChunkedBody, Head, Refusal};
+use server::Wire;
 pub use server::{HttpServer, SHUTDOWN_GRACE};
 
-use crossbeam_channel::Sender;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -120,22 +121,33 @@ impl Response {
 
 /// The way back to the connection. Dropping it unanswered makes the connection answer 500
 /// (through its [`Finish`], if it has one).
+///
+/// Whichever thread answers (the connection's own for most routes, a session's thread for an
+/// exec) writes the answer to the client's socket itself, as much as the socket takes without
+/// waiting, and hands the rest to the connection's thread: the client is not kept waiting for
+/// one more thread to wake, and a client that reads slowly never blocks a session thread.
 pub struct Responder {
-    tx: Sender<Response>,
     finish: Option<Box<dyn Finish>>,
+    wire: Wire,
+    answered: bool,
 }
 
 /// What happens to every answer of a request, whoever sends it (the HTTP thread, a session
-/// thread, a dropped responder): `before` may change it, `after` runs once it is handed to the
-/// connection (so slow work there, such as an fsync, does not delay the client).
+/// thread, a dropped responder): `before` may change it (on the answering thread, before the
+/// answer is written); `after` runs on the connection's thread once the answer is written, so
+/// slow work there, such as an fsync, neither delays the client nor holds a session thread.
 pub trait Finish: Send {
     fn before(&mut self, r: &mut Response);
     fn after(self: Box<Self>, status: u16);
 }
 
 impl Responder {
-    pub(crate) fn new(tx: Sender<Response>) -> Responder {
-        Responder { tx, finish: None }
+    pub(crate) fn new(wire: Wire) -> Responder {
+        Responder {
+            finish: None,
+            wire,
+            answered: false,
+        }
     }
 
     /// Every answer through this responder passes `f` first.
@@ -149,15 +161,15 @@ impl Responder {
     }
 
     fn deliver(&mut self, mut r: Response) {
-        let finish = self.finish.take();
-        let status = r.status;
-        let finish = finish.map(|mut f| {
+        let mut finish = self.finish.take();
+        if let Some(f) = finish.as_mut() {
             f.before(&mut r);
-            f
-        });
-        // The connection may be gone (client hung up); nothing to do then.
-        let _ = self.tx.send(r);
-        if let Some(f) = finish {
+        }
+        let status = r.status;
+        self.answered = true;
+        // The connection gave up on this answer (shutdown): nothing was written, and the
+        // answer's `after` runs here.
+        if let Err(Some(f)) = self.wire.write_now(r, finish) {
             f.after(status);
         }
     }
@@ -168,6 +180,8 @@ impl Drop for Responder {
         if self.finish.is_some() {
             let e = crate::api::error::Error::NoAnswer;
             self.deliver(Response::json(e.status(), &e.body()));
+        } else if !self.answered {
+            self.wire.unanswered();
         }
     }
 }

@@ -2,13 +2,13 @@
 //! read and write, per-client caps, and the handler's answer written back.
 
 use super::framing::{find_head_end, has_token, header, parse_head, reason, ChunkedBody, Head};
-use super::{Handler, Limits, Request, Responder, Response};
+use super::{Finish, Handler, Limits, Request, Responder, Response};
 use crate::api::error::Error;
-use crossbeam_channel::{bounded, Receiver};
 use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::io::{self, Read, Write};
+use std::io::{self, IoSlice, Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -24,8 +24,8 @@ struct Shared {
     /// Open connections per client address (entries at zero are removed).
     per_client: Mutex<HashMap<IpAddr, usize>>,
     next_conn: AtomicU64,
-    /// Clones of live connection sockets, to unblock them at shutdown.
-    conns: Mutex<HashMap<u64, TcpStream>>,
+    /// Live connection sockets, to unblock them at shutdown.
+    conns: Mutex<HashMap<u64, Arc<TcpStream>>>,
     conn_threads: Mutex<Vec<JoinHandle<()>>>,
     handler: Arc<dyn Handler>,
 }
@@ -211,7 +211,7 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                         "connection from {peer} refused: {} connections open (max_connections)",
                         shared.limits.max_connections
                     );
-                    reject(stream, &Error::Capacity("Too many connections".into()));
+                    reject(&stream, &Error::Capacity("Too many connections".into()));
                     continue;
                 }
                 let ip = client_ip(&peer);
@@ -226,15 +226,14 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                         last_per_client_log = Some(Instant::now());
                     }
                     reject(
-                        stream,
+                        &stream,
                         &Error::Capacity("Too many connections from your address".into()),
                     );
                     continue;
                 }
                 let id = shared.next_conn.fetch_add(1, Ordering::Relaxed);
-                if let Ok(clone) = stream.try_clone() {
-                    shared.conns.lock().insert(id, clone);
-                }
+                let stream = Arc::new(stream);
+                shared.conns.lock().insert(id, stream.clone());
                 shared.active.fetch_add(1, Ordering::SeqCst);
                 let s2 = shared.clone();
                 let spawned = std::thread::Builder::new()
@@ -256,7 +255,7 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                     Err(e) => {
                         log::error!("cannot start a connection thread: {e}");
                         if let Some(s) = shared.conns.lock().remove(&id) {
-                            reject(s, &Error::Capacity("Server overloaded".into()));
+                            reject(&s, &Error::Capacity("Server overloaded".into()));
                         }
                         release_client_slot(&shared, ip);
                         shared.active.fetch_sub(1, Ordering::SeqCst);
@@ -277,7 +276,7 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                 drop(spare.take());
                 if let Ok((stream, _)) = listener.accept() {
                     reject(
-                        stream,
+                        &stream,
                         &Error::Capacity("Too many open files: try again shortly".into()),
                     );
                 }
@@ -308,17 +307,17 @@ fn refusal(e: &Error) -> Response {
     Response::json(e.status(), &e.body())
 }
 
-fn reject(mut stream: TcpStream, e: &Error) {
+fn reject(stream: &TcpStream, e: &Error) {
     let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
     let resp = refusal(e);
-    let _ = write_response(&mut stream, &resp, false);
+    let _ = write_response(stream, &resp, false);
     // Closing with the request unread would send a reset, which can destroy the answer before
     // the client reads it: read what has already arrived (without waiting), then close.
     let _ = stream.shutdown(Shutdown::Write);
     if stream.set_nonblocking(true).is_ok() {
         let mut sink = [0u8; 4096];
         for _ in 0..16 {
-            match stream.read(&mut sink) {
+            match (&*stream).read(&mut sink) {
                 Ok(n) if n > 0 => continue,
                 _ => break,
             }
@@ -335,7 +334,8 @@ enum ReadErr {
 }
 
 struct Conn<'a> {
-    stream: TcpStream,
+    /// Shared with the request's [`Wire`], so that the thread that answers writes the answer.
+    stream: Arc<TcpStream>,
     buf: Vec<u8>,
     limits: &'a Limits,
 }
@@ -352,7 +352,7 @@ impl Conn<'_> {
             .map_err(|_| ReadErr::Closed)?;
         let mut chunk = [0u8; 8192];
         loop {
-            match self.stream.read(&mut chunk) {
+            match (&*self.stream).read(&mut chunk) {
                 Ok(n) => {
                     self.buf.extend_from_slice(&chunk[..n]);
                     return Ok(n);
@@ -430,7 +430,7 @@ impl Conn<'_> {
     }
 }
 
-fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
+fn serve_connection(stream: Arc<TcpStream>, peer: SocketAddr, shared: &Arc<Shared>) {
     let limits = &shared.limits;
     let _ = stream.set_write_timeout(Some(limits.write_timeout));
     let _ = stream.set_nodelay(true);
@@ -448,7 +448,7 @@ fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
             Ok(h) => h,
             Err(ReadErr::Closed) => break,
             Err(ReadErr::Reply(e)) => {
-                reply_and_close(&mut conn.stream, &e);
+                reply_and_close(&conn.stream, &e);
                 break;
             }
         };
@@ -457,7 +457,7 @@ fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
         let head = match parse_head(&head) {
             Ok(h) => h,
             Err(msg) => {
-                reply_and_close(&mut conn.stream, &Error::Framing(msg));
+                reply_and_close(&conn.stream, &Error::Framing(msg));
                 break;
             }
         };
@@ -470,11 +470,10 @@ fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
             Ok(b) => b,
             Err(ReadErr::Closed) => break,
             Err(ReadErr::Reply(e)) => {
-                reply_and_close(&mut conn.stream, &e);
+                reply_and_close(&conn.stream, &e);
                 break;
             }
         };
-        let (tx, rx) = bounded::<Response>(1);
         let req = Request {
             method: head.method,
             target: head.target,
@@ -484,21 +483,31 @@ fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
         };
         let method = req.method.clone();
         let path = req.path().to_string();
-        run_handler(&*shared.handler, req, Responder::new(tx));
-        let resp = wait_response(&rx, shared);
-        let keep = keep_alive && !shared.shutdown.load(Ordering::SeqCst);
-        let ok = write_response(&mut conn.stream, &resp, keep).is_ok();
-        shared.handler.observe(&method, &path, resp.status);
+        let slot = Arc::new(Slot::default());
+        let wire = Wire {
+            stream: conn.stream.clone(),
+            keep_alive,
+            shared: shared.clone(),
+            slot: slot.clone(),
+        };
+        run_handler(&*shared.handler, req, Responder::new(wire));
+        let d = wait_response(&slot, shared, keep_alive);
+        let ok = d.write_rest(&conn.stream).is_ok();
+        let (status, keep) = (d.resp.status, d.keep);
+        if let Some(f) = d.finish {
+            f.after(status);
+        }
+        shared.handler.observe(&method, &path, status);
         // The access line names the request id the handler gave the answer, as its own lines do.
         let _scope = crate::observe::logging::RequestScope::enter(
-            resp.headers
+            d.resp
+                .headers
                 .iter()
                 .find(|(k, _)| k.eq_ignore_ascii_case("X-Request-ID"))
                 .map(|(_, v)| v.as_str().into()),
         );
         log::debug!(
-            "{peer} {method} {path} -> {} in {} us",
-            resp.status,
+            "{peer} {method} {path} -> {status} in {} us",
             started.elapsed().as_micros()
         );
         if !ok || !keep {
@@ -508,25 +517,179 @@ fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
     let _ = conn.stream.shutdown(Shutdown::Both);
 }
 
-/// Wait for the handler's answer. A dropped responder (a panic, a bug) is a 500. During
-/// shutdown the wait is given up after the grace period, so no connection outlives it.
-fn wait_response(rx: &Receiver<Response>, shared: &Shared) -> Response {
-    let mut shutdown_seen: Option<Instant> = None;
-    loop {
-        match rx.recv_timeout(Duration::from_millis(250)) {
-            Ok(r) => return r,
-            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
-                return refusal(&Error::NoAnswer);
+/// Where a request's answer stands, between the thread that answers and the connection's.
+#[derive(Default)]
+enum Answer {
+    /// Still awaited by the connection.
+    #[default]
+    Waiting,
+    /// The answering thread took the socket and is writing.
+    Writing,
+    /// Written as far as the socket took it; the connection writes the rest.
+    Ready(Delivered),
+    /// The responder was dropped without answering (a panic, a bug): the connection answers 500.
+    Dropped,
+    /// The connection gave up waiting (shutdown grace passed) and answered itself.
+    Abandoned,
+}
+
+/// A one-shot hand-off from the answering thread to the connection's thread: a mutex and a
+/// condition variable, so that neither side spins or yields (a channel's receive spins and
+/// calls `sched_yield` before it sleeps, which on two busy cores costs a context switch).
+#[derive(Default)]
+pub(crate) struct Slot {
+    answer: std::sync::Mutex<Answer>,
+    ready: std::sync::Condvar,
+}
+
+impl Slot {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Answer> {
+        // The lock is held only to move an `Answer`: no panic can poison it half-way.
+        self.answer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn set(&self, a: Answer) {
+        *self.lock() = a;
+        self.ready.notify_one();
+    }
+}
+
+/// The socket side of a [`Responder`]: the connection's socket and what the answer's head needs.
+pub(crate) struct Wire {
+    stream: Arc<TcpStream>,
+    keep_alive: bool,
+    shared: Arc<Shared>,
+    /// Exactly one of the answering thread and the connection's own thread writes an answer.
+    slot: Arc<Slot>,
+}
+
+/// An answer on its way to the client: its encoded head, how much of head and body the
+/// answering thread already wrote, and the [`Finish`] still to run.
+pub(crate) struct Delivered {
+    resp: Response,
+    head: Vec<u8>,
+    sent: usize,
+    keep: bool,
+    finish: Option<Box<dyn Finish>>,
+}
+
+impl Wire {
+    /// Write what the socket takes now, without waiting; the connection's thread writes the rest.
+    /// Gives `finish` back when the connection no longer waits for this answer.
+    pub(crate) fn write_now(
+        &self,
+        resp: Response,
+        finish: Option<Box<dyn Finish>>,
+    ) -> Result<(), Option<Box<dyn Finish>>> {
+        {
+            let mut a = self.slot.lock();
+            if !matches!(*a, Answer::Waiting) {
+                return Err(finish);
             }
-            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
-                if shared.shutdown.load(Ordering::SeqCst) {
-                    let since = *shutdown_seen.get_or_insert_with(Instant::now);
-                    if since.elapsed() >= shared.grace {
-                        return refusal(&Error::Capacity("The broker is shutting down".into()));
-                    }
-                }
+            *a = Answer::Writing;
+        }
+        let keep = self.keep_alive && !self.shared.shutdown.load(Ordering::SeqCst);
+        let mut d = Delivered::new(resp, keep, finish);
+        d.sent = send_now(
+            &self.stream,
+            &[IoSlice::new(&d.head), IoSlice::new(d.body())],
+        );
+        self.slot.set(Answer::Ready(d));
+        Ok(())
+    }
+
+    /// The responder is gone without an answer.
+    pub(crate) fn unanswered(&self) {
+        let mut a = self.slot.lock();
+        if matches!(*a, Answer::Waiting) {
+            *a = Answer::Dropped;
+            self.slot.ready.notify_one();
+        }
+    }
+}
+
+impl Delivered {
+    fn new(resp: Response, keep: bool, finish: Option<Box<dyn Finish>>) -> Delivered {
+        Delivered {
+            head: encode_head(&resp, keep),
+            resp,
+            sent: 0,
+            keep,
+            finish,
+        }
+    }
+
+    fn body(&self) -> &[u8] {
+        if self.resp.status == 204 {
+            &[]
+        } else {
+            &self.resp.body
+        }
+    }
+
+    /// Write what the answering thread left, within the socket's write timeout.
+    fn write_rest(&self, stream: &TcpStream) -> io::Result<()> {
+        let mut parts = [IoSlice::new(&self.head), IoSlice::new(self.body())];
+        let mut parts: &mut [IoSlice] = &mut parts;
+        IoSlice::advance_slices(&mut parts, self.sent);
+        while !parts.is_empty() {
+            match (&*stream).write_vectored(parts) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => IoSlice::advance_slices(&mut parts, n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
             }
         }
+        Ok(())
+    }
+}
+
+/// One `sendmsg` that does not wait: the bytes the socket took (0 on any error; the
+/// connection's blocking write then meets the same error and closes).
+fn send_now(stream: &TcpStream, parts: &[IoSlice]) -> usize {
+    // SAFETY: `IoSlice` is ABI-compatible with `iovec` on Unix; the slices outlive the call and
+    // the kernel only reads them; a zeroed msghdr is a valid one with no name and no control.
+    let n = unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = parts.as_ptr() as *mut libc::iovec;
+        msg.msg_iovlen = parts.len() as _;
+        libc::sendmsg(
+            stream.as_raw_fd(),
+            &msg,
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    };
+    usize::try_from(n).unwrap_or(0)
+}
+
+/// Wait for the handler's answer. A dropped responder (a panic, a bug) is a 500. During
+/// shutdown the wait is given up after the grace period, so no connection outlives it; an
+/// answer already being written is waited for (its thread does not block on the socket).
+fn wait_response(slot: &Slot, shared: &Shared, keep_alive: bool) -> Delivered {
+    let own = |e: &Error| {
+        let keep = keep_alive && !shared.shutdown.load(Ordering::SeqCst);
+        Delivered::new(refusal(e), keep, None)
+    };
+    let mut shutdown_seen: Option<Instant> = None;
+    let mut a = slot.lock();
+    loop {
+        match std::mem::take(&mut *a) {
+            Answer::Ready(d) => return d,
+            Answer::Dropped => return own(&Error::NoAnswer),
+            other => *a = other,
+        }
+        if shared.shutdown.load(Ordering::SeqCst) {
+            let since = *shutdown_seen.get_or_insert_with(Instant::now);
+            if since.elapsed() >= shared.grace && matches!(*a, Answer::Waiting) {
+                *a = Answer::Abandoned;
+                return own(&Error::Capacity("The broker is shutting down".into()));
+            }
+        }
+        a = slot
+            .ready
+            .wait_timeout(a, Duration::from_millis(250))
+            .unwrap_or_else(|p| p.into_inner())
+            .0;
     }
 }
 
@@ -594,7 +757,7 @@ fn read_body(conn: &mut Conn, head: &Head) -> Result<Vec<u8>, ReadErr> {
 
 fn send_continue(conn: &mut Conn, expect: Option<&str>) -> Result<(), ReadErr> {
     if expect.is_some() && conn.buf.is_empty() {
-        conn.stream
+        (&*conn.stream)
             .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
             .map_err(|_| ReadErr::Closed)?;
     }
@@ -604,7 +767,7 @@ fn send_continue(conn: &mut Conn, expect: Option<&str>) -> Result<(), ReadErr> {
 /// Answer an error and close without losing the answer: closing a socket with unread input
 /// makes the kernel send RST, which can destroy the response before the client reads it. So stop
 /// writing, then read and discard what the client still sends, for at most 1 s or 4 MiB.
-fn reply_and_close(stream: &mut TcpStream, e: &Error) {
+fn reply_and_close(stream: &TcpStream, e: &Error) {
     let resp = refusal(e);
     if write_response(stream, &resp, false).is_err() {
         return;
@@ -623,33 +786,33 @@ fn reply_and_close(stream: &mut TcpStream, e: &Error) {
         if stream.set_read_timeout(Some(left)).is_err() {
             break;
         }
-        match stream.read(&mut sink) {
+        match (&*stream).read(&mut sink) {
             Ok(0) | Err(_) => break,
             Ok(n) => total += n,
         }
     }
 }
 
-fn write_response(stream: &mut TcpStream, resp: &Response, keep_alive: bool) -> io::Result<()> {
-    let mut out = Vec::with_capacity(resp.body.len() + 256);
-    out.extend_from_slice(
-        format!("HTTP/1.1 {} {}\r\n", resp.status, reason(resp.status)).as_bytes(),
-    );
+fn write_response(stream: &TcpStream, resp: &Response, keep_alive: bool) -> io::Result<()> {
+    Delivered::new(resp.clone(), keep_alive, None).write_rest(stream)
+}
+
+/// Status line and headers of an answer, its blank line included.
+fn encode_head(resp: &Response, keep_alive: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    // Writes to a Vec cannot fail.
+    let _ = write!(out, "HTTP/1.1 {} {}\r\n", resp.status, reason(resp.status));
     out.extend_from_slice(b"Server: netdev-broker\r\n");
     for (k, v) in &resp.headers {
-        out.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());
+        let _ = write!(out, "{k}: {v}\r\n");
     }
     if resp.status != 204 && resp.status >= 200 {
-        out.extend_from_slice(format!("Content-Length: {}\r\n", resp.body.len()).as_bytes());
+        let _ = write!(out, "Content-Length: {}\r\n", resp.body.len());
     }
     out.extend_from_slice(if keep_alive {
         b"Connection: keep-alive\r\n\r\n"
     } else {
         b"Connection: close\r\n\r\n"
     });
-    if resp.status != 204 {
-        out.extend_from_slice(&resp.body);
-    }
-    stream.write_all(&out)?;
-    stream.flush()
+    out
 }

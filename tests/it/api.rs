@@ -477,6 +477,50 @@ fn paging_is_off_and_output_is_capped() {
     assert!(out(&b.exec(&id, json!(["show clock"])), "show clock").len() > 3);
 }
 
+/// The session's thread writes an exec's answer to the client's socket itself, but only what the
+/// socket takes at once: a client that does not read its 24 MiB answer holds neither the session
+/// (the next exec runs on the device at once) nor the answer (it arrives whole once read).
+#[test]
+fn a_client_that_does_not_read_its_answer_does_not_hold_the_session() {
+    use std::io::{Read, Write};
+    let dev = device();
+    let b = broker("max_output_bytes: 33554432");
+    let id = b.open(dev.port(), json!({}));
+    let body = json!({"commands": ["show flood 24"], "timeout": 60}).to_string();
+    let mut slow = std::net::TcpStream::connect(b.addr).unwrap();
+    write!(
+        slow,
+        "POST /session/{id}/exec HTTP/1.1\r\nHost: x\r\nX-API-Token: {TOKEN}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    // The flood has run (the device's journal) and the session is free again.
+    assert!(wait_until(Duration::from_secs(30), || {
+        b.status(&id)["busy"] == false && dev.journal().iter().any(|c| c == "show flood 24")
+    }));
+    let t = Instant::now();
+    let r = b.exec(&id, json!(["show clock"]));
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "the next exec waited {:?} on a client that does not read",
+        t.elapsed()
+    );
+    assert_eq!(dev.journal().last().map(String::as_str), Some("show clock"));
+    // The unread answer is still whole.
+    slow.set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut buf = Vec::new();
+    slow.read_to_end(&mut buf).unwrap();
+    let r = parse(&buf);
+    assert_eq!(r.status, 200);
+    let j = r.json();
+    let o = j["outputs"]["show flood 24"].as_str().unwrap();
+    assert!(o.len() > 24_000_000, "{} bytes", o.len());
+    assert_eq!(j["results"][0]["truncated"], false);
+}
+
 #[test]
 fn reaper_closes_idle_sessions_but_not_timeout_zero() {
     let dev = device();
