@@ -93,3 +93,43 @@ fn a_connection_the_device_drops_is_seen_dead_at_once() {
     assert_eq!(b.exec(&id, json!(["show clock"])).status, 410);
     assert_eq!(b.exec(&tid, json!(["show clock"])).status, 410);
 }
+
+#[test]
+fn sessions_opened_together_do_not_keep_their_keepalives_in_step() {
+    // One device per session, so each device's log tells when its own session's keepalive came.
+    let devs: Vec<FakeDevice> = (0..12).map(|_| device()).collect();
+    let b = broker("keepalive_interval: 4");
+    let opened: Vec<Instant> = devs
+        .iter()
+        .map(|d| {
+            b.open(d.port(), json!({}));
+            Instant::now()
+        })
+        .collect();
+    let newlines = |d: &FakeDevice| d.lines_received().iter().filter(|l| l.is_empty()).count();
+    let before: Vec<usize> = devs.iter().map(newlines).collect();
+    let mut first: Vec<Option<Duration>> = vec![None; devs.len()];
+    let until = Instant::now() + Duration::from_secs(8);
+    while first.iter().any(Option::is_none) && Instant::now() < until {
+        for (i, d) in devs.iter().enumerate() {
+            if first[i].is_none() && newlines(d) > before[i] {
+                first[i] = Some(opened[i].elapsed());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let first: Vec<Duration> = first
+        .into_iter()
+        .map(|f| f.expect("a keepalive came"))
+        .collect();
+    // The first keepalive comes in the second half of the interval, never after it.
+    for f in &first {
+        assert!(
+            *f >= Duration::from_millis(1900) && *f <= Duration::from_millis(4600),
+            "{first:?}"
+        );
+    }
+    // Spread over that half (12 draws over 2 s), not all at 4 s after each open.
+    let (lo, hi) = (first.iter().min().unwrap(), first.iter().max().unwrap());
+    assert!(*hi - *lo >= Duration::from_millis(400), "{first:?}");
+}
