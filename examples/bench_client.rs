@@ -3,7 +3,8 @@
 //!   bench_client floor-open HOST PORT USER PASS N         bare libssh2: connect, auth, shell, prompt
 //!   bench_client floor-exec HOST PORT USER PASS N CMD     bare libssh2: one command to the prompt
 //!   bench_client http-open ADDR TOKEN HOST PORT USER PASS N   POST /session (then DELETE, untimed)
-//!   bench_client http-exec ADDR TOKEN SESSION N CMD       POST /session/ID/exec, keep-alive
+//!   bench_client http-exec ADDR TOKEN SESSION N CMD [PAUSE_MS]  POST /session/ID/exec, keep-alive
+//!                                                         (PAUSE_MS between execs, untimed)
 //!   bench_client http-get ADDR TOKEN PATH N                GET PATH, keep-alive
 //!
 //! The floor is the simplest correct libssh2 client: blocking calls, one pty shell, read until
@@ -184,6 +185,7 @@ fn main() {
         }
         "http-exec" => {
             let (addr, token, id, n, cmd) = (arg(1), arg(2), arg(3), num(4), arg(5));
+            let pause = std::time::Duration::from_millis(a.get(6).map_or(0, |_| num(6) as u64));
             let mut c = TcpStream::connect(addr).unwrap_or_else(|e| die(format!("{addr}: {e}")));
             let _ = c.set_nodelay(true);
             let req = request(
@@ -199,6 +201,7 @@ fn main() {
                 if status != 200 {
                     die(format!("exec: {status} {}", String::from_utf8_lossy(&resp)));
                 }
+                std::thread::sleep(pause);
             }
         }
         "http-get" => {
