@@ -218,12 +218,15 @@ def latency(work: Path, args) -> dict:
         client("http-exec", f"127.0.0.1:{api.port}", TOKEN, sid, 30, "show clock")
         client("floor-exec", host, port, name, DEVICE_PASSWORD, 30, "show clock")
         log(f"figure 1: exec, {args.rounds} rounds of {args.exec_n} (floor, broker interleaved)")
-        floor_exec, broker_exec, health = [], [], []
+        floor_exec, broker_exec, health, tcp = [], [], [], []
         for _ in range(args.rounds):
             floor_exec += client("floor-exec", host, port, name, DEVICE_PASSWORD, args.exec_n, "show clock")
             broker_exec += client("http-exec", f"127.0.0.1:{api.port}", TOKEN, sid, args.exec_n, "show clock")
             # The broker's own HTTP round trip through the same client: what HTTP alone costs.
             health += client("http-get", f"127.0.0.1:{api.port}", TOKEN, "/health", args.exec_n)
+            # One loopback TCP round trip between two processes: the least any hop in front of
+            # the device adds, whatever speaks over it.
+            tcp += client("tcp-rtt", args.exec_n)
         if args.versus:
             # The same exec against another build of the broker (an earlier commit), interleaved
             # round by round with this one on the same device: what a change costs per exec.
@@ -248,7 +251,7 @@ def latency(work: Path, args) -> dict:
                                   args.open_n)
         log(f"netmiko: {args.netmiko_exec} send_command, {args.netmiko_open} ConnectHandler")
         nm = netmiko_figures(host, port, name, DEVICE_PASSWORD, args.netmiko_exec, args.netmiko_open)
-        out |= {"floor_exec": summary(floor_exec), "broker_exec": summary(broker_exec), "health": summary(health),
+        out |= {"floor_exec": summary(floor_exec), "broker_exec": summary(broker_exec), "health": summary(health), "tcp_rtt": summary(tcp),
                "netmiko_exec": summary(nm["exec_us"]), "floor_open": summary(floor_open),
                "broker_open": summary(broker_open), "netmiko_open": summary(nm["open_us"]),
                "openssh": sshd_server.openssh_version()}
@@ -475,6 +478,15 @@ def report(res: dict, args) -> str:
             row("1c. GET /health round trip, same client, median (n=%d)" % he["n"], f"{he['median_ms']:.3f} ms",
                 f"bare libssh2 exec {fe['median_ms']:.3f} ms", f"{he['median_ms'] / fe['median_ms']:.2f}x",
                 "(reported)", True)
+            if "tcp_rtt" in lat:
+                tr = lat["tcp_rtt"]
+                row("1c. loopback TCP round trip, 200 B to an echo process, median (n=%d)" % tr["n"],
+                    f"{tr['median_ms']:.3f} ms", f"bare libssh2 exec {fe['median_ms']:.3f} ms",
+                    f"{tr['median_ms'] / fe['median_ms']:.2f}x", "(reported)", True)
+                low = (fe["median_ms"] + tr["median_ms"]) / fe["median_ms"]
+                row("1c. least exec ratio any HTTP front can reach here (floor + one TCP round trip)",
+                    f"{fe['median_ms'] + tr['median_ms']:.3f} ms", f"bare libssh2 {fe['median_ms']:.3f} ms",
+                    f"{low:.2f}x", "(reported)", True)
             sess = be["median_ms"] - he["median_ms"]
             row("1c. exec less the /health round trip (the session's part), median", f"{sess:.3f} ms",
                 f"bare libssh2 {fe['median_ms']:.3f} ms", f"{sess / fe['median_ms']:.2f}x", "(reported)", True)

@@ -6,6 +6,8 @@
 //!   bench_client http-exec ADDR TOKEN SESSION N CMD [PAUSE_MS]  POST /session/ID/exec, keep-alive
 //!                                                         (PAUSE_MS between execs, untimed)
 //!   bench_client http-get ADDR TOKEN PATH N                GET PATH, keep-alive
+//!   bench_client tcp-rtt N                                 200 bytes to an echo process and back
+//!                                                         over loopback (the floor of any hop)
 //!
 //! The floor is the simplest correct libssh2 client: blocking calls, one pty shell, read until
 //! the output ends with the prompt `R1#` (or `R1>`). The HTTP client is a raw keep-alive HTTP/1.1 client
@@ -215,6 +217,63 @@ fn main() {
                 samples.push(t.elapsed().as_micros());
                 if status != 200 {
                     die(format!("GET {path}: {status}"));
+                }
+            }
+        }
+        "tcp-rtt" => {
+            // The echo side is a child process (this binary, mode tcp-echo), as the broker is.
+            let n = num(1);
+            let l =
+                std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| die(format!("{e}")));
+            let port = l.local_addr().map(|a| a.port()).unwrap_or_default();
+            drop(l);
+            let exe = std::env::current_exe().unwrap_or_else(|e| die(format!("{e}")));
+            let mut echo = std::process::Command::new(exe)
+                .args(["tcp-echo", &port.to_string()])
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap_or_else(|e| die(format!("{e}")));
+            // It prints a line once it listens.
+            let mut ready = [0u8; 1];
+            if let Some(o) = echo.stdout.as_mut() {
+                let _ = o.read(&mut ready);
+            }
+            let mut c =
+                TcpStream::connect(("127.0.0.1", port)).unwrap_or_else(|e| die(format!("{e}")));
+            let _ = c.set_nodelay(true);
+            let msg = [b'x'; 200];
+            let mut buf = [0u8; 4096];
+            for _ in 0..n {
+                let t = Instant::now();
+                c.write_all(&msg).unwrap_or_else(|e| die(format!("{e}")));
+                let mut got = 0;
+                while got < msg.len() {
+                    match c.read(&mut buf) {
+                        Ok(0) | Err(_) => die("echo closed".into()),
+                        Ok(k) => got += k,
+                    }
+                }
+                samples.push(t.elapsed().as_micros());
+            }
+            drop(c);
+            let _ = echo.wait();
+        }
+        "tcp-echo" => {
+            let l = std::net::TcpListener::bind(("127.0.0.1", num(1) as u16))
+                .unwrap_or_else(|e| die(format!("{e}")));
+            println!("listening");
+            let _ = std::io::stdout().flush();
+            let (mut c, _) = l.accept().unwrap_or_else(|e| die(format!("{e}")));
+            let _ = c.set_nodelay(true);
+            let mut buf = [0u8; 4096];
+            loop {
+                match c.read(&mut buf) {
+                    Ok(0) | Err(_) => std::process::exit(0),
+                    Ok(k) => {
+                        if c.write_all(&buf[..k]).is_err() {
+                            std::process::exit(0);
+                        }
+                    }
                 }
             }
         }
