@@ -1063,48 +1063,10 @@ pub(crate) fn open_driver(
     })
 }
 
-/// When a session's next CLI keepalive is due after device I/O: at a random point of the last
-/// tenth of the interval (the first one after the open, of its second half). Sessions opened
-/// together (a playbook's batch, a restart) then do not keep their keepalives in step, which
-/// would make the broker and the devices answer them in bursts; none is ever later than the
-/// interval. A small xorshift seeded by the session's random id: no system call per keepalive.
-struct KeepaliveGap {
-    interval: Duration,
-    state: u64,
-}
-
-impl KeepaliveGap {
-    fn new(interval: Duration, id: &str) -> KeepaliveGap {
-        // FNV-1a of the id; never zero (xorshift's fixed point).
-        let seed = id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-        });
-        KeepaliveGap {
-            interval,
-            state: seed | 1,
-        }
-    }
-
-    /// The idle time before the next keepalive; `first` after the open.
-    fn next(&mut self, first: bool) -> Duration {
-        let mut x = self.state;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.state = x;
-        let span = self.interval / if first { 2 } else { 10 };
-        let span_ms = u64::try_from(span.as_millis()).unwrap_or(u64::MAX);
-        self.interval - Duration::from_millis(x % span_ms.saturating_add(1))
-    }
-}
-
 fn serve(reg: &Registry, h: &Arc<SessionHandle>, mut driver: Driver, rx: Receiver<Job>) {
     let _guard = LiveGuard(h);
     let id = &h.info.id;
     let interval = h.info.keepalive_interval;
-    let mut gaps = KeepaliveGap::new(interval, id);
-    // Idle time before the next CLI keepalive (at most `interval`; see KeepaliveGap).
-    let mut gap = gaps.next(true);
     // Device I/O the CLI keepalive counts from: the end of the last exec or keepalive.
     let mut last_io = Instant::now();
     // The last idle check of the connection on the timer (only without the wait below).
@@ -1141,7 +1103,6 @@ fn serve(reg: &Registry, h: &Arc<SessionHandle>, mut driver: Driver, rx: Receive
                 Job::Exec(job) => {
                     let alive = run_exec(reg, h, &mut driver, job);
                     last_io = Instant::now();
-                    gap = gaps.next(false);
                     if !alive {
                         break false;
                     }
@@ -1151,7 +1112,6 @@ fn serve(reg: &Registry, h: &Arc<SessionHandle>, mut driver: Driver, rx: Receive
                         crate::observe::logging::RequestScope::enter(spec.request_id.clone());
                     let alive = guard::arm(reg, h, &mut driver, *spec, reply);
                     last_io = Instant::now();
-                    gap = gaps.next(false);
                     if !alive {
                         break false;
                     }
@@ -1162,7 +1122,7 @@ fn serve(reg: &Registry, h: &Arc<SessionHandle>, mut driver: Driver, rx: Receive
             continue;
         }
         let now = Instant::now();
-        let keepalive_at = (!interval.is_zero()).then(|| last_io + gap);
+        let keepalive_at = (!interval.is_zero()).then(|| last_io + interval);
         let check_at = if polled {
             keepalive_at
         } else {
@@ -1211,7 +1171,7 @@ fn serve(reg: &Registry, h: &Arc<SessionHandle>, mut driver: Driver, rx: Receive
                     continue;
                 }
                 last_check = Instant::now();
-                let cli = !interval.is_zero() && last_io.elapsed() >= gap;
+                let cli = !interval.is_zero() && last_io.elapsed() >= interval;
                 let wait = KEEPALIVE_WAIT.min(reg.settings.command_timeout);
                 match driver.keepalive(cli, wait) {
                     Err(reason) => {
@@ -1225,7 +1185,6 @@ fn serve(reg: &Registry, h: &Arc<SessionHandle>, mut driver: Driver, rx: Receive
                     Ok(k) => {
                         if cli {
                             last_io = Instant::now();
-                            gap = gaps.next(false);
                         }
                         note_keepalive(reg, h, k, wait);
                     }
@@ -1734,40 +1693,5 @@ fn log_cmd(
             truncated,
             by: ctx.by_name(),
         });
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::KeepaliveGap;
-    use std::time::Duration;
-
-    #[test]
-    fn keepalive_gaps_stay_within_the_interval_and_spread() {
-        let i = Duration::from_secs(60);
-        let mut firsts = Vec::new();
-        for n in 0..200 {
-            let mut g = KeepaliveGap::new(i, &format!("{n:032x}"));
-            let f = g.next(true);
-            assert!(f > i / 2 - Duration::from_millis(1) && f <= i, "{f:?}");
-            firsts.push(f);
-            for _ in 0..50 {
-                let n = g.next(false);
-                assert!(n >= i - i / 10 && n <= i, "{n:?}");
-            }
-        }
-        firsts.sort();
-        // 200 sessions: their first keepalives cover most of the 30 s half.
-        assert!(
-            firsts[199] - firsts[0] > Duration::from_secs(25),
-            "{firsts:?}"
-        );
-        // A zero interval stays zero (keepalives off); a 1 s one stays within 0.5..=1 s.
-        assert_eq!(
-            KeepaliveGap::new(Duration::ZERO, "x").next(true),
-            Duration::ZERO
-        );
-        let one = KeepaliveGap::new(Duration::from_secs(1), "y").next(true);
-        assert!(one >= Duration::from_millis(500) && one <= Duration::from_secs(1));
     }
 }
