@@ -2,8 +2,8 @@
 //! hard cap; that thread reads a request and runs the handler (which routes and hands device work
 //! to a session's own thread). The thread that answers writes the answer to the socket itself, as
 //! far as the socket takes it at once; the connection's thread writes the rest. It never waits on
-//! a device, only on the handler's answer. (Until 0.1 a separate worker pool ran the handler: one more thread hop per
-//! request, about 30 us, and half the /health throughput.)
+//! a device, only on the handler's answer. (Until 0.1 a separate worker pool ran the handler: one
+//! more thread hop per request, about 30 us, and half the /health throughput.)
 //!
 //! Every blocking read and write has a deadline; head and body sizes are capped; a panic in the
 //! handler is caught (the dropped [`Responder`] makes the connection answer 500).
