@@ -134,8 +134,10 @@ pub struct Responder {
 
 /// What happens to every answer of a request, whoever sends it (the HTTP thread, a session
 /// thread, a dropped responder): `before` may change it (on the answering thread, before the
-/// answer is written); `after` runs on the connection's thread once the answer is written, so
-/// slow work there, such as an fsync, neither delays the client nor holds a session thread.
+/// answer is written); `after` runs on the connection's thread once the answering thread has
+/// written what the socket took (before the rest of a large answer, so that a client reading
+/// slowly does not hold it back), so slow work there, such as an fsync, neither delays a small
+/// answer nor holds a session thread.
 pub trait Finish: Send {
     fn before(&mut self, r: &mut Response);
     fn after(self: Box<Self>, status: u16);

@@ -19,7 +19,9 @@ struct Shared {
     limits: Limits,
     /// How long in-flight requests may still be answered after shutdown began.
     grace: Duration,
-    shutdown: AtomicBool,
+    /// Shared with every request's [`Wire`] (a responder queued with a session holds no
+    /// reference to the server itself).
+    shutdown: Arc<AtomicBool>,
     active: AtomicUsize,
     /// Open connections per client address (entries at zero are removed).
     per_client: Mutex<HashMap<IpAddr, usize>>,
@@ -51,7 +53,7 @@ impl HttpServer {
         let shared = Arc::new(Shared {
             limits,
             grace: SHUTDOWN_GRACE,
-            shutdown: AtomicBool::new(false),
+            shutdown: Arc::new(AtomicBool::new(false)),
             active: AtomicUsize::new(0),
             per_client: Mutex::new(HashMap::new()),
             next_conn: AtomicU64::new(0),
@@ -487,16 +489,18 @@ fn serve_connection(stream: Arc<TcpStream>, peer: SocketAddr, shared: &Arc<Share
         let wire = Wire {
             stream: conn.stream.clone(),
             keep_alive,
-            shared: shared.clone(),
+            shutdown: shared.shutdown.clone(),
             slot: slot.clone(),
         };
         run_handler(&*shared.handler, req, Responder::new(wire));
-        let d = wait_response(&slot, shared, keep_alive);
-        let ok = d.write_rest(&conn.stream).is_ok();
+        let mut d = wait_response(&slot, shared, keep_alive);
         let (status, keep) = (d.resp.status, d.keep);
-        if let Some(f) = d.finish {
+        // Before the rest is written: a client that reads slowly must not hold back the audit
+        // line of what its request did.
+        if let Some(f) = d.finish.take() {
             f.after(status);
         }
+        let ok = d.write_rest(&conn.stream).is_ok();
         shared.handler.observe(&method, &path, status);
         // The access line names the request id the handler gave the answer, as its own lines do.
         let _scope = crate::observe::logging::RequestScope::enter(
@@ -558,7 +562,7 @@ impl Slot {
 pub(crate) struct Wire {
     stream: Arc<TcpStream>,
     keep_alive: bool,
-    shared: Arc<Shared>,
+    shutdown: Arc<AtomicBool>,
     /// Exactly one of the answering thread and the connection's own thread writes an answer.
     slot: Arc<Slot>,
 }
@@ -588,7 +592,7 @@ impl Wire {
             }
             *a = Answer::Writing;
         }
-        let keep = self.keep_alive && !self.shared.shutdown.load(Ordering::SeqCst);
+        let keep = self.keep_alive && !self.shutdown.load(Ordering::SeqCst);
         let mut d = Delivered::new(resp, keep, finish);
         d.sent = send_now(
             &self.stream,
@@ -633,7 +637,7 @@ impl Delivered {
         let mut parts: &mut [IoSlice] = &mut parts;
         IoSlice::advance_slices(&mut parts, self.sent);
         while !parts.is_empty() {
-            match (&*stream).write_vectored(parts) {
+            match send_parts(stream, parts, libc::MSG_NOSIGNAL) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => IoSlice::advance_slices(&mut parts, n),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -647,19 +651,21 @@ impl Delivered {
 /// One `sendmsg` that does not wait: the bytes the socket took (0 on any error; the
 /// connection's blocking write then meets the same error and closes).
 fn send_now(stream: &TcpStream, parts: &[IoSlice]) -> usize {
+    send_parts(stream, parts, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL).unwrap_or(0)
+}
+
+/// One `sendmsg` of `parts` with `flags` (always with `MSG_NOSIGNAL`: a client that hung up is
+/// an error, never a SIGPIPE); blocking ones end at the socket's write timeout.
+fn send_parts(stream: &TcpStream, parts: &[IoSlice], flags: libc::c_int) -> io::Result<usize> {
     // SAFETY: `IoSlice` is ABI-compatible with `iovec` on Unix; the slices outlive the call and
     // the kernel only reads them; a zeroed msghdr is a valid one with no name and no control.
     let n = unsafe {
         let mut msg: libc::msghdr = std::mem::zeroed();
         msg.msg_iov = parts.as_ptr() as *mut libc::iovec;
         msg.msg_iovlen = parts.len() as _;
-        libc::sendmsg(
-            stream.as_raw_fd(),
-            &msg,
-            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-        )
+        libc::sendmsg(stream.as_raw_fd(), &msg, flags | libc::MSG_NOSIGNAL)
     };
-    usize::try_from(n).unwrap_or(0)
+    usize::try_from(n).map_err(|_| io::Error::last_os_error())
 }
 
 /// Wait for the handler's answer. A dropped responder (a panic, a bug) is a 500. During

@@ -495,9 +495,11 @@ fn a_client_that_does_not_read_its_answer_does_not_hold_the_session() {
         body.len()
     )
     .unwrap();
-    // The flood has run (the device's journal) and the session is free again.
+    // The flood has run (the device's journal) and the session is free again. The journal
+    // first: busy is set before the exec is handed over and cleared after it ran, so busy false
+    // once the journal has the flood means the flood has ended.
     assert!(wait_until(Duration::from_secs(30), || {
-        b.status(&id)["busy"] == false && dev.journal().iter().any(|c| c == "show flood 24")
+        dev.journal().iter().any(|c| c == "show flood 24") && b.status(&id)["busy"] == false
     }));
     let t = Instant::now();
     let r = b.exec(&id, json!(["show clock"]));
