@@ -223,21 +223,21 @@ fn main() {
         "tcp-rtt" => {
             // The echo side is a child process (this binary, mode tcp-echo), as the broker is.
             let n = num(1);
-            let l =
-                std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| die(format!("{e}")));
-            let port = l.local_addr().map(|a| a.port()).unwrap_or_default();
-            drop(l);
             let exe = std::env::current_exe().unwrap_or_else(|e| die(format!("{e}")));
             let mut echo = std::process::Command::new(exe)
-                .args(["tcp-echo", &port.to_string()])
+                .arg("tcp-echo")
                 .stdout(std::process::Stdio::piped())
                 .spawn()
                 .unwrap_or_else(|e| die(format!("{e}")));
-            // It prints a line once it listens.
-            let mut ready = [0u8; 1];
-            if let Some(o) = echo.stdout.as_mut() {
-                let _ = o.read(&mut ready);
+            // It prints the port it listens on.
+            let mut line = String::new();
+            if let Some(o) = echo.stdout.take() {
+                let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(o), &mut line);
             }
+            let port: u16 = line
+                .trim()
+                .parse()
+                .unwrap_or_else(|_| die(format!("tcp-echo said {line:?}")));
             let mut c =
                 TcpStream::connect(("127.0.0.1", port)).unwrap_or_else(|e| die(format!("{e}")));
             let _ = c.set_nodelay(true);
@@ -259,9 +259,9 @@ fn main() {
             let _ = echo.wait();
         }
         "tcp-echo" => {
-            let l = std::net::TcpListener::bind(("127.0.0.1", num(1) as u16))
-                .unwrap_or_else(|e| die(format!("{e}")));
-            println!("listening");
+            let l =
+                std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| die(format!("{e}")));
+            println!("{}", l.local_addr().map(|a| a.port()).unwrap_or_default());
             let _ = std::io::stdout().flush();
             let (mut c, _) = l.accept().unwrap_or_else(|e| die(format!("{e}")));
             let _ = c.set_nodelay(true);

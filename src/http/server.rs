@@ -637,7 +637,7 @@ impl Delivered {
         let mut parts: &mut [IoSlice] = &mut parts;
         IoSlice::advance_slices(&mut parts, self.sent);
         while !parts.is_empty() {
-            match send_parts(stream, parts, libc::MSG_NOSIGNAL) {
+            match send_parts(stream, parts, 0) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => IoSlice::advance_slices(&mut parts, n),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -651,7 +651,7 @@ impl Delivered {
 /// One `sendmsg` that does not wait: the bytes the socket took (0 on any error; the
 /// connection's blocking write then meets the same error and closes).
 fn send_now(stream: &TcpStream, parts: &[IoSlice]) -> usize {
-    send_parts(stream, parts, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL).unwrap_or(0)
+    send_parts(stream, parts, libc::MSG_DONTWAIT).unwrap_or(0)
 }
 
 /// One `sendmsg` of `parts` with `flags` (always with `MSG_NOSIGNAL`: a client that hung up is

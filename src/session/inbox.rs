@@ -102,10 +102,15 @@ impl Wake {
             // Not serving yet (it looks at its inbox before it first waits) or any more.
             return;
         }
+        // The process id once: glibc makes getpid a system call each time, and this runs on
+        // every exec.
+        static PID: std::sync::OnceLock<libc::pid_t> = std::sync::OnceLock::new();
+        // SAFETY: getpid has no preconditions.
+        let pid = *PID.get_or_init(|| unsafe { libc::getpid() });
         // SAFETY: tgkill sends to a thread of this process only (the thread group is ours); a
         // thread that has just ended gives ESRCH, which is ignored.
         unsafe {
-            libc::syscall(libc::SYS_tgkill, libc::getpid(), tid, WAKE);
+            libc::syscall(libc::SYS_tgkill, pid, tid, WAKE);
         }
     }
 }
@@ -134,28 +139,21 @@ pub(super) enum Woke {
 }
 
 /// Block until a send wakes this (attached) thread, `device` (if given) is readable or in
-/// error, or `timeout` passes (None: no timeout).
-pub(super) fn wait(on: &Attached, device: Option<RawFd>, timeout: Option<Duration>) -> Woke {
+/// error, or `timeout` passes (the caller's wait is always finite: its guard looks at least
+/// hourly).
+pub(super) fn wait(on: &Attached, device: Option<RawFd>, timeout: Duration) -> Woke {
     let mut fd = libc::pollfd {
         fd: device.unwrap_or(-1),
         events: libc::POLLIN,
         revents: 0,
     };
-    let ts = timeout.map(|t| libc::timespec {
-        tv_sec: t.as_secs().min(i32::MAX as u64) as libc::time_t,
-        tv_nsec: t.subsec_nanos() as libc::c_long,
-    });
-    // SAFETY: one pollfd (fd -1 is ignored by the kernel), a timespec on the stack or null, and
-    // the attached thread's mask without the wake-up signal, which ppoll installs for the wait
-    // only.
-    let rc = unsafe {
-        libc::ppoll(
-            &mut fd,
-            1,
-            ts.as_ref().map_or(std::ptr::null(), |t| t as *const _),
-            &on.wait_mask,
-        )
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs().min(i32::MAX as u64) as libc::time_t,
+        tv_nsec: timeout.subsec_nanos() as libc::c_long,
     };
+    // SAFETY: one pollfd (fd -1 is ignored by the kernel), a timespec on the stack, and the
+    // attached thread's mask without the wake-up signal, which ppoll installs for the wait only.
+    let rc = unsafe { libc::ppoll(&mut fd, 1, &ts, &on.wait_mask) };
     if rc < 0 {
         // EINTR: the wake-up (or another signal); anything else: look again.
         return Woke::Inbox;

@@ -1130,20 +1130,16 @@ fn serve(reg: &Registry, h: &Arc<SessionHandle>, mut driver: Driver, rx: Receive
         };
         // The guard's next look is always a finite wait (an hour when there is no guard).
         let look = guard::next_look(h);
-        let mut timeout =
-            Some(check_at.map_or(look, |t| t.saturating_duration_since(now).min(look)));
+        let mut timeout = check_at.map_or(look, |t| t.saturating_duration_since(now).min(look));
         let woke = if polled {
-            let quiet = device_quiet_until.is_some_and(|t| now < t);
-            if quiet {
-                let left = device_quiet_until.map(|t| t - now);
-                timeout = match (timeout, left) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                };
+            // Until then the device is left out of the wait, and the wait ends no later.
+            let quiet = device_quiet_until.filter(|t| now < *t);
+            if let Some(t) = quiet {
+                timeout = timeout.min(t - now);
             }
-            inbox::wait(&attached, device_fd.filter(|_| !quiet), timeout)
+            inbox::wait(&attached, device_fd.filter(|_| quiet.is_none()), timeout)
         } else {
-            match rx.recv_timeout(timeout.unwrap_or(IDLE_TICK)) {
+            match rx.recv_timeout(timeout) {
                 Ok(job) => {
                     pending = Some(job);
                     continue;
